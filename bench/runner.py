@@ -1,0 +1,62 @@
+"""Benchmark runner: each benchmark times its subject and a baseline on the same data, in this
+process, and reports a ratio. Figures are medians of several runs; nothing here asserts speed."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the table: a subject's rate next to its baseline's."""
+
+    name: str
+    items: int
+    unit: str
+    seconds: float
+    baseline_name: str
+    baseline_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_seconds / self.seconds
+
+
+def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Median wall time of `repeat` calls of `fn` (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def print_table(rows: Iterable[Row]) -> None:
+    header = f"{'benchmark':44} {'rate':>16} {'baseline':36} {'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        rate = f"{row.rate / 1e6:,.2f}M {row.unit}/s"
+        base = f"{row.baseline_name} {row.items / row.baseline_seconds / 1e6:,.2f}M/s"
+        print(f"{row.name:44} {rate:>16} {base:36} {row.ratio:>7.1f}x")
+
+
+def main() -> int:
+    from bench import bench_buckets
+
+    rows: list[Row] = []
+    for module in (bench_buckets,):
+        rows.extend(module.run())
+    print_table(rows)
+    sys.stdout.flush()
+    return 0

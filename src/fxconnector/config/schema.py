@@ -1,0 +1,122 @@
+"""The config file's schema (DESIGN §13): one frozen, typed object; unknown keys are errors.
+
+Rules: every section and key is declared here with its default; numbers are constrained; nothing
+secret lives here (secrets come from `config.secrets`). Defaults are the demo's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from fxconnector.core.model.bar import SYMBOL_PATTERN
+from fxconnector.core.time_geom import Timeframe
+
+Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN)]
+PositiveMs = Annotated[int, msgspec.Meta(ge=1, le=3_600_000)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class CalendarConfig(_Section, frozen=True):
+    profile: str = "fx_ny"
+    #: Extra profiles file; empty uses the built-in `config/calendar_overrides.json`.
+    overrides_path: str = ""
+
+
+class BarsConfig(_Section, frozen=True):
+    timeframes: tuple[Timeframe, ...] = (
+        Timeframe.M1,
+        Timeframe.M5,
+        Timeframe.M15,
+        Timeframe.M30,
+        Timeframe.H1,
+        Timeframe.H4,
+        Timeframe.D1,
+    )
+    price: Literal["bid", "ask", "mid"] = "bid"
+    open_mode: Literal["first_tick", "previous_close"] = "first_tick"
+    volume: Literal["ticks", "size"] = "ticks"
+
+
+class StoreConfig(_Section, frozen=True):
+    kind: Literal["jsonl", "sqlite"] = "jsonl"
+    path: str = "var/ssot"
+    fsync_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
+
+
+class SurfaceConfig(_Section, frozen=True):
+    redis_url: str = ""
+    namespace: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")] = "fxconnector"
+    events_maxlen: Annotated[int, msgspec.Meta(ge=1_000, le=100_000_000)] = 100_000
+    preview_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 250
+    snapshot_bars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+
+
+class HttpConfig(_Section, frozen=True):
+    bind: Annotated[str, msgspec.Meta(pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")] = (
+        "127.0.0.1:8088"
+    )
+
+
+class TicksConfig(_Section, frozen=True):
+    """Tick validation rails (DESIGN §5.2)."""
+
+    max_spread_inversion: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    max_future_ms: PositiveMs = 5_000
+    epoch_rail_ms: Annotated[int, msgspec.Meta(ge=0)] = 946_684_800_000  # 2000-01-01
+
+
+class SimBrokerConfig(_Section, frozen=True):
+    seed: int = 42
+    ticks_per_minute: Annotated[int, msgspec.Meta(ge=1, le=6_000)] = 60
+
+
+class ReplayBrokerConfig(_Section, frozen=True):
+    path: str = ""
+    format: Literal["auto", "dukascopy", "csv", "truefx", "histdata"] = "auto"
+    speed: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0 = as fast as possible
+
+
+class FxcmBrokerConfig(_Section, frozen=True):
+    python: str = "python3.7"
+    connection: Literal["Demo", "Real"] = "Demo"
+    url: str = "http://www.fxcorporate.com/Hosts.jsp"
+
+
+class OandaBrokerConfig(_Section, frozen=True):
+    rest_url: str = "https://api-fxpractice.oanda.com"
+    stream_url: str = "https://stream-fxpractice.oanda.com"
+    account_id: str = ""
+    price: Literal["B", "A", "M"] = "B"
+
+
+class BrokerConfig(_Section, frozen=True):
+    kind: Literal["sim", "replay", "fxcm", "oanda"] = "sim"
+    symbols: Annotated[tuple[Symbol, ...], msgspec.Meta(min_length=1, max_length=256)] = (
+        "EURUSD",
+        "GBPUSD",
+        "USDJPY",
+    )
+    history_safety_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] = 2_000
+    sim: SimBrokerConfig = SimBrokerConfig()
+    replay: ReplayBrokerConfig = ReplayBrokerConfig()
+    fxcm: FxcmBrokerConfig = FxcmBrokerConfig()
+    oanda: OandaBrokerConfig = OandaBrokerConfig()
+
+
+class Config(_Section, frozen=True):
+    """The whole configuration."""
+
+    workdir: str = "var"
+    secrets_file: str = ""
+    calendar: CalendarConfig = CalendarConfig()
+    bars: BarsConfig = BarsConfig()
+    ticks: TicksConfig = TicksConfig()
+    store: StoreConfig = StoreConfig()
+    surface: SurfaceConfig = SurfaceConfig()
+    http: HttpConfig = HttpConfig()
+    broker: BrokerConfig = BrokerConfig()

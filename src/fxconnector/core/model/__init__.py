@@ -1,0 +1,1 @@
+"""Typed, frozen models of every public payload; `contracts/public/*.json` is their SSOT."""

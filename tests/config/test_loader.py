@@ -1,0 +1,118 @@
+"""The config file: profiles, overrides, unknown keys by name, no secrets in the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from fxconnector.config.loader import load_config
+from fxconnector.config.schema import Config
+from fxconnector.core.errors import ConfigError
+from fxconnector.core.time_geom import Timeframe
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fxconnector.toml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_profile_is_the_default() -> None:
+    config = load_config()
+    assert config.calendar.profile == "always_open"
+    assert config.broker.kind == "sim"
+    assert config.broker.symbols == ("EURUSD", "GBPUSD", "USDJPY")
+    assert config.bars.timeframes[0] is Timeframe.M1
+    assert config.http.bind == "127.0.0.1:8088"
+
+
+def test_fx_profile_uses_the_new_york_calendar() -> None:
+    config = load_config(profile="fx")
+    assert config.calendar.profile == "fx_ny"
+    assert config.broker.kind == "fxcm"
+
+
+def test_file_then_overrides_win(tmp_path: Path) -> None:
+    path = write(tmp_path, '[bars]\nprice = "mid"\n[http]\nbind = "127.0.0.1:9000"\n')
+    config = load_config(path, overrides={"http.bind": "127.0.0.1:9100"})
+    assert config.bars.price == "mid"
+    assert config.http.bind == "127.0.0.1:9100"
+    assert config.calendar.profile == "always_open"  # untouched keys keep the profile's value
+
+
+def test_config_is_frozen() -> None:
+    config = load_config()
+    with pytest.raises(AttributeError):
+        config.workdir = "elsewhere"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bogus = 1\n", "unknown key 'bogus'"),
+        ("[bars]\ncolour = 'red'\n", "unknown key 'bars.colour'"),
+        ("[broker.oanda]\ntoken = 'abc'\n", "unknown key 'broker.oanda.token'"),
+        ("[bars]\ntimeframes = ['2m']\n", "bars.timeframes"),
+        ("[bars]\ntimeframes = ['5m']\n", "must include 1m"),
+        ("[bars]\ntimeframes = ['1m', '1m']\n", "twice"),
+        ("[broker]\nsymbols = ['EURUSD', 'EURUSD']\n", "twice"),
+        ("[broker]\nsymbols = ['eurusd']\n", "broker.symbols"),
+        ("[surface]\nevents_maxlen = 10\n", "surface.events_maxlen"),
+        ("[surface]\nredis_url = 'redis://:hunter2@localhost:6379/0'\n", "secrets file"),
+        ("[surface]\nredis_url = 'http://localhost'\n", "redis://"),
+        ("[http]\nbind = 'localhost'\n", "http.bind"),
+        ("[bars\n", "not valid TOML"),
+    ],
+)
+def test_bad_files_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        load_config(write(tmp_path, text))
+
+
+def test_password_never_echoed_in_the_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "[surface]\nredis_url = 'redis://user:hunter2@localhost:6379/0'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "hunter2" not in str(info.value)
+
+
+def test_missing_file_and_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="unknown config profile 'prod'"):
+        load_config(profile="prod")
+
+
+def test_canonical_design_example_loads(tmp_path: Path) -> None:
+    text = """
+[calendar]
+profile = "fx_ny"
+[bars]
+timeframes = ["1m", "5m", "15m", "30m", "1h", "4h", "1d"]
+price = "bid"
+open_mode = "first_tick"
+volume = "ticks"
+[store]
+kind = "jsonl"
+path = "var/ssot"
+[surface]
+redis_url = ""
+namespace = "fxconnector"
+events_maxlen = 100000
+preview_interval_ms = 250
+[http]
+bind = "127.0.0.1:8088"
+[broker]
+kind = "sim"
+symbols = ["EURUSD", "GBPUSD", "USDJPY"]
+[broker.oanda]
+rest_url = "https://api-fxpractice.oanda.com"
+stream_url = "https://stream-fxpractice.oanda.com"
+account_id = ""
+price = "B"
+"""
+    config = load_config(write(tmp_path, text))
+    assert isinstance(config, Config)
+    assert msgspec.structs.asdict(config.broker.oanda)["price"] == "B"

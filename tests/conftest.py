@@ -1,0 +1,56 @@
+"""Shared fixtures: calendars loaded once, the real data folder, a fixed 'now'."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from fxconnector.config.calendars import load_calendar
+from fxconnector.core.calendar import CalendarProfile
+from fxconnector.core.time_geom import to_ms
+
+REPO = Path(__file__).resolve().parents[1]
+#: Loader checks run from a fixed moment so tests do not depend on today's date.
+NOW_MS = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+_CALENDARS: dict[str, CalendarProfile] = {}
+
+
+def calendar_profile(name: str) -> CalendarProfile:
+    """A built-in calendar profile, loaded once per test session."""
+    if name not in _CALENDARS:
+        _CALENDARS[name] = load_calendar(name, now_ms=NOW_MS)
+    return _CALENDARS[name]
+
+
+@pytest.fixture(scope="session")
+def fx_ny() -> CalendarProfile:
+    return calendar_profile("fx_ny")
+
+
+@pytest.fixture(scope="session")
+def utc_00() -> CalendarProfile:
+    return calendar_profile("utc_00")
+
+
+@pytest.fixture(scope="session")
+def always_open() -> CalendarProfile:
+    return calendar_profile("always_open")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real FX data folder (../shared/data), or a skip that says why."""
+    path = Path(os.environ.get("FXCONNECTOR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "README.md").is_file():
+        pytest.skip(f"real data folder not found at {path} (set FXCONNECTOR_SHARED_DATA)")
+    return path
