@@ -59,3 +59,32 @@ class OhlcvEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def key(self) -> tuple[str, Timeframe, int]:
         """The upsert key."""
         return (self.symbol, self.tf, self.open_ms)
+
+
+class StoredFinal(OhlcvEvent, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A final bar as the SSOT stores it: the public event plus why a revision was made.
+
+    `reason` is empty (and omitted from the line) for the first final of a key; a revision
+    (`rev > 0`) carries its reason, e.g. `broker correction` or `repair`.
+    """
+
+    reason: str = ""
+
+    def event(self) -> OhlcvEvent:
+        """The public event, without the storage-only field."""
+        return OhlcvEvent(
+            symbol=self.symbol,
+            tf=self.tf,
+            open_ms=self.open_ms,
+            close_ms=self.close_ms,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume,
+            tick_count=self.tick_count,
+            complete=self.complete,
+            source=self.source,
+            event_ts=self.event_ts,
+            rev=self.rev,
+        )

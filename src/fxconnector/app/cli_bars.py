@@ -1,0 +1,201 @@
+"""`fxconnector replay` and `fxconnector bars`: recorded ticks into the SSOT, and bars out of it.
+
+Rules: bad input (path, format, symbol, time, timeframe) is a ConfigError, which `main` turns
+into one line on stderr and exit code 2. The replay prints a progress bar on a terminal and one
+`key=value` summary line on stdout; `bars` prints canonical `ohlcv_event_v1` JSON lines (or CSV)
+ordered by open_ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+from fxconnector.app import logs
+from fxconnector.app.progress import ProgressBar
+from fxconnector.app.timeparse import parse_time_ms
+from fxconnector.config.calendars import load_calendar, profile_names
+from fxconnector.config.schema import BarsConfig, StoreConfig
+from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
+from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.errors import ConfigError, ContractViolation
+from fxconnector.core.model.bar import SYMBOL_PATTERN
+from fxconnector.core.time_geom import Timeframe, iso_utc, parse_timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.ingest.broker.replay.readers import Format, read_ticks
+from fxconnector.runtime.ingest.replay import ReplaySummary, run_replay
+from fxconnector.runtime.store.factory import StoreKind, open_store
+
+log = logging.getLogger("fxconnector.replay")
+FORMATS = ("auto", "dukascopy", "csv", "truefx", "histdata")
+
+
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """Register `replay` and `bars`."""
+    replay = commands.add_parser(
+        "replay",
+        help="run the whole pipeline over recorded ticks into the store",
+        description="Replay recorded ticks (Dukascopy .bi5 tree, CSV, TrueFX, HistData) through "
+        "validation, previews, close detection, the SSOT and derived timeframes.",
+    )
+    replay.add_argument("path", type=Path, help="a tick file or a Dukascopy folder")
+    replay.add_argument("--symbol", required=True, help="symbol, e.g. EURUSD")
+    replay.add_argument("--format", default="auto", choices=FORMATS)
+    replay.add_argument("--from", dest="from_", default=None, help="start (ISO-8601 or epoch ms)")
+    replay.add_argument("--to", default=None, help="end, exclusive (ISO-8601 or epoch ms)")
+    replay.add_argument("--speed", default="max", help="max, or a factor of recorded time")
+    replay.add_argument("--price", default="bid", choices=[p.value for p in PriceSide])
+    replay.add_argument("--open-mode", default="first_tick", choices=[m.value for m in OpenMode])
+    replay.add_argument("--volume", default="ticks", choices=[v.value for v in VolumeMode])
+    replay.add_argument("--timeframes", default=None, help="comma list (default: all configured)")
+    _store_and_calendar(replay)
+    replay.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
+    replay.set_defaults(handler=cmd_replay)
+
+    bars = commands.add_parser(
+        "bars",
+        help="print final bars from the store",
+        description="Print final bars (latest revision of each) ordered by open_ms.",
+    )
+    bars.add_argument("--symbol", required=True)
+    bars.add_argument("--tf", required=True, help="timeframe")
+    bars.add_argument("--from", dest="from_", default=None, help="first open (ISO or epoch ms)")
+    bars.add_argument("--to", default=None, help="end, exclusive (ISO or epoch ms)")
+    bars.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
+    bars.add_argument("--store", type=Path, default=Path(StoreConfig().path))
+    bars.add_argument("--store-kind", default="jsonl", choices=["jsonl", "sqlite"])
+    bars.set_defaults(handler=cmd_bars)
+
+
+def _store_and_calendar(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calendar", default="fx_ny", help="calendar profile (default fx_ny)")
+    parser.add_argument("--store", type=Path, default=Path(StoreConfig().path))
+    parser.add_argument("--store-kind", default="jsonl", choices=["jsonl", "sqlite"])
+
+
+def _symbol(text: str) -> str:
+    if not re.fullmatch(SYMBOL_PATTERN, text):
+        raise ConfigError(f"--symbol: {text!r} is not a symbol like EURUSD")
+    return text
+
+
+def _timeframes(text: str | None) -> tuple[Timeframe, ...]:
+    if text is None:
+        return BarsConfig().timeframes
+    try:
+        found = tuple(parse_timeframe(part.strip()) for part in text.split(",") if part.strip())
+    except ContractViolation as exc:
+        raise ConfigError(f"--timeframes: {exc}") from None
+    if Timeframe.M1 not in found:
+        raise ConfigError("--timeframes must include 1m (every final derives from it)")
+    return tuple(sorted(set(found), key=lambda tf: tf.ms))
+
+
+def _speed(text: str) -> float:
+    if text == "max":
+        return 0.0
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ConfigError(f"--speed: {text!r} is neither max nor a number") from None
+    if not speed > 0:
+        raise ConfigError("--speed must be greater than 0")
+    return speed
+
+
+def _calendar(name: str, symbol: str) -> TradingCalendar:
+    if name not in profile_names():
+        known = ", ".join(profile_names())
+        raise ConfigError(f"--calendar: unknown profile {name!r} (known: {known})")
+    return load_calendar(name, now_ms=time.time_ns() // 1_000_000).for_symbol(symbol)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level)
+    symbol = _symbol(args.symbol)
+    from_ms = parse_time_ms(args.from_, flag="--from") if args.from_ else None
+    to_ms = parse_time_ms(args.to, flag="--to") if args.to else None
+    if from_ms is not None and to_ms is not None and to_ms <= from_ms:
+        raise ConfigError("--to must be after --from")
+    speed = _speed(args.speed)
+    timeframes = _timeframes(args.timeframes)
+    calendar = _calendar(args.calendar, symbol)
+    spec = BarSpec(PriceSide(args.price), OpenMode(args.open_mode), VolumeMode(args.volume))
+    batch = read_ticks(args.path, symbol, cast(Format, args.format), from_ms, to_ms)
+    store = open_store(cast(StoreKind, args.store_kind), args.store)
+    report = store.open()
+    for torn in report.torn_tails:
+        logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
+    bar = ProgressBar(f"replay {symbol}")
+    try:
+        summary = asyncio.run(
+            run_replay(
+                batch,
+                calendar=calendar,
+                timeframes=timeframes,
+                spec=spec,
+                store=store,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                speed=speed,
+                progress=bar.update,
+                ack=lambda through: logs.emit(
+                    log, logging.INFO, "ssot.durable", symbol=symbol, through_ms=through
+                ),
+            )
+        )
+    finally:
+        bar.finish()
+        store.close()
+    sys.stdout.write(_summary_line(symbol, summary) + "\n")
+    return 0
+
+
+def _summary_line(symbol: str, summary: ReplaySummary) -> str:
+    def pairs(counts: dict[str, int], order: list[str] | None = None) -> str:
+        keys = order or sorted(counts)
+        return ",".join(f"{k}:{counts[k]}" for k in keys if k in counts) or "none"
+
+    tf_order = [tf.value for tf in Timeframe]
+    return (
+        f"replay symbol={symbol} from={iso_utc(summary.from_ms)} to={iso_utc(summary.to_ms)} "
+        f"ticks={summary.ticks_total} applied={summary.ticks_applied} "
+        f"rejected={pairs(summary.rejected)} late={summary.late_ticks} "
+        f"finals={pairs(summary.finals, tf_order)} revisions={pairs(summary.revisions, tf_order)} "
+        f"errors={len(summary.errors)} wall_s={summary.wall_s:.2f}"
+    )
+
+
+def cmd_bars(args: argparse.Namespace) -> int:
+    symbol = _symbol(args.symbol)
+    try:
+        tf = parse_timeframe(args.tf)
+    except ContractViolation as exc:
+        raise ConfigError(f"--tf: {exc}") from None
+    from_ms = parse_time_ms(args.from_, flag="--from") if args.from_ else None
+    to_ms = parse_time_ms(args.to, flag="--to") if args.to else None
+    if not args.store.is_dir():
+        raise ConfigError(f"--store: {args.store} is not a store folder")
+    store = open_store(cast(StoreKind, args.store_kind), args.store)
+    store.open()
+    out = sys.stdout
+    try:
+        if args.format == "csv":
+            out.write("open_ms,close_ms,open,high,low,close,volume,tick_count,source,rev\n")
+        for bar in store.bars(symbol, tf, from_ms, to_ms):
+            if args.format == "csv":
+                out.write(
+                    f"{bar.open_ms},{bar.close_ms},{bar.open!r},{bar.high!r},{bar.low!r},"
+                    f"{bar.close!r},{bar.volume!r},{bar.tick_count},{bar.source.value},{bar.rev}\n"
+                )
+            else:
+                out.write(encode(bar.event()).decode() + "\n")
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,39 @@
+"""Derived finals: higher timeframes from final 1m bars only (DESIGN §5.6).
+
+Rules: a bucket of a higher timeframe is derived once its end has passed and every open minute
+in it is final or quiet (no minute missing); it is built from final 1m bars with the same
+composition rule as previews (`vector.compose`), stamped `complete=true`, `source=derived`,
+`event_ts=close_ms`. A bucket with no final 1m bar at all (all quiet) gets no bar: nothing is
+invented. Never reads previews.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fxconnector.core.buckets import HasDayGrid
+from fxconnector.core.builders.vector import BarColumns, compose
+from fxconnector.core.errors import ContractViolation
+from fxconnector.core.model.bar import FINAL_SOURCES, OhlcvEvent, Source
+from fxconnector.core.time_geom import Timeframe
+
+
+def derive(
+    finals_1m: Sequence[OhlcvEvent], tf: Timeframe, calendar: HasDayGrid
+) -> list[OhlcvEvent]:
+    """Derived finals of `tf` from final 1m bars of one symbol (ascending by open_ms).
+
+    The caller decides which buckets are complete; every bucket touched by the input is built.
+    """
+    if not finals_1m:
+        return []
+    symbol = finals_1m[0].symbol
+    previous = -1
+    for bar in finals_1m:
+        if bar.tf is not Timeframe.M1 or not bar.complete or bar.source not in FINAL_SOURCES:
+            raise ContractViolation(f"derive takes final 1m bars only, got {bar.tf} {bar.source}")
+        if bar.symbol != symbol or bar.open_ms <= previous:
+            raise ContractViolation("derive takes one symbol's 1m finals in ascending order")
+        previous = bar.open_ms
+    columns = compose(BarColumns.from_events(list(finals_1m)), tf, calendar)
+    return columns.events(symbol, tf, complete=True, source=Source.DERIVED)

@@ -1,0 +1,229 @@
+"""The vectorised builder: numpy columns of ticks in, bars out, for replay and backfill.
+
+Rules: same bars as the live builder on the same ticks (see `spec.py`), bit for bit:
+- the late-tick rail drops a tick whose minute is older than the newest minute seen before it
+  (arrival order), so accepted minutes never go backwards;
+- within a minute, OHLC follows tick time with a stable sort (ties keep arrival order);
+- 1m size volumes are summed in arrival order and higher timeframes are composed from 1m bars
+  in minute order (`np.bincount` adds sequentially), the order the live builder adds them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fxconnector.core.buckets import HasDayGrid, bucket_open_array
+from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
+from fxconnector.core.model.bar import OhlcvEvent, Source
+from fxconnector.core.model.tick import TickBatch
+from fxconnector.core.time_geom import MINUTE_MS, I64Array, Timeframe
+
+F64Array = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class BarColumns:
+    """Bars of one symbol and timeframe as columns, ascending by open_ms.
+
+    `volume` is int64 (tick counts) in `ticks` mode and float64 in `size` mode; `last_ts` is the
+    time of each bar's latest tick (a preview's event_ts).
+    """
+
+    open_ms: I64Array
+    open: F64Array
+    high: F64Array
+    low: F64Array
+    close: F64Array
+    volume: npt.NDArray[np.int64] | F64Array
+    tick_count: I64Array
+    last_ts: I64Array
+
+    def __len__(self) -> int:
+        return int(self.open_ms.size)
+
+    def events(
+        self, symbol: str, tf: Timeframe, *, complete: bool, source: Source
+    ) -> list[OhlcvEvent]:
+        """The bars as events (final: event_ts = close_ms; preview: event_ts = last tick)."""
+        size = tf.ms
+        stamps = (self.open_ms + (size - 1)) if complete else self.last_ts
+        return [
+            OhlcvEvent(symbol, tf, o_ms, o_ms + size - 1, o, h, lo, c, v, n, complete, source, e, 0)
+            for o_ms, o, h, lo, c, v, n, e in zip(
+                self.open_ms.tolist(),
+                self.open.tolist(),
+                self.high.tolist(),
+                self.low.tolist(),
+                self.close.tolist(),
+                self.volume.tolist(),
+                self.tick_count.tolist(),
+                stamps.tolist(),
+                strict=True,
+            )
+        ]
+
+    @staticmethod
+    def from_events(events: list[OhlcvEvent]) -> BarColumns:
+        """Columns of events of one symbol and timeframe (ascending open_ms expected)."""
+        as_int = all(isinstance(e.volume, int) for e in events)
+        return BarColumns(
+            open_ms=np.fromiter((e.open_ms for e in events), np.int64, len(events)),
+            open=np.fromiter((e.open for e in events), np.float64, len(events)),
+            high=np.fromiter((e.high for e in events), np.float64, len(events)),
+            low=np.fromiter((e.low for e in events), np.float64, len(events)),
+            close=np.fromiter((e.close for e in events), np.float64, len(events)),
+            volume=(
+                np.fromiter((int(e.volume) for e in events), np.int64, len(events))
+                if as_int
+                else np.fromiter((e.volume for e in events), np.float64, len(events))
+            ),
+            tick_count=np.fromiter((e.tick_count for e in events), np.int64, len(events)),
+            last_ts=np.fromiter((e.event_ts for e in events), np.int64, len(events)),
+        )
+
+
+def side_prices(batch: TickBatch, side: PriceSide) -> F64Array:
+    """The price column a BarSpec builds from."""
+    if side is PriceSide.BID:
+        return batch.bid
+    if side is PriceSide.ASK:
+        return batch.ask
+    return (batch.bid + batch.ask) / 2.0
+
+
+def side_sizes(batch: TickBatch, side: PriceSide) -> F64Array:
+    """The size column a BarSpec sums in `size` mode (zeros when the source has none)."""
+    if batch.bid_volume is None or batch.ask_volume is None:
+        return np.zeros(len(batch), dtype=np.float64)
+    if side is PriceSide.BID:
+        return batch.bid_volume
+    if side is PriceSide.ASK:
+        return batch.ask_volume
+    return (batch.bid_volume + batch.ask_volume) / 2.0
+
+
+def accepted_by_rail(ts_ms: I64Array, floor_minute_ms: int | None = None) -> BoolArray:
+    """True for ticks the late-tick rail keeps: minute >= every earlier tick's minute.
+
+    `floor_minute_ms` is the current minute of a builder that already saw earlier ticks.
+    """
+    minutes = ts_ms - ts_ms % MINUTE_MS
+    if minutes.size == 0:
+        return np.zeros(0, dtype=np.bool_)
+    running = np.maximum.accumulate(minutes)
+    if floor_minute_ms is not None:
+        running = np.maximum(running, floor_minute_ms)
+    return minutes >= running
+
+
+def ticks_to_1m(
+    ts_ms: I64Array, prices: F64Array, sizes: F64Array | None, open_mode: OpenMode
+) -> BarColumns:
+    """1m bars of ticks already through the rail (minutes non-decreasing in arrival order).
+
+    `sizes` None means `ticks` volume mode.
+    """
+    count = int(ts_ms.size)
+    if count == 0:
+        return _empty(sizes is None)
+    minutes = ts_ms - ts_ms % MINUTE_MS
+    starts = np.flatnonzero(np.concatenate(([True], minutes[1:] != minutes[:-1])))
+    group = np.cumsum(np.concatenate(([0], (minutes[1:] != minutes[:-1]).astype(np.int64))))
+    order = np.argsort(ts_ms, kind="stable")
+    sorted_prices = prices[order]
+    ends = np.concatenate((starts[1:], [count])) - 1
+    tick_count = np.diff(np.concatenate((starts, [count]))).astype(np.int64)
+    opens = sorted_prices[starts].copy()
+    closes = sorted_prices[ends]
+    highs = np.maximum.reduceat(sorted_prices, starts)
+    lows = np.minimum.reduceat(sorted_prices, starts)
+    volume: npt.NDArray[np.int64] | F64Array
+    if sizes is None:
+        volume = tick_count
+    else:
+        volume = np.bincount(group, weights=sizes, minlength=starts.size)
+    bars = BarColumns(
+        open_ms=minutes[starts],
+        open=opens,
+        high=highs,
+        low=lows,
+        close=closes,
+        volume=volume,
+        tick_count=tick_count,
+        last_ts=ts_ms[order][ends],
+    )
+    return _previous_close(bars) if open_mode is OpenMode.PREVIOUS_CLOSE else bars
+
+
+def compose(bars_1m: BarColumns, tf: Timeframe, calendar: HasDayGrid) -> BarColumns:
+    """Bars of `tf` composed from 1m bars (ascending): the rule for previews and finals alike."""
+    if tf is Timeframe.M1 or len(bars_1m) == 0:
+        return bars_1m
+    opens_tf = bucket_open_array(bars_1m.open_ms, tf, calendar)
+    change = opens_tf[1:] != opens_tf[:-1]
+    starts = np.flatnonzero(np.concatenate(([True], change)))
+    group = np.cumsum(np.concatenate(([0], change.astype(np.int64))))
+    ends = np.concatenate((starts[1:], [len(bars_1m)])) - 1
+    volume: npt.NDArray[np.int64] | F64Array
+    if bars_1m.volume.dtype == np.int64:
+        volume = np.add.reduceat(bars_1m.volume, starts)
+    else:
+        volume = np.bincount(group, weights=bars_1m.volume, minlength=starts.size)
+    return BarColumns(
+        open_ms=opens_tf[starts],
+        open=bars_1m.open[starts],
+        high=np.maximum.reduceat(bars_1m.high, starts),
+        low=np.minimum.reduceat(bars_1m.low, starts),
+        close=bars_1m.close[ends],
+        volume=volume,
+        tick_count=np.add.reduceat(bars_1m.tick_count, starts),
+        last_ts=bars_1m.last_ts[ends],
+    )
+
+
+def build(
+    batch: TickBatch,
+    timeframes: tuple[Timeframe, ...],
+    calendar: HasDayGrid,
+    spec: BarSpec,
+    *,
+    floor_minute_ms: int | None = None,
+) -> tuple[dict[Timeframe, BarColumns], int]:
+    """Bars of every timeframe from ticks that already passed validation.
+
+    Returns the bars and how many ticks the late-tick rail dropped.
+    """
+    keep = accepted_by_rail(batch.ts_ms, floor_minute_ms)
+    late = int(keep.size - np.count_nonzero(keep))
+    ts = batch.ts_ms[keep]
+    prices = side_prices(batch, spec.price)[keep]
+    sizes = side_sizes(batch, spec.price)[keep] if spec.volume is VolumeMode.SIZE else None
+    bars_1m = ticks_to_1m(ts, prices, sizes, spec.open_mode)
+    return {tf: compose(bars_1m, tf, calendar) for tf in timeframes}, late
+
+
+def _previous_close(bars: BarColumns) -> BarColumns:
+    opens = bars.open.copy()
+    opens[1:] = bars.close[:-1]
+    return BarColumns(
+        open_ms=bars.open_ms,
+        open=opens,
+        high=np.maximum(bars.high, opens),
+        low=np.minimum(bars.low, opens),
+        close=bars.close,
+        volume=bars.volume,
+        tick_count=bars.tick_count,
+        last_ts=bars.last_ts,
+    )
+
+
+def _empty(tick_volume: bool) -> BarColumns:
+    ints = np.zeros(0, dtype=np.int64)
+    floats = np.zeros(0, dtype=np.float64)
+    return BarColumns(
+        ints, floats, floats, floats, floats, ints if tick_volume else floats, ints, ints
+    )

@@ -1,0 +1,1 @@
+"""Broker adapters behind one port (`port.BrokerPort`): sim, replay, fxcm, oanda."""

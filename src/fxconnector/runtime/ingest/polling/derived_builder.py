@@ -1,0 +1,85 @@
+"""Derived finals in the running pipeline: which buckets to (re)derive, and when.
+
+Rules: a minute that became final or quiet marks the buckets above it *dirty*. `run(now)`
+derives each dirty bucket whose end has passed and whose minutes are all closed, final or quiet
+(DESIGN §5.6); a bucket with a missing minute waits until that minute is filled (which marks it
+dirty again). Derived bars go through the store (idempotent; a changed bar becomes a revision)
+and only new bars and revisions are returned for publishing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fxconnector.core.buckets import bucket_open_array
+from fxconnector.core.builders.derive import derive
+from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.coverage import MinuteState, classify
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.runtime.store.port import AppendOutcome, FinalStore
+
+REDERIVED = "rederived from revised 1m"
+
+
+class DerivedBuilder:
+    """Tracks dirty higher-timeframe buckets and derives them from the SSOT's final 1m."""
+
+    def __init__(
+        self,
+        store: FinalStore,
+        calendars: Mapping[str, TradingCalendar],
+        timeframes: Sequence[Timeframe],
+    ) -> None:
+        self._store = store
+        self._calendars = calendars
+        self._timeframes = tuple(tf for tf in timeframes if tf is not Timeframe.M1)
+        self._dirty: dict[tuple[str, Timeframe], set[int]] = {}
+        self.waiting_on_missing = 0
+
+    def touch(self, symbol: str, from_ms: int, to_ms: int) -> None:
+        """Minutes in `[from_ms, to_ms)` changed state: their buckets need a look."""
+        if to_ms <= from_ms or not self._timeframes:
+            return
+        start = from_ms - from_ms % MINUTE_MS
+        minutes = np.arange(start, to_ms, MINUTE_MS, dtype=np.int64)
+        calendar = self._calendars[symbol]
+        for tf in self._timeframes:
+            opens = np.unique(bucket_open_array(minutes, tf, calendar))
+            self._dirty.setdefault((symbol, tf), set()).update(opens.tolist())
+
+    def pending(self) -> int:
+        """Buckets waiting to be looked at."""
+        return sum(len(opens) for opens in self._dirty.values())
+
+    def run(self, now_ms: int) -> list[OhlcvEvent]:
+        """Derive every ready dirty bucket; return new and revised derived bars."""
+        published: list[OhlcvEvent] = []
+        waiting = 0
+        for (symbol, tf), opens in self._dirty.items():
+            calendar = self._calendars[symbol]
+            for open_ms in sorted(opens):
+                end_ms = open_ms + tf.ms
+                if end_ms > now_ms:
+                    continue
+                opens.discard(open_ms)
+                finals = [
+                    bar.event() for bar in self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
+                ]
+                final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
+                fetched = self._store.fetched_intervals(symbol, open_ms, end_ms)
+                states = classify(open_ms, end_ms, calendar, final_opens, fetched)
+                if np.any(states == MinuteState.MISSING):
+                    waiting += 1
+                    continue
+                if not finals:
+                    continue  # an all-quiet bucket: no bar is invented
+                bars = derive(finals, tf, calendar)
+                for result in self._store.append(bars, reason=REDERIVED):
+                    if result.outcome is not AppendOutcome.DUPLICATE:
+                        published.append(result.stored.event())
+        self._dirty = {key: opens for key, opens in self._dirty.items() if opens}
+        self.waiting_on_missing = waiting
+        return published

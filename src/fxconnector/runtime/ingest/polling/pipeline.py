@@ -1,0 +1,322 @@
+"""The pipeline: ticks → previews → close detection → final 1m → SSOT → derived → sink.
+
+Rules (DESIGN §5):
+- A tick is validated (rails + calendar) and applied to the live builder; rejects and late ticks
+  are counted by reason, never raised.
+- Close detection (the fast path): once a minute has ended plus the safety delay, its 1m bar is
+  fetched from the broker's history. History bars are checked against the contract; a bar in a
+  closed minute or off its bucket is refused and counted. Fetched minutes with no bar are quiet,
+  except a minute in which we saw ticks: the broker's history may lag, so that minute is retried
+  with backoff and, after `max_empty_retries`, left missing and reported (never invented).
+- A failed history call is retried with capped backoff; the symbol's progress does not move.
+- Finals are appended to the store, made durable (flush), then handed to the sink. Derived bars
+  follow from the final 1m (DerivedBuilder). A repeated final is a no-op; a different one is a
+  revision and is republished.
+- `advance(now)` is the one entry point for time: the live runner calls it on a timer, a replay
+  calls it with tick time.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from fxconnector.core.builders.live import LiveBuilder
+from fxconnector.core.builders.spec import BarSpec
+from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.errors import BadBrokerData, ContractViolation, TransientIOError
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.model.status import ErrorEntry
+from fxconnector.core.model.tick import Tick
+from fxconnector.core.time_geom import MINUTE_MS, Timeframe, iso_utc
+from fxconnector.core.validation.ticks import TickRails, check_tick
+from fxconnector.core.validation.validator import bar_problems
+from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
+from fxconnector.runtime.publish.sink import EventSink
+from fxconnector.runtime.store.port import AppendOutcome, FinalStore
+
+HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
+BROKER_CORRECTION = "broker correction"
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters the status and the replay summary report."""
+
+    ticks: int = 0
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    finals: collections.Counter[str] = field(default_factory=collections.Counter)
+    revisions: collections.Counter[str] = field(default_factory=collections.Counter)
+    history_requests: int = 0
+    history_failures: int = 0
+    history_bars_refused: int = 0
+    empty_history_retries: int = 0
+    errors: collections.deque[ErrorEntry] = field(
+        default_factory=lambda: collections.deque(maxlen=50)
+    )
+    last_tick_ts_ms: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _SymbolProgress:
+    next_minute_ms: int  # the first minute not yet fetched by the fast path
+    retry_at_ms: int = 0  # after a failed call, no new call before this
+    failures: int = 0
+    ticked: set[int] = field(default_factory=set)  # minutes in which ticks were applied
+    empty: dict[int, tuple[int, int]] = field(default_factory=dict)  # minute -> (tries, due)
+
+
+class Pipeline:
+    """One symbol set's path from ticks to durable, published bars."""
+
+    def __init__(
+        self,
+        *,
+        history: HistoryFetch,
+        store: FinalStore,
+        calendars: Mapping[str, TradingCalendar],
+        timeframes: Sequence[Timeframe],
+        spec: BarSpec,
+        rails: TickRails,
+        sink: EventSink,
+        start_ms: Mapping[str, int],
+        safety_delay_ms: int = 2_000,
+        max_chunk_minutes: int = 1_440,
+        max_empty_retries: int = 5,
+        retry_base_ms: int = 2_000,
+        retry_cap_ms: int = 60_000,
+        flush_each_advance: bool = True,
+    ) -> None:
+        self._history = history
+        self._store = store
+        self._calendars = calendars
+        self._rails = rails
+        self._sink = sink
+        self._safety_delay_ms = safety_delay_ms
+        self._max_chunk_ms = max_chunk_minutes * MINUTE_MS
+        self._max_empty_retries = max_empty_retries
+        self._retry_base_ms = retry_base_ms
+        self._retry_cap_ms = retry_cap_ms
+        self._flush_each_advance = flush_each_advance
+        self.timeframes = tuple(timeframes)
+        self.builder = LiveBuilder(calendars, timeframes, spec)
+        self.derived = DerivedBuilder(store, calendars, timeframes)
+        self.stats = PipelineStats()
+        self._progress = {
+            symbol: _SymbolProgress(start - start % MINUTE_MS) for symbol, start in start_ms.items()
+        }
+        self._now_ms = 0
+        self._pending_publish: list[OhlcvEvent] = []
+
+    # -- ticks ------------------------------------------------------------------------------
+
+    def on_tick(self, tick: Tick, now_ms: int) -> bool:
+        """Validate and apply one tick; True when it was applied."""
+        calendar = self._calendars.get(tick.symbol)
+        reason = check_tick(
+            self._rails,
+            tick.symbol,
+            tick.bid,
+            tick.ask,
+            tick.ts_ms,
+            now_ms,
+            calendar.is_open if calendar is not None else _never_open,
+        )
+        if reason is not None:
+            self.stats.rejected[reason.value] += 1
+            return False
+        self.stats.ticks += 1
+        self.stats.last_tick_ts_ms[tick.symbol] = tick.ts_ms
+        late_before = self.builder.late_ticks[tick.symbol]
+        closed = self.builder.update(tick)
+        if closed:
+            self._closed_previews(closed)
+        if self.builder.late_ticks[tick.symbol] != late_before:
+            return False
+        self._progress[tick.symbol].ticked.add(tick.ts_ms - tick.ts_ms % MINUTE_MS)
+        return True
+
+    @property
+    def late_ticks(self) -> int:
+        return sum(self.builder.late_ticks.values())
+
+    def _closed_previews(self, closed: Sequence[OhlcvEvent]) -> None:
+        self._sink.previews(closed)
+
+    # -- time -------------------------------------------------------------------------------
+
+    async def advance(self, now_ms: int) -> None:
+        """Move to `now_ms`: close previews, fetch ended minutes, derive, publish."""
+        self._now_ms = max(self._now_ms, now_ms)
+        closed = self.builder.close_until(now_ms)
+        if closed:
+            self._closed_previews(closed)
+        wrote = False
+        for symbol, progress in self._progress.items():
+            wrote |= await self._fast_path(symbol, progress, now_ms)
+            wrote |= await self._retry_empty(symbol, progress, now_ms)
+        derived = self.derived.run(now_ms)
+        if derived:
+            wrote = True
+        if wrote and self._flush_each_advance:
+            self._store.flush()
+        self._publish(derived)
+
+    def flush(self) -> None:
+        """Make everything appended so far durable."""
+        self._store.flush()
+
+    def progress_ms(self, symbol: str) -> int:
+        """The first minute of `symbol` the fast path has not fetched yet."""
+        return self._progress[symbol].next_minute_ms
+
+    async def _fast_path(self, symbol: str, progress: _SymbolProgress, now_ms: int) -> bool:
+        ready_until = now_ms - self._safety_delay_ms
+        ready_until -= ready_until % MINUTE_MS
+        if ready_until <= progress.next_minute_ms or now_ms < progress.retry_at_ms:
+            return False
+        calendar = self._calendars[symbol]
+        wrote = False
+        while progress.next_minute_ms < ready_until:
+            start = progress.next_minute_ms
+            end = min(ready_until, start + self._max_chunk_ms)
+            intervals = calendar.open_intervals(start, end)
+            if not intervals:
+                progress.next_minute_ms = end
+                continue
+            fetch_from, fetch_to = intervals[0][0], intervals[-1][1]
+            if not await self._fetch(symbol, progress, fetch_from, fetch_to, now_ms):
+                return wrote
+            wrote = True
+            progress.next_minute_ms = end
+            progress.ticked = {m for m in progress.ticked if m >= end}
+        return wrote
+
+    async def _fetch(
+        self, symbol: str, progress: _SymbolProgress, from_ms: int, to_ms: int, now_ms: int
+    ) -> bool:
+        """Fetch, check, store one range; False when the call failed (retry later)."""
+        self.stats.history_requests += 1
+        try:
+            bars = await self._history(symbol, from_ms, to_ms)
+        except (TransientIOError, BadBrokerData) as exc:
+            self.stats.history_failures += 1
+            progress.failures += 1
+            backoff = min(self._retry_cap_ms, self._retry_base_ms * 2 ** (progress.failures - 1))
+            progress.retry_at_ms = now_ms + backoff
+            self._error(now_ms, "history.failed", f"{symbol} {iso_utc(from_ms)}: {exc}")
+            return False
+        progress.failures = 0
+        progress.retry_at_ms = 0
+        accepted = self._check_history(symbol, bars, from_ms, to_ms, now_ms)
+        got = {bar.open_ms for bar in accepted}
+        suspicious = sorted(m for m in progress.ticked if from_ms <= m < to_ms and m not in got)
+        for minute in suspicious:
+            tries, _ = progress.empty.get(minute, (0, 0))
+            progress.empty.setdefault(minute, (tries, now_ms + self._retry_base_ms))
+        self._store_finals(symbol, accepted)
+        for start, end in _minus(from_ms, to_ms, suspicious):
+            self._store.mark_fetched(symbol, start, end)
+        self.derived.touch(symbol, from_ms, to_ms)
+        return True
+
+    async def _retry_empty(self, symbol: str, progress: _SymbolProgress, now_ms: int) -> bool:
+        """Ask again for minutes whose history came back empty although ticks were seen."""
+        wrote = False
+        for minute, (tries, due) in sorted(progress.empty.items()):
+            if due > now_ms:
+                continue
+            self.stats.empty_history_retries += 1
+            self.stats.history_requests += 1
+            try:
+                bars = await self._history(symbol, minute, minute + MINUTE_MS)
+            except (TransientIOError, BadBrokerData) as exc:
+                self.stats.history_failures += 1
+                bars = []
+                self._error(now_ms, "history.failed", f"{symbol} {iso_utc(minute)}: {exc}")
+            accepted = self._check_history(symbol, bars, minute, minute + MINUTE_MS, now_ms)
+            if accepted:
+                del progress.empty[minute]
+                self._store_finals(symbol, accepted)
+                self.derived.touch(symbol, minute, minute + MINUTE_MS)
+                wrote = True
+            elif tries + 1 >= self._max_empty_retries:
+                del progress.empty[minute]
+                self._error(
+                    now_ms,
+                    "history.no_bar",
+                    f"{symbol} {iso_utc(minute)}: ticks were seen but the broker's history has "
+                    f"no bar after {tries + 1} tries; left missing for tail_guard",
+                )
+            else:
+                delay = min(self._retry_cap_ms, self._retry_base_ms * 2 ** (tries + 1))
+                progress.empty[minute] = (tries + 1, now_ms + delay)
+        return wrote
+
+    def _check_history(
+        self, symbol: str, bars: Sequence[OhlcvEvent], from_ms: int, to_ms: int, now_ms: int
+    ) -> list[OhlcvEvent]:
+        calendar = self._calendars[symbol]
+        accepted = []
+        for bar in bars:
+            problems = [
+                p.message
+                for p in bar_problems(bar, calendar, symbols={symbol}, timeframes={Timeframe.M1})
+            ]
+            if not bar.complete:
+                problems.append("history bar is not complete")
+            if not from_ms <= bar.open_ms < to_ms:
+                problems.append(f"outside the requested range [{from_ms}, {to_ms})")
+            elif not calendar.is_open(bar.open_ms):
+                problems.append("in a minute the calendar calls closed")
+            if problems:
+                self.stats.history_bars_refused += 1
+                self._error(
+                    now_ms,
+                    "history.bad_bar",
+                    f"{symbol} {iso_utc(bar.open_ms)}: " + "; ".join(problems),
+                )
+                continue
+            accepted.append(bar)
+        return accepted
+
+    def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> None:
+        if not bars:
+            return
+        try:
+            results = self._store.append(bars, reason=BROKER_CORRECTION)
+        except ContractViolation as exc:  # pragma: no cover - _check_history refused these
+            self._error(self._now_ms, "store.refused", f"{symbol}: {exc}")
+            return
+        fresh = [r.stored.event() for r in results if r.outcome is not AppendOutcome.DUPLICATE]
+        self._pending_publish.extend(fresh)
+
+    def _publish(self, derived: Sequence[OhlcvEvent]) -> None:
+        events = [*self._pending_publish, *derived]
+        self._pending_publish.clear()
+        if not events:
+            return
+        for event in events:
+            (self.stats.revisions if event.rev else self.stats.finals)[event.tf.value] += 1
+        self._sink.finals(events)
+
+    def _error(self, now_ms: int, code: str, message: str) -> None:
+        self.stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
+
+
+def _never_open(_ts_ms: int) -> bool:
+    return False
+
+
+def _minus(from_ms: int, to_ms: int, minutes: Sequence[int]) -> list[tuple[int, int]]:
+    """`[from_ms, to_ms)` without the given minutes, as ranges."""
+    out = []
+    cursor = from_ms
+    for minute in minutes:
+        if minute > cursor:
+            out.append((cursor, minute))
+        cursor = max(cursor, minute + MINUTE_MS)
+    if cursor < to_ms:
+        out.append((cursor, to_ms))
+    return out

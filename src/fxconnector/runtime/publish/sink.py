@@ -1,0 +1,43 @@
+"""The event sink port: where the pipeline hands events for publishing.
+
+Rules: `finals` is called only after the bars are durable in the SSOT; `previews` may be
+coalesced or dropped by the sink under load (previews are disposable, finals are not). Calls
+never block on the network: a sink that publishes to Redis queues and returns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Protocol
+
+from fxconnector.core.model.bar import OhlcvEvent
+
+
+class EventSink(Protocol):
+    def finals(self, events: Sequence[OhlcvEvent]) -> None:
+        """Durable final bars (new ones and revisions)."""
+        ...
+
+    def previews(self, events: Sequence[OhlcvEvent]) -> None:
+        """Preview bars (the latest state of open or just-closed buckets)."""
+        ...
+
+
+class CountingSink:
+    """A sink that only counts, for replays and tools that publish nowhere."""
+
+    def __init__(self) -> None:
+        self.finals_by_tf: Counter[str] = Counter()
+        self.revisions_by_tf: Counter[str] = Counter()
+        self.previews_seen = 0
+
+    def finals(self, events: Sequence[OhlcvEvent]) -> None:
+        for event in events:
+            if event.rev:
+                self.revisions_by_tf[event.tf.value] += 1
+            else:
+                self.finals_by_tf[event.tf.value] += 1
+
+    def previews(self, events: Sequence[OhlcvEvent]) -> None:
+        self.previews_seen += len(events)
