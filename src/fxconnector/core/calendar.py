@@ -140,6 +140,13 @@ class TradingCalendar:
         i = bisect.bisect_right(self._starts_list, ts_ms) - 1
         return i >= 0 and ts_ms < self._ends_list[i]
 
+    def session_at(self, ts_ms: int) -> tuple[int, int] | None:
+        """The open interval `[start, end)` containing `ts_ms`, or None when closed then."""
+        i = bisect.bisect_right(self._starts_list, ts_ms) - 1
+        if i >= 0 and ts_ms < self._ends_list[i]:
+            return (self._starts_list[i], self._ends_list[i])
+        return None
+
     def is_open_array(self, ts_ms: I64Array) -> np.ndarray[tuple[int], np.dtype[np.bool_]]:
         """Vectorised `is_open`."""
         i = np.searchsorted(self._starts, ts_ms, side="right") - 1

@@ -43,12 +43,16 @@ def tick_streams(draw: st.DrawFn) -> TickBatch:
         )
     )
     ts = T0 + np.cumsum(np.asarray(steps, dtype=np.int64)) + 90_000 * size
-    bids = np.asarray(
-        draw(st.lists(st.integers(110_000, 110_400), min_size=size, max_size=size)), np.float64
-    ) / 1e5
-    spreads = np.asarray(
-        draw(st.lists(st.integers(0, 30), min_size=size, max_size=size)), np.float64
-    ) / 1e5
+    bids = (
+        np.asarray(
+            draw(st.lists(st.integers(110_000, 110_400), min_size=size, max_size=size)), np.float64
+        )
+        / 1e5
+    )
+    spreads = (
+        np.asarray(draw(st.lists(st.integers(0, 30), min_size=size, max_size=size)), np.float64)
+        / 1e5
+    )
     volumes = np.asarray(
         draw(st.lists(st.floats(0.25, 10.0, width=32), min_size=size, max_size=size)),
         np.float64,
@@ -62,7 +66,7 @@ def live_bars(
     builder = LiveBuilder({"EURUSD": calendar}, TIMEFRAMES, spec)
     closed: list[OhlcvEvent] = []
     for tick in batch.ticks():
-        closed.extend(builder.update(tick))
+        closed.extend(builder.update(tick) or ())
     closed.extend(builder.close_until(int(batch.ts_ms.max()) + 10 * 86_400_000))
     by_tf: dict[Timeframe, list[OhlcvEvent]] = {tf: [] for tf in TIMEFRAMES}
     for event in closed:
@@ -115,7 +119,7 @@ def test_a_minute_closed_by_time_takes_no_more_ticks(fx_ny: Any) -> None:
     assert [e.tf for e in closed] == [Timeframe.M1]
     assert closed[0].complete is False and closed[0].source is Source.STREAM
     late = TickBatch("EURUSD", np.asarray([T0 + 59_000]), np.asarray([1.3]), np.asarray([1.3]))
-    assert builder.update(late.ticks()[0]) == ()
+    assert builder.update(late.ticks()[0]) is None
     assert builder.late_ticks["EURUSD"] == 1
     assert builder.preview("EURUSD", Timeframe.M1) is None
     five = builder.preview("EURUSD", Timeframe.M5)

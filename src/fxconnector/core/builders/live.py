@@ -96,8 +96,11 @@ class LiveBuilder:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self._series)
 
-    def update(self, tick: Tick) -> Sequence[OhlcvEvent]:
-        """Apply one validated tick; return the preview bars it closed (often none)."""
+    def update(self, tick: Tick) -> Sequence[OhlcvEvent] | None:
+        """Apply one validated tick; return the preview bars it closed (often none).
+
+        None means the tick was late: dropped and counted.
+        """
         series = self._series[tick.symbol]
         ts = tick.ts_ms
         minute_ms = ts - ts % MINUTE_MS
@@ -121,7 +124,7 @@ class LiveBuilder:
             return _NOTHING
         if minute_ms < series.floor_ms:
             self.late_ticks[tick.symbol] += 1
-            return _NOTHING
+            return None
         if bar is not None:
             closed = self._roll(tick.symbol, series, minute_ms)
         else:

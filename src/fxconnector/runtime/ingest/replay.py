@@ -83,17 +83,22 @@ async def run_replay(
         safety_delay_ms=0,
         flush_each_advance=False,
     )
+    # As fast as possible, time is only a clock: closing an hour of minutes in one advance is
+    # the same work as sixty one-minute advances, with one history call instead of sixty.
+    step_ms = MINUTE_MS if speed > 0 else 60 * MINUTE_MS
     last_ack = time.monotonic()
     done = 0
     total = len(good)
     current_minute = -1
+    next_advance = 0
     await broker.connect()
     async for tick in broker.ticks():
         minute = tick.ts_ms - tick.ts_ms % MINUTE_MS
         if minute > current_minute:
-            if current_minute >= 0:
-                await pipeline.advance(minute)
             current_minute = minute
+            if minute >= next_advance:
+                await pipeline.advance(minute)
+                next_advance = minute + step_ms
             if time.monotonic() - last_ack >= ack_interval_s:
                 pipeline.flush()
                 last_ack = time.monotonic()
@@ -135,7 +140,7 @@ def _summary(
 ) -> ReplaySummary:
     return ReplaySummary(
         ticks_total=len(batch),
-        ticks_applied=stats.ticks - late,
+        ticks_applied=stats.ticks,
         rejected={**rejected, **{k: v for k, v in stats.rejected.items()}},
         late_ticks=late,
         finals=dict(stats.finals),

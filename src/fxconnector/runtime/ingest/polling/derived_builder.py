@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from fxconnector.core.buckets import bucket_open_array
+from fxconnector.core.buckets import bucket_open, bucket_open_array
 from fxconnector.core.builders.derive import derive
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify
@@ -44,11 +45,18 @@ class DerivedBuilder:
         if to_ms <= from_ms or not self._timeframes:
             return
         start = from_ms - from_ms % MINUTE_MS
-        minutes = np.arange(start, to_ms, MINUTE_MS, dtype=np.int64)
         calendar = self._calendars[symbol]
+        minutes: npt.NDArray[np.int64] | None = None
         for tf in self._timeframes:
-            opens = np.unique(bucket_open_array(minutes, tf, calendar))
-            self._dirty.setdefault((symbol, tf), set()).update(opens.tolist())
+            dirty = self._dirty.setdefault((symbol, tf), set())
+            if to_ms - start <= tf.ms:
+                # A range no longer than a bucket touches at most the buckets of its two ends.
+                dirty.add(bucket_open(start, tf, calendar))
+                dirty.add(bucket_open(to_ms - 1, tf, calendar))
+                continue
+            if minutes is None:
+                minutes = np.arange(start, to_ms, MINUTE_MS, dtype=np.int64)
+            dirty.update(np.unique(bucket_open_array(minutes, tf, calendar)).tolist())
 
     def pending(self) -> int:
         """Buckets waiting to be looked at."""

@@ -108,33 +108,33 @@ class Pipeline:
         }
         self._now_ms = 0
         self._pending_publish: list[OhlcvEvent] = []
+        self._sessions: dict[str, tuple[int, int]] = {}
 
     # -- ticks ------------------------------------------------------------------------------
 
     def on_tick(self, tick: Tick, now_ms: int) -> bool:
         """Validate and apply one tick; True when it was applied."""
-        calendar = self._calendars.get(tick.symbol)
+        symbol = tick.symbol
+        ts = tick.ts_ms
+        session = self._sessions.get(symbol)
+        if session is None or not session[0] <= ts < session[1]:
+            calendar = self._calendars.get(symbol)
+            session = calendar.session_at(ts) if calendar is not None else None
+            if session is not None:
+                self._sessions[symbol] = session
         reason = check_tick(
-            self._rails,
-            tick.symbol,
-            tick.bid,
-            tick.ask,
-            tick.ts_ms,
-            now_ms,
-            calendar.is_open if calendar is not None else _never_open,
+            self._rails, symbol, tick.bid, tick.ask, ts, now_ms, _OPEN if session else _CLOSED
         )
         if reason is not None:
             self.stats.rejected[reason.value] += 1
             return False
-        self.stats.ticks += 1
-        self.stats.last_tick_ts_ms[tick.symbol] = tick.ts_ms
-        late_before = self.builder.late_ticks[tick.symbol]
         closed = self.builder.update(tick)
+        if closed is None:
+            return False
+        self.stats.ticks += 1
+        self.stats.last_tick_ts_ms[symbol] = ts
         if closed:
             self._closed_previews(closed)
-        if self.builder.late_ticks[tick.symbol] != late_before:
-            return False
-        self._progress[tick.symbol].ticked.add(tick.ts_ms - tick.ts_ms % MINUTE_MS)
         return True
 
     @property
@@ -142,6 +142,9 @@ class Pipeline:
         return sum(self.builder.late_ticks.values())
 
     def _closed_previews(self, closed: Sequence[OhlcvEvent]) -> None:
+        for event in closed:
+            if event.tf is Timeframe.M1:
+                self._progress[event.symbol].ticked.add(event.open_ms)
         self._sink.previews(closed)
 
     # -- time -------------------------------------------------------------------------------
@@ -305,8 +308,16 @@ class Pipeline:
         self.stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
 
 
-def _never_open(_ts_ms: int) -> bool:
+def _open(_ts_ms: int) -> bool:
+    return True
+
+
+def _closed(_ts_ms: int) -> bool:
     return False
+
+
+_OPEN = _open
+_CLOSED = _closed
 
 
 def _minus(from_ms: int, to_ms: int, minutes: Sequence[int]) -> list[tuple[int, int]]:
