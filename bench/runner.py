@@ -48,14 +48,14 @@ def print_table(rows: Iterable[Row]) -> None:
     for row in rows:
         rate = f"{row.rate / 1e6:,.2f}M {row.unit}/s"
         base = f"{row.baseline_name} {row.items / row.baseline_seconds / 1e6:,.2f}M/s"
-        print(f"{row.name:44} {rate:>16} {base:36} {row.ratio:>7.1f}x")
+        print(f"{row.name:44} {rate:>16} {base:36} {row.ratio:>7.2f}x")
 
 
 def main() -> int:
-    from bench import bench_buckets
+    from bench import bench_buckets, bench_pipeline
 
     rows: list[Row] = []
-    for module in (bench_buckets,):
+    for module in (bench_buckets, bench_pipeline):
         rows.extend(module.run())
     print_table(rows)
     sys.stdout.flush()

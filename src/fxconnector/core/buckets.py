@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-
-from fxconnector.core.time_geom import DayGrid, I64Array, Timeframe, check_in_range
+from fxconnector.core.time_geom import DayGrid, I64Array, Timeframe, check_in_range, floor_array
 
 
 class HasDayGrid(Protocol):
@@ -54,11 +52,10 @@ def is_bucket_open(open_ms: int, tf: Timeframe, calendar: HasDayGrid) -> bool:
 
 def bucket_open_array(ts_ms: I64Array, tf: Timeframe, calendar: HasDayGrid) -> I64Array:
     """Vectorised `bucket_open` for an int64 array of epoch ms; identical answers."""
-    size = np.int64(tf.ms)
     if not tf.session_aligned:
         if ts_ms.size:
             check_in_range(int(ts_ms.min()))
             check_in_range(int(ts_ms.max()))
-        return ts_ms - ts_ms % size
+        return floor_array(ts_ms, tf.ms)
     day = calendar.day_grid.day_open_array(ts_ms)
-    return day + (ts_ms - day) // size * size
+    return day + floor_array(ts_ms - day, tf.ms)

@@ -70,6 +70,18 @@ _TF_MS: Final[dict[Timeframe, int]] = {
 TIMEFRAMES: Final[tuple[Timeframe, ...]] = tuple(sorted(Timeframe, key=lambda tf: tf.ms))
 
 
+def floor_array(ts_ms: I64Array, size_ms: int) -> I64Array:
+    """`ts_ms - ts_ms % size_ms` for non-negative stamps in range, computed in float64.
+
+    Exact here: a stamp below 2**53 is exact in float64, and for `size_ms` from 1 minute to 1 day
+    the quotient's distance to the next integer (at least 1/size_ms) is far above its rounding
+    error (below 2**-20 for quotients under 2**32), so the floor never lands on the wrong side.
+    Integer `%` on int64 costs about five times more in numpy.
+    """
+    quotient = np.floor(ts_ms / float(size_ms))
+    return quotient.astype(np.int64) * np.int64(size_ms)
+
+
 def tf_ms(tf: Timeframe) -> int:
     """Length of one bucket of `tf` in milliseconds."""
     return _TF_MS[tf]
@@ -168,8 +180,19 @@ class DayGrid:
 
     def day_open_array(self, ts_ms: I64Array) -> I64Array:
         """Vectorised `day_open` (same table, same answers)."""
-        if ts_ms.size and (ts_ms.min() < RANGE_START_MS or ts_ms.max() >= RANGE_END_MS):
-            bad = int(ts_ms[(ts_ms < RANGE_START_MS) | (ts_ms >= RANGE_END_MS)][0])
-            check_in_range(bad)
+        if ts_ms.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        ascending = ts_ms.size < 2 or bool(np.all(ts_ms[1:] >= ts_ms[:-1]))
+        low, high = (ts_ms[0], ts_ms[-1]) if ascending else (ts_ms.min(), ts_ms.max())
+        if low < RANGE_START_MS or high >= RANGE_END_MS:
+            check_in_range(int(low) if low < RANGE_START_MS else int(high))
+        if ascending:
+            # Few days, many stamps: find where each day starts in the stamps, then repeat.
+            first = int(np.searchsorted(self._starts, low, side="right")) - 1
+            last = int(np.searchsorted(self._starts, high, side="right"))
+            days = self._starts[first:last]
+            edges = np.searchsorted(ts_ms, days[1:], side="left")
+            counts = np.diff(np.concatenate(([0], edges, [ts_ms.size])))
+            return np.repeat(days, counts)
         index = np.searchsorted(self._starts, ts_ms, side="right") - 1
         return self._starts[index]

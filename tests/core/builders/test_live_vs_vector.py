@@ -106,9 +106,12 @@ def test_late_ticks_are_counted_and_never_applied(fx_ny: Any) -> None:
     # The out-of-order tick at :60.5 s is applied (it is in the current minute) and becomes the
     # open; the late one from the previous minute (9.9) is nowhere.
     assert (preview.open, preview.high, preview.low, preview.close) == (1.05, 1.2, 1.05, 1.2)
-    assert preview.tick_count == 3 and preview.event_ts == T0 + 62_000
+    assert preview.tick_count == 3
+    assert preview.event_ts == T0 + 62_000
     hour = builder.preview("EURUSD", Timeframe.H1)
-    assert hour is not None and hour.high == 1.2 and hour.open_ms == T0
+    assert hour is not None
+    assert hour.high == 1.2
+    assert hour.open_ms == T0
 
 
 def test_a_minute_closed_by_time_takes_no_more_ticks(fx_ny: Any) -> None:
@@ -117,10 +120,13 @@ def test_a_minute_closed_by_time_takes_no_more_ticks(fx_ny: Any) -> None:
     builder.update(first.ticks()[0])
     closed = builder.close_until(T0 + 60_000)
     assert [e.tf for e in closed] == [Timeframe.M1]
-    assert closed[0].complete is False and closed[0].source is Source.STREAM
+    assert closed[0].complete is False
+    assert closed[0].source is Source.STREAM
     late = TickBatch("EURUSD", np.asarray([T0 + 59_000]), np.asarray([1.3]), np.asarray([1.3]))
     assert builder.update(late.ticks()[0]) is None
     assert builder.late_ticks["EURUSD"] == 1
     assert builder.preview("EURUSD", Timeframe.M1) is None
     five = builder.preview("EURUSD", Timeframe.M5)
-    assert five is not None and five.close == 1.1 and five.tick_count == 1
+    assert five is not None
+    assert five.close == 1.1
+    assert five.tick_count == 1

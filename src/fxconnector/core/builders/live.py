@@ -85,7 +85,7 @@ class LiveBuilder:
         self.timeframes = tuple(sorted(set(timeframes), key=lambda tf: tf.ms))
         self._higher = tuple(tf for tf in self.timeframes if tf is not Timeframe.M1)
         self._series = {sym: _Series(cal, self._higher) for sym, cal in calendars.items()}
-        self._price: Callable[[Tick], float] = _PRICE[spec.price]
+        self._side = (PriceSide.BID, PriceSide.ASK, PriceSide.MID).index(spec.price)
         self._size: Callable[[Tick], float] | None = (
             _SIZE[spec.price] if spec.volume is VolumeMode.SIZE else None
         )
@@ -101,13 +101,13 @@ class LiveBuilder:
 
         None means the tick was late: dropped and counted.
         """
+        # The hot path: a tick inside the current minute touches one bar and allocates nothing.
         series = self._series[tick.symbol]
         ts = tick.ts_ms
-        minute_ms = ts - ts % MINUTE_MS
-        price = self._price(tick)
-        size = 1.0 if self._size is None else self._size(tick)
+        side = self._side
+        price = tick.bid if side == 0 else tick.ask if side == 1 else (tick.bid + tick.ask) / 2.0
         bar = series.minute
-        if bar is not None and minute_ms == bar.open_ms:
+        if bar is not None and 0 <= ts - bar.open_ms < 60_000:
             if ts >= bar.last_ts:
                 bar.close = price
                 bar.last_ts = ts
@@ -119,9 +119,12 @@ class LiveBuilder:
                 bar.high = price
             elif price < bar.low:
                 bar.low = price
-            bar.volume += size
+            if self._size is not None:
+                bar.volume += self._size(tick)
             bar.count += 1
             return _NOTHING
+        minute_ms = ts - ts % MINUTE_MS
+        size = 1.0 if self._size is None else self._size(tick)
         if minute_ms < series.floor_ms:
             self.late_ticks[tick.symbol] += 1
             return None
@@ -253,10 +256,6 @@ def _fold(into: _Bar, minute: _Bar) -> None:
     into.last_ts = minute.last_ts
 
 
-def _mid(tick: Tick) -> float:
-    return (tick.bid + tick.ask) / 2.0
-
-
 def _bid_size(tick: Tick) -> float:
     size = tick.bid_volume
     return 0.0 if size is UNSET else size
@@ -271,19 +270,6 @@ def _mid_size(tick: Tick) -> float:
     return (_bid_size(tick) + _ask_size(tick)) / 2.0
 
 
-def _bid(tick: Tick) -> float:
-    return tick.bid
-
-
-def _ask(tick: Tick) -> float:
-    return tick.ask
-
-
-_PRICE: dict[PriceSide, Callable[[Tick], float]] = {
-    PriceSide.BID: _bid,
-    PriceSide.ASK: _ask,
-    PriceSide.MID: _mid,
-}
 _SIZE: dict[PriceSide, Callable[[Tick], float]] = {
     PriceSide.BID: _bid_size,
     PriceSide.ASK: _ask_size,

@@ -19,7 +19,7 @@ from fxconnector.core.buckets import HasDayGrid, bucket_open_array
 from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
 from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.model.tick import TickBatch
-from fxconnector.core.time_geom import MINUTE_MS, I64Array, Timeframe
+from fxconnector.core.time_geom import MINUTE_MS, I64Array, Timeframe, floor_array
 
 F64Array = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -111,9 +111,11 @@ def accepted_by_rail(ts_ms: I64Array, floor_minute_ms: int | None = None) -> Boo
 
     `floor_minute_ms` is the current minute of a builder that already saw earlier ticks.
     """
-    minutes = ts_ms - ts_ms % MINUTE_MS
-    if minutes.size == 0:
+    if ts_ms.size == 0:
         return np.zeros(0, dtype=np.bool_)
+    if _ascending(ts_ms) and (floor_minute_ms is None or ts_ms[0] >= floor_minute_ms):
+        return np.ones(ts_ms.size, dtype=np.bool_)  # in time order nothing is late
+    minutes = floor_array(ts_ms, MINUTE_MS)
     running = np.maximum.accumulate(minutes)
     if floor_minute_ms is not None:
         running = np.maximum(running, floor_minute_ms)
@@ -130,33 +132,55 @@ def ticks_to_1m(
     count = int(ts_ms.size)
     if count == 0:
         return _empty(sizes is None)
-    minutes = ts_ms - ts_ms % MINUTE_MS
-    starts = np.flatnonzero(np.concatenate(([True], minutes[1:] != minutes[:-1])))
-    group = np.cumsum(np.concatenate(([0], (minutes[1:] != minutes[:-1]).astype(np.int64))))
-    order = np.argsort(ts_ms, kind="stable")
-    sorted_prices = prices[order]
-    ends = np.concatenate((starts[1:], [count])) - 1
-    tick_count = np.diff(np.concatenate((starts, [count]))).astype(np.int64)
-    opens = sorted_prices[starts].copy()
-    closes = sorted_prices[ends]
-    highs = np.maximum.reduceat(sorted_prices, starts)
-    lows = np.minimum.reduceat(sorted_prices, starts)
+    if _ascending(ts_ms):
+        # Recorded streams are usually in time order: no sort, minute edges by binary search.
+        starts, minute_opens = _edges_sorted(ts_ms)
+        sorted_ts, sorted_prices = ts_ms, prices
+    else:
+        minutes = floor_array(ts_ms, MINUTE_MS)
+        starts = np.flatnonzero(np.concatenate(([True], minutes[1:] != minutes[:-1])))
+        minute_opens = minutes[starts]
+        order = np.argsort(ts_ms, kind="stable")
+        sorted_ts, sorted_prices = ts_ms[order], prices[order]
+    tick_count = np.diff(np.append(starts, count)).astype(np.int64)
+    ends = np.append(starts[1:], count) - 1
     volume: npt.NDArray[np.int64] | F64Array
     if sizes is None:
         volume = tick_count
     else:
+        # Groups are the same runs in arrival and time order (the rail keeps minutes monotone);
+        # bincount adds in arrival order, as the live builder does.
+        group = np.repeat(np.arange(starts.size), tick_count)
         volume = np.bincount(group, weights=sizes, minlength=starts.size)
     bars = BarColumns(
-        open_ms=minutes[starts],
-        open=opens,
-        high=highs,
-        low=lows,
-        close=closes,
+        open_ms=minute_opens,
+        open=sorted_prices[starts],
+        high=np.maximum.reduceat(sorted_prices, starts),
+        low=np.minimum.reduceat(sorted_prices, starts),
+        close=sorted_prices[ends],
         volume=volume,
         tick_count=tick_count,
-        last_ts=ts_ms[order][ends],
+        last_ts=sorted_ts[ends],
     )
     return _previous_close(bars) if open_mode is OpenMode.PREVIOUS_CLOSE else bars
+
+
+def _ascending(ts_ms: I64Array) -> bool:
+    return ts_ms.size < 2 or bool(np.all(ts_ms[1:] >= ts_ms[:-1]))
+
+
+def _edges_sorted(ts_ms: I64Array) -> tuple[I64Array, I64Array]:
+    """Start index and open of each non-empty minute of ascending stamps."""
+    first = int(ts_ms[0]) - int(ts_ms[0]) % MINUTE_MS
+    span = (int(ts_ms[-1]) - first) // MINUTE_MS + 1
+    if span <= ts_ms.size:
+        grid = np.arange(first, first + span * MINUTE_MS, MINUTE_MS, dtype=np.int64)
+        index = np.searchsorted(ts_ms, grid, side="left")
+        filled = np.diff(np.append(index, ts_ms.size)) > 0
+        return index[filled], grid[filled]
+    minutes = floor_array(ts_ms, MINUTE_MS)
+    starts = np.flatnonzero(np.concatenate(([True], minutes[1:] != minutes[:-1])))
+    return starts, minutes[starts]
 
 
 def compose(bars_1m: BarColumns, tf: Timeframe, calendar: HasDayGrid) -> BarColumns:
@@ -164,14 +188,18 @@ def compose(bars_1m: BarColumns, tf: Timeframe, calendar: HasDayGrid) -> BarColu
     if tf is Timeframe.M1 or len(bars_1m) == 0:
         return bars_1m
     opens_tf = bucket_open_array(bars_1m.open_ms, tf, calendar)
-    change = opens_tf[1:] != opens_tf[:-1]
-    starts = np.flatnonzero(np.concatenate(([True], change)))
-    group = np.cumsum(np.concatenate(([0], change.astype(np.int64))))
-    ends = np.concatenate((starts[1:], [len(bars_1m)])) - 1
+    starts = np.flatnonzero(np.append(True, opens_tf[1:] != opens_tf[:-1]))
+    ends = np.append(starts[1:], len(bars_1m)) - 1
+    tick_count = np.add.reduceat(bars_1m.tick_count, starts)
     volume: npt.NDArray[np.int64] | F64Array
-    if bars_1m.volume.dtype == np.int64:
+    if bars_1m.volume is bars_1m.tick_count:
+        volume = tick_count  # `ticks` volume mode: the same column
+    elif bars_1m.volume.dtype == np.int64:
         volume = np.add.reduceat(bars_1m.volume, starts)
     else:
+        # Sequential sums in minute order (bincount), as the live builder folds minutes.
+        runs = np.diff(np.append(starts, len(bars_1m)))
+        group = np.repeat(np.arange(starts.size), runs)
         volume = np.bincount(group, weights=bars_1m.volume, minlength=starts.size)
     return BarColumns(
         open_ms=opens_tf[starts],
@@ -180,7 +208,7 @@ def compose(bars_1m: BarColumns, tf: Timeframe, calendar: HasDayGrid) -> BarColu
         low=np.minimum.reduceat(bars_1m.low, starts),
         close=bars_1m.close[ends],
         volume=volume,
-        tick_count=np.add.reduceat(bars_1m.tick_count, starts),
+        tick_count=tick_count,
         last_ts=bars_1m.last_ts[ends],
     )
 
@@ -197,11 +225,18 @@ def build(
 
     Returns the bars and how many ticks the late-tick rail dropped.
     """
-    keep = accepted_by_rail(batch.ts_ms, floor_minute_ms)
-    late = int(keep.size - np.count_nonzero(keep))
-    ts = batch.ts_ms[keep]
-    prices = side_prices(batch, spec.price)[keep]
-    sizes = side_sizes(batch, spec.price)[keep] if spec.volume is VolumeMode.SIZE else None
+    ts = batch.ts_ms
+    prices = side_prices(batch, spec.price)
+    sizes = side_sizes(batch, spec.price) if spec.volume is VolumeMode.SIZE else None
+    late = 0
+    if not (
+        _ascending(ts) and (floor_minute_ms is None or ts.size == 0 or ts[0] >= floor_minute_ms)
+    ):
+        keep = accepted_by_rail(ts, floor_minute_ms)
+        late = int(keep.size - np.count_nonzero(keep))
+        if late:
+            ts, prices = ts[keep], prices[keep]
+            sizes = None if sizes is None else sizes[keep]
     bars_1m = ticks_to_1m(ts, prices, sizes, spec.open_mode)
     return {tf: compose(bars_1m, tf, calendar) for tf in timeframes}, late
 

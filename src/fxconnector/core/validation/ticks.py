@@ -46,12 +46,16 @@ def check_tick(
     ask: float,
     ts_ms: int,
     now_ms: int,
-    is_open: Callable[[int], bool],
+    market_open: bool,
 ) -> RejectReason | None:
-    """The reason to reject one tick, or None when it is good."""
+    """The reason to reject one tick, or None when it is good.
+
+    `market_open` is the calendar's answer for `ts_ms` (the caller caches sessions).
+    """
     if symbol not in rails.symbols:
         return RejectReason.UNKNOWN_SYMBOL
-    if not (bid > 0.0 and ask > 0.0 and math.isfinite(bid) and math.isfinite(ask)):
+    # Chained comparisons are False for NaN, so this also rejects NaN and infinities.
+    if not (0.0 < bid < _INF and 0.0 < ask < _INF):
         return RejectReason.BAD_PRICE
     if bid - ask > rails.max_spread_inversion:
         return RejectReason.CROSSED_QUOTE
@@ -59,9 +63,12 @@ def check_tick(
         return RejectReason.BEFORE_EPOCH_RAIL
     if ts_ms > now_ms + rails.max_future_ms:
         return RejectReason.FUTURE_TIMESTAMP
-    if not is_open(ts_ms):
+    if not market_open:
         return RejectReason.MARKET_CLOSED
     return None
+
+
+_INF = math.inf
 
 
 #: Reasons in check order; the vectorised form assigns the first that applies, like check_tick.

@@ -123,7 +123,7 @@ class Pipeline:
             if session is not None:
                 self._sessions[symbol] = session
         reason = check_tick(
-            self._rails, symbol, tick.bid, tick.ask, ts, now_ms, _OPEN if session else _CLOSED
+            self._rails, symbol, tick.bid, tick.ask, ts, now_ms, session is not None
         )
         if reason is not None:
             self.stats.rejected[reason.value] += 1
@@ -306,18 +306,6 @@ class Pipeline:
 
     def _error(self, now_ms: int, code: str, message: str) -> None:
         self.stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
-
-
-def _open(_ts_ms: int) -> bool:
-    return True
-
-
-def _closed(_ts_ms: int) -> bool:
-    return False
-
-
-_OPEN = _open
-_CLOSED = _closed
 
 
 def _minus(from_ms: int, to_ms: int, minutes: Sequence[int]) -> list[tuple[int, int]]:

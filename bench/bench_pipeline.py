@@ -1,0 +1,200 @@
+"""Pipeline throughput on real data, each figure next to a baseline run on the same arrays.
+
+- live path: tick validation + preview of every timeframe (Pipeline.on_tick) vs a bare loop
+  over the same Tick objects;
+- replay aggregation of the GBPJPY December 2012 month: our vectorised 1m build (late-tick
+  rail, stable time order) vs pandas `resample().ohlc()` and vs a plain numpy reduceat;
+- 1m -> every higher timeframe on the FXCM GBPUSD 2012 year: our `compose` vs polars
+  `group_by_dynamic`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from bench.data import fxcm_year, shared_data
+from bench.runner import Row, best_of
+from fxconnector.config.calendars import load_calendar
+from fxconnector.core.builders.spec import BarSpec
+from fxconnector.core.builders.vector import BarColumns, build, compose
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import TIMEFRAMES, Timeframe, to_ms
+from fxconnector.core.validation.ticks import TickRails
+from fxconnector.runtime.ingest.broker.replay.readers import read_ticks
+from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+from fxconnector.runtime.publish.sink import CountingSink
+from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+
+HIGHER = tuple(tf for tf in TIMEFRAMES if tf is not Timeframe.M1)
+
+
+def run() -> list[Row]:
+    data = shared_data()
+    if data is None:
+        print("bench_pipeline: ../shared/data not found; set FXCONNECTOR_SHARED_DATA")
+        return []
+    now_ms = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    profile = load_calendar("fx_ny", now_ms=now_ms)
+    calendar = profile.for_symbol("GBPJPY")
+    batch = read_ticks(data / "dukascopy", "GBPJPY", "dukascopy")
+    return [
+        _live_path(batch, calendar),
+        *_aggregation(batch, calendar),
+        _compose_year(data, profile.default),
+    ]
+
+
+def _live_path(batch: object, calendar: object) -> Row:
+    from fxconnector.core.model.tick import TickBatch
+
+    assert isinstance(batch, TickBatch)
+    ticks = batch.slice(0, 400_000).ticks()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JsonlStore(Path(tmp))
+        store.open()
+
+        def subject() -> None:
+            pipeline = Pipeline(
+                history=_no_history,
+                store=store,
+                calendars={"GBPJPY": calendar},  # type: ignore[dict-item]
+                timeframes=TIMEFRAMES,
+                spec=BarSpec(),
+                rails=TickRails(frozenset({"GBPJPY"})),
+                sink=CountingSink(),
+                start_ms={"GBPJPY": 0},
+            )
+            on_tick = pipeline.on_tick
+            for tick in ticks:
+                on_tick(tick, tick.ts_ms)
+
+        def baseline() -> None:
+            total = 0
+            for tick in ticks:
+                total += tick.ts_ms
+
+        seconds = best_of(subject, repeat=3)
+        store.close()
+    return Row(
+        "live path: validate + previews, 8 tfs",
+        len(ticks),
+        "ticks",
+        seconds,
+        "bare per-tick loop",
+        best_of(baseline, repeat=3),
+    )
+
+
+async def _no_history(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
+    return []
+
+
+def _aggregation(batch: object, calendar: object) -> list[Row]:
+    from fxconnector.core.model.tick import TickBatch
+
+    assert isinstance(batch, TickBatch)
+    ts, bid = batch.ts_ms, batch.bid
+    spec = BarSpec()
+
+    def ours() -> None:
+        build(batch, (Timeframe.M1,), calendar, spec)  # type: ignore[arg-type]
+
+    def pandas_resample() -> None:
+        series = pd.Series(bid, index=pd.to_datetime(ts, unit="ms"))
+        resampled = series.resample("1min")
+        resampled.ohlc()
+        resampled.count()
+
+    def numpy_plain() -> None:
+        minutes = ts - ts % 60_000
+        starts = np.flatnonzero(np.concatenate(([True], minutes[1:] != minutes[:-1])))
+        ends = np.concatenate((starts[1:], [ts.size])) - 1
+        (
+            bid[starts],
+            np.maximum.reduceat(bid, starts),
+            np.minimum.reduceat(bid, starts),
+            bid[ends],
+            np.diff(np.concatenate((starts, [ts.size]))),
+        )
+
+    seconds = best_of(ours)
+    return [
+        Row(
+            "replay aggregation 1m, GBPJPY Dec 2012",
+            ts.size,
+            "ticks",
+            seconds,
+            "pandas resample().ohlc()",
+            best_of(pandas_resample),
+        ),
+        Row(
+            "replay aggregation 1m, GBPJPY Dec 2012",
+            ts.size,
+            "ticks",
+            seconds,
+            "plain numpy reduceat",
+            best_of(numpy_plain),
+        ),
+    ]
+
+
+def _compose_year(data: Path, calendar: object) -> Row:
+    opens, ohlc = fxcm_year(data / "fxcm" / "fxcm-gbpusd-m1-bid-2012.csv.zip")
+    zeros = np.zeros(opens.size, dtype=np.int64)
+    bars = BarColumns(
+        opens,
+        ohlc[:, 0].copy(),
+        ohlc[:, 1].copy(),
+        ohlc[:, 2].copy(),
+        ohlc[:, 3].copy(),
+        zeros,
+        zeros,
+        opens + 59_999,
+    )
+
+    def ours() -> None:
+        for tf in HIGHER:
+            compose(bars, tf, calendar)  # type: ignore[arg-type]
+
+    frame = pl.DataFrame(
+        {
+            "ts": pl.Series(opens).cast(pl.Datetime("ms")),
+            "open": ohlc[:, 0],
+            "high": ohlc[:, 1],
+            "low": ohlc[:, 2],
+            "close": ohlc[:, 3],
+        }
+    )
+    every = {
+        Timeframe.M3: "3m",
+        Timeframe.M5: "5m",
+        Timeframe.M15: "15m",
+        Timeframe.M30: "30m",
+        Timeframe.H1: "1h",
+        Timeframe.H4: "4h",
+        Timeframe.D1: "1d",
+    }
+
+    def polars_dynamic() -> None:
+        for tf in HIGHER:
+            frame.group_by_dynamic("ts", every=every[tf], closed="left", label="left").agg(
+                pl.col("open").first(),
+                pl.col("high").max(),
+                pl.col("low").min(),
+                pl.col("close").last(),
+            )
+
+    return Row(
+        "1m -> 7 higher tfs, FXCM GBPUSD 2012",
+        opens.size,
+        "bars",
+        best_of(ours),
+        "polars group_by_dynamic",
+        best_of(polars_dynamic),
+    )
