@@ -278,3 +278,41 @@ def test_every_timeframe_can_be_replayed(
     assert code == 0, err
     assert "ticks=1000 applied=1000" in out
     assert "3m:" in out
+
+
+def test_sqlite_store_gives_the_same_bars(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = []
+    for kind in ("jsonl", "sqlite"):
+        root = tmp_path / kind
+        code, _, err = cli(
+            capsys,
+            "replay",
+            str(shared_data / "histdata" / "quote_tick_data.csv"),
+            "--symbol",
+            "EURUSD",
+            "--calendar",
+            "always_open",
+            "--store",
+            str(root),
+            "--store-kind",
+            kind,
+        )
+        assert code == 0, err
+        code, out, _ = cli(
+            capsys,
+            "bars",
+            "--symbol",
+            "EURUSD",
+            "--tf",
+            "5m",
+            "--store",
+            str(root),
+            "--store-kind",
+            kind,
+        )
+        assert code == 0
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 73  # 2020-01-01 22:00 to 04:00:52 UTC, every 5m traded

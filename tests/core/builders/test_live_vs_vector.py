@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import TIMEFRAMES, Timeframe
+from fxconnector.runtime.ingest.broker.replay.readers import read_ticks
 from tests.conftest import calendar_profile
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z, a Monday (fx_ny open)
@@ -130,3 +133,47 @@ def test_a_minute_closed_by_time_takes_no_more_ticks(fx_ny: Any) -> None:
     assert five is not None
     assert five.close == 1.1
     assert five.tick_count == 1
+
+
+@pytest.mark.parametrize(
+    ("relative", "symbol", "fmt"),
+    [
+        ("truefx/USDJPY_ticks.csv", "USDJPY", "truefx"),
+        ("histdata/quote_tick_data.csv", "EURUSD", "histdata"),
+        ("dukascopy", "EURUSD", "dukascopy"),
+    ],
+)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        BarSpec(),
+        BarSpec(PriceSide.ASK, OpenMode.PREVIOUS_CLOSE, VolumeMode.SIZE),
+        BarSpec(PriceSide.MID, OpenMode.FIRST_TICK, VolumeMode.SIZE),
+    ],
+    ids=["bid-first-ticks", "ask-prevclose-size", "mid-first-size"],
+)
+def test_same_bars_from_real_files(
+    relative: str, symbol: str, fmt: str, spec: BarSpec, shared_data: Path
+) -> None:
+    batch = read_ticks(shared_data / relative, symbol, fmt)  # type: ignore[arg-type]
+    batch = TickBatch(
+        symbol,
+        batch.ts_ms,
+        batch.bid,
+        batch.ask,
+        batch.bid_volume if batch.bid_volume is not None else np.ones(len(batch)),
+        batch.ask_volume if batch.ask_volume is not None else np.ones(len(batch)),
+    )
+    calendar = calendar_profile("fx_ny").default
+    builder = LiveBuilder({symbol: calendar}, TIMEFRAMES, spec)
+    closed: list[OhlcvEvent] = []
+    for tick in batch.ticks():
+        closed.extend(builder.update(tick) or ())
+    closed.extend(builder.close_until(int(batch.ts_ms.max()) + 3 * 86_400_000))
+    columns, late = build(batch, TIMEFRAMES, calendar, spec)
+    assert late == builder.late_ticks[symbol]
+    for tf in TIMEFRAMES:
+        live = [e for e in closed if e.tf is tf]
+        vector = columns[tf].events(symbol, tf, complete=False, source=Source.STREAM)
+        assert as_dicts(live) == as_dicts(vector), tf
+        assert len(live) > 0
