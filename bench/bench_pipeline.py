@@ -22,7 +22,7 @@ from bench.data import fxcm_year, shared_data
 from bench.runner import Row, best_of
 from fxconnector.config.calendars import load_calendar
 from fxconnector.core.builders.spec import BarSpec
-from fxconnector.core.builders.vector import BarColumns, build, compose
+from fxconnector.core.builders.vector import BarColumns, build, compose_all
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import TIMEFRAMES, Timeframe, to_ms
 from fxconnector.core.validation.ticks import TickRails
@@ -159,8 +159,7 @@ def _compose_year(data: Path, calendar: object) -> Row:
     )
 
     def ours() -> None:
-        for tf in HIGHER:
-            compose(bars, tf, calendar)  # type: ignore[arg-type]
+        compose_all(bars, HIGHER, calendar)  # type: ignore[arg-type]
 
     frame = pl.DataFrame(
         {

@@ -31,6 +31,7 @@ class _Bar:
     __slots__ = (
         "close",
         "count",
+        "end_ms",
         "first_ts",
         "high",
         "last_ts",
@@ -54,12 +55,13 @@ class _Bar:
         self.first_ts = ts_ms
         self.last_ts = ts_ms
         self.open_fixed = False  # True when the open is the previous bar's close
+        self.end_ms = open_ms + 60_000  # where the next bucket starts (set for partials)
 
 
 class _Series:
     """Everything the builder keeps for one symbol."""
 
-    __slots__ = ("calendar", "floor_ms", "minute", "partials", "prev_close")
+    __slots__ = ("calendar", "floor_ms", "last_ts", "minute", "partials", "prev_close")
 
     def __init__(self, calendar: HasDayGrid, higher: Sequence[Timeframe]) -> None:
         self.calendar = calendar
@@ -67,6 +69,7 @@ class _Series:
         self.partials: dict[Timeframe, _Bar | None] = dict.fromkeys(higher)
         self.prev_close: float | None = None
         self.floor_ms = 0  # the oldest minute a tick may still belong to
+        self.last_ts: int | None = None  # newest tick of the closed minutes
 
 
 class LiveBuilder:
@@ -189,37 +192,38 @@ class LiveBuilder:
         for tf in self._higher:
             partial = series.partials[tf]
             if partial is None:
-                partial = _Bar(
-                    bucket_open(bar.open_ms, tf, series.calendar),
-                    bar.close,
-                    bar.open,
-                    bar.volume,
-                    bar.first_ts,
-                )
+                opened = bucket_open(bar.open_ms, tf, series.calendar)
+                partial = _Bar(opened, bar.close, bar.open, bar.volume, bar.first_ts)
                 partial.high, partial.low, partial.count, partial.last_ts = (
                     bar.high,
                     bar.low,
                     bar.count,
                     bar.last_ts,
                 )
+                partial.end_ms = _bucket_end(opened, tf, series.calendar)
                 series.partials[tf] = partial
             else:
                 _fold(partial, bar)
         series.prev_close = bar.close
+        series.last_ts = bar.last_ts
         series.minute = None
         closed.extend(self._roll_partials(symbol, series, boundary_ms))
         return closed
 
     def _roll_partials(self, symbol: str, series: _Series, boundary_ms: int) -> list[OhlcvEvent]:
-        """Close the higher partials whose bucket is not the one `boundary_ms` falls in."""
+        """Close the higher partials whose bucket ends at or before `boundary_ms`."""
         closed = []
-        cal = series.calendar
         for tf in self._higher:
             partial = series.partials[tf]
-            if partial is not None and bucket_open(boundary_ms, tf, cal) != partial.open_ms:
+            if partial is not None and boundary_ms >= partial.end_ms:
                 closed.append(self._event(symbol, tf, partial))
                 series.partials[tf] = None
         return closed
+
+    def last_tick_ms(self, symbol: str) -> int | None:
+        """Time of the newest applied tick of `symbol`, or None before the first."""
+        series = self._series[symbol]
+        return series.minute.last_ts if series.minute is not None else series.last_ts
 
     def _event(
         self, symbol: str, tf: Timeframe, bar: _Bar, open_ms: int | None = None
@@ -242,6 +246,18 @@ class LiveBuilder:
             bar.last_ts,
             0,
         )
+
+
+def _bucket_end(open_ms: int, tf: Timeframe, calendar: HasDayGrid) -> int:
+    """Where the bucket after the one opening at `open_ms` starts (the geometry's next open).
+
+    Within a trading day that is `open_ms + tf_ms`; a session-aligned bucket never runs past the
+    next trading-day start (which only matters on 23h/25h days, in closed time).
+    """
+    end = open_ms + tf.ms
+    if tf.session_aligned:
+        end = min(end, calendar.day_grid.next_day_open(open_ms))
+    return end
 
 
 def _fold(into: _Bar, minute: _Bar) -> None:

@@ -213,6 +213,55 @@ def compose(bars_1m: BarColumns, tf: Timeframe, calendar: HasDayGrid) -> BarColu
     )
 
 
+#: For each timeframe, the finer one whose buckets nest in it (DESIGN §4: day starts fall on
+#: whole UTC hours, so 1h nests in 4h and 4h in 1d; the calendar loader refuses anything else).
+_NESTS_IN: dict[Timeframe, Timeframe] = {
+    Timeframe.M3: Timeframe.M1,
+    Timeframe.M5: Timeframe.M1,
+    Timeframe.M15: Timeframe.M5,
+    Timeframe.M30: Timeframe.M15,
+    Timeframe.H1: Timeframe.M30,
+    Timeframe.H4: Timeframe.H1,
+    Timeframe.D1: Timeframe.H4,
+}
+
+
+def compose_all(
+    bars_1m: BarColumns, timeframes: tuple[Timeframe, ...], calendar: HasDayGrid
+) -> dict[Timeframe, BarColumns]:
+    """`compose` for several timeframes, each from the finest composed one that nests in it.
+
+    First, last, max, min and integer sums are the same whatever the grouping, so this equals
+    composing each from 1m; float volumes are summed from 1m directly to keep their order.
+    """
+    done: dict[Timeframe, BarColumns] = {Timeframe.M1: bars_1m}
+    float_volume = bars_1m.volume.dtype != np.int64
+    for tf in sorted(set(timeframes) | {Timeframe.M1}, key=lambda t: t.ms):
+        if tf in done:
+            continue
+        source = _NESTS_IN[tf]
+        while source not in done:
+            source = _NESTS_IN[source]
+        composed = compose(done[source], tf, calendar)
+        if float_volume and source is not Timeframe.M1:
+            composed = _with_volume(composed, compose(bars_1m, tf, calendar).volume)
+        done[tf] = composed
+    return {tf: done[tf] for tf in timeframes}
+
+
+def _with_volume(bars: BarColumns, volume: F64Array | npt.NDArray[np.int64]) -> BarColumns:
+    return BarColumns(
+        bars.open_ms,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        volume,
+        bars.tick_count,
+        bars.last_ts,
+    )
+
+
 def build(
     batch: TickBatch,
     timeframes: tuple[Timeframe, ...],
@@ -238,7 +287,7 @@ def build(
             ts, prices = ts[keep], prices[keep]
             sizes = None if sizes is None else sizes[keep]
     bars_1m = ticks_to_1m(ts, prices, sizes, spec.open_mode)
-    return {tf: compose(bars_1m, tf, calendar) for tf in timeframes}, late
+    return compose_all(bars_1m, timeframes, calendar), late
 
 
 def _previous_close(bars: BarColumns) -> BarColumns:

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import BrokerDisconnected
 from fxconnector.core.model.bar import OhlcvEvent, Source
-from fxconnector.core.model.tick import TickBatch
+from fxconnector.core.model.tick import Tick, TickBatch
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
-from fxconnector.core.validation.ticks import TickRails
+from fxconnector.core.validation.ticks import TickRails, check_tick
 from fxconnector.runtime.ingest.broker.replay.broker import ReplayBroker
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.conftest import calendar_profile
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z, Monday
 TFS = (Timeframe.M1, Timeframe.M5, Timeframe.H1)
@@ -227,3 +232,59 @@ def test_history_bars_that_break_the_contract_are_refused(
     assert "history.bad_bar" in [e.code for e in pipeline.stats.errors]
     assert store.latest("EURUSD", Timeframe.M1, saturday) is None
     store.close()
+
+
+prices = st.one_of(
+    st.floats(min_value=0.5, max_value=2.0),
+    st.sampled_from([0.0, -1.0, math.nan, math.inf, -math.inf]),
+)
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["EURUSD", "GBPUSD"]),
+            prices,
+            prices,
+            st.integers(min_value=-5_000, max_value=3 * 86_400_000),  # step; Sat/Sun are closed
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_fast_path_agrees_with_check_tick(rows: list[tuple[str, float, float, int]]) -> None:
+    calendar = calendar_profile("fx_ny").default
+    rails = TickRails(frozenset({"EURUSD"}), max_spread_inversion=0.0001)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JsonlStore(Path(tmp))
+        store.open()
+        pipeline = Pipeline(
+            history=_nothing,
+            store=store,
+            calendars={"EURUSD": calendar},
+            timeframes=TFS,
+            spec=BarSpec(),
+            rails=rails,
+            sink=RecordingSink(),
+            start_ms={"EURUSD": T0},
+        )
+        ts = T0 + 3 * 86_400_000  # Thursday
+        now = ts
+        for symbol, bid, ask, step in rows:
+            ts += abs(step)
+            expected = check_tick(rails, symbol, bid, ask, ts, now, calendar.is_open(ts))
+            before = dict(pipeline.stats.rejected)
+            applied = pipeline.on_tick(Tick(symbol, bid, ask, ts), now)
+            after = dict(pipeline.stats.rejected)
+            if expected is None:
+                assert applied
+                assert after == before
+            else:
+                assert not applied
+                assert after[expected.value] == before.get(expected.value, 0) + 1
+            now = ts - 10_000 if step % 3 == 0 else ts  # sometimes the tick is from the future
+        store.close()
+
+
+async def _nothing(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
+    return []

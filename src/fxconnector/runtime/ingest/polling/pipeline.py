@@ -19,6 +19,7 @@ Rules (DESIGN §5):
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -55,7 +56,6 @@ class PipelineStats:
     errors: collections.deque[ErrorEntry] = field(
         default_factory=lambda: collections.deque(maxlen=50)
     )
-    last_tick_ts_ms: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -102,40 +102,66 @@ class Pipeline:
         self.timeframes = tuple(timeframes)
         self.builder = LiveBuilder(calendars, timeframes, spec)
         self.derived = DerivedBuilder(store, calendars, timeframes)
-        self.stats = PipelineStats()
+        self._stats = PipelineStats()
         self._progress = {
             symbol: _SymbolProgress(start - start % MINUTE_MS) for symbol, start in start_ms.items()
         }
         self._now_ms = 0
         self._pending_publish: list[OhlcvEvent] = []
         self._sessions: dict[str, tuple[int, int]] = {}
+        # Hot-path copies (one attribute load each instead of two).
+        self._max_inversion = rails.max_spread_inversion
+        self._epoch_rail_ms = rails.epoch_rail_ms
+        self._max_future_ms = rails.max_future_ms
+        self._update = self.builder.update
+        self._applied = 0
 
     # -- ticks ------------------------------------------------------------------------------
 
     def on_tick(self, tick: Tick, now_ms: int) -> bool:
         """Validate and apply one tick; True when it was applied."""
-        symbol = tick.symbol
         ts = tick.ts_ms
-        session = self._sessions.get(symbol)
-        if session is None or not session[0] <= ts < session[1]:
-            calendar = self._calendars.get(symbol)
-            session = calendar.session_at(ts) if calendar is not None else None
-            if session is not None:
-                self._sessions[symbol] = session
-        reason = check_tick(
-            self._rails, symbol, tick.bid, tick.ask, ts, now_ms, session is not None
-        )
-        if reason is not None:
-            self.stats.rejected[reason.value] += 1
+        bid = tick.bid
+        ask = tick.ask
+        session = self._sessions.get(tick.symbol)
+        # Fast path: the conjunction of every rail for the common good tick (a property test
+        # holds it equal to check_tick); anything else asks check_tick for the reason.
+        if not (
+            session is not None
+            and session[0] <= ts < session[1]
+            and 0.0 < bid < _INF
+            and 0.0 < ask < _INF
+            and bid - ask <= self._max_inversion
+            and self._epoch_rail_ms <= ts <= now_ms + self._max_future_ms
+        ) and not self._slow_check(tick, now_ms):
             return False
-        closed = self.builder.update(tick)
+        closed = self._update(tick)
         if closed is None:
             return False
-        self.stats.ticks += 1
-        self.stats.last_tick_ts_ms[symbol] = ts
+        self._applied += 1
         if closed:
             self._closed_previews(closed)
         return True
+
+    def _slow_check(self, tick: Tick, now_ms: int) -> bool:
+        """check_tick with the session looked up (and cached); count a reject."""
+        calendar = self._calendars.get(tick.symbol)
+        session = calendar.session_at(tick.ts_ms) if calendar is not None else None
+        if session is not None:
+            self._sessions[tick.symbol] = session
+        reason = check_tick(
+            self._rails, tick.symbol, tick.bid, tick.ask, tick.ts_ms, now_ms, session is not None
+        )
+        if reason is None:
+            return True
+        self._stats.rejected[reason.value] += 1
+        return False
+
+    @property
+    def stats(self) -> PipelineStats:
+        """The counters, with the applied-tick count brought up to date."""
+        self._stats.ticks = self._applied
+        return self._stats
 
     @property
     def late_ticks(self) -> int:
@@ -200,11 +226,11 @@ class Pipeline:
         self, symbol: str, progress: _SymbolProgress, from_ms: int, to_ms: int, now_ms: int
     ) -> bool:
         """Fetch, check, store one range; False when the call failed (retry later)."""
-        self.stats.history_requests += 1
+        self._stats.history_requests += 1
         try:
             bars = await self._history(symbol, from_ms, to_ms)
         except (TransientIOError, BadBrokerData) as exc:
-            self.stats.history_failures += 1
+            self._stats.history_failures += 1
             progress.failures += 1
             backoff = min(self._retry_cap_ms, self._retry_base_ms * 2 ** (progress.failures - 1))
             progress.retry_at_ms = now_ms + backoff
@@ -230,12 +256,12 @@ class Pipeline:
         for minute, (tries, due) in sorted(progress.empty.items()):
             if due > now_ms:
                 continue
-            self.stats.empty_history_retries += 1
-            self.stats.history_requests += 1
+            self._stats.empty_history_retries += 1
+            self._stats.history_requests += 1
             try:
                 bars = await self._history(symbol, minute, minute + MINUTE_MS)
             except (TransientIOError, BadBrokerData) as exc:
-                self.stats.history_failures += 1
+                self._stats.history_failures += 1
                 bars = []
                 self._error(now_ms, "history.failed", f"{symbol} {iso_utc(minute)}: {exc}")
             accepted = self._check_history(symbol, bars, minute, minute + MINUTE_MS, now_ms)
@@ -274,7 +300,7 @@ class Pipeline:
             elif not calendar.is_open(bar.open_ms):
                 problems.append("in a minute the calendar calls closed")
             if problems:
-                self.stats.history_bars_refused += 1
+                self._stats.history_bars_refused += 1
                 self._error(
                     now_ms,
                     "history.bad_bar",
@@ -301,11 +327,14 @@ class Pipeline:
         if not events:
             return
         for event in events:
-            (self.stats.revisions if event.rev else self.stats.finals)[event.tf.value] += 1
+            (self._stats.revisions if event.rev else self._stats.finals)[event.tf.value] += 1
         self._sink.finals(events)
 
     def _error(self, now_ms: int, code: str, message: str) -> None:
-        self.stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
+        self._stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
+
+
+_INF = math.inf
 
 
 def _minus(from_ms: int, to_ms: int, minutes: Sequence[int]) -> list[tuple[int, int]]:
