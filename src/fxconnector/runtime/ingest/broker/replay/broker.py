@@ -24,6 +24,8 @@ from fxconnector.core.model.tick import Tick, TickBatch
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.ingest.broker.port import SessionEvent
 
+_CHUNK = 10_000
+
 
 class ReplayBroker:
     """Plays one symbol's recorded ticks; its history is their aggregation."""
@@ -56,15 +58,17 @@ class ReplayBroker:
             return
         first_ts = int(self._batch.ts_ms[0])
         wall_start = time.monotonic()
-        for tick in self._batch.ticks():
-            if self._closed:
-                return
-            if self._speed > 0:
-                due = wall_start + (tick.ts_ms - first_ts) / 1000 / self._speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            yield tick
+        # Materialise Tick objects a chunk at a time: a month is over a million of them.
+        for start in range(0, len(self._batch), _CHUNK):
+            for tick in self._batch.slice(start, start + _CHUNK).ticks():
+                if self._closed:
+                    return
+                if self._speed > 0:
+                    due = wall_start + (tick.ts_ms - first_ts) / 1000 / self._speed
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                yield tick
 
     async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
         if symbol != self._batch.symbol:
