@@ -52,6 +52,17 @@ class TickBatch(msgspec.Struct, frozen=True):
             ask_volume=None if self.ask_volume is None else self.ask_volume[start:stop],
         )
 
+    def select(self, keep: npt.NDArray[np.bool_]) -> TickBatch:
+        """The rows where `keep` is true, as a new batch."""
+        return TickBatch(
+            symbol=self.symbol,
+            ts_ms=self.ts_ms[keep],
+            bid=self.bid[keep],
+            ask=self.ask[keep],
+            bid_volume=None if self.bid_volume is None else self.bid_volume[keep],
+            ask_volume=None if self.ask_volume is None else self.ask_volume[keep],
+        )
+
     def ticks(self) -> list[Tick]:
         """The rows as Tick structs (for the live path and tests)."""
         bid_vol = self.bid_volume.tolist() if self.bid_volume is not None else None

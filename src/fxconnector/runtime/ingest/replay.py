@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from fxconnector.core.buckets import bucket_open
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
@@ -64,7 +62,7 @@ async def run_replay(
     rails = TickRails(symbols=frozenset({symbol}))
     codes = check_batch(rails, batch, batch.ts_ms, calendar.is_open_array)
     rejected = count_reasons(codes)
-    good = _select(batch, codes < 0)
+    good = batch.select(codes < 0)
     first_ts = int(batch.ts_ms.min())
     last_ts = int(batch.ts_ms.max())
     start = from_ms if from_ms is not None else bucket_open(first_ts, Timeframe.D1, calendar)
@@ -116,17 +114,6 @@ async def run_replay(
     if progress is not None:
         progress(total, total)
     return _summary(pipeline.stats, pipeline.late_ticks, batch, rejected, start, end, started)
-
-
-def _select(batch: TickBatch, keep: np.ndarray) -> TickBatch:
-    return TickBatch(
-        symbol=batch.symbol,
-        ts_ms=batch.ts_ms[keep],
-        bid=batch.bid[keep],
-        ask=batch.ask[keep],
-        bid_volume=None if batch.bid_volume is None else batch.bid_volume[keep],
-        ask_volume=None if batch.ask_volume is None else batch.ask_volume[keep],
-    )
 
 
 def _summary(

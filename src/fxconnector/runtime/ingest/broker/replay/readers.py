@@ -178,14 +178,7 @@ def _within(batch: TickBatch, from_ms: int | None, to_ms: int | None) -> TickBat
         keep &= batch.ts_ms >= from_ms
     if to_ms is not None:
         keep &= batch.ts_ms < to_ms
-    return TickBatch(
-        symbol=batch.symbol,
-        ts_ms=batch.ts_ms[keep],
-        bid=batch.bid[keep],
-        ask=batch.ask[keep],
-        bid_volume=None if batch.bid_volume is None else batch.bid_volume[keep],
-        ask_volume=None if batch.ask_volume is None else batch.ask_volume[keep],
-    )
+    return batch.select(keep)
 
 
 def _range_text(from_ms: int | None, to_ms: int | None) -> str:
