@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from fxconnector.config.calendars import load_calendar
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.time_geom import to_ms
+from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 #: Loader checks run from a fixed moment so tests do not depend on today's date.
@@ -54,3 +56,14 @@ def shared_data() -> Path:
     if not (path / "README.md").is_file():
         pytest.skip(f"real data folder not found at {path} (set FXCONNECTOR_SHARED_DATA)")
     return path
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh real redis-server for one test (killed afterwards)."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
