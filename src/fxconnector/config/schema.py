@@ -44,7 +44,8 @@ class BarsConfig(_Section, frozen=True):
 
 class StoreConfig(_Section, frozen=True):
     kind: Literal["jsonl", "sqlite"] = "jsonl"
-    path: str = "var/ssot"
+    #: A relative path is relative to `workdir`.
+    path: str = "ssot"
     fsync_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
 
 
@@ -102,6 +103,9 @@ class BrokerConfig(_Section, frozen=True):
         "USDJPY",
     )
     history_safety_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] = 2_000
+    #: On a start with an empty store, fetch this much history first (then resume from the
+    #: newest stored final on every later start).
+    startup_lookback_mins: Annotated[int, msgspec.Meta(ge=0, le=7 * 1440)] = 1440
     sim: SimBrokerConfig = SimBrokerConfig()
     replay: ReplayBrokerConfig = ReplayBrokerConfig()
     fxcm: FxcmBrokerConfig = FxcmBrokerConfig()
@@ -111,6 +115,7 @@ class BrokerConfig(_Section, frozen=True):
 class Config(_Section, frozen=True):
     """The whole configuration."""
 
+    #: Runtime files (store, embedded Redis socket, control socket) live here.
     workdir: str = "var"
     secrets_file: str = ""
     calendar: CalendarConfig = CalendarConfig()

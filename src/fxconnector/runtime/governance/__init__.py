@@ -1,0 +1,1 @@
+"""Rails and metrics that keep the connector honest."""
