@@ -66,6 +66,10 @@ class TailCache:
         if len(opens) > self.window:
             del window.by_open[opens.pop(0)]
 
+    def series(self) -> list[tuple[str, Timeframe]]:
+        """Every (symbol, tf) the cache holds bars of, sorted."""
+        return sorted(key for key, window in self._series.items() if window.opens)
+
     def tail(
         self,
         symbol: str,

@@ -87,7 +87,7 @@ class DerivedBuilder:
                 bars = derive(finals, tf, calendar)
                 for result in self._store.append(bars, reason=REDERIVED):
                     if result.outcome is not AppendOutcome.DUPLICATE:
-                        published.append(result.stored.event())
+                        published.append(result.stored)
         self._dirty = {key: opens for key, opens in self._dirty.items() if opens}
         self.waiting_on_missing = waiting
         return published

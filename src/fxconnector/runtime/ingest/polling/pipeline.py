@@ -318,7 +318,7 @@ class Pipeline:
         except ContractViolation as exc:  # pragma: no cover - _check_history refused these
             self._error(self._now_ms, "store.refused", f"{symbol}: {exc}")
             return
-        fresh = [r.stored.event() for r in results if r.outcome is not AppendOutcome.DUPLICATE]
+        fresh = [r.stored for r in results if r.outcome is not AppendOutcome.DUPLICATE]
         self._pending_publish.extend(fresh)
 
     def _publish(self, derived: Sequence[OhlcvEvent]) -> None:

@@ -1,0 +1,447 @@
+"""The writer of the public Redis surface (DESIGN §7; key layout and entry format in keys.py).
+
+Rules:
+- `finals`, `previews` and `tick` are synchronous and never touch the network: they queue.
+  Finals are never dropped (the SSOT holds them too); previews are coalesced to the latest per
+  (symbol, tf) and ticks to the latest per symbol, so Redis load does not grow with tick rate.
+- A final is applied to the tail cache when the surface accepts it (`finals`), so the tail and
+  every snapshot computed from it include all accepted finals, published or still queued.
+- NoMix: a preview is never published once its series has a final at the same or a later
+  open_ms (checked when it is queued and again when it is flushed).
+- `run()` publishes every cycle, at most `preview_interval_ms` apart and at once when finals are
+  queued: finals first (one script call per series batch: XADD the events, then the snapshot's
+  bars and cursor, atomically; see surface_lua.py), then coalesced previews (XADD), then ticks
+  (one HSET); all of one cycle in one pipelined round trip.
+- Redis is a surface, never the truth: any Redis error (refused, timeout, NOSCRIPT after a
+  restart, ...) marks the surface DEGRADED, keeps every final queued, counts the error and
+  retries with capped exponential backoff and jitter. Recovery always starts with `rebuild()`
+  from the tail (itself rebuilt from the SSOT), then publishes the queue. A Redis that restarted
+  between two calls is noticed by a periodic probe (the events stream is gone) and rebuilt too.
+  Delivery is at least once: an event may appear twice after a recovery, never zero times.
+- Redis exceptions are translated at this boundary into SurfaceUnavailable; `run()` never raises
+  for them, and anything else (a bug) propagates.
+
+This module must not know the store, the broker or the pipeline; time comes from the Clock, except
+the publish latency, which is measured with the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final
+
+import redis.asyncio
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
+from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
+from fxconnector.core.model.status import SurfaceState
+from fxconnector.core.model.tick import Tick
+from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.clock import Clock
+from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
+from fxconnector.runtime.publish.surface_lua import FINALS_LUA, Series, SnapshotEncoder
+from fxconnector.runtime.store.cache_tail import TailCache
+from fxconnector.runtime.store.rules import to_stored
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S: Final = 0.1
+BACKOFF_CAP_S: Final = 5.0
+#: How often the loop checks that Redis still holds the stream it wrote (a restart empties it).
+PROBE_INTERVAL_MS: Final = 1_000
+#: With `preview_interval_ms = 0` previews wake the loop; this bounds its sleep otherwise.
+IDLE_WAKE_MS: Final = 1_000
+#: Series per pipelined round trip during a rebuild (each carries up to two windows of bars).
+REBUILD_SERIES_PER_CALL: Final = 16
+
+Key = tuple[str, Timeframe, int]
+PublishedHook = Callable[[OhlcvEvent, float], None]
+
+
+class RedisSurface:
+    """Queues bar events and publishes them to Redis; an EventSink."""
+
+    def __init__(
+        self,
+        redis_client: redis.asyncio.Redis,
+        keys: SurfaceKeys,
+        tail: TailCache,
+        *,
+        events_maxlen: int,
+        snapshot_bars: int,
+        preview_interval_ms: int,
+        clock: Clock,
+        on_published: PublishedHook | None = None,
+        on_redis_error: Callable[[], None] | None = None,
+    ) -> None:
+        if events_maxlen < 1 or snapshot_bars < 1 or preview_interval_ms < 0:
+            raise ContractViolation(
+                "surface: events_maxlen and snapshot_bars must be >= 1, preview_interval_ms >= 0"
+            )
+        self._redis = redis_client
+        self._keys = keys
+        self._tail = tail
+        self._maxlen = events_maxlen
+        self._snapshot_bars = snapshot_bars
+        self._interval_ms = preview_interval_ms
+        self._clock = clock
+        self._on_published = on_published
+        self._on_redis_error = on_redis_error
+        self._script = redis_client.register_script(FINALS_LUA)
+        self._encoder = SnapshotEncoder()
+        self._finals: deque[tuple[OhlcvEvent, float]] = deque()
+        self._previews: dict[Series, OhlcvEvent] = {}
+        self._ticks: dict[str, Tick] = {}
+        self._final_open: dict[Series, int] = {}  # NoMix: newest final open_ms per series
+        self._state = SurfaceState.REBUILDING
+        self._lock = asyncio.Lock()  # one publisher at a time: run() and a direct rebuild()
+        self._wake = asyncio.Event()  # finals queued (or stop): cycle now
+        self._stop = asyncio.Event()
+        self._flushed = asyncio.Event()  # replaced after every flush; drain() waits on it
+        self._done = asyncio.Event()
+        self._running = False
+        self._flushing = False
+        self._stream_written = False
+        self._next_probe_ms = 0
+        self._rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
+        self.published_finals = 0
+        self.published_previews = 0
+        self.nomix_dropped = 0
+        self.last_error: str | None = None  # the last Redis error, for status errors[]
+
+    # -- the EventSink side: synchronous, no network -------------------------------------------
+
+    def finals(self, events: Sequence[OhlcvEvent]) -> None:
+        """Queue durable finals; each is applied to the tail cache now."""
+        if not events:
+            return
+        now_s = time.monotonic()
+        final_open = self._final_open
+        for event in events:
+            if not event.complete:
+                raise ContractViolation(f"surface.finals got a preview: {event.key}")
+            self._finals.append((event, now_s))
+            stored = event if isinstance(event, StoredFinal) else to_stored(event, event.rev, "")
+            self._tail.apply(stored)
+            series = (event.symbol, event.tf)
+            if event.open_ms > final_open.get(series, -1):
+                final_open[series] = event.open_ms
+        self._wake.set()
+
+    def previews(self, events: Sequence[OhlcvEvent]) -> None:
+        """Queue previews, keeping the latest per (symbol, tf); NoMix ones are dropped."""
+        for event in events:
+            series = (event.symbol, event.tf)
+            if event.open_ms <= self._final_open.get(series, -1):
+                self.nomix_dropped += 1
+                continue
+            held = self._previews.get(series)
+            if held is None or event.open_ms >= held.open_ms:
+                self._previews[series] = event
+        if self._interval_ms == 0 and events:
+            self._wake.set()
+
+    def tick(self, tick: Tick) -> None:
+        """Queue the last tick of a symbol for `price_tik`."""
+        self._ticks[tick.symbol] = tick
+        if self._interval_ms == 0:
+            self._wake.set()
+
+    # -- observable state -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> SurfaceState:
+        return self._state
+
+    @property
+    def backlog(self) -> int:
+        """Finals accepted and not yet acknowledged by Redis."""
+        return len(self._finals)
+
+    @property
+    def pending(self) -> bool:
+        """True while anything (finals, previews, ticks) is queued or being published."""
+        return bool(self._finals or self._previews or self._ticks or self._flushing)
+
+    # -- direct writes --------------------------------------------------------------------------
+
+    async def write_status(self, status_json: bytes, ttl_s: int) -> bool:
+        """SET the live status with an expiry; False (counted) when Redis is unavailable."""
+        with self._counting(), _redis_errors("SET status"):
+            await self._redis.set(self._keys.status, status_json, ex=ttl_s)
+            return True
+        return False
+
+    async def write_status_snapshot(self, json: bytes) -> bool:
+        """SET `last_command` and `errors[]`; False (counted) when Redis is unavailable."""
+        with self._counting(), _redis_errors("SET status snapshot"):
+            await self._redis.set(self._keys.status_snapshot, json)
+            return True
+        return False
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish until `stop()`; Redis errors degrade and retry, bugs propagate."""
+        if self._running:
+            raise ContractViolation("RedisSurface.run() is already running")
+        self._running = True
+        try:
+            await self._loop()
+        finally:
+            self._running = False
+            self._state = SurfaceState.DOWN
+            self._done.set()
+            self._pulse_flushed()  # a drain() waiting on a flush learns that none will come
+
+    async def stop(self) -> None:
+        """End `run()` after its current step and wait for it (queued finals stay queued)."""
+        self._stop.set()
+        self._wake.set()
+        if self._running:
+            await self._done.wait()
+
+    async def drain(self) -> None:
+        """Publish everything queued now, without waiting for the preview interval; return
+        once nothing is pending or `run()` ended. Unbounded while Redis is down: bound it."""
+        while self.pending and self._running:
+            self._wake.set()
+            await self._flushed.wait()
+
+    async def _loop(self) -> None:
+        needs_rebuild = True
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if needs_rebuild:
+                    await self.rebuild()
+                    needs_rebuild = False
+                await self._cycle()
+            except SurfaceUnavailable as exc:
+                failures += 1
+                needs_rebuild = True
+                self._degrade(exc)
+                await self._pause_ms(self._backoff_ms(failures), self._stop)
+                continue
+            failures = 0
+            await self._pause_ms(self._interval_ms or IDLE_WAKE_MS, self._wake)
+
+    async def _cycle(self) -> None:
+        self._wake.clear()  # finals queued from here on wake the next cycle
+        async with self._lock:
+            await self._probe()
+            self._flushing = True
+            try:
+                await self._flush()
+            finally:
+                self._flushing = False
+        self._pulse_flushed()
+
+    def _pulse_flushed(self) -> None:
+        self._flushed.set()
+        self._flushed = asyncio.Event()
+
+    def _degrade(self, exc: SurfaceUnavailable) -> None:
+        self.last_error = str(exc)
+        if self._on_redis_error is not None:
+            self._on_redis_error()
+        if self._state is not SurfaceState.DEGRADED:
+            log.warning(
+                "surface.degraded", extra={"fields": {"error": str(exc), "backlog": self.backlog}}
+            )
+        self._state = SurfaceState.DEGRADED
+
+    def _backoff_ms(self, failures: int) -> int:
+        delay_s = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 16))
+        # Equal jitter: never less than half the delay, so a fleet does not reconnect in step.
+        return int(1000 * delay_s * (0.5 + 0.5 * self._rng.random()))
+
+    async def _pause_ms(self, delay_ms: int, wake: asyncio.Event) -> None:
+        """Sleep `delay_ms` of clock time, or less if `wake` is set."""
+        if wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep_until(self._clock.now_ms() + delay_ms))
+        waker = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def rebuild(self) -> None:
+        """Write every series the tail knows (snapshot + its window's events); then OK.
+
+        The queued finals the rebuild covered (same key, same or newer revision in the written
+        window) count as published and leave the queue; the rest are published next cycle.
+        """
+        async with self._lock:
+            with _redis_errors("SCRIPT LOAD"):
+                await self._redis.script_load(self._script.script)
+            self._encoder = SnapshotEncoder()
+            self._stream_written = False
+            covered: dict[Key, int] = {}
+            series = self._tail.series()
+            for start in range(0, len(series), REBUILD_SERIES_PER_CALL):
+                await self._rebuild_series(series[start : start + REBUILD_SERIES_PER_CALL], covered)
+            self._settle_covered(covered)
+            self._next_probe_ms = self._clock.now_ms() + PROBE_INTERVAL_MS
+        if self._state is not SurfaceState.OK:
+            log.info("surface.ok", extra={"fields": {"series": len(series)}})
+        self._state = SurfaceState.OK
+
+    async def _rebuild_series(self, chunk: Sequence[Series], covered: dict[Key, int]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            written = False
+            for series in chunk:
+                bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
+                if not bars:
+                    continue
+                self._call_script(pipe, series, bars, bars)
+                written = True
+                for bar in bars:
+                    covered[bar.key] = bar.rev
+                final_open = self._final_open.get(series, -1)
+                self._final_open[series] = max(final_open, bars[-1].open_ms)
+            if not written:
+                return
+            with _redis_errors("rebuild"):
+                await pipe.execute()
+        self._stream_written = True
+
+    def _settle_covered(self, covered: dict[Key, int]) -> None:
+        """Drop the queued finals a rebuild published (their key at the same or a newer rev)."""
+        if not covered or not self._finals:
+            return
+        ack_s = time.monotonic()
+        kept: deque[tuple[OhlcvEvent, float]] = deque()
+        for event, enqueued_s in self._finals:
+            if covered.get(event.key, -1) >= event.rev:
+                self._published(event, ack_s - enqueued_s)
+            else:
+                kept.append((event, enqueued_s))
+        self._finals = kept
+
+    async def _probe(self) -> None:
+        """Raise SurfaceUnavailable when the stream we wrote is gone (Redis restarted empty)."""
+        now_ms = self._clock.now_ms()
+        if not self._stream_written or now_ms < self._next_probe_ms:
+            return
+        self._next_probe_ms = now_ms + PROBE_INTERVAL_MS
+        with _redis_errors("EXISTS events"):
+            exists = await self._redis.exists(self._keys.events)
+        if not exists:
+            raise SurfaceUnavailable("redis lost the events stream (restarted or flushed)")
+
+    async def _flush(self) -> None:
+        batch = list(self._finals)
+        previews = self._take_previews()
+        ticks, self._ticks = self._ticks, {}
+        if not (batch or previews or ticks):
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                self._queue_finals(pipe, batch)
+                for event in previews:
+                    pipe.xadd(
+                        self._keys.events,
+                        {STREAM_FIELD: encode(event)},
+                        maxlen=self._maxlen,
+                        approximate=True,
+                    )
+                if ticks:
+                    fields = [x for symbol, tick in ticks.items() for x in (symbol, encode(tick))]
+                    pipe.hset(self._keys.price_tik, items=fields)
+                with _redis_errors("publish"):
+                    await pipe.execute()
+        except SurfaceUnavailable:
+            self._restore(previews, ticks)
+            raise
+        self._stream_written = self._stream_written or bool(batch or previews)
+        self.published_previews += len(previews)
+        ack_s = time.monotonic()
+        for _ in batch:
+            event, enqueued_s = self._finals.popleft()
+            self._published(event, ack_s - enqueued_s)
+
+    def _queue_finals(self, pipe: Pipeline, batch: list[tuple[OhlcvEvent, float]]) -> None:
+        """One script call per series, with the snapshot the tail holds now."""
+        by_series: dict[Series, list[OhlcvEvent]] = {}
+        for event, _ in batch:
+            by_series.setdefault((event.symbol, event.tf), []).append(event)
+        for series, events in by_series.items():
+            bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
+            self._call_script(pipe, series, events, bars)
+
+    def _call_script(
+        self,
+        pipe: Pipeline,
+        series: Series,
+        events: Sequence[OhlcvEvent],
+        bars: Sequence[OhlcvEvent],
+    ) -> None:
+        snapshot = self._encoder.snapshot(series, bars)  # first: events reuse its bytes
+        encoded = [self._encoder.event(series, event) for event in events]
+        pipe.evalsha(
+            self._script.sha,
+            2,
+            self._keys.events,
+            self._keys.snapshot(*series),
+            self._maxlen,
+            snapshot,
+            *encoded,
+        )
+
+    def _take_previews(self) -> list[OhlcvEvent]:
+        taken: list[OhlcvEvent] = []
+        for series, event in self._previews.items():
+            if event.open_ms > self._final_open.get(series, -1):
+                taken.append(event)
+            else:
+                self.nomix_dropped += 1  # a final for it (or a later bucket) came since
+        self._previews = {}
+        return taken
+
+    def _restore(self, previews: list[OhlcvEvent], ticks: dict[str, Tick]) -> None:
+        """Put back what a failed flush took, unless something newer was queued meanwhile."""
+        for event in previews:
+            self._previews.setdefault((event.symbol, event.tf), event)
+        for symbol, tick in ticks.items():
+            self._ticks.setdefault(symbol, tick)
+
+    def _published(self, event: OhlcvEvent, latency_s: float) -> None:
+        self.published_finals += 1
+        if self._on_published is not None:
+            self._on_published(event, latency_s)
+
+    @contextlib.contextmanager
+    def _counting(self) -> Iterator[None]:
+        """Count and swallow a SurfaceUnavailable of a status write: a status writer must not
+        die with Redis (the run loop degrades the surface and says so)."""
+        try:
+            yield
+        except SurfaceUnavailable as exc:
+            self.last_error = str(exc)
+            if self._on_redis_error is not None:
+                self._on_redis_error()
+
+
+@contextlib.contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    """Translate redis-py and socket errors into SurfaceUnavailable (the one boundary)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        # redis-py messages name the host and the command, never a credential.
+        raise SurfaceUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc

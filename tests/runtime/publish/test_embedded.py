@@ -1,0 +1,92 @@
+"""The embedded Redis: a private redis-server on an owner-only unix socket, and nothing left
+behind when it stops or after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from fxconnector.config.secrets import Secrets
+from fxconnector.core.errors import SurfaceUnavailable
+from fxconnector.runtime.publish.embedded import EmbeddedRedis
+from fxconnector.runtime.publish.redis_connect import connect_redis
+
+pytestmark = pytest.mark.redis
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def ping_and_port(url: str) -> tuple[bool, str | None]:
+    client = connect_redis(url, Secrets())
+    try:
+        pong = await asyncio.wait_for(client.ping(), 5)
+        config = await asyncio.wait_for(client.config_get("port"), 5)
+        return bool(pong), config.get("port")
+    finally:
+        await client.aclose()
+
+
+def test_it_serves_on_an_owner_only_socket_and_stops_without_a_trace(tmp_path: Path) -> None:
+    embedded = EmbeddedRedis(tmp_path / "redis")
+    embedded.start()
+    try:
+        pid = embedded.pid
+        assert pid is not None
+        assert embedded.url == f"unix://{tmp_path / 'redis' / 'redis.sock'}"
+        mode = embedded.socket_path.stat().st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o700
+        assert asyncio.run(ping_and_port(embedded.url)) == (True, "0")  # no TCP listener
+    finally:
+        embedded.stop()
+    assert not alive(pid)
+    assert not embedded.socket_path.exists()
+    assert embedded.log_path.is_file()
+    assert not [p for p in embedded.folder.iterdir() if p.suffix in {".rdb", ".aof"}]
+    embedded.stop()  # idempotent
+
+
+def test_a_stale_socket_from_a_crash_is_removed_on_start(tmp_path: Path) -> None:
+    crashed = EmbeddedRedis(tmp_path / "redis")
+    crashed.start()
+    try:
+        pid = crashed.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # a crash: the socket file stays behind
+        os.waitpid(pid, 0)
+        assert crashed.socket_path.exists()
+
+        with EmbeddedRedis(tmp_path / "redis") as again:
+            assert asyncio.run(ping_and_port(again.url))[0]
+        assert not again.socket_path.exists()
+    finally:
+        crashed.stop()  # forgets the dead process; raises nothing
+
+
+def test_a_second_server_on_a_live_socket_is_refused(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as first:
+        with pytest.raises(SurfaceUnavailable, match="already answers"):
+            EmbeddedRedis(tmp_path / "redis").start()
+        assert asyncio.run(ping_and_port(first.url))[0]
+
+
+def test_a_server_that_cannot_start_names_its_log_file(tmp_path: Path) -> None:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    (folder / "redis.log").mkdir()  # redis-server cannot open its log file and exits
+    embedded = EmbeddedRedis(folder, start_timeout_s=5)
+    with pytest.raises(SurfaceUnavailable, match=r"redis\.log"):
+        embedded.start()
+    assert embedded.pid is None
+    assert not embedded.socket_path.exists()
