@@ -1,0 +1,19 @@
+"""The Python client of the public surface: what later layers (SMC, execution) read bars with.
+
+Rules: it reads only the documented Redis layout (`runtime.publish.keys`) and the public
+contract (`core`); it never writes to Redis. `merge` is the pure policy, `consumer` the I/O.
+"""
+
+from fxconnector.client.consumer import Backoff, ConsumerStats, StreamId, SurfaceConsumer
+from fxconnector.client.merge import BarBook, Change, ChangeKind, IgnoreReason
+
+__all__ = [
+    "Backoff",
+    "BarBook",
+    "Change",
+    "ChangeKind",
+    "ConsumerStats",
+    "IgnoreReason",
+    "StreamId",
+    "SurfaceConsumer",
+]

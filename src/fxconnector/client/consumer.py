@@ -1,0 +1,444 @@
+"""Consumer of the Redis surface: snapshots plus the events stream, merged into a BarBook.
+
+Rules:
+- Read-only and layout-bound: HGETALL of `keys.snapshot(...)`, XINFO STREAM and XREAD of
+  `keys.events`, nothing else; the layout is `runtime.publish.keys`, never restated here.
+- Bootstrap loads each subscribed series' snapshot and reads the stream from the MIN of their
+  cursors: nothing is missed, and events re-read for series whose snapshot is newer are harmless
+  because the merge is idempotent. A missing snapshot (nothing published yet, or Redis came back
+  empty) keeps that series' bars as they are and reads the stream from its start, as does a
+  snapshot whose cursor is beyond the stream (it belongs to an older stream).
+- Each poll checks, in the XREAD's round trip, that the stream is still the one the cursor
+  belongs to; a stream that vanished, whose last id is older than the cursor (recreated), or
+  that was trimmed past the unread entries (the consumer fell behind MAXLEN) means bootstrap
+  again.
+- Redis connection errors become SurfaceUnavailable; `run` retries only those, with capped
+  exponential backoff with jitter, and bootstraps again after reconnecting: the server may
+  have restarted empty. Bad data is not retried: a malformed event or snapshot is counted,
+  sampled in `stats` and skipped; a wrong key type raises ContractViolation; refused
+  credentials or ACLs raise ConfigError.
+- Users get changes through callbacks, called synchronously in stream order from `poll`:
+  `on_change(change)` for every event that changed the book (ignored ones are only counted),
+  `on_reload(symbol, tf)` after a series was replaced from its snapshot (bars may have vanished:
+  read `book.bars(...)` again). Callbacks must be quick and must not raise; an exception
+  propagates out of `poll` and `run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from fxconnector.client.merge import BarBook, Change, IgnoreReason, SeriesKey
+from fxconnector.core.errors import ConfigError, ContractViolation, SurfaceUnavailable
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.utils.json_codec import decode
+from fxconnector.runtime.publish.keys import (
+    SNAPSHOT_BARS_FIELD,
+    SNAPSHOT_CURSOR_FIELD,
+    STREAM_FIELD,
+    SurfaceKeys,
+)
+
+log = logging.getLogger("fxconnector.client")
+
+ChangeCallback = Callable[[Change], None]
+ReloadCallback = Callable[[str, Timeframe], None]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamId:
+    """A Redis stream entry id `ms-seq`, ordered as Redis orders them."""
+
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, raw: str | bytes) -> StreamId:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        ms, dash, seq = text.partition("-")
+        if not (dash and ms.isdigit() and seq.isdigit()):
+            raise ContractViolation(f"not a stream id: {text!r}")
+        return cls(int(ms), int(seq))
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+ZERO: Final = StreamId(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: `initial_s * 2**(failures - 1)`, capped, times a jitter in [0.5, 1].
+
+    `max_failures` consecutive failures make `run` raise SurfaceUnavailable; None waits for
+    Redis for as long as it takes (a surface reader has nothing better to do).
+    """
+
+    initial_s: float = 0.1
+    cap_s: float = 5.0
+    max_failures: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_s <= self.cap_s:
+            raise ValueError(f"need 0 < initial_s <= cap_s, got {self.initial_s}, {self.cap_s}")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, got {self.max_failures}")
+
+    def delay_s(self, failures: int, rng: random.Random) -> float:
+        # The exponent is bounded so the float never overflows on a long outage.
+        ceiling = min(self.cap_s, self.initial_s * 2.0 ** min(max(failures - 1, 0), 30))
+        # Jitter spreads the reconnects of many consumers after one Redis restart.
+        return ceiling * (0.5 + 0.5 * rng.random())
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """Counters of one consumer (for its user's status and metrics)."""
+
+    events_read: int = 0
+    applied: int = 0
+    ignored: Counter[IgnoreReason] = field(default_factory=Counter)
+    malformed: int = 0
+    last_malformed: str = ""
+    bootstraps: int = 0
+    resyncs: Counter[str] = field(default_factory=Counter)
+    connection_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamInfo:
+    last_id: StreamId
+    first_id: StreamId | None
+    length: int
+    entries_added: int | None  # Redis >= 7 only
+
+
+class SurfaceConsumer:
+    """Keeps a BarBook of the subscribed series in step with the surface (module docstring)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: SurfaceKeys,
+        series: Sequence[tuple[str, Timeframe]],
+        book: BarBook | None = None,
+        *,
+        on_change: ChangeCallback | None = None,
+        on_reload: ReloadCallback | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not series:
+            raise ValueError("subscribe to at least one (symbol, tf) series")
+        self._redis = redis
+        self._keys = keys
+        self._series: tuple[SeriesKey, ...] = tuple(
+            dict.fromkeys((symbol, Timeframe(tf)) for symbol, tf in series)
+        )
+        self._wanted = frozenset(self._series)
+        self.book = book if book is not None else BarBook()
+        self._on_change = on_change
+        self._on_reload = on_reload
+        self._backoff = backoff if backoff is not None else Backoff()
+        # Jitter only; not a secret.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._cursor = ZERO
+        # The newest id known to exist in the current stream (its last id when the snapshots
+        # were read, then every entry read): the stream must never end before it.
+        self._verified = ZERO
+        self._needs_bootstrap = True
+        self.stats = ConsumerStats()
+
+    @property
+    def cursor(self) -> StreamId:
+        """The id of the newest entry read (XREAD continues after it)."""
+        return self._cursor
+
+    @property
+    def series(self) -> tuple[SeriesKey, ...]:
+        return self._series
+
+    async def bootstrap(self) -> None:
+        """Load every subscribed series' snapshot and set the cursor to the oldest of theirs."""
+        self._needs_bootstrap = True
+        async with self._redis.pipeline(transaction=False) as pipe:
+            # XINFO before the snapshots bounds what they may miss (for the trim check), XINFO
+            # after them bounds their cursors (for the stale-snapshot check).
+            pipe.xinfo_stream(self._keys.events)
+            for symbol, tf in self._series:
+                pipe.hgetall(self._keys.snapshot(symbol, tf))
+            pipe.xinfo_stream(self._keys.events)
+            replies = await self._execute(pipe)
+        before = self._stream_info(replies[0])
+        after = self._stream_info(replies[-1])
+        cursors: list[StreamId] = []
+        reloaded: list[SeriesKey] = []
+        for (symbol, tf), reply in zip(self._series, replies[1:-1], strict=True):
+            key = self._keys.snapshot(symbol, tf)
+            try:
+                snapshot = _parse_snapshot(key, reply)
+                if snapshot is not None:
+                    self.book.load_snapshot(symbol, tf, snapshot[0])
+            except ContractViolation as exc:
+                self._malformed(f"{key}: {exc}")
+                snapshot = None
+            if snapshot is None:
+                cursors.append(ZERO)
+                continue
+            reloaded.append((symbol, tf))
+            cursor = snapshot[1]
+            if cursor > (after.last_id if after is not None else ZERO):
+                self.stats.resyncs["snapshot_ahead_of_stream"] += 1
+                cursor = ZERO
+            cursors.append(cursor)
+        self._cursor = min(cursors)
+        self._verified = before.last_id if before is not None else ZERO
+        self._needs_bootstrap = False
+        self.stats.bootstraps += 1
+        log.info(
+            "client.bootstrapped",
+            extra={"fields": {"cursor": str(self._cursor), "reloaded": len(reloaded)}},
+        )
+        if self._on_reload is not None:
+            for symbol, tf in reloaded:
+                self._on_reload(symbol, tf)
+
+    async def poll(self, block_ms: int = 0, count: int = 1000) -> int:
+        """Read up to `count` entries after the cursor, waiting up to `block_ms` (0: no wait).
+
+        Bootstraps first when needed. Returns how many events changed the book.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        self._check_block(block_ms)
+        if self._needs_bootstrap:
+            await self.bootstrap()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xinfo_stream(self._keys.events)
+            pipe.xread(
+                {self._keys.events: str(self._cursor)},
+                count=count,
+                block=block_ms if block_ms > 0 else None,
+            )
+            info_reply, read_reply = await self._execute(pipe)
+        reason = self._resync_reason(self._stream_info(info_reply))
+        if reason is not None:
+            self.stats.resyncs[reason] += 1
+            log.warning(
+                "client.resync", extra={"fields": {"reason": reason, "cursor": str(self._cursor)}}
+            )
+            await self.bootstrap()
+            return 0
+        if isinstance(read_reply, Exception):
+            raise ContractViolation(f"XREAD {self._keys.events}: {read_reply}") from read_reply
+        return self._apply_entries(_entries(read_reply))
+
+    async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, count: int = 1000) -> None:
+        """Poll until `stop` is set, riding out Redis outages; returns promptly on `stop`.
+
+        `block_ms` is how long one XREAD waits for entries (at least 1: polling without a
+        wait would spin).
+        """
+        if block_ms < 1:
+            raise ValueError(f"run needs block_ms >= 1, got {block_ms}")
+        failures = 0
+        while not stop.is_set():
+            try:
+                if not await _unless_stopped(self.poll(block_ms, count), stop):
+                    return
+            except SurfaceUnavailable as exc:
+                failures += 1
+                self.stats.connection_failures += 1
+                # The server may have restarted empty: reload snapshots once it answers.
+                self._needs_bootstrap = True
+                if (
+                    self._backoff.max_failures is not None
+                    and failures >= self._backoff.max_failures
+                ):
+                    raise
+                delay_s = self._backoff.delay_s(failures, self._rng)
+                log.warning(
+                    "client.surface_unavailable",
+                    extra={
+                        "fields": {"failures": failures, "retry_in_s": delay_s, "error": str(exc)}
+                    },
+                )
+                await _sleep_unless_stopped(delay_s, stop)
+                continue
+            failures = 0
+
+    def _apply_entries(self, entries: list[tuple[Any, Any]]) -> int:
+        applied = 0
+        for raw_id, fields in entries:
+            entry_id = StreamId.parse(raw_id)
+            # Advance first: a malformed entry is skipped for good, not re-read forever.
+            self._cursor = self._verified = entry_id
+            self.stats.events_read += 1
+            event = self._decode_entry(entry_id, fields)
+            if event is None or (event.symbol, event.tf) not in self._wanted:
+                continue
+            change = self.book.apply(event)
+            if change.reason is not None:
+                self.stats.ignored[change.reason] += 1
+                continue
+            applied += 1
+            if self._on_change is not None:
+                self._on_change(change)
+        self.stats.applied += applied
+        return applied
+
+    def _decode_entry(self, entry_id: StreamId, fields: Any) -> OhlcvEvent | None:
+        raw = _field(fields, STREAM_FIELD) if isinstance(fields, dict) else None
+        if raw is None:
+            self._malformed(f"entry {entry_id}: no `{STREAM_FIELD}` field")
+            return None
+        try:
+            return decode(raw, OhlcvEvent)
+        except msgspec.DecodeError as exc:
+            self._malformed(f"entry {entry_id}: {exc}")
+            return None
+
+    def _malformed(self, sample: str) -> None:
+        self.stats.malformed += 1
+        self.stats.last_malformed = sample
+        # Log the 1st, 2nd, 4th, 8th... occurrence: loud at first, bounded under a broken peer.
+        if self.stats.malformed & (self.stats.malformed - 1) == 0:
+            log.warning(
+                "client.malformed",
+                extra={"fields": {"count": self.stats.malformed, "sample": sample}},
+            )
+
+    def _resync_reason(self, info: _StreamInfo | None) -> str | None:
+        """Why the stream no longer continues from the cursor, or None when it does."""
+        position = max(self._cursor, self._verified)
+        if info is None:
+            return "stream_vanished" if self._verified > ZERO else None
+        if position > info.last_id:
+            return "stream_recreated"
+        if position == ZERO:
+            # Nothing read yet from a stream that did not exist at bootstrap: only Redis >= 7
+            # says whether entries were trimmed before the first read.
+            trimmed = info.entries_added is not None and info.entries_added > info.length
+        elif info.first_id is None:
+            trimmed = info.last_id > position
+        else:
+            trimmed = info.first_id > position
+        return "stream_trimmed" if trimmed else None
+
+    def _stream_info(self, reply: Any) -> _StreamInfo | None:
+        if isinstance(reply, redis_errors.ResponseError):
+            if "no such key" in str(reply).lower():
+                return None
+            raise ContractViolation(f"XINFO STREAM {self._keys.events}: {reply}") from reply
+        if not isinstance(reply, dict):
+            raise ContractViolation(f"XINFO STREAM {self._keys.events}: unexpected {reply!r}")
+        first = reply.get("first-entry")
+        added = reply.get("entries-added")
+        return _StreamInfo(
+            last_id=StreamId.parse(reply["last-generated-id"]),
+            first_id=StreamId.parse(first[0]) if first else None,
+            length=int(reply["length"]),
+            entries_added=int(added) if added is not None else None,
+        )
+
+    def _check_block(self, block_ms: int) -> None:
+        timeout_s = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if block_ms > 0 and timeout_s is not None and block_ms > timeout_s * 1000 * 0.8:
+            # Else every idle XREAD would time out on the client and reconnect, in a loop.
+            raise ConfigError(
+                f"block_ms={block_ms} must leave a fifth of the Redis client's socket_timeout "
+                f"({timeout_s} s) for the round trip"
+            )
+
+    async def _execute(self, pipe: Pipeline) -> list[Any]:
+        """Run a pipeline, mapping library errors to ours (replies keep per-command errors)."""
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as exc:
+            raise ConfigError(f"Redis refused the client's credentials: {exc}") from exc
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise SurfaceUnavailable(f"Redis unavailable: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, redis_errors.NoPermissionError):
+                raise ConfigError(f"Redis ACL refuses a read the consumer needs: {reply}")
+            if isinstance(reply, redis_errors.ConnectionError | redis_errors.TimeoutError):
+                # e.g. LOADING while a restarted server reads its dataset.
+                raise SurfaceUnavailable(f"Redis unavailable: {reply}") from reply
+        return replies
+
+
+def _field(fields: dict[Any, Any], name: str) -> Any:
+    """A hash or entry field, whether the client decodes responses or not."""
+    value = fields.get(name.encode())
+    return fields.get(name) if value is None else value
+
+
+def _parse_snapshot(key: str, reply: Any) -> tuple[list[OhlcvEvent], StreamId] | None:
+    """The bars and cursor of one snapshot hash; None when there is none."""
+    if isinstance(reply, Exception):
+        raise ContractViolation(f"HGETALL failed: {reply}")
+    if not reply:
+        return None
+    bars_raw = _field(reply, SNAPSHOT_BARS_FIELD)
+    cursor_raw = _field(reply, SNAPSHOT_CURSOR_FIELD)
+    if bars_raw is None or cursor_raw is None:
+        raise ContractViolation(f"snapshot {key} lacks `{SNAPSHOT_BARS_FIELD}` or `cursor`")
+    try:
+        bars = decode(bars_raw, list[OhlcvEvent])
+    except msgspec.DecodeError as exc:
+        raise ContractViolation(f"snapshot bars: {exc}") from exc
+    return bars, StreamId.parse(cursor_raw)
+
+
+def _entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The entries of a one-stream XREAD reply, in any shape redis-py gives it.
+
+    RESP2: `[[name, [(id, fields), ...]]]`; RESP3: `{name: [(id, fields), ...]}`, and with
+    legacy responses `{name: [[(id, fields), ...]]}`.
+    """
+    if not reply:
+        return []
+    groups = list(reply.values()) if isinstance(reply, dict) else [item[1] for item in reply]
+    entries: list[tuple[Any, Any]] = []
+    for group in groups:
+        if group and isinstance(group[0], list) and group[0] and isinstance(group[0][0], tuple):
+            group = group[0]
+        entries.extend((entry[0], entry[1]) for entry in group)
+    return entries
+
+
+async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Await `work` unless `stop` is set first (then cancel it); True when `work` finished."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()  # no-op once done
+        stopper.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()  # re-raises the work's error
+    return True
+
+
+async def _sleep_unless_stopped(delay_s: float, stop: asyncio.Event) -> None:
+    try:
+        async with asyncio.timeout(delay_s):
+            await stop.wait()
+    except TimeoutError:
+        pass
