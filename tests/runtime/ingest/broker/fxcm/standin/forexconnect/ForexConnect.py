@@ -1,0 +1,186 @@
+"""Stand-in for `forexconnect.ForexConnect`: the session class the bridge drives.
+
+Same names, signatures and behaviour as ForexConnect 1.6.43's Python layer: `login` creates a
+session, subscribes a SessionStatusListener, and waits (up to 30 s) for CONNECTED or
+DISCONNECTED and then for the table manager, raising LoginFailedError with the SDK's text;
+`get_table(ForexConnect.OFFERS)`; `get_history(instrument, timeframe, date_from, date_to,
+quotes_count, candle_open_price_mode)` busy-waits on the communicator's `is_ready` and returns
+a numpy structured array (Date M8[ns], Bid/Ask Open/High/Low/Close f8, Volume i4); `logout`
+waits for DISCONNECTED. numpy is imported only by get_history.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import LoginFailedError, TableManagerError, TimeFrameError
+from .lib import fxcorepy
+from .SessionStatusListener import SessionStatusListener
+from .TableManagerListener import TableManagerListener
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from .SessionStatusListener import StatusCallback
+    from .TableManagerListener import ManagerCallback
+
+HISTORY_DTYPE = [
+    ("Date", "M8[ns]"),
+    ("BidOpen", "f8"),
+    ("BidHigh", "f8"),
+    ("BidLow", "f8"),
+    ("BidClose", "f8"),
+    ("AskOpen", "f8"),
+    ("AskHigh", "f8"),
+    ("AskLow", "f8"),
+    ("AskClose", "f8"),
+    ("Volume", "i4"),
+]
+
+
+class ForexConnect:
+    OFFERS = fxcorepy.O2GTableType.OFFERS
+    ACCOUNTS = fxcorepy.O2GTableType.ACCOUNTS
+    TRADES = fxcorepy.O2GTableType.TRADES
+    CLOSED_TRADES = fxcorepy.O2GTableType.CLOSED_TRADES
+    ORDERS = fxcorepy.O2GTableType.ORDERS
+    MESSAGES = fxcorepy.O2GTableType.MESSAGES
+    SUMMARY = fxcorepy.O2GTableType.SUMMARY
+    _START_URL = "http://fxcorporate.com/Hosts.jsp"
+
+    def __init__(self) -> None:
+        self._session: fxcorepy.O2GSession | None = None
+        self._status_listener: SessionStatusListener | None = None
+        self._table_manager_listener: TableManagerListener | None = None
+        self._table_manager: fxcorepy.O2GTableManager | None = None
+        self._com: fxcorepy.PriceHistoryCommunicator | None = None
+
+    @property
+    def session(self) -> fxcorepy.O2GSession | None:
+        return self._session
+
+    @property
+    def table_manager(self) -> fxcorepy.O2GTableManager | None:
+        return self._table_manager
+
+    def __enter__(self) -> ForexConnect:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logout()
+
+    def login(
+        self,
+        user_id: str,
+        password: str,
+        url: str = _START_URL,
+        connection: str = "Demo",
+        session_id: str | None = None,
+        pin: str | None = None,
+        session_status_callback: StatusCallback | None = None,
+        use_table_manager: bool = True,
+        table_manager_callback: ManagerCallback | None = None,
+    ) -> fxcorepy.O2GSession:
+        session = fxcorepy.O2GTransport.create_session()
+        self._session = session
+        if use_table_manager:
+            self._table_manager_listener = TableManagerListener(table_manager_callback)
+            session.use_table_manager(
+                fxcorepy.O2GTableManagerMode.YES, self._table_manager_listener
+            )
+        listener = SessionStatusListener(session, session_id, pin, session_status_callback)
+        self._status_listener = listener
+        session.subscribe_session_status(listener)
+        listener.reset()
+        if not session.login(user_id, password, url, connection):
+            raise LoginFailedError("login refused to start: the session is not disconnected")
+        arrived = listener.wait_event()
+        self._table_manager = session.table_manager
+        if not arrived:
+            raise LoginFailedError("Wait timeout exceeded")
+        if not listener.connected:
+            raise LoginFailedError(listener.last_error or "Not connected")
+        manager_listener = self._table_manager_listener
+        if manager_listener is not None:
+            manager_listener.wait_event()
+            if manager_listener.status != fxcorepy.O2GTableManagerStatus.TABLES_LOADED:
+                raise LoginFailedError("Table manager not ready")
+        return session
+
+    def logout(self) -> None:
+        session, listener = self._session, self._status_listener
+        if session is None or listener is None:
+            return
+        if session.session_status == fxcorepy.O2GSessionStatus.DISCONNECTED:
+            return
+        listener.reset()
+        session.logout()
+        listener.wait_event()
+        session.unsubscribe_session_status(listener)
+        self._session = None
+        self._status_listener = None
+        self._table_manager = None
+
+    def set_session_status_listener(self, listener: StatusCallback | None) -> None:
+        if self._status_listener is not None:
+            self._status_listener.set_callback(listener)
+
+    def get_table(self, table_type: fxcorepy.O2GTableType) -> Any:
+        manager_listener = self._table_manager_listener
+        if manager_listener is None:
+            raise TableManagerError('Need login with flag "useTableManager"')
+        if not manager_listener.wait_event():
+            raise TableManagerError("Wait timeout exceeded")
+        if manager_listener.status == fxcorepy.O2GTableManagerStatus.TABLES_LOAD_FAILED:
+            raise TableManagerError("Cannot refresh all tables of table manager")
+        assert self._session is not None
+        assert self._session.table_manager is not None
+        return self._session.table_manager.get_table(table_type)
+
+    def get_history(
+        self,
+        instrument: str,
+        timeframe: str,
+        date_from: dt.datetime | None = None,
+        date_to: dt.datetime | None = None,
+        quotes_count: int = -1,
+        candle_open_price_mode: fxcorepy.O2GCandleOpenPriceMode = (
+            fxcorepy.O2GCandleOpenPriceMode.PREVIOUS_CLOSE
+        ),
+    ) -> Any:
+        import numpy as np
+
+        if self._com is None:
+            assert self._session is not None
+            self._com = fxcorepy.PriceHistoryCommunicatorFactory.create_communicator(
+                self._session, "./History"
+            )
+        frame = self._com.timeframe_factory.create(timeframe)
+        if not frame:
+            raise TimeFrameError("Timeframe is incorrect")
+        while not self._com.is_ready:  # the real SDK busy-waits exactly so
+            pass
+        self._com.candle_open_price_mode = candle_open_price_mode
+        reader = self._com.get_history(instrument, frame, date_from, date_to, quotes_count)
+        result = np.zeros(len(reader), np.dtype(HISTORY_DTYPE))
+        for index, row in enumerate(reader):
+            result[index] = (
+                np.datetime64(row.date, "ns"),
+                row.bid_open,
+                row.bid_high,
+                row.bid_low,
+                row.bid_close,
+                row.ask_open,
+                row.ask_high,
+                row.ask_low,
+                row.ask_close,
+                row.volume,
+            )
+        return result
+
+    @staticmethod
+    def parse_timeframe(timeframe: str) -> tuple[fxcorepy.O2GTimeFrameUnit, int]:
+        frame = fxcorepy.O2GTimeFrameFactory().create(timeframe)
+        if frame is None:
+            raise TimeFrameError("Timeframe is incorrect")
+        return frame.unit, frame.size
