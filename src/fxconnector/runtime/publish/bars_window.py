@@ -1,0 +1,224 @@
+"""The `/api/bars` windows: final bars from the snapshot or the SSOT, encoded once per cursor.
+
+Rules:
+- A tail window (no from/to) is the snapshot's last `limit` finals, preceded by older finals
+  from the SSOT (`history`) when the snapshot holds fewer. Its `cursor` is the snapshot's own:
+  reading the events stream after it continues the window with no gap and no duplicate.
+- Snapshot bars go out as the bytes the writer stored (canonical JSON); only SSOT bars and the
+  preview are encoded here, with the one canonical codec. The envelope's field order is
+  `symbol, tf, bars, preview, cursor`.
+- A tail window's encoded body is cached per (symbol, tf, limit) with the cursor it reflects
+  (finals, hence the cursor, change about once a minute). A hit is served without Redis for
+  `recheck_s`; after that one request per series HGETs the cursor while concurrent requests
+  still answer from the last cursor seen (for at most `max(1 s, 10 * recheck_s)`). A failed
+  check forgets the cursor, so the next request asks Redis itself (and gets a 503 while Redis
+  is down). Without a snapshot (cursor None) nothing is cached. The cache is an LRU bounded in
+  bytes. Every body served carries the cursor its bars reflect, whatever its age.
+- Range windows (from/to) come from the SSOT alone and carry no cursor (they are not tied to a
+  stream position), so they are served while Redis is down.
+- The preview is never cached: it is added on request, only when it opens after the last final
+  of the window (and inside the range, for a range window).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from fxconnector.core.errors import ContractViolation
+from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
+from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish.surface_reader import SurfaceReader
+
+History = Callable[[str, Timeframe, int | None, int | None, int], list[OhlcvEvent]]
+Preview = Callable[[str, Timeframe], OhlcvEvent | None]
+
+
+class BarsBody(msgspec.Struct):
+    """The `/api/bars` response; field order is the wire order."""
+
+    symbol: str
+    tf: str
+    bars: msgspec.Raw
+    preview: OhlcvEvent | None
+    cursor: str | None
+
+
+class _OpenMs(msgspec.Struct):
+    open_ms: int
+
+
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_OPEN_MS = msgspec.json.Decoder(_OpenMs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    cursor: str | None
+    bars: bytes  # the JSON array of finals
+    last_open_ms: int | None
+    body: bytes  # the encoded response without a preview
+
+    @property
+    def size(self) -> int:
+        return len(self.bars) + len(self.body)
+
+
+def _public(bar: OhlcvEvent) -> OhlcvEvent:
+    # A stored final carries the storage-only `reason`; the public payload never does.
+    return bar.event() if isinstance(bar, StoredFinal) else bar
+
+
+class BarsService:
+    """Builds (and caches) `/api/bars` bodies."""
+
+    def __init__(
+        self,
+        reader: SurfaceReader,
+        history: History,
+        preview: Preview,
+        *,
+        recheck_s: float = 0.1,
+        max_cache_bytes: int = 64 << 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = reader
+        self._history = history
+        self._preview = preview
+        self._recheck_s = recheck_s
+        self._max_stale_s = max(1.0, 10 * recheck_s)
+        self._max_cache_bytes = max_cache_bytes
+        self._clock = clock
+        self._cache: OrderedDict[tuple[str, Timeframe, int], _Window] = OrderedDict()
+        self._cache_bytes = 0
+        self._seen: dict[tuple[str, Timeframe], tuple[str | None, float]] = {}
+        self._checking: set[tuple[str, Timeframe]] = set()
+
+    async def tail(self, symbol: str, tf: Timeframe, limit: int, *, with_preview: bool) -> bytes:
+        """The newest `limit` finals (snapshot first, then the SSOT) and the snapshot cursor."""
+        key = (symbol, tf, limit)
+        window = self._cache.get(key)
+        if window is not None and await self._is_current(symbol, tf, window.cursor):
+            self._cache.move_to_end(key)
+        else:
+            window = await self._load(symbol, tf, limit)
+        if not with_preview:
+            return window.body
+        preview = self._preview_after(symbol, tf, window.last_open_ms, None, None)
+        if preview is None:
+            return window.body
+        return encode(BarsBody(symbol, tf.value, msgspec.Raw(window.bars), preview, window.cursor))
+
+    def range(
+        self,
+        symbol: str,
+        tf: Timeframe,
+        from_ms: int | None,
+        to_ms: int | None,
+        limit: int,
+        *,
+        with_preview: bool,
+    ) -> bytes:
+        """The newest `limit` finals with `from_ms <= open_ms < to_ms`, from the SSOT alone."""
+        bars = [
+            _public(bar)
+            for bar in self._history(symbol, tf, from_ms, to_ms, limit)
+            if (from_ms is None or bar.open_ms >= from_ms)
+            and (to_ms is None or bar.open_ms < to_ms)
+        ][-limit:]
+        last_open_ms = bars[-1].open_ms if bars else None
+        preview = (
+            self._preview_after(symbol, tf, last_open_ms, from_ms, to_ms) if with_preview else None
+        )
+        return encode(BarsBody(symbol, tf.value, msgspec.Raw(encode(bars)), preview, None))
+
+    def _preview_after(
+        self,
+        symbol: str,
+        tf: Timeframe,
+        last_open_ms: int | None,
+        from_ms: int | None,
+        to_ms: int | None,
+    ) -> OhlcvEvent | None:
+        preview = self._preview(symbol, tf)
+        if preview is None:
+            return None
+        if last_open_ms is not None and preview.open_ms <= last_open_ms:
+            return None  # NoMix: a final already covers (or follows) this bucket
+        if (from_ms is not None and preview.open_ms < from_ms) or (
+            to_ms is not None and preview.open_ms >= to_ms
+        ):
+            return None
+        return preview
+
+    async def _is_current(self, symbol: str, tf: Timeframe, cursor: str | None) -> bool:
+        series = (symbol, tf)
+        seen = self._seen.get(series)
+        if seen is not None:
+            age_s = self._clock() - seen[1]
+            if age_s < self._recheck_s or (series in self._checking and age_s < self._max_stale_s):
+                return seen[0] == cursor
+        # This request checks; the others meanwhile answer from what was seen last, so a slow
+        # HGET (the loop is busy flushing big bodies) delays one request, not all of them.
+        self._checking.add(series)
+        try:
+            checked_at = self._clock()
+            current = await self._reader.snapshot_cursor(symbol, tf)
+        except BaseException:
+            self._seen.pop(series, None)  # unknown now: the next request asks Redis itself
+            raise
+        finally:
+            self._checking.discard(series)
+        self._seen[series] = (current, checked_at)
+        return current == cursor
+
+    async def _load(self, symbol: str, tf: Timeframe, limit: int) -> _Window:
+        checked_at = self._clock()
+        bars_json, cursor = await self._reader.snapshot(symbol, tf)
+        self._seen[(symbol, tf)] = (cursor, checked_at)
+        window = self._build(symbol, tf, limit, bars_json, cursor)
+        if cursor is not None:
+            self._remember((symbol, tf, limit), window)
+        return window
+
+    def _build(
+        self, symbol: str, tf: Timeframe, limit: int, bars_json: bytes, cursor: str | None
+    ) -> _Window:
+        try:
+            snapshot = _RAW_LIST.decode(bars_json)
+            items = snapshot[-limit:]
+            first_open_ms = _OPEN_MS.decode(items[0]).open_ms if items else None
+            last_open_ms = _OPEN_MS.decode(items[-1]).open_ms if items else None
+        except msgspec.DecodeError as exc:
+            raise ContractViolation(f"snapshot of {symbol} {tf.value} is malformed: {exc}") from exc
+        reassemble = len(items) < len(snapshot)
+        missing = limit - len(items)
+        if missing > 0:
+            older = [
+                _public(bar)
+                for bar in self._history(symbol, tf, None, first_open_ms, missing)
+                if first_open_ms is None or bar.open_ms < first_open_ms
+            ][-missing:]
+            if older:
+                items = [msgspec.Raw(encode(bar)) for bar in older] + items
+                if last_open_ms is None:
+                    last_open_ms = older[-1].open_ms
+                reassemble = True
+        bars = b"[" + b",".join(items) + b"]" if reassemble else bars_json
+        body = encode(BarsBody(symbol, tf.value, msgspec.Raw(bars), None, cursor))
+        return _Window(cursor, bars, last_open_ms, body)
+
+    def _remember(self, key: tuple[str, Timeframe, int], window: _Window) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= old.size
+        self._cache[key] = window
+        self._cache_bytes += window.size
+        while self._cache_bytes > self._max_cache_bytes and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cache_bytes -= dropped.size

@@ -1,0 +1,217 @@
+"""The read-only HTTP API (DESIGN §8): bars, status, health, symbols, metrics, OpenAPI, the UI.
+
+Rules:
+- Read-only: every route answers GET only; any other method is a 405 with the JSON error shape.
+  Nothing here writes to Redis, the SSOT or the connector.
+- No global app: `create_app(deps)` builds one from the dependencies the composition root hands
+  in (`ApiDeps`); the push stream (SSE, WebSocket) is mounted from `ws_sse`.
+- Every error is `{"error": {"code", "message"}}` (codes in `http_common`): client mistakes are
+  4xx, Redis trouble (SurfaceUnavailable, any TransientIOError) is 503 `unavailable`, and a 500
+  `internal` means a bug of ours.
+- The hot path is lean: plain Starlette routes (no FastAPI dependency solving), FastAPI's
+  OpenTelemetry hooks off, bodies pre-encoded by the canonical codec (FastAPI's JSON encoder is
+  never used), `/api/bars` windows cached per cursor (see `bars_window`), parsed `/api/bars`
+  queries cached by their raw query string, the fixed bodies encoded once at start.
+- Parameters are parsed by hand (strict, see `http_common`) and documented by hand
+  (`openapi_doc`), with the public contracts' JSON Schemas as components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from fxconnector.core.errors import TransientIOError
+from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish import http_common as params
+from fxconnector.runtime.publish import openapi_doc as doc
+from fxconnector.runtime.publish.bars_window import BarsService
+from fxconnector.runtime.publish.http_common import JSON, ApiDeps, ApiError, error_body, get_route
+from fxconnector.runtime.publish.openapi_doc import DEFAULT_LIMIT, MAX_LIMIT
+from fxconnector.runtime.publish.ws_sse import install_push
+
+__all__ = ["ApiDeps", "create_app"]
+
+TITLE: Final = "fxconnector"
+DESCRIPTION: Final = "Read-only market data: final OHLCV bars, live previews, status."
+_BARS_PARAMS: Final = ("symbol", "tf", "limit", "from_ms", "to_ms", "include_preview")
+_CODES: Final = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+_PARSED_QUERIES_MAX: Final = 1024
+# FastAPI's native OpenTelemetry hooks cost more per request than a cached answer; metrics are
+# our own Prometheus registry.
+_NO_TELEMETRY: Final[Any] = {"tracing": False, "metrics": False, "logs": False}
+
+
+@dataclass(frozen=True, slots=True)
+class BarsQuery:
+    """A valid `/api/bars` query."""
+
+    symbol: str
+    tf: Timeframe
+    limit: int
+    from_ms: int | None
+    to_ms: int | None
+    with_preview: bool
+
+
+def parse_bars_query(query: QueryParams, deps: ApiDeps) -> BarsQuery:
+    """Validate `/api/bars` parameters (ApiError with the right status and code)."""
+    values = params.check_names(query, _BARS_PARAMS)
+    symbol = params.symbol(params.required_text(values, "symbol"), deps.symbols)
+    tf = params.timeframe(params.required_text(values, "tf"), deps.timeframes)
+    limit = params.integer(values, "limit", minimum=1, maximum=MAX_LIMIT, default=DEFAULT_LIMIT)
+    assert limit is not None  # a default is given
+    from_ms = params.epoch_ms(values, "from_ms")
+    to_ms = params.epoch_ms(values, "to_ms")
+    with_preview = params.boolean(values, "include_preview")
+    if from_ms is not None and to_ms is not None and from_ms > to_ms:
+        raise ApiError(400, "invalid_range", f"from_ms {from_ms} is after to_ms {to_ms}")
+    return BarsQuery(symbol, tf, limit, from_ms, to_ms, with_preview)
+
+
+def create_app(deps: ApiDeps) -> FastAPI:
+    """A new app serving `deps` (call once per server)."""
+    app = FastAPI(
+        title=TITLE,
+        version="1",
+        description=DESCRIPTION,
+        docs_url="/api/docs",
+        redoc_url=None,
+        telemetry=_NO_TELEMETRY,
+    )
+    _install_error_handlers(app)
+    bars = BarsService(deps.reader, deps.history, deps.preview, recheck_s=deps.bars_recheck_s)
+    parsed_queries: dict[bytes, BarsQuery] = {}
+    live_body = encode({"status": "live"})
+    ready_body = encode({"status": "ready"})
+    symbols_body = encode(
+        {"symbols": list(deps.symbols), "timeframes": [tf.value for tf in deps.timeframes]}
+    )
+
+    async def get_bars(request: Request) -> Response:
+        raw_query: bytes = request.scope["query_string"]
+        query = parsed_queries.get(raw_query)
+        if query is None:
+            query = parse_bars_query(request.query_params, deps)
+            if len(parsed_queries) >= _PARSED_QUERIES_MAX:
+                parsed_queries.clear()
+            parsed_queries[raw_query] = query
+        if query.from_ms is None and query.to_ms is None:
+            body = await bars.tail(
+                query.symbol, query.tf, query.limit, with_preview=query.with_preview
+            )
+        else:
+            body = bars.range(
+                query.symbol,
+                query.tf,
+                query.from_ms,
+                query.to_ms,
+                query.limit,
+                with_preview=query.with_preview,
+            )
+        return Response(body, media_type=JSON)
+
+    async def get_status(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        return Response(deps.status(), media_type=JSON)
+
+    async def get_live(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        return Response(live_body, media_type=JSON)
+
+    async def get_ready(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        ready, reason = deps.ready()
+        if ready:
+            return Response(ready_body, media_type=JSON)
+        return Response(encode({"reason": reason, "status": "not_ready"}), 503, media_type=JSON)
+
+    async def get_symbols(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        return Response(symbols_body, media_type=JSON)
+
+    async def get_metrics(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        return Response(generate_latest(deps.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    paths: doc.Paths = {}
+    routes: list[BaseRoute] = []
+    for path, endpoint, operation_id, summary, path_doc in [
+        (
+            "/api/bars",
+            get_bars,
+            "bars",
+            "Final bars, the current preview, the stream cursor",
+            doc.bars_doc(deps),
+        ),
+        (
+            "/api/status",
+            get_status,
+            "status",
+            "Live status (status_v2)",
+            doc.json_doc("Status", 400),
+        ),
+        ("/api/health/live", get_live, "live", "Liveness", doc.json_doc("Live", 400)),
+        ("/api/health/ready", get_ready, "ready", "Readiness", doc.ready_doc()),
+        (
+            "/api/symbols",
+            get_symbols,
+            "symbols",
+            "Served symbols and timeframes",
+            doc.json_doc("Symbols", 400),
+        ),
+        ("/metrics", get_metrics, "metrics", "Prometheus metrics", doc.metrics_doc()),
+    ]:
+        routes.append(get_route(path, endpoint))
+        paths[path] = doc.operation(operation_id, summary, path_doc)
+    app.router.routes[:0] = routes  # ahead of FastAPI's own (/openapi.json, docs): fewer matches
+    paths.update(install_push(app, deps))
+    document = doc.document(paths, title=TITLE, version=app.version, description=DESCRIPTION)
+    app.openapi = lambda: document  # type: ignore[method-assign]
+    if deps.ui_dir is not None:
+        app.mount("/", StaticFiles(directory=deps.ui_dir, html=True), name="ui")
+    return app
+
+
+def _error_response(status: int, code: str, message: str, headers: Any = None) -> Response:
+    return Response(error_body(code, message), status, headers=headers, media_type=JSON)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error_response(exc.status, exc.code, exc.message)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        return _error_response(422, "invalid_parameter", str(exc)[:500])
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = _CODES.get(exc.status_code, "http_error")
+        return _error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    async def on_transient(_: Request, exc: Exception) -> Response:
+        return _error_response(503, "unavailable", str(exc)[:500], {"Retry-After": "1"})
+
+    async def last_resort(request: Request, exc: Exception) -> Response:
+        # Runs in ServerErrorMiddleware, which re-raises afterwards so the server logs the bug.
+        if isinstance(exc, TransientIOError):
+            return await on_transient(request, exc)
+        return _error_response(500, "internal", f"internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(TransientIOError, on_transient)
+    app.add_exception_handler(Exception, last_resort)

@@ -1,0 +1,195 @@
+"""What the HTTP API and the push stream share: their dependencies, the error shape, parameters.
+
+Rules:
+- Every error a client gets is `{"error": {"code": ..., "message": ...}}` with a stable code:
+  `unknown_parameter`/`repeated_parameter`/`invalid_range` (400), `not_found`/`unknown_symbol`/
+  `unknown_timeframe` (404), `method_not_allowed` (405), `missing_parameter`/
+  `invalid_parameter` (422), `unavailable` (503, Redis), `internal` (500, a bug of ours).
+- Query parameters are parsed by hand, strictly: an unknown or repeated name is an error, numbers
+  are plain non-negative decimal integers, and a message quotes at most 60 characters of input.
+- Nothing here does I/O; the dependencies are handed in by the composition root.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fxconnector.core.errors import ContractViolation
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import RANGE_END_MS, Timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish.surface_reader import SurfaceReader, normalize_stream_id
+
+JSON: Final = "application/json"
+_DECIMAL = re.compile(r"^[0-9]{1,16}$")
+_BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
+
+
+@dataclass(frozen=True, slots=True)
+class PushSettings:
+    """Tuning of the push loops (SSE and WebSocket)."""
+
+    heartbeat_s: float = 15.0  # an SSE comment when nothing was sent for this long
+    block_ms: int = 1000  # longest blocking XREAD: bounds how late a disconnect is noticed
+    batch: int = 500  # entries per XREAD
+    backoff_initial_s: float = 0.2  # Redis trouble: first wait, doubled per failure...
+    backoff_max_s: float = 5.0  # ...up to this cap (with jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDeps:
+    """Everything the read-only API needs, handed in by the composition root.
+
+    `history(symbol, tf, from_ms, to_ms, limit)` gives final bars with
+    `from_ms <= open_ms < to_ms` (None: unbounded) from the SSOT, ascending by open_ms: the first
+    `limit` from `from_ms` when it is given, else the newest `limit` before `to_ms`. On a
+    tail-window miss with a short snapshot it is called as
+    `(symbol, tf, None, first_snapshot_open_ms, missing)`: serve that from the tail cache when
+    it can, not by scanning the store.
+    `history`, `preview`, `status` and `ready` are called on the event loop: they must be quick
+    (in-memory), like the tail cache and the in-process status builder.
+    """
+
+    reader: SurfaceReader
+    symbols: tuple[str, ...]
+    timeframes: tuple[Timeframe, ...]
+    history: Callable[[str, Timeframe, int | None, int | None, int], list[OhlcvEvent]]
+    preview: Callable[[str, Timeframe], OhlcvEvent | None]
+    status: Callable[[], bytes]
+    ready: Callable[[], tuple[bool, str]]
+    metrics_registry: CollectorRegistry
+    ui_dir: Path | None = None
+    push: PushSettings = field(default_factory=PushSettings)
+    bars_recheck_s: float = 0.1  # how long a cached /api/bars window is served unchecked
+
+
+class ApiError(Exception):
+    """A client error: answered with its status and the JSON error shape."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The canonical JSON of one error."""
+    return encode({"error": {"code": code, "message": message}})
+
+
+def quote(value: str) -> str:
+    """`value` for an error message: repr, cut to 60 characters."""
+    return repr(value[:60]) + ("..." if len(value) > 60 else "")
+
+
+def check_names(params: QueryParams, allowed: Iterable[str]) -> dict[str, str]:
+    """The query as a dict; ApiError for an unknown or repeated parameter name."""
+    allowed_set = frozenset(allowed)
+    out: dict[str, str] = {}
+    for name, value in params.multi_items():
+        if name not in allowed_set:
+            known = ", ".join(sorted(allowed_set)) or "none"
+            raise ApiError(
+                400, "unknown_parameter", f"unknown query parameter {quote(name)} (known: {known})"
+            )
+        if name in out:
+            raise ApiError(400, "repeated_parameter", f"query parameter {quote(name)} is repeated")
+        out[name] = value
+    return out
+
+
+def required_text(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name)
+    if value is None:
+        raise ApiError(422, "missing_parameter", f"query parameter {name!r} is required")
+    return value
+
+
+def integer(
+    query: Mapping[str, str], name: str, *, minimum: int, maximum: int, default: int | None
+) -> int | None:
+    """A decimal integer parameter in `[minimum, maximum]`, or `default` when absent."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not _DECIMAL.match(text):
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"{name} must be a non-negative decimal integer, got {quote(text)}",
+        )
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ApiError(
+            422, "invalid_parameter", f"{name} must be in [{minimum}, {maximum}], got {value}"
+        )
+    return value
+
+
+def epoch_ms(query: Mapping[str, str], name: str) -> int | None:
+    """An optional UTC epoch-millisecond parameter."""
+    return integer(query, name, minimum=0, maximum=RANGE_END_MS, default=None)
+
+
+def boolean(query: Mapping[str, str], name: str) -> bool:
+    text = query.get(name)
+    if text is None:
+        return False
+    value = _BOOLEANS.get(text.lower())
+    if value is None:
+        raise ApiError(422, "invalid_parameter", f"{name} must be true or false, got {quote(text)}")
+    return value
+
+
+def symbol(text: str, symbols: Iterable[str]) -> str:
+    if text not in symbols:
+        raise ApiError(404, "unknown_symbol", f"unknown symbol {quote(text)}")
+    return text
+
+
+def timeframe(text: str, timeframes: Iterable[Timeframe]) -> Timeframe:
+    for tf in timeframes:
+        if tf.value == text:
+            return tf
+    known = " ".join(tf.value for tf in timeframes)
+    raise ApiError(404, "unknown_timeframe", f"unknown timeframe {quote(text)} (served: {known})")
+
+
+def comma_list(query: Mapping[str, str], name: str) -> list[str] | None:
+    """A comma-separated list parameter (None when absent; empty items are an error)."""
+    text = query.get(name)
+    if text is None:
+        return None
+    items = text.split(",")
+    if any(not item for item in items):
+        raise ApiError(422, "invalid_parameter", f"{name} has an empty item: {quote(text)}")
+    return items
+
+
+def stream_id(text: str, name: str) -> str:
+    """A stream id parameter in canonical `<ms>-<seq>` form."""
+    try:
+        return normalize_stream_id(text)
+    except ContractViolation:
+        raise ApiError(
+            422, "invalid_parameter", f"{name} must be a stream id <ms>-<seq>, got {quote(text)}"
+        ) from None
+
+
+def get_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    """A plain Starlette route answering GET only (no FastAPI dependency machinery: it costs
+    more per request than the whole cached `/api/bars` answer)."""
+    route = Route(path, endpoint, methods=["GET"])
+    route.methods = {"GET"}  # Starlette adds HEAD to every GET route; this API answers GET only
+    return route

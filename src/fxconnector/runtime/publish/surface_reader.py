@@ -1,0 +1,169 @@
+"""Read side of the public Redis surface (DESIGN §7): snapshots, the events stream, status, ticks.
+
+Rules:
+- Read-only: this module never writes a key. The layout (names, fields, entry format) is the one
+  `keys.py` defines; the values are passed on as the raw bytes the writer stored (they are
+  already canonical JSON), never decoded and re-encoded here.
+- Every Redis or socket failure is translated at this boundary into SurfaceUnavailable, so
+  callers see one retryable error and no redis-py types.
+- No retries and no sleeps here: the HTTP API fails fast (503) and the push loops own their
+  backoff. The client should have bounded timeouts and no retry loop of its own (as
+  `redis_connect.connect_redis` makes it); a blocking read needs a socket timeout longer than
+  its `block_ms`.
+- Stream ids are compared as `(ms, seq)` integer pairs, never as strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
+from fxconnector.core.time_geom import Timeframe
+from fxconnector.runtime.publish.keys import (
+    SNAPSHOT_BARS_FIELD,
+    SNAPSHOT_CURSOR_FIELD,
+    STREAM_FIELD,
+    SurfaceKeys,
+)
+
+T = TypeVar("T")
+
+#: The id before every stream entry: reading from it returns the whole stream.
+STREAM_START: Final = "0-0"
+
+_STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+_U64_MAX: Final = 2**64 - 1
+_EVENT_FIELD: Final = STREAM_FIELD.encode()
+
+
+def parse_stream_id(text: str) -> tuple[int, int]:
+    """`(ms, seq)` of a stream id (`1700000000000-3`, or `1700000000000` for seq 0).
+
+    Raises ContractViolation when `text` is not a stream id Redis would accept.
+    """
+    match = _STREAM_ID.match(text)
+    if match is None:
+        raise ContractViolation(f"not a stream id: {text[:60]!r} (expected <ms>-<seq>)")
+    ms, seq = int(match.group(1)), int(match.group(2) or 0)
+    if ms > _U64_MAX or seq > _U64_MAX:
+        raise ContractViolation(f"stream id out of range: {text[:60]!r}")
+    return ms, seq
+
+
+def normalize_stream_id(text: str) -> str:
+    """The canonical `<ms>-<seq>` spelling of a stream id (ContractViolation if invalid)."""
+    ms, seq = parse_stream_id(text)
+    return f"{ms}-{seq}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+class SurfaceReader:
+    """Reads the surface written by the surface writer; every method is one Redis round trip."""
+
+    def __init__(self, redis_client: redis.asyncio.Redis, keys: SurfaceKeys) -> None:
+        self._redis = redis_client
+        self._keys = keys
+
+    @property
+    def keys(self) -> SurfaceKeys:
+        return self._keys
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            raise SurfaceUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def snapshot(self, symbol: str, tf: Timeframe) -> tuple[bytes, str | None]:
+        """The snapshot's raw `bars` JSON array and its cursor; `(b"[]", None)` when absent."""
+        key = self._keys.snapshot(symbol, tf)
+        bars, cursor = await self._call(
+            "HMGET snapshot",
+            lambda: self._redis.hmget(key, [SNAPSHOT_BARS_FIELD, SNAPSHOT_CURSOR_FIELD]),
+        )
+        if bars is None:
+            return b"[]", None
+        return _as_bytes(bars), None if cursor is None else _text(cursor)
+
+    async def snapshot_cursor(self, symbol: str, tf: Timeframe) -> str | None:
+        """Only the snapshot's cursor (cheap: used to check whether a cached window is current)."""
+        key = self._keys.snapshot(symbol, tf)
+        cursor = await self._call(
+            "HGET snapshot cursor", lambda: self._redis.hget(key, SNAPSHOT_CURSOR_FIELD)
+        )
+        return None if cursor is None else _text(cursor)
+
+    async def read_events(
+        self, cursor: str, *, block_ms: int, count: int
+    ) -> list[tuple[str, bytes]]:
+        """Up to `count` entries after `cursor` (exclusive), as `(id, event JSON)`, oldest first.
+
+        Waits up to `block_ms` for the first entry when there is none (`block_ms=0` does not
+        wait: Redis would read BLOCK 0 as "forever"). Entries without the `event` field are
+        skipped (the writer never makes them).
+        """
+        if count < 1:
+            raise ContractViolation(f"count must be >= 1, got {count}")
+        start = normalize_stream_id(cursor)
+        block = block_ms if block_ms > 0 else None
+        reply: Any = await self._call(
+            "XREAD",
+            lambda: self._redis.xread({self._keys.events: start}, count=count, block=block),
+        )
+        if not reply:
+            return []
+        # RESP2 gives [[key, entries]]; RESP3 gives {key: [entries]}.
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        out: list[tuple[str, bytes]] = []
+        for entry_id, fields in entries:
+            event = fields.get(_EVENT_FIELD)
+            if event is None:
+                event = fields.get(STREAM_FIELD)
+            if event is not None:
+                out.append((_text(entry_id), _as_bytes(event)))
+        return out
+
+    async def last_id(self) -> str:
+        """The id of the newest stream entry, or "0-0" when the stream is empty or absent."""
+        newest: Any = await self._call(
+            "XREVRANGE", lambda: self._redis.xrevrange(self._keys.events, count=1)
+        )
+        return _text(newest[0][0]) if newest else STREAM_START
+
+    async def first_id(self) -> str | None:
+        """The id of the oldest entry still in the (trimmed) stream, or None when it is empty."""
+        oldest: Any = await self._call(
+            "XRANGE", lambda: self._redis.xrange(self._keys.events, count=1)
+        )
+        return _text(oldest[0][0]) if oldest else None
+
+    async def status(self) -> bytes | None:
+        """The live `status_v2` JSON, or None when absent (expired: the connector is gone)."""
+        value = await self._call("GET status", lambda: self._redis.get(self._keys.status))
+        return None if value is None else _as_bytes(value)
+
+    async def status_snapshot(self) -> bytes | None:
+        """The `{"last_command": ..., "errors": [...]}` JSON, or None when absent."""
+        value = await self._call(
+            "GET status snapshot", lambda: self._redis.get(self._keys.status_snapshot)
+        )
+        return None if value is None else _as_bytes(value)
+
+    async def ticks(self) -> dict[str, bytes]:
+        """symbol -> the last tick's canonical `tick_v1` JSON."""
+        raw: Any = await self._call(
+            "HGETALL price_tik", lambda: self._redis.hgetall(self._keys.price_tik)
+        )
+        return {_text(symbol): _as_bytes(tick) for symbol, tick in raw.items()}
