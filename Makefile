@@ -22,7 +22,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/fxconnector --help
+	$(BIN)/fxconnector run --profile demo --workdir var
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,18 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _CALENDARS: dict[str, CalendarProfile] = {}
+
+
+@pytest.fixture(autouse=True)
+def _restore_fxconnector_logger() -> Iterator[None]:
+    """In-process CLI calls configure logging; undo it so caplog sees the next test's logs."""
+    logger = logging.getLogger("fxconnector")
+    # Back to the pristine state (a module-scoped fixture may have run the CLI before this).
+    logger.handlers[:], logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.handlers[:], logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
 
 
 def calendar_profile(name: str) -> CalendarProfile:

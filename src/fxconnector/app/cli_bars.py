@@ -21,7 +21,7 @@ from fxconnector.app import logs
 from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
-from fxconnector.config.schema import BarsConfig, StoreConfig
+from fxconnector.config.schema import BarsConfig, Config, StoreConfig
 from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import ConfigError, ContractViolation
@@ -34,6 +34,7 @@ from fxconnector.runtime.store.factory import StoreKind, open_store
 
 log = logging.getLogger("fxconnector.replay")
 FORMATS = ("auto", "dukascopy", "csv", "truefx", "histdata")
+DEFAULT_STORE = Path(Config().workdir) / StoreConfig().path
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
@@ -68,14 +69,14 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     bars.add_argument("--from", dest="from_", default=None, help="first open (ISO or epoch ms)")
     bars.add_argument("--to", default=None, help="end, exclusive (ISO or epoch ms)")
     bars.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
-    bars.add_argument("--store", type=Path, default=Path(StoreConfig().path))
+    bars.add_argument("--store", type=Path, default=DEFAULT_STORE)
     bars.add_argument("--store-kind", default="jsonl", choices=["jsonl", "sqlite"])
     bars.set_defaults(handler=cmd_bars)
 
 
 def _store_and_calendar(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calendar", default="fx_ny", help="calendar profile (default fx_ny)")
-    parser.add_argument("--store", type=Path, default=Path(StoreConfig().path))
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
     parser.add_argument("--store-kind", default="jsonl", choices=["jsonl", "sqlite"])
 
 

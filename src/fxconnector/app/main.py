@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fxconnector import __version__
-from fxconnector.app import cli_bars
+from fxconnector.app import cli_bars, cli_run
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
 from fxconnector.core.calendar import describe
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     time_cmd.add_argument("--symbol", default=None, help="symbol, for its group's daily breaks")
     time_cmd.set_defaults(handler=_cmd_time)
     cli_bars.add_commands(commands)
+    cli_run.add_command(commands)
     return parser
 
 

@@ -1,0 +1,76 @@
+"""`fxconnector run`: the connector as a long-running process.
+
+Rules: config = built-in profile < `--config` file < flags (`--http`, `--redis-url`,
+`--workdir`); secrets from the environment or the secrets file only. Prints the URL to open on
+stdout once serving; logs are JSON lines on stderr with secrets redacted. SIGINT/SIGTERM stop it
+gracefully with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from fxconnector.app import logs
+from fxconnector.app.composition import build
+from fxconnector.app.lifecycle import run
+from fxconnector.config.loader import PROFILES, load_config
+from fxconnector.config.secrets import load_secrets
+from fxconnector.core.errors import ConfigError
+from fxconnector.runtime.clock import SystemClock
+
+
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run the connector (the demo by default)",
+        description="Run the connector: broker -> pipeline -> SSOT -> Redis surface -> HTTP.",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
+    parser.add_argument("--profile", default="demo", choices=PROFILES)
+    parser.add_argument("--http", default=None, help="HOST:PORT to serve on")
+    parser.add_argument("--redis-url", default=None, help="Redis URL (default: embedded)")
+    parser.add_argument("--workdir", default=None, help="folder for the store and runtime files")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.set_defaults(handler=cmd_run)
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, _, port_text = bind.rpartition(":")
+    port = int(port_text)
+    if not 0 < port < 65_536:
+        raise ConfigError(f"http bind {bind!r}: port must be 1..65535")
+    return host.strip("[]"), port
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.http is not None:
+        overrides["http.bind"] = args.http
+    if args.redis_url is not None:
+        overrides["surface.redis_url"] = args.redis_url
+    if args.workdir is not None:
+        overrides["workdir"] = args.workdir
+    config = load_config(args.config, profile=args.profile, overrides=overrides)
+    secrets = load_secrets(Path(config.secrets_file) if config.secrets_file else None)
+    logs.configure(args.log_level, secrets.values())
+    host, port = split_bind(config.http.bind)
+    Path(config.workdir).mkdir(parents=True, exist_ok=True)
+    parts = build(config, secrets, SystemClock())
+
+    def announce(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await run(parts, host=host, port=port, stop=stop, announce=announce)
+
+    return asyncio.run(main())

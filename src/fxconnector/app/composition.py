@@ -1,0 +1,188 @@
+"""The composition root: config in, one wired connector out (DESIGN §2).
+
+Rules: the only place that chooses implementations (broker, store, Redis, HTTP) and passes
+dependencies in; no module-level state anywhere else. Building is cheap and does no I/O beyond
+loading the calendar; `lifecycle.run` opens, starts and stops things in order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fxconnector import __version__
+from fxconnector.config.calendars import load_calendar
+from fxconnector.config.schema import Config
+from fxconnector.config.secrets import Secrets
+from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
+from fxconnector.core.calendar import CalendarProfile, TradingCalendar
+from fxconnector.core.errors import ConfigError
+from fxconnector.core.validation.ticks import TickRails
+from fxconnector.runtime.clock import Clock
+from fxconnector.runtime.governance.metrics import Metrics, PipelineCounts
+from fxconnector.runtime.ingest.broker.fxcm.adapter import FxcmBroker
+from fxconnector.runtime.ingest.broker.oanda.client import OandaBroker
+from fxconnector.runtime.ingest.broker.port import BrokerPort
+from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
+from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
+from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+from fxconnector.runtime.publish.keys import SurfaceKeys
+from fxconnector.runtime.publish.sink import EventSink
+from fxconnector.runtime.status.builder import StatusBuilder
+from fxconnector.runtime.store.cache_tail import TailCache
+from fxconnector.runtime.store.factory import open_store
+from fxconnector.runtime.store.port import FinalStore
+
+#: The tail cache keeps more than the Redis snapshot so /api/bars can serve deep limits fast.
+TAIL_WINDOW = 5_000
+
+
+@dataclass(slots=True)
+class Parts:
+    """Everything `lifecycle.run` starts and stops, built from one config."""
+
+    config: Config
+    secrets: Secrets
+    workdir: Path
+    clock: Clock
+    calendar_profile: CalendarProfile
+    calendars: dict[str, TradingCalendar]
+    spec: BarSpec
+    rails: TickRails
+    store: FinalStore
+    tail: TailCache
+    broker: BrokerPort
+    keys: SurfaceKeys
+    status_builder: StatusBuilder
+    started_ms: int
+    pipeline: Pipeline | None = None
+    surface_backlog: int = 0
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.counts)
+
+    def make_pipeline(self, sink: EventSink, start_ms: Mapping[str, int]) -> Pipeline:
+        """The pipeline, once the sink (the Redis surface) exists."""
+        self.pipeline = Pipeline(
+            history=self.broker.history_1m,
+            store=self.store,
+            calendars=self.calendars,
+            timeframes=self.config.bars.timeframes,
+            spec=self.spec,
+            rails=self.rails,
+            sink=sink,
+            start_ms=start_ms,
+            safety_delay_ms=self.config.broker.history_safety_delay_ms,
+        )
+        return self.pipeline
+
+    def counts(self) -> PipelineCounts:
+        """Counters for the metrics collector (read at scrape time)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return PipelineCounts()
+        stats = pipeline.stats
+        return PipelineCounts(
+            ticks_by_symbol={"all": stats.ticks},
+            rejected_by_reason=dict(stats.rejected),
+            late_ticks=pipeline.late_ticks,
+            finals_by_tf=dict(stats.finals),
+            revisions_by_tf=dict(stats.revisions),
+            history_requests=stats.history_requests,
+            history_failures=stats.history_failures,
+            surface_backlog=self.surface_backlog,
+        )
+
+
+def resolve(workdir: Path, path: str) -> Path:
+    """`path` from the config, relative to the workdir unless absolute."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else workdir / candidate
+
+
+def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
+    """Wire the parts of one connector process (nothing is opened yet)."""
+    workdir = Path(config.workdir)
+    now_ms = clock.now_ms()
+    overrides = Path(config.calendar.overrides_path) if config.calendar.overrides_path else None
+    profile = load_calendar(config.calendar.profile, now_ms=now_ms, path=overrides)
+    symbols = config.broker.symbols
+    calendars = {symbol: profile.for_symbol(symbol) for symbol in symbols}
+    spec = BarSpec(
+        PriceSide(config.bars.price),
+        OpenMode(config.bars.open_mode),
+        VolumeMode(config.bars.volume),
+    )
+    rails = TickRails(
+        symbols=frozenset(symbols),
+        max_spread_inversion=config.ticks.max_spread_inversion,
+        max_future_ms=config.ticks.max_future_ms,
+        epoch_rail_ms=config.ticks.epoch_rail_ms,
+    )
+    store = open_store(
+        config.store.kind, resolve(workdir, config.store.path), config.store.fsync_interval_ms
+    )
+    return Parts(
+        config=config,
+        secrets=secrets,
+        workdir=workdir,
+        clock=clock,
+        calendar_profile=profile,
+        calendars=calendars,
+        spec=spec,
+        rails=rails,
+        store=store,
+        tail=TailCache(max(TAIL_WINDOW, config.surface.snapshot_bars)),
+        broker=_broker(config, secrets, clock, spec, calendars),
+        keys=SurfaceKeys(config.surface.namespace),
+        status_builder=StatusBuilder(
+            version=__version__,
+            pid=os.getpid(),
+            started_ms=now_ms,
+            symbols=symbols,
+            calendar=profile.default,
+        ),
+        started_ms=now_ms,
+    )
+
+
+def _broker(
+    config: Config,
+    secrets: Secrets,
+    clock: Clock,
+    spec: BarSpec,
+    calendars: dict[str, TradingCalendar],
+) -> BrokerPort:
+    kind = config.broker.kind
+    if kind == "sim":
+        generator = TickGenerator(
+            config.broker.sim.seed, calendars, config.broker.sim.ticks_per_minute
+        )
+        return SimBroker(generator, config.broker.symbols, clock, spec, calendars)
+    if kind == "fxcm":
+        return FxcmBroker(
+            config.broker.fxcm,
+            secrets,
+            config.broker.symbols,
+            calendars,
+            clock,
+            spec=spec,
+            workdir=Path(config.workdir) / "fxcm",
+        )
+    if kind == "oanda":
+        return OandaBroker(
+            config.broker.oanda, secrets.oanda_token, config.broker.symbols, calendars, clock
+        )
+    raise ConfigError(
+        f"broker.kind = {kind!r} cannot run live: use sim, fxcm or oanda "
+        "(recorded ticks: `fxconnector replay`)"
+    )
+
+
+def wall_ms() -> int:
+    """Wall-clock epoch ms (for log lines and the start time)."""
+    return time.time_ns() // 1_000_000

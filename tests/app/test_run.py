@@ -1,0 +1,177 @@
+"""`fxconnector run` as a real process: ready quickly, serves bars, stops cleanly, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from fxconnector.client.consumer import SurfaceConsumer
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import Timeframe
+from fxconnector.runtime.publish.keys import SurfaceKeys
+from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.redis_server import RedisServer, free_port
+
+READY_WITHIN_S = 20.0
+
+
+class Connector:
+    """One `fxconnector run` subprocess on a temporary workdir and port."""
+
+    def __init__(self, workdir: Path, *extra: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = (workdir.parent / f"{workdir.name}.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fxconnector.app.main",
+                "run",
+                "--workdir",
+                str(workdir),
+                "--http",
+                f"127.0.0.1:{self.port}",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
+        deadline = started + READY_WITHIN_S
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.stderr()
+                try:
+                    if http.get(f"{self.base}/api/health/ready").status_code == 200:
+                        return time.monotonic() - started
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        raise AssertionError(f"not ready within {READY_WITHIN_S} s:\n{self.stderr()}")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.log.close()
+        return code
+
+    def stderr(self) -> str:
+        self.log.flush()
+        return (self.workdir.parent / f"{self.workdir.name}.log").read_text()[-4000:]
+
+
+@pytest.fixture
+def connector(tmp_path: Path) -> Iterator[Connector]:
+    running = Connector(tmp_path / "var")
+    try:
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()
+            running.log.close()
+
+
+@pytest.mark.slow
+def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
+    took = connector.wait_ready()
+    assert connector.proc.stdout is not None
+    announced = connector.proc.stdout.readline()
+    assert f"open http://127.0.0.1:{connector.port}/" in announced
+    with httpx.Client(timeout=5.0) as http:
+        bars = http.get(
+            f"{connector.base}/api/bars", params={"symbol": "EURUSD", "tf": "1m", "limit": 1000}
+        ).json()
+        assert len(bars["bars"]) == 1000  # three days of sim history were fetched at start
+        assert all(b["complete"] and b["source"] == "history" for b in bars["bars"])
+        assert bars["cursor"]
+        hours = http.get(
+            f"{connector.base}/api/bars", params={"symbol": "USDJPY", "tf": "1h", "limit": 50}
+        ).json()["bars"]
+        assert len(hours) == 50
+        assert all(b["source"] == "derived" for b in hours)
+        status = http.get(f"{connector.base}/api/status").json()
+        assert status["broker"]["kind"] == "sim"
+        assert status["surface"]["state"] == "ok"
+        metrics = http.get(f"{connector.base}/metrics").text
+        assert "fxconnector_finals_total" in metrics
+    # Keyspace: exactly the documented keys in the embedded Redis.
+    keys = SurfaceKeys()
+    with redis.Redis(unix_socket_path=str(connector.workdir / "redis" / "redis.sock")) as r:
+        found = {k.decode() for k in r.scan_iter("*")}
+    snaps = {k for k in found if k.startswith("fxconnector:ohlcv:snap:")}
+    assert found - snaps <= set(keys.all_fixed())
+    assert keys.events in found
+    assert keys.status in found
+    assert {k.split(":")[3] for k in snaps} == {"EURUSD", "GBPUSD", "USDJPY"}
+    assert not any("command" in k for k in found)
+    assert connector.stop() == 0
+    # The SSOT is intact: opens cleanly (no torn tail) with every final readable.
+    store = JsonlStore(connector.workdir / "ssot")
+    report = store.open()
+    assert report.torn_tails == []
+    # Three days of lookback, less the minute still inside its safety delay.
+    assert len(list(store.bars("EURUSD", Timeframe.M1))) >= 3 * 1440 - 2
+    store.close()
+    print(f"\nready after {took:.1f} s")
+
+
+@pytest.mark.slow
+def test_redis_restart_mid_run_loses_no_final(tmp_path: Path, redis_server: RedisServer) -> None:
+    running = Connector(tmp_path / "var", "--redis-url", redis_server.url)
+    try:
+        running.wait_ready()
+        time.sleep(1.0)
+        redis_server.restart()  # everything in Redis is gone
+        time.sleep(3.0)
+        with httpx.Client(timeout=5.0) as http:
+            deadline = time.monotonic() + 20
+            while http.get(f"{running.base}/api/health/ready").status_code != 200:
+                assert time.monotonic() < deadline, running.stderr()
+                time.sleep(0.2)
+        finals = asyncio.run(_consume(redis_server))
+    finally:
+        assert running.stop() == 0
+    store = JsonlStore(tmp_path / "var" / "ssot")
+    store.open()
+    for (symbol, tf), bars in finals.items():
+        assert len(bars) >= 50, (symbol, tf)
+        first, last = bars[0].open_ms, bars[-1].open_ms
+        # Over the span the client holds, it has exactly the SSOT's finals: no gap, no
+        # duplicate, the latest revision of each.
+        expected = [b.event() for b in store.bars(symbol, tf, first, last + 1)]
+        assert bars == expected, (symbol, tf)
+    store.close()
+
+
+async def _consume(server: RedisServer) -> dict[tuple[str, Timeframe], list[OhlcvEvent]]:
+    client = redis.asyncio.Redis(host="127.0.0.1", port=server.port)
+    try:
+        series = [(s, tf) for s in ("EURUSD", "USDJPY") for tf in (Timeframe.M1, Timeframe.H1)]
+        consumer = SurfaceConsumer(client, SurfaceKeys(), series)
+        await asyncio.wait_for(consumer.bootstrap(), timeout=10)
+        await asyncio.wait_for(consumer.poll(block_ms=100, count=10_000), timeout=10)
+        return {key: consumer.book.finals(*key) for key in series}
+    finally:
+        await client.aclose()
