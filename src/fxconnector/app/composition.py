@@ -87,7 +87,7 @@ class Parts:
             return PipelineCounts()
         stats = pipeline.stats
         return PipelineCounts(
-            ticks_by_symbol={"all": stats.ticks},
+            ticks_by_symbol=pipeline.ticks_by_symbol(),
             rejected_by_reason=dict(stats.rejected),
             late_ticks=pipeline.late_ticks,
             finals_by_tf=dict(stats.finals),

@@ -114,16 +114,17 @@ class Pipeline:
         self._epoch_rail_ms = rails.epoch_rail_ms
         self._max_future_ms = rails.max_future_ms
         self._update = self.builder.update
-        self._applied = 0
+        self._applied = dict.fromkeys(start_ms, 0)
 
     # -- ticks ------------------------------------------------------------------------------
 
     def on_tick(self, tick: Tick, now_ms: int) -> bool:
         """Validate and apply one tick; True when it was applied."""
+        symbol = tick.symbol
         ts = tick.ts_ms
         bid = tick.bid
         ask = tick.ask
-        session = self._sessions.get(tick.symbol)
+        session = self._sessions.get(symbol)
         # Fast path: the conjunction of every rail for the common good tick (a property test
         # holds it equal to check_tick); anything else asks check_tick for the reason.
         if not (
@@ -138,7 +139,7 @@ class Pipeline:
         closed = self._update(tick)
         if closed is None:
             return False
-        self._applied += 1
+        self._applied[symbol] += 1
         if closed:
             self._closed_previews(closed)
         return True
@@ -160,8 +161,12 @@ class Pipeline:
     @property
     def stats(self) -> PipelineStats:
         """The counters, with the applied-tick count brought up to date."""
-        self._stats.ticks = self._applied
+        self._stats.ticks = sum(self._applied.values())
         return self._stats
+
+    def ticks_by_symbol(self) -> dict[str, int]:
+        """Applied ticks per symbol."""
+        return dict(self._applied)
 
     @property
     def late_ticks(self) -> int:
