@@ -41,13 +41,22 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def human(rate: float) -> str:
+    """A rate with a k or M suffix."""
+    if rate >= 1e6:
+        return f"{rate / 1e6:,.2f}M"
+    if rate >= 1e3:
+        return f"{rate / 1e3:,.1f}k"
+    return f"{rate:,.0f}"
+
+
 def print_table(rows: Iterable[Row]) -> None:
     header = f"{'benchmark':44} {'rate':>16} {'baseline':36} {'ratio':>8}"
     print(header)
     print("-" * len(header))
     for row in rows:
-        rate = f"{row.rate / 1e6:,.2f}M {row.unit}/s"
-        base = f"{row.baseline_name} {row.items / row.baseline_seconds / 1e6:,.2f}M/s"
+        rate = f"{human(row.rate)} {row.unit}/s"
+        base = f"{row.baseline_name} {human(row.items / row.baseline_seconds)}/s"
         print(f"{row.name:44} {rate:>16} {base:36} {row.ratio:>7.2f}x")
 
 
