@@ -33,11 +33,13 @@ from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe, iso_utc
 from fxconnector.core.validation.ticks import TickRails, check_tick
 from fxconnector.core.validation.validator import bar_problems
+from fxconnector.runtime.governance.rails import HistoryBudget, Priority
 from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
 from fxconnector.runtime.publish.sink import EventSink
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
 HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
+FAST_PATH = "fast_path"
 BROKER_CORRECTION = "broker correction"
 
 
@@ -56,6 +58,20 @@ class PipelineStats:
     errors: collections.deque[ErrorEntry] = field(
         default_factory=lambda: collections.deque(maxlen=50)
     )
+
+
+@dataclass(slots=True)
+class RangeResult:
+    """What one command fetch of a range did."""
+
+    symbol: str
+    from_ms: int
+    to_ms: int
+    bars_fetched: int = 0
+    new_bars: int = 0
+    revisions: int = 0
+    derived: int = 0
+    failed_chunks: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -87,8 +103,10 @@ class Pipeline:
         retry_base_ms: int = 2_000,
         retry_cap_ms: int = 60_000,
         flush_each_advance: bool = True,
+        budget: HistoryBudget | None = None,
     ) -> None:
-        self._history = history
+        self._raw_history = history
+        self._budget = budget
         self._store = store
         self._calendars = calendars
         self._rails = rails
@@ -233,7 +251,7 @@ class Pipeline:
         """Fetch, check, store one range; False when the call failed (retry later)."""
         self._stats.history_requests += 1
         try:
-            bars = await self._history(symbol, from_ms, to_ms)
+            bars = await self._history(symbol, from_ms, to_ms, FAST_PATH, Priority.FAST)
         except (TransientIOError, BadBrokerData) as exc:
             self._stats.history_failures += 1
             progress.failures += 1
@@ -264,7 +282,9 @@ class Pipeline:
             self._stats.empty_history_retries += 1
             self._stats.history_requests += 1
             try:
-                bars = await self._history(symbol, minute, minute + MINUTE_MS)
+                bars = await self._history(
+                    symbol, minute, minute + MINUTE_MS, FAST_PATH, Priority.FAST
+                )
             except (TransientIOError, BadBrokerData) as exc:
                 self._stats.history_failures += 1
                 bars = []
@@ -287,6 +307,61 @@ class Pipeline:
                 delay = min(self._retry_cap_ms, self._retry_base_ms * 2 ** (tries + 1))
                 progress.empty[minute] = (tries + 1, now_ms + delay)
         return wrote
+
+    async def _history(
+        self, symbol: str, from_ms: int, to_ms: int, caller: str, priority: Priority
+    ) -> list[OhlcvEvent]:
+        """One broker history call, through the shared budget when there is one."""
+        if self._budget is None:
+            return await self._raw_history(symbol, from_ms, to_ms)
+        async with self._budget.slot(caller, priority):
+            return await self._raw_history(symbol, from_ms, to_ms)
+
+    async def fetch_range(
+        self,
+        symbol: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        caller: str,
+        now_ms: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RangeResult:
+        """Fetch `[from_ms, to_ms)` of 1m history for a command (heavy priority), store it,
+        derive what it touched and publish new bars and revisions. Retries nothing: a failed
+        chunk is reported and the rest goes on."""
+        calendar = self._calendars[symbol]
+        start = from_ms - from_ms % MINUTE_MS
+        end = min(to_ms, now_ms - self._safety_delay_ms)
+        end -= end % MINUTE_MS
+        chunks = _chunks(calendar.open_intervals(start, end), self._max_chunk_ms)
+        result = RangeResult(symbol=symbol, from_ms=start, to_ms=max(start, end))
+        before = len(self._pending_publish)
+        for index, (a, b) in enumerate(chunks):
+            try:
+                bars = await self._history(symbol, a, b, caller, Priority.HEAVY)
+            except (TransientIOError, BadBrokerData) as exc:
+                self._stats.history_failures += 1
+                result.failed_chunks.append((a, b, str(exc)[:200]))
+                self._error(now_ms, "history.failed", f"{caller} {symbol} {iso_utc(a)}: {exc}")
+            else:
+                self._stats.history_requests += 1
+                accepted = self._check_history(symbol, bars, a, b, now_ms)
+                self._store_finals(symbol, accepted)
+                self._store.mark_fetched(symbol, a, b)
+                self.derived.touch(symbol, a, b)
+                result.bars_fetched += len(accepted)
+            if progress is not None:
+                progress(index + 1, len(chunks))
+        self._store.flush()
+        fresh = self._pending_publish[before:]
+        result.new_bars = sum(1 for e in fresh if e.rev == 0)
+        result.revisions = sum(1 for e in fresh if e.rev > 0)
+        derived = self.derived.run(now_ms)
+        self._store.flush()
+        result.derived = len(derived)
+        self._publish(derived)
+        return result
 
     def _check_history(
         self, symbol: str, bars: Sequence[OhlcvEvent], from_ms: int, to_ms: int, now_ms: int
@@ -340,6 +415,17 @@ class Pipeline:
 
 
 _INF = math.inf
+
+
+def _chunks(intervals: Sequence[tuple[int, int]], size_ms: int) -> list[tuple[int, int]]:
+    """Open intervals cut into pieces of at most `size_ms`."""
+    out = []
+    for start, end in intervals:
+        cursor = start
+        while cursor < end:
+            out.append((cursor, min(end, cursor + size_ms)))
+            cursor += size_ms
+    return out
 
 
 def _minus(from_ms: int, to_ms: int, minutes: Sequence[int]) -> list[tuple[int, int]]:
