@@ -23,11 +23,13 @@ from fxconnector.core.errors import ConfigError
 from fxconnector.core.validation.ticks import TickRails
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.governance.metrics import Metrics, PipelineCounts
+from fxconnector.runtime.governance.rails import BudgetConfig, HistoryBudget
 from fxconnector.runtime.ingest.broker.fxcm.adapter import FxcmBroker
 from fxconnector.runtime.ingest.broker.oanda.client import OandaBroker
 from fxconnector.runtime.ingest.broker.port import BrokerPort
 from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
+from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairCaps
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.sink import EventSink
@@ -59,6 +61,7 @@ class Parts:
     status_builder: StatusBuilder
     started_ms: int
     pipeline: Pipeline | None = None
+    budget: HistoryBudget | None = None
     surface_backlog: int = 0
     metrics: Metrics = field(init=False)
 
@@ -67,6 +70,15 @@ class Parts:
 
     def make_pipeline(self, sink: EventSink, start_ms: Mapping[str, int]) -> Pipeline:
         """The pipeline, once the sink (the Redis surface) exists."""
+        broker = self.config.broker
+        self.budget = HistoryBudget(
+            self.clock,
+            BudgetConfig(
+                requests_per_min=broker.history_requests_per_min,
+                burst=broker.history_requests_per_min,
+                max_chunk_minutes=broker.history_chunk_minutes,
+            ),
+        )
         self.pipeline = Pipeline(
             history=self.broker.history_1m,
             store=self.store,
@@ -76,9 +88,23 @@ class Parts:
             rails=self.rails,
             sink=sink,
             start_ms=start_ms,
-            safety_delay_ms=self.config.broker.history_safety_delay_ms,
+            safety_delay_ms=broker.history_safety_delay_ms,
+            max_chunk_minutes=broker.history_chunk_minutes,
+            budget=self.budget,
         )
         return self.pipeline
+
+    def command_context(self, sink: EventSink) -> CommandContext:
+        """What commands run against (after make_pipeline)."""
+        assert self.pipeline is not None
+        return CommandContext(
+            self.pipeline,
+            self.store,
+            sink,
+            self.calendars,
+            self.config.bars.timeframes,
+            RepairCaps(),
+        )
 
     def counts(self) -> PipelineCounts:
         """Counters for the metrics collector (read at scrape time)."""

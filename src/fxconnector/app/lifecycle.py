@@ -27,6 +27,8 @@ from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.ingest.commands.control import SOCKET_NAME, ControlServer
+from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
@@ -54,6 +56,7 @@ class _Live:
     coverage: dict[str, CoverageCounts] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     last_ticks: dict[str, Tick] = field(default_factory=dict)
+    runner: CommandRunner | None = None
 
 
 class _QuietServer(uvicorn.Server):
@@ -94,6 +97,13 @@ async def run(
             on_redis_error=parts.metrics.redis_errors.inc,
         )
         pipeline = parts.make_pipeline(surface, _start_points(parts))
+        runner = CommandRunner(
+            parts.command_context(surface),
+            parts.clock,
+            lambda cmd, s: parts.metrics.command_duration.labels(cmd).observe(s),
+        )
+        live.runner = runner
+        control = ControlServer(parts.workdir / SOCKET_NAME, runner)
         app = create_app(
             _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
         )
@@ -110,6 +120,7 @@ async def run(
         # Catch up from the newest stored final before anything else runs: it is CPU-bound and
         # would otherwise starve the Redis connection and HTTP of the event loop.
         await pipeline.advance(parts.clock.now_ms())
+        await control.start()
         await parts.broker.connect()
         tasks = [
             asyncio.create_task(surface.run(), name="surface"),
@@ -132,6 +143,7 @@ async def run(
             redis="embedded" if embedded else "external",
         )
         await _until_stopped(stop, tasks)
+        await control.close()
         await _shutdown(parts, pipeline, surface, server, tasks)
         await redis.aclose()
     finally:
@@ -250,7 +262,8 @@ async def _status_loop(
         )
         await surface.write_status(live.status_json, ttl_s=int(STATUS_PERIOD_S * 5))
         errors = list(pipeline.stats.errors)[-20:]
-        await surface.write_status_snapshot(encode({"last_command": None, "errors": errors}))
+        last = live.runner.last if live.runner is not None else None
+        await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
 
 
@@ -271,6 +284,8 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         degraded.append(f"broker_{live.broker_state.value}")
     if any(c.missing for c in live.coverage.values()):
         degraded.append("ssot_missing_minutes")
+    if parts.budget is not None and parts.budget.deferred_reason:
+        degraded.append("history_budget_deferred")
     return Facts(
         now_ms=now,
         broker_kind=parts.config.broker.kind,
@@ -284,7 +299,7 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         coverage=live.coverage,
         late_ticks=pipeline.late_ticks,
         rejected=dict(stats.rejected),
-        last_command=None,
+        last_command=live.runner.last if live.runner is not None else None,
         errors=list(stats.errors),
         degraded=degraded,
     )

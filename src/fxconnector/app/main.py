@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fxconnector import __version__
-from fxconnector.app import cli_bars, cli_run
+from fxconnector import tools as tools_cli
+from fxconnector.app import cli_bars, cli_cmd, cli_run
+from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
 from fxconnector.core.calendar import describe
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     time_cmd.set_defaults(handler=_cmd_time)
     cli_bars.add_commands(commands)
     cli_run.add_command(commands)
+    cli_cmd.add_command(commands)
+    tools_cli.add_commands(commands, parse_time=parse_time_ms, progress_bar=ProgressBar)
     return parser
 
 

@@ -106,6 +106,9 @@ class BrokerConfig(_Section, frozen=True):
     #: On a start with an empty store, fetch this much history first (then resume from the
     #: newest stored final on every later start).
     startup_lookback_mins: Annotated[int, msgspec.Meta(ge=0, le=7 * 1440)] = 1440
+    #: The history budget shared by everything that calls the broker (DESIGN §9).
+    history_requests_per_min: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30
+    history_chunk_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 240
     sim: SimBrokerConfig = SimBrokerConfig()
     replay: ReplayBrokerConfig = ReplayBrokerConfig()
     fxcm: FxcmBrokerConfig = FxcmBrokerConfig()

@@ -34,7 +34,8 @@ def test_token_bucket_throttles_and_fast_goes_first() -> None:
         heavy = [asyncio.create_task(ask("backfill", Priority.HEAVY)) for _ in range(5)]
         await asyncio.sleep(0)
         assert [c for c, _ in granted] == ["backfill"] * 3  # the burst, less the fast reserve
-        assert budget.deferred_reason is not None and "backfill" in budget.deferred_reason
+        assert budget.deferred_reason is not None
+        assert "backfill" in budget.deferred_reason
         fast = asyncio.create_task(ask(FAST_PATH, Priority.FAST))
         for _ in range(5):
             await asyncio.sleep(0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -15,6 +15,7 @@ from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.command import Command
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe, iso_utc
 from fxconnector.core.validation.ticks import TickRails
+from fxconnector.core.validation.validator import validate_command
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
@@ -52,13 +53,16 @@ class Outages:
 
 
 def command(text: str) -> Command:
-    return msgspec.json.decode(text, type=Command)  # type: ignore[arg-type]
+    checked = validate_command(text)
+    assert checked.value is not None, checked.problems
+    return checked.value
+
+
+LiveRun = tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore]
 
 
 @pytest.fixture
-def live_run(
-    tmp_path: Path, always_open: CalendarProfile
-) -> tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore]:
+def live_run(tmp_path: Path, always_open: CalendarProfile) -> Iterator[LiveRun]:
     calendars = {"EURUSD": always_open.default}
     clock = ManualClock(T0)
     generator = TickGenerator(7, calendars, 30)

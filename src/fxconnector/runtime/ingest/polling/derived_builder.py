@@ -58,20 +58,29 @@ class DerivedBuilder:
                 minutes = np.arange(start, to_ms, MINUTE_MS, dtype=np.int64)
             dirty.update(np.unique(bucket_open_array(minutes, tf, calendar)).tolist())
 
-    def pending(self) -> int:
-        """Buckets waiting to be looked at."""
-        return sum(len(opens) for opens in self._dirty.values())
+    def pending(self, now_ms: int | None = None) -> int:
+        """Buckets waiting to be looked at (whose end has passed, when `now_ms` is given)."""
+        if now_ms is None:
+            return sum(len(opens) for opens in self._dirty.values())
+        return sum(
+            1 for (_, tf), opens in self._dirty.items() for o in opens if o + tf.ms <= now_ms
+        )
 
-    def run(self, now_ms: int) -> list[OhlcvEvent]:
-        """Derive every ready dirty bucket; return new and revised derived bars."""
+    def run(self, now_ms: int, max_buckets: int | None = None) -> list[OhlcvEvent]:
+        """Derive ready dirty buckets (at most `max_buckets`, the rest stay dirty for the next
+        call); return new and revised derived bars."""
         published: list[OhlcvEvent] = []
         waiting = 0
+        budget = max_buckets if max_buckets is not None else -1
         for (symbol, tf), opens in self._dirty.items():
             calendar = self._calendars[symbol]
             for open_ms in sorted(opens):
                 end_ms = open_ms + tf.ms
                 if end_ms > now_ms:
                     continue
+                if budget == 0:
+                    break
+                budget -= 1
                 opens.discard(open_ms)
                 finals = [
                     bar.event() for bar in self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)

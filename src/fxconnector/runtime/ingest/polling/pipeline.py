@@ -18,6 +18,7 @@ Rules (DESIGN §5):
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,6 +41,8 @@ from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
 HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
 FAST_PATH = "fast_path"
+#: Buckets a command derives between two yields to the event loop.
+DERIVE_SLICE = 500
 BROKER_CORRECTION = "broker correction"
 
 
@@ -353,14 +356,19 @@ class Pipeline:
                 result.bars_fetched += len(accepted)
             if progress is not None:
                 progress(index + 1, len(chunks))
+            # A slice ends here: the fast path, HTTP and the surface get the loop back.
+            await asyncio.sleep(0)
         self._store.flush()
         fresh = self._pending_publish[before:]
         result.new_bars = sum(1 for e in fresh if e.rev == 0)
         result.revisions = sum(1 for e in fresh if e.rev > 0)
-        derived = self.derived.run(now_ms)
-        self._store.flush()
-        result.derived = len(derived)
-        self._publish(derived)
+        while self.derived.pending(now_ms):
+            derived = self.derived.run(now_ms, max_buckets=DERIVE_SLICE)
+            self._store.flush()
+            result.derived += len(derived)
+            self._publish(derived)
+            await asyncio.sleep(0)
+        self._publish(())  # the 1m finals, when nothing above them was ready to derive
         return result
 
     def _check_history(

@@ -1,0 +1,100 @@
+"""Running commands one at a time, with their state and progress for status (DESIGN §9).
+
+Rules: one heavy command at a time per process; a second one is refused with a reason naming
+the running one (the caller may retry), never queued invisibly. Every command is validated
+against commands_v1 before it runs. `last` is the `last_command` of status: cmd, req_id, state,
+start and finish times, result (or error) and progress (done/total).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from fxconnector.core.errors import CommandError, FxConnectorError
+from fxconnector.core.model.command import Command, CommandName
+from fxconnector.core.model.status import CommandState, LastCommand, Progress
+from fxconnector.runtime.clock import Clock
+from fxconnector.runtime.ingest.commands.handlers import CommandContext, execute
+
+log = logging.getLogger("fxconnector.commands")
+Listener = Callable[[LastCommand], None]
+
+
+class CommandRunner:
+    """Executes commands against one context; remembers the last one."""
+
+    def __init__(
+        self,
+        ctx: CommandContext,
+        clock: Clock,
+        on_duration: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._clock = clock
+        self._on_duration = on_duration
+        self.last: LastCommand | None = None
+        self._running = False
+
+    @property
+    def busy(self) -> bool:
+        return self._running
+
+    async def run(self, command: Command, listener: Listener | None = None) -> LastCommand:
+        """Run `command` to its end; the returned state is done or failed."""
+        name = CommandName(type(command).__struct_config__.tag)  # type: ignore[arg-type]
+        if self._running and self.last is not None:
+            raise CommandError(
+                f"busy: {self.last.cmd.value} {self.last.req_id} is running; try again when it "
+                "has finished"
+            )
+        self._running = True
+        started = self._clock.now_ms()
+        wall = time.monotonic()
+        self._set(
+            LastCommand(
+                cmd=name,
+                req_id=command.req_id,
+                state=CommandState.RUNNING,
+                started_ts=started,
+                finished_ts=None,
+                result=None,
+                progress=Progress(done=0, total=0),
+            ),
+            listener,
+        )
+
+        def progress(done: int, total: int) -> None:
+            if self.last is not None:
+                self._set(
+                    msgspec.structs.replace(self.last, progress=Progress(done=done, total=total)),
+                    listener,
+                )
+
+        try:
+            result: dict[str, Any] = await execute(command, self._ctx, started, progress)
+            state = CommandState.DONE
+        except FxConnectorError as exc:
+            result = {"error": str(exc)}
+            state = CommandState.FAILED
+        finally:
+            self._running = False
+        if self._on_duration is not None:
+            self._on_duration(name.value, time.monotonic() - wall)
+        assert self.last is not None
+        self._set(
+            msgspec.structs.replace(
+                self.last, state=state, finished_ts=self._clock.now_ms(), result=result
+            ),
+            listener,
+        )
+        return self.last
+
+    def _set(self, last: LastCommand, listener: Listener | None) -> None:
+        self.last = last
+        if listener is not None:
+            listener(last)
