@@ -42,7 +42,7 @@ from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
 FAST_PATH = "fast_path"
 #: Buckets a command derives between two yields to the event loop.
-DERIVE_SLICE = 500
+DERIVE_SLICE = 50
 BROKER_CORRECTION = "broker correction"
 
 
@@ -354,11 +354,11 @@ class Pipeline:
                 self._store.mark_fetched(symbol, a, b)
                 self.derived.touch(symbol, a, b)
                 result.bars_fetched += len(accepted)
+            self._store.flush()  # per chunk: a few files to fsync, never the whole range at once
             if progress is not None:
                 progress(index + 1, len(chunks))
             # A slice ends here: the fast path, HTTP and the surface get the loop back.
             await asyncio.sleep(0)
-        self._store.flush()
         fresh = self._pending_publish[before:]
         result.new_bars = sum(1 for e in fresh if e.rev == 0)
         result.revisions = sum(1 for e in fresh if e.rev > 0)
