@@ -95,6 +95,24 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         assert status["last_command"]["cmd"] == "warmup"
         assert status["last_command"]["state"] == "running"
         assert status["last_command"]["progress"]["total"] > 0
+        human = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fxconnector.app.main",
+                "status",
+                "--http",
+                f"127.0.0.1:{running.port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert human.returncode == 0, human.stderr
+        assert "broker    sim connected" in human.stdout
+        assert "command   warmup" in human.stdout
+        assert "EURUSD   last final 1m" in human.stdout
     finally:
         assert running.stop() == 0
 
@@ -144,3 +162,9 @@ def test_without_a_connector_the_command_runs_directly(
         assert "holds the store" in err
     finally:
         store.close()
+
+
+def test_status_without_a_connector_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "status", "--http", "127.0.0.1:9")
+    assert code == 2
+    assert "no connector answers at http://127.0.0.1:9/api/status" in err
