@@ -165,6 +165,6 @@ def test_without_a_connector_the_command_runs_directly(
 
 
 def test_status_without_a_connector_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(capsys, "status", "--http", "127.0.0.1:9")
+    code, _out, err = cli(capsys, "status", "--http", "127.0.0.1:9")
     assert code == 2
     assert "no connector answers at http://127.0.0.1:9/api/status" in err
