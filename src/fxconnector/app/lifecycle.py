@@ -126,7 +126,7 @@ async def run(
             asyncio.create_task(surface.run(), name="surface"),
             asyncio.create_task(_clock_loop(parts, pipeline, surface, live, stop), name="clock"),
             asyncio.create_task(_ingest(parts, pipeline, live), name="ingest"),
-            asyncio.create_task(_sessions(parts, live), name="sessions"),
+            asyncio.create_task(_sessions(parts, pipeline, live), name="sessions"),
             asyncio.create_task(_status_loop(parts, pipeline, surface, live, stop), name="status"),
             asyncio.create_task(server.serve(), name="http"),
         ]
@@ -213,13 +213,21 @@ async def _ingest(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
             live.last_ticks[tick.symbol] = tick
 
 
-async def _sessions(parts: Parts, live: _Live) -> None:
+async def _sessions(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
+    down_since: int | None = None
     async for event in parts.broker.session_events():
+        down = event.state in (BrokerState.DISCONNECTED, BrokerState.STALE)
+        if down and down_since is None:
+            down_since = event.ts_ms or parts.clock.now_ms()
         if event.state is BrokerState.CONNECTED and live.broker_state in (
             BrokerState.DISCONNECTED,
             BrokerState.STALE,
         ):
             live.reconnects += 1
+        if event.state is BrokerState.CONNECTED and down_since is not None:
+            # The minute before the fault and the one after are doubtful too.
+            pipeline.note_outage(down_since - MINUTE_MS, parts.clock.now_ms() + MINUTE_MS)
+            down_since = None
         live.broker_state = event.state
         logs.emit(log, logging.INFO, "broker.session", state=event.state.value, detail=event.detail)
 

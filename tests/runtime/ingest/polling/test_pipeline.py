@@ -288,3 +288,17 @@ def test_fast_path_agrees_with_check_tick(rows: list[tuple[str, float, float, in
 
 async def _nothing(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
     return []
+
+
+def test_minutes_of_a_broker_outage_are_not_quiet(
+    tmp_path: Path, always_open: CalendarProfile
+) -> None:
+    batch = ticks(2)  # ticks in minutes 0-1 only; minutes 2-5 the stream was down
+    pipeline, _history, _, store = make(tmp_path, always_open, batch)
+    pipeline.note_outage(T0 + 2 * MINUTE_MS, T0 + 4 * MINUTE_MS)
+    asyncio.run(play(pipeline, batch, T0 + 6 * MINUTE_MS + 300_000))
+    fetched = store.fetched_intervals("EURUSD", T0, T0 + 6 * MINUTE_MS)
+    # Minutes 2 and 3 (the outage) stay missing; 4 and 5 (no outage, no ticks) are quiet.
+    assert fetched == [(T0, T0 + 2 * MINUTE_MS), (T0 + 4 * MINUTE_MS, T0 + 6 * MINUTE_MS)]
+    assert [e.code for e in pipeline.stats.errors] == ["history.no_bar", "history.no_bar"]
+    store.close()

@@ -130,6 +130,7 @@ class Pipeline:
         self._now_ms = 0
         self._pending_publish: list[OhlcvEvent] = []
         self._sessions: dict[str, tuple[int, int]] = {}
+        self._outages: list[tuple[int, int]] = []
         # Hot-path copies (one attribute load each instead of two).
         self._max_inversion = rails.max_spread_inversion
         self._epoch_rail_ms = rails.epoch_rail_ms
@@ -266,7 +267,10 @@ class Pipeline:
         progress.retry_at_ms = 0
         accepted = self._check_history(symbol, bars, from_ms, to_ms, now_ms)
         got = {bar.open_ms for bar in accepted}
-        suspicious = sorted(m for m in progress.ticked if from_ms <= m < to_ms and m not in got)
+        # Minutes we saw ticks in, and minutes of a broker outage (we could not have seen
+        # ticks then), are not proven quiet by an empty answer.
+        doubtful = set(progress.ticked) | self._outage_minutes(from_ms, to_ms)
+        suspicious = sorted(m for m in doubtful if from_ms <= m < to_ms and m not in got)
         for minute in suspicious:
             tries, _ = progress.empty.get(minute, (0, 0))
             progress.empty.setdefault(minute, (tries, now_ms + self._retry_base_ms))
@@ -275,6 +279,21 @@ class Pipeline:
             self._store.mark_fetched(symbol, start, end)
         self.derived.touch(symbol, from_ms, to_ms)
         return True
+
+    def note_outage(self, from_ms: int, to_ms: int) -> None:
+        """The broker stream was down (or stale) over `[from_ms, to_ms)`: no minute in it is
+        quiet just because history has no bar; such minutes are retried, then left missing
+        for tail_guard."""
+        start = from_ms - from_ms % MINUTE_MS
+        if to_ms > start:
+            self._outages.append((start, to_ms))
+
+    def _outage_minutes(self, from_ms: int, to_ms: int) -> set[int]:
+        minutes: set[int] = set()
+        for start, end in self._outages:
+            lo, hi = max(start, from_ms), min(end, to_ms)
+            minutes.update(range(lo - lo % MINUTE_MS, hi, MINUTE_MS))
+        return minutes
 
     async def _retry_empty(self, symbol: str, progress: _SymbolProgress, now_ms: int) -> bool:
         """Ask again for minutes whose history came back empty although ticks were seen."""
