@@ -6,10 +6,30 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+# The chart library (npm, pinned in package-lock.json), vendored where the UI is served from.
+UI_DIR    := src/fxconnector/ui/web
+UI_VENDOR := $(UI_DIR)/vendor/lightweight-charts.standalone.production.js
+CHROMIUM  := /usr/bin/chromium
 
-.PHONY: run test check bench fmt clean venv
+.PHONY: run test check bench fmt clean venv ui
 
 venv: $(STAMP)
+
+ui: $(UI_VENDOR)
+
+$(UI_VENDOR): $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(UI_DIR)/vendor
+	cp $(UI_DIR)/node_modules/lightweight-charts/LICENSE $(UI_DIR)/vendor/LICENSE.lightweight-charts
+	cp $(UI_DIR)/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $@
+
+# Debian's chromium for the browser tests (tests/ui); without it (not root, no network) they
+# skip and say why.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "could not install chromium: the browser tests will skip"; \
+	else echo "chromium is missing and this is not root: the browser tests will skip"; fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +41,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $@
 
-run: $(STAMP)
+run: $(STAMP) $(UI_VENDOR)
 	$(BIN)/fxconnector run --profile demo --workdir var
 
-test: $(STAMP)
+test: $(STAMP) $(UI_VENDOR) $(CHROMIUM)
 	$(BIN)/python -m pytest
+	node --test tests/ui/
 
 check: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
@@ -41,4 +62,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(UI_DIR)/node_modules $(UI_DIR)/vendor

@@ -1,0 +1,376 @@
+// The chart: the ONLY module that calls TradingView lightweight-charts (v5, the standalone build
+// vendored at vendor/lightweight-charts.standalone.production.js, loaded by index.html as the
+// global `LightweightCharts`).
+//
+// Rules:
+// - The adapter draws what it is given: bars already merged by merge.js (final > preview). It
+//   keeps its own copy of the drawn timeline (`items`: bars and the empty slots of gaps, ascending
+//   open_ms) so that it can tell which of the library's three update paths a bar needs:
+//     * the last item or a new item after it: `series.update(item)`;
+//     * an older bar that is drawn already: `series.update(item, true)` (historical update);
+//     * anything else (a bar for a slot that holds no bar: a filled gap, a repaired or late final
+//       between two bars): `setData` of the whole timeline, with the visible logical range saved
+//       before and restored after, shifted by the number of items that appeared left of it, so
+//       the viewport does not move. (A historical update of a whitespace slot would overwrite
+//       the next bar in v5.2, so filled gaps go this way too.)
+// - Gaps: a bucket with no bar between two bars is a gap (missing or quiet minutes: the API does
+//   not say which). Up to MAX_GAP_SLOTS missing buckets are drawn as empty slots (whitespace data
+//   points: a hole in the candles and the volume pane); a longer run (a market closure such as
+//   the weekend, or a long outage) is not widened but marked on the bar after it ("gap 2d 1h").
+// - Time: the library has no time zones and labels times as UTC. In local mode every time is
+//   shifted by one offset (the browser's current UTC offset, taken when local mode is chosen);
+//   a per-bar offset would fold the repeated hour of a DST change into non-increasing times,
+//   which the library rejects. So in local mode bars older than a DST change are an hour off.
+// - Previews (complete=false) are drawn with a translucent body and an amber outline and wick;
+//   finals are solid. A revised final (rev > 0) gets a small "r<rev>" marker.
+//
+// The helpers above `createChartAdapter` are pure (no DOM, no library) and tested by node.
+
+export const TF_MS = Object.freeze({
+  "1m": 60_000,
+  "3m": 180_000,
+  "5m": 300_000,
+  "15m": 900_000,
+  "30m": 1_800_000,
+  "1h": 3_600_000,
+  "4h": 14_400_000,
+  "1d": 86_400_000,
+});
+
+export const MAX_GAP_SLOTS = 240;
+
+export const COLORS = Object.freeze({
+  up: "#26a69a",
+  down: "#ef5350",
+  upPreview: "rgba(38, 166, 154, 0.25)",
+  downPreview: "rgba(239, 83, 80, 0.25)",
+  previewOutline: "#f5b700",
+  upVolume: "rgba(38, 166, 154, 0.5)",
+  downVolume: "rgba(239, 83, 80, 0.5)",
+  previewVolume: "rgba(245, 183, 0, 0.45)",
+  gap: "#9598a1",
+  revision: "#42a5f5",
+});
+
+/** "2d 1h", "3h 5m", "4m": a duration for a gap marker. */
+export function formatDuration(ms) {
+  const minutes = Math.round(ms / 60_000);
+  const days = Math.floor(minutes / 1440);
+  const hours = Math.floor((minutes % 1440) / 60);
+  const rest = minutes % 60;
+  const parts = [];
+  if (days) parts.push(`${days}d`);
+  if (hours) parts.push(`${hours}h`);
+  if (rest && !days) parts.push(`${rest}m`);
+  return parts.join(" ") || "0m";
+}
+
+/** The empty slots between two bars, or `long: true` when the gap is too long to widen. */
+export function gapBetween(prevOpenMs, nextOpenMs, tfMs, maxGapSlots = MAX_GAP_SLOTS) {
+  // Round: 4h and 1d buckets follow the trading day, which moves by an hour at DST changes.
+  const missing = Math.round((nextOpenMs - prevOpenMs) / tfMs) - 1;
+  if (missing <= 0) return { slots: [], long: false, missing: 0 };
+  if (missing > maxGapSlots) return { slots: [], long: true, missing };
+  const slots = [];
+  for (let k = 1; k <= missing; k++) {
+    const openMs = prevOpenMs + k * tfMs;
+    if (openMs < nextOpenMs) slots.push(openMs);
+  }
+  return { slots, long: false, missing };
+}
+
+/**
+ * The drawn timeline of ascending bars: `items` ({openMs, bar}; bar null for an empty slot) and
+ * `gaps` (the long gaps: {openMs of the bar after, spanMs}).
+ */
+export function buildTimeline(bars, tfMs, maxGapSlots = MAX_GAP_SLOTS) {
+  const items = [];
+  const gaps = [];
+  let prev = null;
+  for (const bar of bars) {
+    if (prev !== null) {
+      const gap = gapBetween(prev.open_ms, bar.open_ms, tfMs, maxGapSlots);
+      for (const openMs of gap.slots) items.push({ openMs, bar: null });
+      if (gap.long) gaps.push({ openMs: bar.open_ms, spanMs: bar.open_ms - prev.open_ms - tfMs });
+    }
+    items.push({ openMs: bar.open_ms, bar });
+    prev = bar;
+  }
+  return { items, gaps };
+}
+
+/** Index of the item at `openMs` in ascending `items`, or -1. */
+export function findItem(items, openMs) {
+  let lo = 0;
+  let hi = items.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const at = items[mid].openMs;
+    if (at === openMs) return mid;
+    if (at < openMs) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/**
+ * Which library call draws `bar` on the timeline `items`:
+ * "append" (after the last item), "last" (replaces the last item), "historical" (replaces an
+ * older drawn bar) or "rebuild" (setData: the bar needs a slot that holds no bar).
+ */
+export function planUpsert(items, bar) {
+  if (items.length === 0 || bar.open_ms > items[items.length - 1].openMs) return "append";
+  const index = findItem(items, bar.open_ms);
+  if (index < 0 || items[index].bar === null) return "rebuild";
+  return index === items.length - 1 ? "last" : "historical";
+}
+
+/** Decimals to show: the most any of the (last 200) bars' prices needs, at most 6. */
+export function pricePrecision(bars) {
+  let precision = 2;
+  for (const bar of bars.slice(-200)) {
+    for (const price of [bar.open, bar.high, bar.low, bar.close]) {
+      const text = String(price);
+      const dot = text.indexOf(".");
+      if (dot >= 0 && !text.includes("e")) precision = Math.max(precision, text.length - dot - 1);
+    }
+  }
+  return Math.min(precision, 6);
+}
+
+/** The browser's UTC offset now, in ms (positive east of Greenwich). */
+export function localOffsetMs(date = new Date()) {
+  return -date.getTimezoneOffset() * 60_000;
+}
+
+/** A chart time (UTC seconds, shifted by `offsetMs` so the library's UTC labels read local). */
+export function chartTime(openMs, offsetMs) {
+  return Math.floor((openMs + offsetMs) / 1000);
+}
+
+/** The candle data point of one bar (per-bar colours: previews translucent, amber outline). */
+export function candleOf(bar, time) {
+  const up = bar.close >= bar.open;
+  if (bar.complete) {
+    const color = up ? COLORS.up : COLORS.down;
+    return { time, open: bar.open, high: bar.high, low: bar.low, close: bar.close, color,
+      borderColor: color, wickColor: color };
+  }
+  return { time, open: bar.open, high: bar.high, low: bar.low, close: bar.close,
+    color: up ? COLORS.upPreview : COLORS.downPreview, borderColor: COLORS.previewOutline,
+    wickColor: COLORS.previewOutline };
+}
+
+/** The volume data point of one bar. */
+export function volumeOf(bar, time) {
+  let color = bar.close >= bar.open ? COLORS.upVolume : COLORS.downVolume;
+  if (!bar.complete) color = COLORS.previewVolume;
+  return { time, value: bar.volume, color };
+}
+
+// --- the library ----------------------------------------------------------------------------
+
+function library() {
+  const lib = globalThis.LightweightCharts;
+  if (lib === undefined) {
+    throw new Error("lightweight-charts is not loaded (vendor/ is missing: run `make run`)");
+  }
+  return lib;
+}
+
+const THEME = {
+  background: "#131722",
+  text: "#d1d4dc",
+  grid: "#1f2430",
+  border: "#2a2e39",
+};
+
+/**
+ * A candlestick chart with a volume pane in `container`.
+ * `onHover(bar | null)` is called with the bar under the crosshair.
+ */
+export function createChartAdapter(container, { onHover = () => {} } = {}) {
+  const lib = library();
+  const chart = lib.createChart(container, {
+    autoSize: true,
+    layout: {
+      background: { type: lib.ColorType.Solid, color: THEME.background },
+      textColor: THEME.text,
+      panes: { separatorColor: THEME.border },
+    },
+    grid: { vertLines: { color: THEME.grid }, horzLines: { color: THEME.grid } },
+    rightPriceScale: { borderColor: THEME.border },
+    timeScale: { borderColor: THEME.border, timeVisible: true, secondsVisible: false,
+      rightOffset: 6 },
+    crosshair: { mode: lib.CrosshairMode.Normal },
+  });
+  const candles = chart.addSeries(lib.CandlestickSeries, {
+    upColor: COLORS.up, downColor: COLORS.down, borderVisible: true,
+    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+  });
+  const volume = chart.addSeries(lib.HistogramSeries, {
+    priceFormat: { type: "volume" }, priceLineVisible: false, lastValueVisible: true,
+  }, 1);
+  const panes = chart.panes();
+  panes[0].setStretchFactor(3);
+  panes[1].setStretchFactor(1);
+  const markerApi = lib.createSeriesMarkers(candles, []);
+
+  let tfMs = TF_MS["1m"];
+  let offsetMs = 0;
+  let items = [];
+  let gaps = [];
+  const byTime = new Map(); // chart time -> bar, for the crosshair
+
+  const timeOf = (openMs) => chartTime(openMs, offsetMs);
+
+  function pointsOf(item) {
+    const time = timeOf(item.openMs);
+    if (item.bar === null) return [{ time }, { time }];
+    return [candleOf(item.bar, time), volumeOf(item.bar, time)];
+  }
+
+  function drawMarkers() {
+    const markers = [];
+    for (const gap of gaps) {
+      markers.push({ time: timeOf(gap.openMs), position: "aboveBar", shape: "arrowDown",
+        color: COLORS.gap, text: `gap ${formatDuration(gap.spanMs)}` });
+    }
+    for (const item of items) {
+      if (item.bar !== null && item.bar.rev > 0) {
+        markers.push({ time: timeOf(item.openMs), position: "belowBar", shape: "circle",
+          color: COLORS.revision, text: `r${item.bar.rev}`, size: 0.6 });
+      }
+    }
+    markers.sort((a, b) => a.time - b.time);
+    markerApi.setMarkers(markers);
+  }
+
+  function indexByTime() {
+    byTime.clear();
+    for (const item of items) if (item.bar !== null) byTime.set(timeOf(item.openMs), item.bar);
+  }
+
+  // setData with the viewport kept. A view scrolled into history keeps its first visible item
+  // in place; a view that shows the newest item keeps showing it (it follows the live bar).
+  function redraw(previousItems) {
+    const range = chart.timeScale().getVisibleLogicalRange();
+    let shift = null;
+    if (range !== null && previousItems.length > 0) {
+      if (range.to >= previousItems.length - 1) {
+        shift = items.length - previousItems.length;
+      } else {
+        const anchorIndex = Math.min(Math.max(Math.round(range.from), 0), previousItems.length - 1);
+        const newIndex = findItem(items, previousItems[anchorIndex].openMs);
+        shift = newIndex < 0 ? 0 : newIndex - anchorIndex;
+      }
+    }
+    const points = items.map(pointsOf);
+    candles.setData(points.map((p) => p[0]));
+    volume.setData(points.map((p) => p[1]));
+    indexByTime();
+    drawMarkers();
+    if (shift !== null) {
+      chart.timeScale().setVisibleLogicalRange({ from: range.from + shift, to: range.to + shift });
+    }
+  }
+
+  chart.subscribeCrosshairMove((param) => {
+    onHover(param.time === undefined ? null : byTime.get(param.time) ?? null);
+  });
+
+  return {
+    /** Draw `bars` (ascending, merged) from scratch and show the newest part. */
+    reset(bars, { tf, utcOffsetMs = 0 }) {
+      tfMs = TF_MS[tf] ?? TF_MS["1m"];
+      offsetMs = utcOffsetMs;
+      ({ items, gaps } = buildTimeline(bars, tfMs));
+      const precision = pricePrecision(bars);
+      candles.applyOptions({ priceFormat: { type: "price", precision,
+        minMove: 10 ** -precision } });
+      const points = items.map(pointsOf);
+      candles.setData(points.map((p) => p[0]));
+      volume.setData(points.map((p) => p[1]));
+      indexByTime();
+      drawMarkers();
+      const count = items.length;
+      if (count > 0) {
+        chart.timeScale().setVisibleLogicalRange({ from: Math.max(count - 150, 0) - 0.5,
+          to: count - 1 + 6 });
+      }
+    },
+
+    /** Draw merged bars that changed (each an upsert of its key), in order. */
+    upsert(bars) {
+      const before = items;
+      const working = items.slice();
+      const ops = [];
+      let marksChanged = bars.some((bar) => bar.rev > 0);
+      for (const bar of bars) {
+        const plan = planUpsert(working, bar);
+        if (plan === "rebuild") {
+          // One setData draws the whole batch: the union of what is drawn and the batch.
+          const byOpen = new Map(before.filter((it) => it.bar !== null)
+            .map((it) => [it.openMs, it.bar]));
+          for (const changed of bars) byOpen.set(changed.open_ms, changed);
+          const all = [...byOpen.values()].sort((a, b) => a.open_ms - b.open_ms);
+          ({ items, gaps } = buildTimeline(all, tfMs));
+          redraw(before);
+          return;
+        }
+        if (plan === "append") {
+          const changed = [];
+          if (working.length > 0) {
+            const last = working[working.length - 1].openMs;
+            const gap = gapBetween(last, bar.open_ms, tfMs);
+            for (const openMs of gap.slots) changed.push({ openMs, bar: null });
+            if (gap.long) {
+              gaps.push({ openMs: bar.open_ms, spanMs: bar.open_ms - last - tfMs });
+              marksChanged = true;
+            }
+          }
+          changed.push({ openMs: bar.open_ms, bar });
+          working.push(...changed);
+          ops.push([false, changed]);
+        } else {
+          const index = findItem(working, bar.open_ms);
+          working[index] = { openMs: bar.open_ms, bar };
+          ops.push([plan === "historical", [working[index]]]);
+        }
+      }
+      items = working;
+      for (const [historical, changed] of ops) {
+        for (const item of changed) {
+          const [candle, vol] = pointsOf(item);
+          candles.update(candle, historical);
+          volume.update(vol, historical);
+          if (item.bar !== null) byTime.set(candle.time, item.bar);
+        }
+      }
+      if (marksChanged) drawMarkers();
+    },
+
+    /** Shift every time by `utcOffsetMs` (0: UTC) keeping the viewport. */
+    setOffset(utcOffsetMs) {
+      if (utcOffsetMs === offsetMs) return;
+      offsetMs = utcOffsetMs;
+      redraw(items);
+    },
+
+    /** The candle series' data as the library holds it (bars; it leaves whitespace out). */
+    candles: () => candles.data().map((point) => ({ ...point })),
+    /** The volume series' data as the library holds it. */
+    volumes: () => volume.data().map((point) => ({ ...point })),
+    /** The markers drawn (gaps, revisions). */
+    markers: () => markerApi.markers().map((marker) => ({ ...marker })),
+    /** The visible logical range and the times at its ends (for tests of the viewport). */
+    visibleRange: () => chart.timeScale().getVisibleLogicalRange(),
+    visibleTimes: () => chart.timeScale().getVisibleRange(),
+    /** The time scale's logical index of a chart time (whitespace slots count), or null. */
+    indexOf: (time) => chart.timeScale().timeToIndex(time, false),
+
+    destroy() {
+      chart.remove();
+    },
+  };
+}
