@@ -2,7 +2,8 @@
 
 Order of start: open the store (the same recovery path as after a crash), rebuild the tail
 cache, connect Redis (starting the embedded server when no URL is configured), rebuild the
-surface from the SSOT, catch the pipeline up from the newest stored final, then serve HTTP.
+surface from the SSOT, connect the broker, catch the pipeline up from the newest stored final
+(through the broker's history), then serve HTTP.
 Order of stop (SIGINT/SIGTERM): stop intake, flush and fsync the store, drain the surface,
 stop HTTP, close Redis, stop the embedded server, release the store lock; bounded to 10 s.
 """
@@ -21,6 +22,7 @@ import uvicorn
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
+from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
@@ -57,6 +59,25 @@ class _Live:
     dirty: set[str] = field(default_factory=set)
     last_ticks: dict[str, Tick] = field(default_factory=dict)
     runner: CommandRunner | None = None
+    head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
+
+    def complete(self, parts: Parts, pipeline: Pipeline, preview: OhlcvEvent) -> OhlcvEvent:
+        """A higher-tf preview including the bucket's finals from before the first live tick."""
+        first = pipeline.builder.first_minute_ms(preview.symbol)
+        if preview.tf is Timeframe.M1 or first is None or preview.open_ms >= first:
+            return preview
+        key = (preview.symbol, preview.tf, preview.open_ms)
+        head = self.head_cache.get(key)
+        if head is None:
+            head = [
+                b.event()
+                for b in parts.store.bars(preview.symbol, Timeframe.M1, preview.open_ms, first)
+            ]
+            if head and head[-1].open_ms == first - MINUTE_MS:
+                # Complete up to the first live minute: it will not change (but by revision).
+                self.head_cache = {k: v for k, v in self.head_cache.items() if k[2] >= key[2]}
+                self.head_cache[key] = head
+        return prepend_finals(preview, head)
 
 
 class _QuietServer(uvicorn.Server):
@@ -117,11 +138,13 @@ async def run(
                 lifespan="off",
             )
         )
+        # The broker first: the catch-up asks its history, which a bridge-backed broker (fxcm)
+        # can answer only once connected.
+        await parts.broker.connect()
         # Catch up from the newest stored final before anything else runs: it is CPU-bound and
         # would otherwise starve the Redis connection and HTTP of the event loop.
         await pipeline.advance(parts.clock.now_ms())
         await control.start()
-        await parts.broker.connect()
         tasks = [
             asyncio.create_task(surface.run(), name="surface"),
             asyncio.create_task(_clock_loop(parts, pipeline, surface, live, stop), name="clock"),
@@ -246,7 +269,9 @@ async def _clock_loop(
             )
             live.ssot_state = SsotState.OK if has_final else SsotState.EMPTY
         for symbol in list(live.dirty):
-            surface.previews(pipeline.builder.previews(symbol))
+            surface.previews(
+                [live.complete(parts, pipeline, p) for p in pipeline.builder.previews(symbol)]
+            )
             tick = live.last_ticks.get(symbol)
             if tick is not None:
                 surface.tick(tick)
@@ -313,6 +338,13 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
     )
 
 
+def _preview(
+    parts: Parts, pipeline: Pipeline, live: _Live, symbol: str, tf: Timeframe
+) -> OhlcvEvent | None:
+    preview = pipeline.builder.preview(symbol, tf)
+    return None if preview is None else live.complete(parts, pipeline, preview)
+
+
 def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
     """Minute classes of the last 24 hours that have had time to be fetched."""
     end = now - parts.config.broker.history_safety_delay_ms - 2 * MINUTE_MS
@@ -347,7 +379,7 @@ def _api_deps(
         symbols=parts.config.broker.symbols,
         timeframes=parts.config.bars.timeframes,
         history=history,
-        preview=pipeline.builder.preview,
+        preview=lambda symbol, tf: _preview(parts, pipeline, live, symbol, tf),
         status=lambda: encode_bounded(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, parts.clock.now_ms()))
         ),

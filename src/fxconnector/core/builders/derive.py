@@ -37,3 +37,30 @@ def derive(
         previous = bar.open_ms
     columns = compose(BarColumns.from_events(list(finals_1m)), tf, calendar)
     return columns.events(symbol, tf, complete=True, source=Source.DERIVED)
+
+
+def prepend_finals(preview: OhlcvEvent, finals_1m: Sequence[OhlcvEvent]) -> OhlcvEvent:
+    """A higher-timeframe preview with the final 1m bars of its bucket that came before it.
+
+    Used after a start, when the live builder has seen only part of the current bucket: the
+    earlier minutes come from the SSOT (DESIGN §5.3). `finals_1m` ascend and end before the
+    preview's first live minute.
+    """
+    if not finals_1m:
+        return preview
+    return OhlcvEvent(
+        symbol=preview.symbol,
+        tf=preview.tf,
+        open_ms=preview.open_ms,
+        close_ms=preview.close_ms,
+        open=finals_1m[0].open,
+        high=max(preview.high, *(b.high for b in finals_1m)),
+        low=min(preview.low, *(b.low for b in finals_1m)),
+        close=preview.close,
+        volume=sum(b.volume for b in finals_1m) + preview.volume,
+        tick_count=sum(b.tick_count for b in finals_1m) + preview.tick_count,
+        complete=False,
+        source=preview.source,
+        event_ts=preview.event_ts,
+        rev=0,
+    )

@@ -94,6 +94,7 @@ class LiveBuilder:
         )
         self._previous_close = spec.open_mode is OpenMode.PREVIOUS_CLOSE
         self.late_ticks: dict[str, int] = dict.fromkeys(calendars, 0)
+        self._first_minute: dict[str, int] = {}
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -135,6 +136,8 @@ class LiveBuilder:
             closed = self._roll(tick.symbol, series, minute_ms)
         else:
             closed = self._roll_partials(tick.symbol, series, minute_ms)
+        if tick.symbol not in self._first_minute:
+            self._first_minute[tick.symbol] = minute_ms
         if self._previous_close and series.prev_close is not None:
             series.minute = _Bar(minute_ms, price, series.prev_close, size, ts)
             series.minute.open_fixed = True
@@ -219,6 +222,10 @@ class LiveBuilder:
                 closed.append(self._event(symbol, tf, partial))
                 series.partials[tf] = None
         return closed
+
+    def first_minute_ms(self, symbol: str) -> int | None:
+        """The first minute this builder saw a tick of `symbol` in (None before any)."""
+        return self._first_minute.get(symbol)
 
     def last_tick_ms(self, symbol: str) -> int | None:
         """Time of the newest applied tick of `symbol`, or None before the first."""
