@@ -88,9 +88,7 @@ def connector(tmp_path: Path) -> Iterator[Connector]:
         yield running
     finally:
         if running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.wait()
-            running.log.close()
+            running.stop()  # SIGTERM first: a SIGKILL would orphan the embedded Redis
 
 
 @pytest.mark.slow
@@ -175,3 +173,29 @@ async def _consume(server: RedisServer) -> dict[tuple[str, Timeframe], list[Ohlc
         return {key: consumer.book.finals(*key) for key in series}
     finally:
         await client.aclose()
+
+
+@pytest.mark.slow
+def test_restart_after_kill_minus_9_takes_over_and_serves(tmp_path: Path) -> None:
+    first = Connector(tmp_path / "var")
+    first.wait_ready()
+    first.proc.kill()  # no cleanup at all: the embedded Redis is orphaned
+    first.proc.wait(timeout=10)
+    first.log.close()
+    if first.proc.stdout is not None:
+        first.proc.stdout.close()
+    second = Connector(tmp_path / "var")
+    try:
+        second.wait_ready()  # the orphan Redis is shut down and a fresh one started
+        with httpx.Client(timeout=5.0) as http:
+            bars = http.get(
+                f"{second.base}/api/bars", params={"symbol": "GBPUSD", "tf": "1m", "limit": 10}
+            ).json()
+        assert len(bars["bars"]) == 10
+    finally:
+        assert second.stop() == 0
+    sock = tmp_path / "var" / "redis" / "redis.sock"
+    assert not sock.exists()  # nothing left behind by either run
+    store = JsonlStore(tmp_path / "var" / "ssot")
+    store.open()
+    store.close()

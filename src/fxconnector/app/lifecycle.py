@@ -39,6 +39,7 @@ from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from fxconnector.runtime.status.builder import Facts, encode_bounded
 from fxconnector.runtime.status.health import readiness
+from fxconnector.runtime.store.lock import WriterLock
 
 log = logging.getLogger("fxconnector.lifecycle")
 STATUS_PERIOD_S = 1.0
@@ -93,6 +94,9 @@ async def run(
 ) -> int:
     """Run until `stop` is set; return the exit code."""
     config = parts.config
+    # One connector per workdir (its embedded Redis, control socket and store live there).
+    workdir_lock = WriterLock(parts.workdir)
+    workdir_lock.acquire()
     report = parts.store.open()
     for torn in report.torn_tails:
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
@@ -102,7 +106,7 @@ async def run(
         parts.tail.rebuild(parts.store)
         url = config.surface.redis_url
         if not url:
-            embedded = EmbeddedRedis(parts.workdir / "redis")
+            embedded = EmbeddedRedis(parts.workdir / "redis", take_over=True)
             embedded.start()
             url = embedded.url
         redis = connect_redis(url, parts.secrets)
@@ -173,6 +177,7 @@ async def run(
         if embedded is not None:
             embedded.stop()
         parts.store.close()
+        workdir_lock.release()
         logs.emit(log, logging.INFO, "connector.stopped")
     return 0
 

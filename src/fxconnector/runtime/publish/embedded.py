@@ -7,8 +7,10 @@ Rules:
   keeps nothing on disk (`--save ""`, `--appendonly no`): the SSOT rebuilds the surface on start.
   The server's log goes to `folder/redis.log`.
 - `start()` returns once the server answers PING, or raises SurfaceUnavailable naming the log
-  file, within `start_timeout_s`. A socket file left by a crashed run is removed first, unless a
-  live server still answers on it (then start refuses: two connectors would share one surface).
+  file, within `start_timeout_s`. A socket file left by a crashed run is removed first. A live
+  server still answering on it is refused (two connectors would share one surface) unless
+  `take_over` is set: the caller holds the workdir's lock, so that server is an orphan of a
+  connector killed with SIGKILL, and it is shut down (crash-only start).
 - `stop()` asks for SHUTDOWN NOSAVE, then terminates and finally kills, each step bounded; it is
   idempotent and leaves no process and no socket file.
 
@@ -43,9 +45,15 @@ class EmbeddedRedis:
     """A private redis-server for one connector, reachable at `url` (a unix socket)."""
 
     def __init__(
-        self, folder: Path, *, start_timeout_s: float = 10.0, stop_timeout_s: float = 5.0
+        self,
+        folder: Path,
+        *,
+        start_timeout_s: float = 10.0,
+        stop_timeout_s: float = 5.0,
+        take_over: bool = False,
     ) -> None:
         self.folder = folder
+        self._take_over = take_over
         self.socket_path = folder / SOCKET_NAME
         self.log_path = folder / LOG_NAME
         self._start_timeout_s = start_timeout_s
@@ -152,10 +160,31 @@ class EmbeddedRedis:
                 # Nobody answers: the file is left over from a run that crashed.
                 self.socket_path.unlink(missing_ok=True)
                 return
+            if self._take_over:
+                with contextlib.suppress(redis.RedisError):
+                    client.shutdown(nosave=True)
+                self._wait_gone()
+                return
         raise SurfaceUnavailable(
             f"embedded redis: a live server already answers on {self.socket_path}; "
             "is another connector running with this workdir?"
         )
+
+    def _wait_gone(self) -> None:
+        """Wait (bounded) until nothing answers on the socket, then remove the file."""
+        deadline = time.monotonic() + self._stop_timeout_s
+        with self._client(0.2) as client:
+            while time.monotonic() < deadline:
+                try:
+                    client.ping()
+                except redis.RedisError:
+                    break
+                time.sleep(0.05)
+            else:
+                raise SurfaceUnavailable(
+                    f"embedded redis: an orphan server on {self.socket_path} did not shut down"
+                )
+        self.socket_path.unlink(missing_ok=True)
 
     def _wait_ready(self) -> None:
         assert self._process is not None
