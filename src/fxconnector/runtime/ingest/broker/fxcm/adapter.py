@@ -35,7 +35,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -50,14 +50,13 @@ from fxconnector.core.errors import (
     BrokerDisconnected,
     ConfigError,
     ContractViolation,
-    FxConnectorError,
 )
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import BrokerState
 from fxconnector.core.model.tick import Tick
 from fxconnector.runtime.clock import Clock
+from fxconnector.runtime.ingest.broker.feed import QueueFedBroker
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
-from fxconnector.runtime.ingest.broker.port import SessionEvent
 from fxconnector.runtime.ingest.broker.resilience import Backoff, Watchdog
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ _LOG_LEVELS: Final[Mapping[str, int]] = {
 }
 
 
-class FxcmBroker:
+class FxcmBroker(QueueFedBroker):
     """FXCM ForexConnect behind the BrokerPort, through the bridge subprocess."""
 
     kind = "fxcm"
@@ -156,6 +155,7 @@ class FxcmBroker:
         self._user: Secret = user
         self._password: Secret = password
         self._clock = clock
+        self._init_feed("fxcm", log, _TICK_BUFFER, _SESSION_BUFFER)
         self._bridge_env = dict(bridge_env or {})
         # the SDK keeps its price-history cache in ./History under the bridge's working directory
         self._workdir = workdir
@@ -175,23 +175,17 @@ class FxcmBroker:
             *("--backoff-cap-s", repr(bridge_backoff_cap_s)),
         )
         self._history_lock = asyncio.Lock()
-        self._ticks: asyncio.Queue[Tick | None] = asyncio.Queue()
-        self._session: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[wire.HistoryResult]] = {}
         self._next_request = 0
         self._samples: collections.deque[str] = collections.deque(maxlen=_ERROR_SAMPLES)
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
-        self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
-        self._fatal: FxConnectorError | None = None
-        self._closed = False
         self._closing = asyncio.Event()
         self._ready = asyncio.Event()  # first subscription, a fatal error, or close
         self._restart = asyncio.Event()
         self._restart_reason = ""
         self._subscribed = False
         self._ever_subscribed = False
-        self._state = BrokerState.DISCONNECTED
         #: Bridge lines that did not decode, and unusable history answers (never a reconnect).
         self.parse_errors = 0
         #: FXCM sessions established again after the first one (by the bridge or a restart).
@@ -203,7 +197,6 @@ class FxcmBroker:
         #: The last `history_error` text (FXCM's own words), for status.
         self.last_history_error = ""
         #: Oldest ticks dropped because nobody consumed `ticks()` fast enough.
-        self.ticks_dropped = 0
 
     def __repr__(self) -> str:
         return (
@@ -262,28 +255,6 @@ class FxcmBroker:
         if self._state is not BrokerState.STOPPED:
             self._set_state(BrokerState.STOPPED, "closed")
         self._put(None)
-
-    async def ticks(self) -> AsyncIterator[Tick]:
-        """Ticks stamped with FXCM's row time, until closed; raises a fatal error."""
-        if self._task is None and not self._closed:
-            raise BrokerDisconnected("fxcm: ticks() before connect()")
-        while True:
-            if self._fatal is not None:
-                raise self._fatal
-            if self._closed and self._ticks.empty():
-                return
-            tick = await self._ticks.get()
-            if tick is None:
-                continue  # closed or failed: the checks above say which
-            yield tick
-
-    async def session_events(self) -> AsyncIterator[SessionEvent]:
-        """Session state changes, until STOPPED (then the iterator ends)."""
-        while True:
-            event = await self._session.get()
-            yield event
-            if event.state is BrokerState.STOPPED:
-                return
 
     async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
         """FXCM's final m1 candles with `from_ms <= open_ms < to_ms` that have ended."""
@@ -648,19 +619,6 @@ class FxcmBroker:
             "fxcm.bad_data",
             extra={"fields": {"error": message, "parse_errors": self.parse_errors}},
         )
-
-    def _set_state(self, state: BrokerState, detail: str) -> None:
-        self._state = state
-        if self._session.qsize() >= _SESSION_BUFFER:
-            self._session.get_nowait()  # nobody listens: keep the newest
-        self._session.put_nowait(SessionEvent(self._clock.now_ms(), state, detail))
-        log.info("fxcm.session", extra={"fields": {"state": state.value, "detail": detail}})
-
-    def _put(self, tick: Tick | None) -> None:
-        if self._ticks.qsize() >= _TICK_BUFFER:
-            self._ticks.get_nowait()  # a stalled consumer loses the oldest, never the newest
-            self.ticks_dropped += 1
-        self._ticks.put_nowait(tick)
 
     async def _sleep_s(self, delay_s: float) -> bool:
         """Sleep `delay_s` (real time); False when the broker is closing first."""

@@ -28,7 +28,7 @@ import asyncio
 import collections
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import httpx
@@ -48,6 +48,7 @@ from fxconnector.core.model.status import BrokerState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import MINUTE_MS
 from fxconnector.runtime.clock import Clock
+from fxconnector.runtime.ingest.broker.feed import QueueFedBroker
 from fxconnector.runtime.ingest.broker.oanda.parse import (
     ACCOUNT_SETTING,
     TOKEN_SETTING,
@@ -62,7 +63,6 @@ from fxconnector.runtime.ingest.broker.oanda.parse import (
     parse_stream_line,
     retry_after_s,
 )
-from fxconnector.runtime.ingest.broker.port import SessionEvent
 from fxconnector.runtime.ingest.broker.resilience import Backoff, RateGate, Watchdog
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ _ERROR_SAMPLES: Final = 10
 _LOUD_PARSE_ERRORS: Final = 10
 
 
-class OandaBroker:
+class OandaBroker(QueueFedBroker):
     """OANDA v20 behind the BrokerPort: a pricing stream and M1 candles."""
 
     kind = "oanda"
@@ -121,6 +121,7 @@ class OandaBroker:
         self._account = config.account_id.strip()
         self._token = token
         self._clock = clock
+        self._init_feed("oanda", log, _TICK_BUFFER, _SESSION_BUFFER)
         self._http = http
         self._own_http = http is None
         self._backoff = backoff if backoff is not None else Backoff()
@@ -131,15 +132,9 @@ class OandaBroker:
         self._heartbeat_watchdog = Watchdog(watchdog_silence_s)
         self._price_watchdog = Watchdog(watchdog_silence_s)
         self._history_lock = asyncio.Lock()
-        self._ticks: asyncio.Queue[Tick | None] = asyncio.Queue()
-        self._session: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self._last_tick: dict[str, Tick] = {}
         self._samples: collections.deque[str] = collections.deque(maxlen=_ERROR_SAMPLES)
-        self._task: asyncio.Task[None] | None = None
-        self._fatal: Exception | None = None
-        self._closed = False
         self._closing = asyncio.Event()
-        self._state = BrokerState.DISCONNECTED
         #: Unreadable stream lines and candle answers (skipped, never a reconnect).
         self.parse_errors = 0
         #: Stream connection attempts after the first one.
@@ -151,7 +146,6 @@ class OandaBroker:
         #: PRICE messages equal to the previous one of their instrument (a reconnect snapshot).
         self.duplicate_prices = 0
         #: Oldest ticks dropped because nobody consumed `ticks()` fast enough.
-        self.ticks_dropped = 0
 
     def __repr__(self) -> str:
         return (
@@ -198,28 +192,6 @@ class OandaBroker:
                 await self._http.aclose()
         self._set_state(BrokerState.STOPPED, "closed")
         self._put(None)
-
-    async def ticks(self) -> AsyncIterator[Tick]:
-        """Ticks stamped with OANDA's time, until closed; raises the fatal error (401/403)."""
-        if self._task is None and not self._closed:
-            raise BrokerDisconnected("oanda: ticks() before connect()")
-        while True:
-            if self._fatal is not None:
-                raise self._fatal
-            if self._closed and self._ticks.empty():
-                return
-            tick = await self._ticks.get()
-            if tick is None:
-                continue  # closed or failed: the checks above say which
-            yield tick
-
-    async def session_events(self) -> AsyncIterator[SessionEvent]:
-        """Session state changes, until STOPPED (then the iterator ends)."""
-        while True:
-            event = await self._session.get()
-            yield event
-            if event.state is BrokerState.STOPPED:
-                return
 
     async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
         """OANDA's complete M1 candles with `from_ms <= open_ms < to_ms` (and before now)."""
@@ -467,19 +439,6 @@ class OandaBroker:
             "oanda.bad_data",
             extra={"fields": {"error": message, "parse_errors": self.parse_errors}},
         )
-
-    def _set_state(self, state: BrokerState, detail: str) -> None:
-        self._state = state
-        if self._session.qsize() >= _SESSION_BUFFER:
-            self._session.get_nowait()  # nobody listens: keep the newest
-        self._session.put_nowait(SessionEvent(self._clock.now_ms(), state, detail))
-        log.info("oanda.session", extra={"fields": {"state": state.value, "detail": detail}})
-
-    def _put(self, tick: Tick | None) -> None:
-        if self._ticks.qsize() >= _TICK_BUFFER:
-            self._ticks.get_nowait()  # a stalled consumer loses the oldest, never the newest
-            self.ticks_dropped += 1
-        self._ticks.put_nowait(tick)
 
     def _now_s(self) -> float:
         return self._clock.now_ms() / 1000
