@@ -14,7 +14,7 @@ import pytest
 from fxconnector.app.main import main
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
-from tests.app.test_run import Connector
+from tests.app.connector import Connector
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,66 +16,8 @@ from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
-from tests.redis_server import RedisServer, free_port
-
-READY_WITHIN_S = 20.0
-
-
-class Connector:
-    """One `fxconnector run` subprocess on a temporary workdir and port."""
-
-    def __init__(self, workdir: Path, *extra: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = (workdir.parent / f"{workdir.name}.log").open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fxconnector.app.main",
-                "run",
-                "--workdir",
-                str(workdir),
-                "--http",
-                f"127.0.0.1:{self.port}",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-        )
-
-    def wait_ready(self) -> float:
-        started = time.monotonic()
-        deadline = started + READY_WITHIN_S
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                assert self.proc.poll() is None, self.stderr()
-                try:
-                    if http.get(f"{self.base}/api/health/ready").status_code == 200:
-                        return time.monotonic() - started
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        raise AssertionError(f"not ready within {READY_WITHIN_S} s:\n{self.stderr()}")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.log.close()
-        return code
-
-    def stderr(self) -> str:
-        self.log.flush()
-        return (self.workdir.parent / f"{self.workdir.name}.log").read_text()[-4000:]
+from tests.app.connector import Connector
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -87,15 +26,13 @@ def connector(tmp_path: Path) -> Iterator[Connector]:
     try:
         yield running
     finally:
-        if running.proc.poll() is None:
-            running.stop()  # SIGTERM first: a SIGKILL would orphan the embedded Redis
+        running.cleanup()  # SIGTERM first: a SIGKILL would orphan the embedded Redis
 
 
 @pytest.mark.slow
 def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
     took = connector.wait_ready()
-    assert connector.proc.stdout is not None
-    announced = connector.proc.stdout.readline()
+    announced = connector.announced()
     assert f"open http://127.0.0.1:{connector.port}/" in announced
     with httpx.Client(timeout=5.0) as http:
         bars = http.get(
@@ -146,7 +83,7 @@ def test_redis_restart_mid_run_loses_no_final(tmp_path: Path, redis_server: Redi
         with httpx.Client(timeout=5.0) as http:
             deadline = time.monotonic() + 20
             while http.get(f"{running.base}/api/health/ready").status_code != 200:
-                assert time.monotonic() < deadline, running.stderr()
+                assert time.monotonic() < deadline, running.tail()
                 time.sleep(0.2)
         finals = asyncio.run(_consume(redis_server))
     finally:
@@ -179,11 +116,7 @@ async def _consume(server: RedisServer) -> dict[tuple[str, Timeframe], list[Ohlc
 def test_restart_after_kill_minus_9_takes_over_and_serves(tmp_path: Path) -> None:
     first = Connector(tmp_path / "var")
     first.wait_ready()
-    first.proc.kill()  # no cleanup at all: the embedded Redis is orphaned
-    first.proc.wait(timeout=10)
-    first.log.close()
-    if first.proc.stdout is not None:
-        first.proc.stdout.close()
+    first.kill()  # no cleanup at all: the embedded Redis is orphaned
     second = Connector(tmp_path / "var")
     try:
         second.wait_ready()  # the orphan Redis is shut down and a fresh one started

@@ -22,13 +22,10 @@ Every wait is bounded; the connector, its bridge and the v20 server are stopped 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shlex
-import signal
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -39,17 +36,15 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 import fxconnector
 from fxconnector.config.calendars import load_calendar
 from fxconnector.core.time_geom import MINUTE_MS
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
-from tests.redis_server import free_port
+from tests.app.connector import Connector
 from tests.runtime.ingest.broker.oanda.v20_server import ServerCandle, V20Server, rfc3339
 
 READY_WITHIN_S = 60.0
-STOP_WITHIN_S = 10.0
 #: A minute's final is fetched once the minute has ended plus the safety delay (2 s).
 NEXT_FINAL_WITHIN_S = 80.0
 LOOKBACK_MINS = 120
@@ -69,98 +64,6 @@ OANDA_SEED = 23
 OANDA_TICKS_PER_MINUTE = 600
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-# -- the connector process -------------------------------------------------------------------
-
-
-class Connector:
-    """One `fxconnector run` subprocess with its own environment, workdir and port."""
-
-    def __init__(self, workdir: Path, env: Mapping[str, str], *extra: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir.parent / f"{workdir.name}.log"
-        self.out_path = workdir.parent / f"{workdir.name}.out"
-        self._log = self.log_path.open("w")
-        self._out = self.out_path.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fxconnector.app.main",
-                "run",
-                "--workdir",
-                str(workdir),
-                "--http",
-                f"127.0.0.1:{self.port}",
-                *extra,
-            ],
-            stdout=self._out,
-            stderr=self._log,
-            env=dict(env),
-            text=True,
-        )
-
-    def wait_ready(self) -> float:
-        started = time.monotonic()
-        deadline = started + READY_WITHIN_S
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                assert self.proc.poll() is None, self.tail()
-                try:
-                    if http.get(f"{self.base}/api/health/ready").status_code == 200:
-                        return time.monotonic() - started
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        raise AssertionError(f"not ready within {READY_WITHIN_S} s:\n{self.tail()}")
-
-    def stop(self) -> tuple[int, float]:
-        """SIGTERM; (exit code, seconds it took). Killed (and the test failed) past 10 s."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STOP_WITHIN_S)
-        finally:
-            self._kill_and_close()
-        return code, time.monotonic() - started
-
-    def cleanup(self) -> None:
-        """After a test that failed before `stop()`: a bounded graceful stop, then kill."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=STOP_WITHIN_S)
-        self._kill_and_close()
-
-    def _kill_and_close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            # A killed connector cannot stop its embedded redis-server (the fxcm bridge exits
-            # on its own once its stdin closes).
-            socket_path = self.workdir / "redis" / "redis.sock"
-            if socket_path.exists():
-                with (
-                    contextlib.suppress(redis.RedisError, OSError),
-                    redis.Redis(unix_socket_path=str(socket_path), socket_timeout=2) as client,
-                ):
-                    client.shutdown(nosave=True)
-        for handle in (self._log, self._out):
-            if not handle.closed:
-                handle.close()
-
-    def output(self) -> str:
-        """Everything the process wrote (stdout and its JSON-lines stderr)."""
-        for handle in (self._log, self._out):
-            if not handle.closed:
-                handle.flush()
-        return self.out_path.read_text() + self.log_path.read_text()
-
-    def tail(self) -> str:
-        return self.output()[-6000:]
 
 
 def clean_environment(**secrets: str) -> dict[str, str]:
@@ -344,7 +247,8 @@ def check_run(
             assert secret not in metrics_text
     finally:
         run.close()
-    code, took = connector.stop()
+    code = connector.stop()
+    took = connector.stop_seconds
     timings["stop_s"] = took
     assert code == 0, connector.tail()
     output = connector.output()
@@ -407,7 +311,9 @@ def test_fxcm_run_against_the_standin_sdk(tmp_path: Path) -> None:
         FXCONNECTOR_FXCM_USER=FXCM_USER, FXCONNECTOR_FXCM_PASSWORD=FXCM_PASSWORD
     )
     started_ms = wall_ms()
-    connector = Connector(tmp_path / "var", env, "--config", str(config))
+    connector = Connector(
+        tmp_path / "var", "--config", str(config), env=env, ready_within_s=READY_WITHIN_S
+    )
     try:
         timings = check_run(
             connector,
@@ -557,7 +463,9 @@ def test_oanda_run_against_the_local_v20_server(tmp_path: Path, v20: V20Server) 
     )
     env = clean_environment(FXCONNECTOR_OANDA_TOKEN=OANDA_TOKEN)
     started_ms = wall_ms()
-    connector = Connector(tmp_path / "var", env, "--config", str(config))
+    connector = Connector(
+        tmp_path / "var", "--config", str(config), env=env, ready_within_s=READY_WITHIN_S
+    )
     try:
         timings = check_run(
             connector,

@@ -35,29 +35,18 @@ class _PipelineCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counts = self._read()
-        ticks = CounterMetricFamily("fxconnector_ticks", "Ticks applied", labels=["symbol"])
-        for symbol, value in sorted(counts.ticks_by_symbol.items()):
-            ticks.add_metric([symbol], value)
-        yield ticks
-        rejects = CounterMetricFamily(
-            "fxconnector_ticks_rejected", "Ticks rejected by the rails", labels=["reason"]
+        yield _labelled("fxconnector_ticks", "Ticks applied", "symbol", counts.ticks_by_symbol)
+        yield _labelled(
+            "fxconnector_ticks_rejected",
+            "Ticks rejected by the rails",
+            "reason",
+            counts.rejected_by_reason,
         )
-        for reason, value in sorted(counts.rejected_by_reason.items()):
-            rejects.add_metric([reason], value)
-        yield rejects
         yield CounterMetricFamily(
             "fxconnector_late_ticks", "Ticks dropped by the late-tick rail", value=counts.late_ticks
         )
-        finals = CounterMetricFamily("fxconnector_finals", "Final bars stored", labels=["tf"])
-        for tf, value in sorted(counts.finals_by_tf.items()):
-            finals.add_metric([tf], value)
-        yield finals
-        revisions = CounterMetricFamily(
-            "fxconnector_revisions", "Final bars revised", labels=["tf"]
-        )
-        for tf, value in sorted(counts.revisions_by_tf.items()):
-            revisions.add_metric([tf], value)
-        yield revisions
+        yield _labelled("fxconnector_finals", "Final bars stored", "tf", counts.finals_by_tf)
+        yield _labelled("fxconnector_revisions", "Final bars revised", "tf", counts.revisions_by_tf)
         yield CounterMetricFamily(
             "fxconnector_history_requests",
             "Broker history requests",
@@ -71,6 +60,13 @@ class _PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "fxconnector_surface_backlog", "Finals waiting for Redis", value=counts.surface_backlog
         )
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
 
 
 class Metrics:

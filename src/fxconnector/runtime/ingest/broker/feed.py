@@ -34,6 +34,7 @@ class QueueFedBroker:
     _fatal: Exception | None
     _closed: bool
     _state: BrokerState
+    #: Oldest ticks dropped because nobody consumed `ticks()` fast enough.
     ticks_dropped: int
 
     def _init_feed(
@@ -50,6 +51,11 @@ class QueueFedBroker:
         self._closed = False
         self._state = BrokerState.DISCONNECTED
         self.ticks_dropped = 0
+
+    @property
+    def state(self) -> BrokerState:
+        """The session's current state."""
+        return self._state
 
     async def ticks(self) -> AsyncIterator[Tick]:
         """Ticks stamped with the broker's time, until closed; raises the fatal error."""

@@ -196,7 +196,6 @@ class FxcmBroker(QueueFedBroker):
         self.history_errors = 0
         #: The last `history_error` text (FXCM's own words), for status.
         self.last_history_error = ""
-        #: Oldest ticks dropped because nobody consumed `ticks()` fast enough.
 
     def __repr__(self) -> str:
         return (
@@ -207,11 +206,6 @@ class FxcmBroker(QueueFedBroker):
     @property
     def symbols(self) -> tuple[str, ...]:
         return self._symbols
-
-    @property
-    def state(self) -> BrokerState:
-        """The session's current state."""
-        return self._state
 
     @property
     def error_samples(self) -> tuple[str, ...]:

@@ -145,7 +145,6 @@ class OandaBroker(QueueFedBroker):
         self.not_tradeable = 0
         #: PRICE messages equal to the previous one of their instrument (a reconnect snapshot).
         self.duplicate_prices = 0
-        #: Oldest ticks dropped because nobody consumed `ticks()` fast enough.
 
     def __repr__(self) -> str:
         return (
@@ -156,11 +155,6 @@ class OandaBroker(QueueFedBroker):
     @property
     def symbols(self) -> tuple[str, ...]:
         return self._symbols
-
-    @property
-    def state(self) -> BrokerState:
-        """The stream session's current state."""
-        return self._state
 
     @property
     def error_samples(self) -> tuple[str, ...]:
