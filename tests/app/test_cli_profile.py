@@ -17,8 +17,11 @@ def test_demo_profile_with_a_real_broker_exits_2_saying_why(tmp_path: Path, kind
     config = tmp_path / f"{kind}.toml"
     config.write_text(f'[broker]\nkind = "{kind}"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "fxconnector.app.main", "run", "--profile", "demo"]
-        + ["--config", str(config), "--workdir", str(tmp_path / "var"), "--http", "127.0.0.1:1"],
+        [
+            *(sys.executable, "-m", "fxconnector.app.main", "run", "--profile", "demo"),
+            *("--config", str(config), "--workdir", str(tmp_path / "var")),
+            *("--http", "127.0.0.1:1"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
