@@ -106,3 +106,24 @@ def test_systemd_analyze_verify_reports_a_bad_setting(tmp_path: Path) -> None:
         [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
     )
     assert "NoNewPrivileges" in done.stderr or "maybe" in done.stderr, done.stderr
+
+
+def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path) -> None:
+    """The hardening, as systemd scores it offline: exposure at most 2.0 of 10 ("OK")."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here (systemd only)")
+    program = Path(sys.executable).with_name("fxconnector")
+    unit = tmp_path / "fxconnector.service"
+    unit.write_text(UNIT.read_text().replace(INSTALLED, str(program)))
+    done = subprocess.run(
+        [analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "--offline" in done.stderr and "unrecognized" in done.stderr:
+        pytest.skip("this systemd-analyze has no offline security check (systemd < 252)")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "Overall exposure level for fxconnector.service" in done.stdout
