@@ -10,6 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 UI_DIR    := src/fxconnector/ui/web
 UI_VENDOR := $(UI_DIR)/vendor/lightweight-charts.standalone.production.js
 CHROMIUM  := /usr/bin/chromium
+NGINX     := /usr/sbin/nginx
 
 .PHONY: run test check bench fmt clean venv ui
 
@@ -31,6 +32,14 @@ $(CHROMIUM):
 		|| echo "could not install chromium: the browser tests will skip"; \
 	else echo "chromium is missing and this is not root: the browser tests will skip"; fi
 
+# Debian's nginx for the deploy tests (tests/deploy: the site in deploy/nginx in front of a real
+# connector); without it they skip and say why. The tests start their own nginx on a free port.
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
+		|| echo "could not install nginx: the nginx deploy test will skip"; \
+	else echo "nginx is missing and this is not root: the nginx deploy test will skip"; fi
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -44,7 +53,7 @@ $(BENCH_STAMP): $(STAMP)
 run: $(STAMP) $(UI_VENDOR)
 	$(BIN)/fxconnector run --profile demo --workdir var
 
-test: $(STAMP) $(UI_VENDOR) $(CHROMIUM)
+test: $(STAMP) $(UI_VENDOR) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest
 	node --test tests/ui/
 

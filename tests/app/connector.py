@@ -43,6 +43,8 @@ class Connector:
         self.out_path = workdir.parent / f"{workdir.name}.out"
         self._log = self.log_path.open("w")
         self._out = self.out_path.open("w")
+        #: Wall-clock epoch ms just before the launch: the process's clock reads later.
+        self.launched_ms = time.time_ns() // 1_000_000
         self.proc = subprocess.Popen(
             [
                 sys.executable,

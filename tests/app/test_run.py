@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import redis
 
 from fxconnector.client.consumer import SurfaceConsumer
+from fxconnector.config.calendars import load_calendar
+from fxconnector.config.loader import load_config
+from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.runtime.clock import ManualClock
+from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
+from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.connector import Connector
@@ -66,10 +73,51 @@ def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
     store = JsonlStore(connector.workdir / "ssot")
     report = store.open()
     assert report.torn_tails == []
-    # Three days of lookback, less the minute still inside its safety delay.
-    assert len(list(store.bars("EURUSD", Timeframe.M1))) >= 3 * 1440 - 2
-    store.close()
+    try:
+        for symbol in ("EURUSD", "GBPUSD", "USDJPY"):
+            assert_no_minute_lost(store, symbol, connector.launched_ms)
+    finally:
+        store.close()
     print(f"\nready after {took:.1f} s")
+
+
+def assert_no_minute_lost(store: JsonlStore, symbol: str, launched_ms: int) -> None:
+    """Over the history the connector fetched, the store holds exactly what the sim had.
+
+    The sim's own history is the generator's ticks (a pure function of seed, symbol and minute):
+    every minute with ticks must be stored as final, exactly the aggregation of those ticks, and
+    every minute without one (quiet) must have no bar. No tolerance: which minutes are quiet
+    depends on the day the test runs, and each is checked against the source.
+    """
+    config = load_config(profile="demo")
+    fetched = store.fetched_intervals(symbol, 0, 2**62)
+    assert len(fetched) == 1, fetched  # one span, no hole in what was fetched
+    from_ms, to_ms = fetched[0]
+    lookback_ms = config.broker.startup_lookback_mins * MINUTE_MS
+    # The span starts where the lookback does (the process read its clock after launch) and
+    # reaches at least the minute before launch (startup catch-up ends before ready).
+    lookback_from = launched_ms - lookback_ms
+    assert lookback_from - lookback_from % MINUTE_MS <= from_ms, (launched_ms, from_ms)
+    assert to_ms >= launched_ms - launched_ms % MINUTE_MS - MINUTE_MS, (launched_ms, to_ms)
+    profile = load_calendar(config.calendar.profile, now_ms=launched_ms)
+    calendars = {s: profile.for_symbol(s) for s in config.broker.symbols}
+    generator = TickGenerator(config.broker.sim.seed, calendars, config.broker.sim.ticks_per_minute)
+    spec = BarSpec(
+        PriceSide(config.bars.price),
+        OpenMode(config.bars.open_mode),
+        VolumeMode(config.bars.volume),
+    )
+    sim = SimBroker(generator, config.broker.symbols, ManualClock(to_ms), spec, calendars)
+    had = asyncio.run(sim.history_1m(symbol, from_ms, to_ms))
+    stored = [bar.event() for bar in store.bars(symbol, Timeframe.M1, from_ms, to_ms)]
+    ticked = {
+        minute
+        for minute in range(-(-from_ms // MINUTE_MS) * MINUTE_MS, to_ms, MINUTE_MS)
+        if len(generator.minute(symbol, minute))
+    }
+    assert {bar.open_ms for bar in had} == ticked  # the sim's history: its minutes with ticks
+    assert [bar.open_ms for bar in stored] == [bar.open_ms for bar in had], symbol
+    assert stored == [msgspec.structs.replace(bar, rev=0) for bar in had], symbol
 
 
 @pytest.mark.slow

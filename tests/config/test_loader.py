@@ -116,3 +116,37 @@ price = "B"
     config = load_config(write(tmp_path, text))
     assert isinstance(config, Config)
     assert msgspec.structs.asdict(config.broker.oanda)["price"] == "B"
+
+
+@pytest.mark.parametrize("kind", ["fxcm", "oanda"])
+def test_a_real_broker_gets_the_fx_profile_not_the_demo(tmp_path: Path, kind: str) -> None:
+    config = load_config(write(tmp_path, f'[broker]\nkind = "{kind}"\n'))
+    demo = load_config(profile="demo")
+    assert config.broker.kind == kind
+    assert config.calendar.profile == "fx_ny"
+    assert config.broker.history_requests_per_min == 30
+    assert config.broker.startup_lookback_mins == 1440
+    assert demo.broker.history_requests_per_min == 6000  # what a real broker must not inherit
+
+
+def test_a_real_broker_named_by_an_override_gets_the_fx_profile() -> None:
+    config = load_config(overrides={"broker.kind": "oanda"})
+    assert config.calendar.profile == "fx_ny"
+    assert config.broker.history_requests_per_min == 30
+
+
+@pytest.mark.parametrize("kind", ["sim", "replay"])
+def test_the_sim_and_replay_default_to_the_demo_profile(tmp_path: Path, kind: str) -> None:
+    config = load_config(write(tmp_path, f'[broker]\nkind = "{kind}"\n'))
+    assert config.broker.kind == kind
+    assert config.calendar.profile == "always_open"
+
+
+@pytest.mark.parametrize("kind", ["fxcm", "oanda"])
+def test_demo_profile_with_a_real_broker_is_refused(tmp_path: Path, kind: str) -> None:
+    path = write(tmp_path, f'[broker]\nkind = "{kind}"\n')
+    with pytest.raises(ConfigError, match=f"--profile demo cannot run the real broker '{kind}'"):
+        load_config(path, profile="demo")
+    with pytest.raises(ConfigError, match="--profile demo"):
+        load_config(profile="demo", overrides={"broker.kind": kind})
+    assert load_config(path, profile="fx").calendar.profile == "fx_ny"

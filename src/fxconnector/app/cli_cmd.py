@@ -57,7 +57,7 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("name", help=" | ".join(n.value for n in CommandName))
     parser.add_argument("--workdir", default=None, help="the connector's workdir (default var)")
     parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--profile", default="demo", choices=PROFILES)
+    parser.add_argument("--profile", default=None, choices=PROFILES)
     parser.add_argument("--symbols", default=None, help="comma list")
     parser.add_argument("--symbol", default=None)
     parser.add_argument("--lookback-mins", dest="lookback_mins", type=int, default=None)

@@ -1,9 +1,10 @@
 """`fxconnector run`: the connector as a long-running process.
 
 Rules: config = built-in profile < `--config` file < flags (`--http`, `--redis-url`,
-`--workdir`); secrets from the environment or the secrets file only. Prints the URL to open on
-stdout once serving; logs are JSON lines on stderr with secrets redacted. SIGINT/SIGTERM stop it
-gracefully with exit code 0.
+`--workdir`, `--set KEY=VALUE`); the profile follows the broker kind unless `--profile` names
+it (a real broker never runs on `demo`: config.loader); secrets from the environment or the
+secrets file only. Prints the URL to open on stdout once serving; logs are JSON lines on stderr
+with secrets redacted. SIGINT/SIGTERM stop it gracefully with exit code 0.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,24 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         description="Run the connector: broker -> pipeline -> SSOT -> Redis surface -> HTTP.",
     )
     parser.add_argument("--config", type=Path, default=None, help="TOML config file")
-    parser.add_argument("--profile", default="demo", choices=PROFILES)
+    parser.add_argument(
+        "--profile",
+        default=None,
+        choices=PROFILES,
+        help="built-in defaults (default: fx for a real broker kind (fxcm, oanda), else demo)",
+    )
     parser.add_argument("--http", default=None, help="HOST:PORT to serve on")
     parser.add_argument("--redis-url", default=None, help="Redis URL (default: embedded)")
     parser.add_argument("--workdir", default=None, help="folder for the store and runtime files")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set broker.oanda.rest_url=http://127.0.0.1:9000 "
+        "(VALUE is read as TOML, else as a string; repeatable)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.set_defaults(handler=cmd_run)
 
@@ -47,8 +63,21 @@ def split_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), port
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` of `--set`: VALUE as a TOML value (`30`, `["EURUSD"]`), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set {text!r}: expected KEY=VALUE, e.g. --set http.bind=127.0.0.1:9000"
+        )
+    try:
+        return key.strip(), tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(parse_setting(text) for text in args.settings)
     if args.http is not None:
         overrides["http.bind"] = args.http
     if args.redis_url is not None:

@@ -3,6 +3,9 @@
 Rules: loaded once, at the composition root; the result is frozen. An unknown key anywhere is a
 ConfigError naming the key's full dotted path. A secret-looking value in the file (a password in
 the Redis URL) is refused: secrets live in `config.secrets`.
+- The profile follows the broker kind unless named: a real broker (`fxcm`, `oanda`) gets `fx`,
+  the sim and replay get `demo`. A real broker never runs on `demo` (its always-open calendar
+  and local history budget are for the simulator): naming both is a ConfigError.
 """
 
 from __future__ import annotations
@@ -20,23 +23,37 @@ from fxconnector.config.schema import Config
 from fxconnector.core.errors import ConfigError
 
 PROFILES = ("demo", "fx")
+#: Brokers with real money behind them: never on the demo profile.
+REAL_BROKERS = ("fxcm", "oanda")
 _AT = re.compile(r"`\$\.?(?P<path>[^`]*)`")
 
 
 def load_config(
     path: Path | None = None,
     *,
-    profile: str = "demo",
+    profile: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """The effective config: profile < file < overrides (dotted keys, e.g. `http.bind`)."""
-    if profile not in PROFILES:
+    """The effective config: profile < file < overrides (dotted keys, e.g. `http.bind`).
+
+    `profile=None` chooses it from the broker kind the file or overrides name (see module doc).
+    """
+    if profile is not None and profile not in PROFILES:
         raise ConfigError(f"unknown config profile {profile!r} (known: {', '.join(PROFILES)})")
-    merged = _read_profile(profile)
-    if path is not None:
-        _merge(merged, _read_toml(path), "")
+    mine: dict[str, Any] = {} if path is None else _read_toml(path)
     for dotted, value in (overrides or {}).items():
-        _merge(merged, _nest(dotted, value), "")
+        _merge(mine, _nest(dotted, value), "")
+    kind = _broker_kind(mine)
+    if profile is None:
+        profile = "fx" if kind in REAL_BROKERS else "demo"
+    elif profile == "demo" and kind in REAL_BROKERS:
+        raise ConfigError(
+            f"--profile demo cannot run the real broker {kind!r}: the demo profile is for the "
+            "simulator (an always-open calendar, 6000 history requests a minute); leave "
+            "--profile out (a real broker gets the fx profile) or give --profile fx"
+        )
+    merged = _read_profile(profile)
+    _merge(merged, mine, "")
     try:
         config = msgspec.convert(merged, type=Config, strict=True)
     except msgspec.ValidationError as exc:
@@ -48,6 +65,12 @@ def load_config(
 def _read_profile(name: str) -> dict[str, Any]:
     text = resources.files("fxconnector.config").joinpath("profiles", f"{name}.toml").read_text()
     return tomllib.loads(text)
+
+
+def _broker_kind(settings: dict[str, Any]) -> str | None:
+    broker = settings.get("broker")
+    kind = broker.get("kind") if isinstance(broker, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

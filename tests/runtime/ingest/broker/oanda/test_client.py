@@ -3,7 +3,10 @@
 The silence tests use `watchdog_silence_s=0.5` (OANDA's rule is 10 s) and a fast Backoff so the
 whole file runs in seconds; the behaviour does not depend on the numbers. Clocks run in real time
 but may be shifted to a chosen weekday, so the calendar says open (Wednesday) or closed
-(Saturday) while the server talks in real time.
+(Saturday) while the server talks in real time. No test measures wall-clock durations: waits are
+read from the broker's clock (`StepClock` records every sleep the broker asks for, and the server
+stamps arrivals with it), and the rate-limit tests let the clock jump over the broker's sleeps, so
+a busy machine can only make a test slower, never fail it.
 """
 
 from __future__ import annotations
@@ -60,20 +63,41 @@ SATURDAY_NOON = utc(2024, 3, 9, 12)  # fx_ny: closed
 HISTORY_START = utc(2024, 2, 20)
 
 
-class ShiftedClock:
-    """Real time, moved to start at `start_ms`."""
+class StepClock:
+    """Real time moved to start at `start_ms`; every sleep asked of it is recorded.
 
-    def __init__(self, start_ms: int) -> None:
+    With `jump=True` a sleep moves the clock to its end at once instead of waiting: the broker
+    sees exactly the time it asked to wait go by, whatever the machine's load.
+    """
+
+    def __init__(self, start_ms: int, *, jump: bool = False) -> None:
         self._start_ms = start_ms
         self._t0 = time.monotonic()
+        self._jumped_ms = 0
+        self._jump = jump
+        #: (now_ms, until_ms) of every sleep_until, in call order
+        self.sleeps: list[tuple[int, int]] = []
 
     def now_ms(self) -> int:
-        return self._start_ms + int((time.monotonic() - self._t0) * 1000)
+        return self._start_ms + self._jumped_ms + int((time.monotonic() - self._t0) * 1000)
+
+    def now_s(self) -> float:
+        return self.now_ms() / 1000
+
+    def slept_ms(self) -> list[int]:
+        """How long each sleep asked for (ms)."""
+        return [until - since for since, until in self.sleeps]
 
     async def sleep_until(self, ts_ms: int) -> None:
-        delay_ms = ts_ms - self.now_ms()
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000)
+        now = self.now_ms()
+        self.sleeps.append((now, ts_ms))
+        if ts_ms <= now:
+            return
+        if self._jump:
+            self._jumped_ms += ts_ms - now
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep((ts_ms - now) / 1000)
 
 
 class Sessions:
@@ -131,6 +155,7 @@ def make(
     token: str = TOKEN,
     symbols: tuple[str, ...] = SYMBOLS,
     http: httpx.AsyncClient | None = None,
+    clock: StepClock | None = None,
 ) -> OandaBroker:
     assert price in ("B", "A", "M")
     config = OandaBrokerConfig(
@@ -145,7 +170,7 @@ def make(
         Secret(token),
         symbols,
         calendars,
-        ShiftedClock(start_ms),
+        StepClock(start_ms) if clock is None else clock,
         http=http,
         backoff=fast_backoff(),
         watchdog_silence_s=silence_s,
@@ -191,7 +216,7 @@ def v20(v20_server: V20Server) -> V20Server:
 
 def test_missing_token_or_account_id_is_a_config_error_naming_the_setting() -> None:
     calendars = {s: calendar_profile("fx_ny").for_symbol(s) for s in SYMBOLS}
-    clock = ShiftedClock(WEDNESDAY_NOON)
+    clock = StepClock(WEDNESDAY_NOON)
     good = OandaBrokerConfig(account_id=ACCOUNT)
     for token in (None, Secret(""), Secret("   ")):
         with pytest.raises(ConfigError, match="set FXCONNECTOR_OANDA_TOKEN or oanda_token"):
@@ -304,17 +329,17 @@ def test_heartbeats_keep_it_alive_when_closed_but_heartbeat_silence_is_always_a_
 
 def test_silence_while_open_reconnects_and_resubscribes_every_instrument(v20: V20Server) -> None:
     async def scenario() -> None:
-        broker = make(v20, silence_s=SILENCE_S)
+        clock = StepClock(WEDNESDAY_NOON)
+        broker = make(v20, silence_s=SILENCE_S, clock=clock)
         sessions = Sessions(broker)
         ticks = broker.ticks()
         try:
             await broker.connect()
             await sessions.until(lambda s: BrokerState.CONNECTED in s)
+            sent_ms = clock.now_ms()  # the last message cannot arrive before it is sent
             v20.send(price("EUR_USD", "2024-03-06T14:30:05.000000000Z", "1.08995", "1.09008"))
             first = await take(ticks, 1)
-            silent_since = time.monotonic()
             await sessions.until(lambda s: BrokerState.STALE in s)
-            stale_after_s = time.monotonic() - silent_since
             await sessions.until(lambda s: s.count(BrokerState.CONNECTED) == 2)
             # the new connection delivers (the old one is gone)
             v20.send(price("USD_JPY", "2024-03-06T14:30:06.000000000Z", "149.882", "149.897"))
@@ -323,7 +348,10 @@ def test_silence_while_open_reconnects_and_resubscribes_every_instrument(v20: V2
             await broker.close()
         await sessions.finished()
         assert [t.symbol for t in first + second] == ["EURUSD", "USDJPY"]
-        assert SILENCE_S <= stale_after_s < SILENCE_S + 1.0
+        # stale only once the broker's clock saw the whole silence after the last message
+        stale = next(e for e in sessions.events if e.state is BrokerState.STALE)
+        assert stale.ts_ms - sent_ms >= SILENCE_S * 1000
+        assert stale.detail == f"no message for {SILENCE_S:g} s"
         assert sessions.states == [
             BrokerState.CONNECTING,
             BrokerState.CONNECTED,
@@ -380,7 +408,9 @@ def test_a_stream_that_ends_or_breaks_is_reconnected(v20: V20Server) -> None:
 def test_at_most_two_new_connections_per_second(v20: V20Server) -> None:
     async def scenario() -> None:
         v20.fail_next("stream", 503, times=3, message="Service unavailable")
-        broker = make(v20)
+        clock = StepClock(WEDNESDAY_NOON, jump=True)
+        v20.now_s = clock.now_s  # arrivals on the broker's clock
+        broker = make(v20, clock=clock)
         sessions = Sessions(broker)
         try:
             await broker.connect()
@@ -389,10 +419,15 @@ def test_at_most_two_new_connections_per_second(v20: V20Server) -> None:
             await broker.close()
         arrivals = [r.at_s for r in v20.requests_of("stream")]
         assert len(arrivals) == 4
-        # the backoff is ~10 ms here: only the gate spaces the attempts (two, then a second later)
-        assert arrivals[1] - arrivals[0] < 0.5
-        assert arrivals[2] - arrivals[0] >= 0.95
-        assert arrivals[3] - arrivals[1] >= 0.95
+        # Never a third opening within one second of the first of two (on the broker's clock).
+        assert arrivals[2] - arrivals[0] >= 1.0
+        assert arrivals[3] - arrivals[1] >= 1.0
+        # The backoff asks 10-20 ms: the second attempt follows the first after it alone; the
+        # gate then waits out the rest of the second, never longer.
+        slept = clock.slept_ms()
+        assert slept[0] <= 20, slept
+        assert any(20 < ms <= 1000 for ms in slept), slept
+        assert max(slept) <= 1000, slept
         lost = [e.detail for e in sessions.events if e.state is BrokerState.DISCONNECTED]
         assert lost == ["OANDA pricing stream failed (503: Service unavailable)"] * 3
         assert broker.reconnects == 3
@@ -403,7 +438,9 @@ def test_at_most_two_new_connections_per_second(v20: V20Server) -> None:
 def test_a_429_on_the_stream_waits_for_retry_after(v20: V20Server) -> None:
     async def scenario() -> None:
         v20.fail_next("stream", 429, retry_after="1", message="Rate limit violation")
-        broker = make(v20)
+        clock = StepClock(WEDNESDAY_NOON, jump=True)
+        v20.now_s = clock.now_s
+        broker = make(v20, clock=clock)
         sessions = Sessions(broker)
         try:
             await broker.connect()
@@ -411,7 +448,9 @@ def test_a_429_on_the_stream_waits_for_retry_after(v20: V20Server) -> None:
         finally:
             await broker.close()
         first, second = v20.requests_of("stream")
-        assert 0.99 <= second.at_s - first.at_s < 2.5  # Retry-After, not the 10 ms backoff
+        assert second.at_s - first.at_s >= 1.0
+        # Retry-After (1 s), not the 10 ms backoff
+        assert [ms for ms in clock.slept_ms() if ms > 0] == [1000], clock.slept_ms()
         assert broker.rate_limited == 1
         lost = [e.detail for e in sessions.events if e.state is BrokerState.DISCONNECTED]
         assert lost == ["OANDA rate limit on the pricing stream (429: Rate limit violation)"]
@@ -641,8 +680,11 @@ def test_history_429_backs_off_for_retry_after_then_succeeds(v20: V20Server) -> 
     v20.set_candles("EUR_USD", candles)
     v20.fail_next("candles", 429, retry_after="1", message="Rate limit violation")
 
+    clock = StepClock(WEDNESDAY_NOON, jump=True)
+    v20.now_s = clock.now_s
+
     async def scenario() -> list[OhlcvEvent]:
-        broker = make(v20)
+        broker = make(v20, clock=clock)
         try:
             bars = await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + 3 * MINUTE_MS)
             assert broker.rate_limited == 1
@@ -653,7 +695,8 @@ def test_history_429_backs_off_for_retry_after_then_succeeds(v20: V20Server) -> 
     assert run(scenario()) == expected_bars("EURUSD", candles, "bid")
     first, second = v20.requests_of("candles")
     assert first.query == second.query
-    assert 0.99 <= second.at_s - first.at_s < 2.5
+    assert second.at_s - first.at_s >= 1.0
+    assert clock.slept_ms() == [1000]  # Retry-After, not the backoff
 
 
 def test_history_5xx_is_retried_a_bounded_number_of_times(v20: V20Server) -> None:

@@ -29,7 +29,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,7 +56,7 @@ class Recorded:
     path: str
     query: dict[str, str]
     authorization: str | None
-    at_s: float  # time.monotonic() at arrival
+    at_s: float  # `V20Server.now_s()` at arrival
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,9 @@ class V20Server:
         self.token = token
         self.account_id = account_id
         self.requests: list[Recorded] = []
+        #: What stamps a request's arrival (`Recorded.at_s`): give it the client's clock to
+        #: measure gaps on that clock, not in wall-clock time.
+        self.now_s: Callable[[], float] = time.monotonic
         #: Seconds between automatic HEARTBEATs on every stream; None: none.
         self.heartbeat_s: float | None = None
         #: How long each candles answer takes (to see requests overlap, or not).
@@ -183,6 +186,7 @@ class V20Server:
             self.heartbeat_s = None
             self.candles_delay_s = 0.0
             self.max_candles_in_flight = 0
+            self.now_s = time.monotonic
 
     # -- scripting (from the test) ------------------------------------------------------------
 
@@ -249,7 +253,7 @@ class V20Server:
                     path=request.url.path,
                     query=dict(request.query_params),
                     authorization=request.headers.get("authorization"),
-                    at_s=time.monotonic(),
+                    at_s=self.now_s(),
                 )
             )
             failure = self._failures[kind].popleft() if self._failures[kind] else None
