@@ -116,3 +116,28 @@ price = "B"
     config = load_config(write(tmp_path, text))
     assert isinstance(config, Config)
     assert msgspec.structs.asdict(config.broker.oanda)["price"] == "B"
+
+
+def test_every_path_is_absolute_once_loaded(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'secrets_file = "secrets.toml"\n[store]\npath = "../elsewhere/ssot"\n'
+        '[calendar]\noverrides_path = "cal.json"\n[broker.replay]\npath = "/data/ticks"\n',
+    )
+    config = load_config(path, overrides={"workdir": "var"}, cwd=tmp_path / "clone")
+    workdir = tmp_path / "clone" / "var"
+    assert config.workdir == str(workdir)
+    assert config.store.path == str(tmp_path / "clone" / "elsewhere" / "ssot")
+    assert config.secrets_file == str(workdir / "secrets.toml")
+    assert config.calendar.overrides_path == str(workdir / "cal.json")
+    assert config.broker.replay.path == "/data/ticks"
+
+
+def test_the_defaults_resolve_under_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert config.workdir == str(tmp_path / "var")
+    assert config.store.path == str(tmp_path / "var" / "ssot")
+    assert config.secrets_file == ""  # empty stays empty: environment only
