@@ -114,3 +114,12 @@ def test_an_output_file_that_cannot_be_opened_is_one_clear_error(tmp_path: Path)
         embedded.start()
     assert embedded.pid is None
     assert not embedded.socket_path.exists()
+
+
+def test_the_server_is_out_of_reach_of_a_terminal_ctrl_c(tmp_path: Path) -> None:
+    # A Ctrl-C signals the terminal's foreground process group: the server must not be in it,
+    # or it dies before the streams that read from it are closed.
+    with EmbeddedRedis(tmp_path / "redis") as embedded:
+        assert embedded.pid is not None
+        assert os.getpgid(embedded.pid) == embedded.pid
+        assert os.getpgid(embedded.pid) != os.getpgrp()

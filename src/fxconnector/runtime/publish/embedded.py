@@ -14,6 +14,8 @@ Rules:
   share one surface) unless `take_over` is set: the caller holds the workdir's lock, so that
   server is an orphan of a connector killed with SIGKILL, and it is shut down (crash-only
   start).
+- The server runs in its own process group: a terminal's Ctrl-C (SIGINT to the foreground
+  group) does not stop it under the connector's feet; `stop()` does, in order.
 - `stop()` asks for SHUTDOWN NOSAVE, then terminates and finally kills, each step bounded; it is
   idempotent and leaves no process and no socket file.
 
@@ -101,6 +103,9 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # Its own process group: a Ctrl-C at the terminal reaches the connector only,
+                # which stops this server last, after the streams that read from it.
+                process_group=0,
             )
         try:
             self._wait_ready()
