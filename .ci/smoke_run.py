@@ -77,6 +77,7 @@ class MakeRun:
 
     def __init__(self, clone: Path, port: int, logs: Path, name: str) -> None:
         self.url = f"http://127.0.0.1:{port}"
+        self.clone = clone
         self.out = logs / f"{name}.stdout"
         self.err = logs / f"{name}.stderr"
         with self.out.open("wb") as out, self.err.open("wb") as err:
@@ -114,15 +115,19 @@ class MakeRun:
             raise SmokeFailed(f"make has {len(children)} children, expected the connector")
         return children[0]
 
-    def group_gone_within(self, timeout_s: float) -> bool:
+    def all_gone_within(self, timeout_s: float) -> list[str]:
+        """Wait for make, then for every process running from the clone (the connector, its
+        embedded redis-server); the command lines of those still alive after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
-                return True
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout_s)
+        left = _running_from(self.clone)
+        while left and time.monotonic() < deadline:
             time.sleep(0.05)
-        return False
+            left = _running_from(self.clone)
+        if self.process.poll() is None:
+            left.append("make run")
+        return left
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -141,6 +146,21 @@ def _ppid(proc_entry: Path) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _running_from(folder: Path) -> list[str]:
+    """Command lines of live processes that name `folder` (zombies and this script aside)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in command:  # a zombie's cmdline is empty
+            out.append(command.strip())
+    return out
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -215,6 +235,9 @@ def smoke(source: Path, work: Path) -> None:
             raise SmokeFailed(f"make run still running {STOP_TIMEOUT_S:g} s after SIGINT") from None
         if code != 0:
             raise SmokeFailed(f"make run exited with {code} after SIGINT to the connector")
+        left = first.all_gone_within(STOP_TIMEOUT_S)
+        if left:
+            raise SmokeFailed(f"alive after the connector stopped: {left}")
         say("SIGINT to the connector: make run exited 0")
     except BaseException:
         print(first.tails(), flush=True)
@@ -225,9 +248,10 @@ def smoke(source: Path, work: Path) -> None:
     try:
         say(f"ready again after {second.wait_ready(RESTART_READY_TIMEOUT_S):.0f} s")
         os.killpg(second.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        if not second.group_gone_within(STOP_TIMEOUT_S):
-            raise SmokeFailed(f"processes of make run alive {STOP_TIMEOUT_S:g} s after Ctrl-C")
-        code = second.process.wait(timeout=STOP_TIMEOUT_S)
+        left = second.all_gone_within(STOP_TIMEOUT_S)
+        if left:
+            raise SmokeFailed(f"alive {STOP_TIMEOUT_S:g} s after Ctrl-C: {left}")
+        code = second.process.returncode
         if code not in (0, -signal.SIGINT):  # make dies of the SIGINT it got itself
             raise SmokeFailed(f"make run exited with {code} after Ctrl-C")
         errors = second.err.read_text("utf-8", "replace")
