@@ -25,7 +25,7 @@ from fxconnector.app.composition import Parts
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
+from fxconnector.core.model.status import BrokerState, ErrorEntry, SsotState, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -299,7 +299,7 @@ async def _status_loop(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, now))
         )
         await surface.write_status(live.status_json, ttl_s=int(STATUS_PERIOD_S * 5))
-        errors = list(pipeline.stats.errors)[-20:]
+        errors = _errors(pipeline, surface)[-20:]
         last = live.runner.last if live.runner is not None else None
         await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
@@ -338,9 +338,15 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         late_ticks=pipeline.late_ticks,
         rejected=dict(stats.rejected),
         last_command=live.runner.last if live.runner is not None else None,
-        errors=list(stats.errors),
+        errors=_errors(pipeline, surface),
         degraded=degraded,
     )
+
+
+def _errors(pipeline: Pipeline, surface: RedisSurface) -> list[ErrorEntry]:
+    """status errors[]: the pipeline's (history, store) and the surface's (Redis outages,
+    authentication failures), oldest first."""
+    return sorted([*pipeline.stats.errors, *surface.errors], key=lambda e: e.ts)
 
 
 def _preview(
