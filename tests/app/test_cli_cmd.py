@@ -18,6 +18,7 @@ from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.connector import Connector
+from tests.conftest import REPO
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -214,3 +215,20 @@ def test_status_without_a_connector_is_a_clear_error(capsys: pytest.CaptureFixtu
     code, _out, err = cli(capsys, "status", "--http", "127.0.0.1:9")
     assert code == 2
     assert "no connector answers at http://127.0.0.1:9/api/status" in err
+
+
+def test_docs_api_documents_the_push_routes_and_every_command_with_its_flags() -> None:
+    text = (REPO / "docs" / "api.md").read_text()
+    assert "## The push stream: SSE `/api/stream` and WebSocket `/ws`" in text
+    schema = load_schema(ContractName.COMMANDS_V1)
+    defs = schema["$defs"]
+    rows = {
+        match["name"]: match["flags"]
+        for match in re.finditer(r"^\| `(?P<name>[a-z_]+)` \| (?P<flags>[^|]+) \|", text, re.M)
+    }
+    for choice in schema["oneOf"]:
+        command = defs[choice["$ref"].removeprefix("#/$defs/")]
+        name = command["properties"]["cmd"]["enum"][0]
+        args = defs[command["properties"]["args"]["$ref"].removeprefix("#/$defs/")]
+        flags = {"--" + f.removesuffix("_ms").replace("_", "-") for f in args["properties"]}
+        assert set(re.findall(r"--[a-z-]+", rows[name])) == flags, name
