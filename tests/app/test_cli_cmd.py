@@ -162,6 +162,25 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         assert "EURUSD   last final 1m" in human.stdout
     finally:
         assert running.stop() == 0
+    # Every command is in the connector's log: what ran with its arguments and result, and
+    # what was refused with why.
+    logged = [json.loads(line) for line in running.log_path.read_text().splitlines()]
+    started = [e for e in logged if e["event"] == "command.started"]
+    assert started[0]["cmd"] == "tail_guard"
+    assert started[0]["args"] == {
+        "symbols": ["EURUSD", "USDJPY"],
+        "window_hours": 6,
+        "repair": False,
+    }
+    assert started[0]["level"] == "info"
+    finished = next(e for e in logged if e["event"] == "command.finished")
+    assert (finished["cmd"], finished["state"], finished["level"]) == ("tail_guard", "done", "info")
+    assert finished["req_id"] == started[0]["req_id"]
+    assert "EURUSD" in json.dumps(finished["result"])
+    assert started[1]["cmd"] == "warmup"
+    refused = next(e for e in logged if e["event"] == "command.refused")
+    assert refused["cmd"] == "republish_tail"
+    assert refused["error"].startswith("busy: warmup")
 
 
 @pytest.mark.slow
