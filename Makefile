@@ -6,9 +6,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
-# The chart library (npm, pinned in package-lock.json), vendored where the UI is served from.
+# `make run` serves on $(HTTP) with its files under $(WORKDIR): `make run HTTP=127.0.0.1:8090
+# WORKDIR=var2` runs a second copy beside the first.
+HTTP    ?= 127.0.0.1:8088
+WORKDIR ?= var
+# The chart library and the API docs page's assets (npm, pinned in package-lock.json), vendored
+# where the UI is served from. They are committed beside their licences, so every way of
+# installing (a clone, `pip install .`, the wheel, the sdist) serves them with no network;
+# `make ui` refreshes them from npm after a change of package.json.
 UI_DIR    := src/fxconnector/ui/web
-UI_VENDOR := $(UI_DIR)/vendor/lightweight-charts.standalone.production.js
+UI_VENDOR := $(UI_DIR)/vendor
+CHARTS    := $(UI_DIR)/node_modules/lightweight-charts
+SWAGGER   := $(UI_DIR)/node_modules/swagger-ui-dist
 CHROMIUM  := /usr/bin/chromium
 NGINX     := /usr/sbin/nginx
 
@@ -16,13 +25,16 @@ NGINX     := /usr/sbin/nginx
 
 venv: $(STAMP)
 
-ui: $(UI_VENDOR)
-
-$(UI_VENDOR): $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
-	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(UI_DIR)/vendor
-	cp $(UI_DIR)/node_modules/lightweight-charts/LICENSE $(UI_DIR)/vendor/LICENSE.lightweight-charts
-	cp $(UI_DIR)/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $@
+ui:
+	cd $(UI_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p $(UI_VENDOR)
+	cp $(CHARTS)/LICENSE $(UI_VENDOR)/LICENSE.lightweight-charts
+	cp $(CHARTS)/dist/lightweight-charts.standalone.production.js $(UI_VENDOR)/
+	cp $(SWAGGER)/LICENSE $(UI_VENDOR)/LICENSE.swagger-ui-dist
+	cp $(SWAGGER)/NOTICE $(UI_VENDOR)/NOTICE.swagger-ui-dist
+	cp $(SWAGGER)/swagger-ui-bundle.js.LICENSE.txt $(UI_VENDOR)/
+	cp $(SWAGGER)/swagger-ui-bundle.js $(SWAGGER)/swagger-ui.css $(UI_VENDOR)/
+	cp $(SWAGGER)/favicon-32x32.png $(UI_VENDOR)/
 
 # Debian's chromium for the browser tests (tests/ui); without it (not root, no network) they
 # skip and say why.
@@ -50,10 +62,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $@
 
-run: $(STAMP) $(UI_VENDOR)
-	$(BIN)/fxconnector run --profile demo --workdir var
+run: $(STAMP)
+	$(BIN)/fxconnector run --profile demo --workdir '$(WORKDIR)' --http '$(HTTP)'
 
-test: $(STAMP) $(UI_VENDOR) $(CHROMIUM) $(NGINX)
+test: $(STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest
 	node --test tests/ui/
 
@@ -71,4 +83,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(UI_DIR)/node_modules $(UI_DIR)/vendor
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(UI_DIR)/node_modules

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import stat
 import subprocess
 import sys
@@ -12,9 +14,11 @@ import httpx
 import pytest
 
 from fxconnector.app.main import main
+from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.connector import Connector
+from tests.conftest import REPO
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -29,15 +33,18 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["cmd", "frobnicate"], "unknown command 'frobnicate'"),
-        (["cmd", "warmup", "--symbols", "EURUSD"], "warmup needs --lookback-mins"),
+        (["cmd", "frobnicate"], "invalid choice: 'frobnicate'"),
+        (["cmd", "warmup", "--symbols", "EURUSD"], "required: --lookback-mins"),
         (
             ["cmd", "tail_guard", "--symbols", "EURUSD", "--window-hours", "2", "--tf", "1m"],
-            "tail_guard takes no --tf",
+            "unrecognized arguments: --tf 1m",
         ),
         (["cmd", "tail_guard", "--symbols", "EURUSD", "--window-hours", "0"], "window_hours"),
         (["cmd", "backfill", "--symbol", "EURUSD", "--from", "yesterday", "--to", "now"], "--from"),
-        (["cmd", "republish_tail", "--symbol", "EURUSD", "--tf", "2m", "--bars", "5"], "tf"),
+        (
+            ["cmd", "republish_tail", "--symbol", "EURUSD", "--tf", "2m", "--bars", "5"],
+            "argument --tf: invalid choice: '2m'",
+        ),
     ],
 )
 def test_bad_usage_is_exit_2(
@@ -47,6 +54,46 @@ def test_bad_usage_is_exit_2(
     assert code == 2
     assert out == ""
     assert message in err
+
+
+def test_a_command_that_needs_the_connector_says_so_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "var"
+    argv = ["cmd", "republish_tail", "--symbol", "EURUSD", "--tf", "1m", "--bars", "50"]
+    code, out, err = cli(capsys, *argv, "--workdir", str(workdir))
+    assert (code, out) == (2, "")
+    assert err.startswith("fxconnector cmd: error: republish_tail needs the running connector")
+    assert f"none answers on {workdir / 'control.sock'}" in err
+    assert f"fxconnector run --workdir {workdir}" in err
+    # A stale socket of a connector that died is no connector either.
+    workdir.mkdir()
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(workdir / "control.sock"))
+    code, out, err = cli(capsys, *argv, "--workdir", str(workdir))
+    assert (code, out) == (2, "")
+    assert "needs the running connector" in err
+
+
+def test_help_lists_every_command_of_the_schema_with_its_own_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    schema = load_schema(ContractName.COMMANDS_V1)
+    defs = schema["$defs"]
+    code, listing, _ = cli(capsys, "cmd", "--help")
+    assert code == 0
+    for choice in schema["oneOf"]:
+        command = defs[choice["$ref"].removeprefix("#/$defs/")]
+        name = command["properties"]["cmd"]["enum"][0]
+        args = defs[command["properties"]["args"]["$ref"].removeprefix("#/$defs/")]
+        flags = {"--" + f.removesuffix("_ms").replace("_", "-") for f in args["properties"]}
+        line = next(x for x in listing.splitlines() if x.startswith(f"  fxconnector cmd {name} "))
+        assert set(re.findall(r"--[a-z-]+", line)) == flags, line
+        code, own, _ = cli(capsys, "cmd", name, "--help")
+        assert code == 0
+        shown = set(re.findall(r"^  (--[a-z-]+)", own, re.MULTILINE))
+        assert shown == flags | {"--workdir", "--config", "--profile", "--json", "--no-wait"}
+        assert command["description"].removeprefix(f"{name}: ")[:40] in " ".join(own.split())
 
 
 @pytest.mark.slow
@@ -115,6 +162,25 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         assert "EURUSD   last final 1m" in human.stdout
     finally:
         assert running.stop() == 0
+    # Every command is in the connector's log: what ran with its arguments and result, and
+    # what was refused with why.
+    logged = [json.loads(line) for line in running.log_path.read_text().splitlines()]
+    started = [e for e in logged if e["event"] == "command.started"]
+    assert started[0]["cmd"] == "tail_guard"
+    assert started[0]["args"] == {
+        "symbols": ["EURUSD", "USDJPY"],
+        "window_hours": 6,
+        "repair": False,
+    }
+    assert started[0]["level"] == "info"
+    finished = next(e for e in logged if e["event"] == "command.finished")
+    assert (finished["cmd"], finished["state"], finished["level"]) == ("tail_guard", "done", "info")
+    assert finished["req_id"] == started[0]["req_id"]
+    assert "EURUSD" in json.dumps(finished["result"])
+    assert started[1]["cmd"] == "warmup"
+    refused = next(e for e in logged if e["event"] == "command.refused")
+    assert refused["cmd"] == "republish_tail"
+    assert refused["error"].startswith("busy: warmup")
 
 
 @pytest.mark.slow
@@ -168,3 +234,20 @@ def test_status_without_a_connector_is_a_clear_error(capsys: pytest.CaptureFixtu
     code, _out, err = cli(capsys, "status", "--http", "127.0.0.1:9")
     assert code == 2
     assert "no connector answers at http://127.0.0.1:9/api/status" in err
+
+
+def test_docs_api_documents_the_push_routes_and_every_command_with_its_flags() -> None:
+    text = (REPO / "docs" / "api.md").read_text()
+    assert "## The push stream: SSE `/api/stream` and WebSocket `/ws`" in text
+    schema = load_schema(ContractName.COMMANDS_V1)
+    defs = schema["$defs"]
+    rows = {
+        match["name"]: match["flags"]
+        for match in re.finditer(r"^\| `(?P<name>[a-z_]+)` \| (?P<flags>[^|]+) \|", text, re.M)
+    }
+    for choice in schema["oneOf"]:
+        command = defs[choice["$ref"].removeprefix("#/$defs/")]
+        name = command["properties"]["cmd"]["enum"][0]
+        args = defs[command["properties"]["args"]["$ref"].removeprefix("#/$defs/")]
+        flags = {"--" + f.removesuffix("_ms").replace("_", "-") for f in args["properties"]}
+        assert set(re.findall(r"--[a-z-]+", rows[name])) == flags, name

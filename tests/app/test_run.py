@@ -133,6 +133,9 @@ def test_redis_restart_mid_run_loses_no_final(tmp_path: Path, redis_server: Redi
             while http.get(f"{running.base}/api/health/ready").status_code != 200:
                 assert time.monotonic() < deadline, running.tail()
                 time.sleep(0.2)
+            # The outage is in status errors[] (once), after it is over too.
+            errors = http.get(f"{running.base}/api/status").json()["errors"]
+            assert [e["code"] for e in errors].count("redis.unavailable") == 1, errors
         finals = asyncio.run(_consume(redis_server))
     finally:
         assert running.stop() == 0

@@ -23,6 +23,7 @@ Every wait is bounded; the connector, its bridge and the v20 server are stopped 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shlex
 import stat
@@ -273,13 +274,16 @@ def _load_standin_world() -> ModuleType:
     return module
 
 
-def standin_interpreter(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def standin_interpreter(
+    tmp_path: Path, faults: Mapping[str, Any] | None = None
+) -> tuple[Path, dict[str, str]]:
     """A Python with the stand-in SDK installed (a wrapper), and the stand-in world it serves."""
     world = {
         "FXCM_STANDIN_USER": FXCM_USER,
         "FXCM_STANDIN_PASSWORD": FXCM_PASSWORD,
         "FXCM_STANDIN_SEED": str(FXCM_SEED),
         "FXCM_STANDIN_TICKS_PER_MINUTE": str(FXCM_TICKS_PER_MINUTE),
+        "FXCM_STANDIN_FAULTS": json.dumps(dict(faults or {})),
     }
     settings = {"PYTHONPATH": os.pathsep.join((str(SRC), str(STANDIN))), **world}
     wrapper = tmp_path / "python-with-forexconnect"
@@ -327,6 +331,32 @@ def test_fxcm_run_against_the_standin_sdk(tmp_path: Path) -> None:
     assert FXCM_PASSWORD not in config.read_text()
     assert (tmp_path / "var" / "fxcm").is_dir()  # the bridge ran in the workdir
     print(f"\nfxcm: {timings}")
+
+
+def test_fxcm_failed_logins_are_in_the_status_errors(tmp_path: Path) -> None:
+    python, _world = standin_interpreter(tmp_path, faults={"login_failures": 2})
+    config = write_config(
+        tmp_path / "fxcm.toml",
+        "fxcm",
+        {"python": str(python), "connection": "Demo", "url": "http://standin.invalid/Hosts.jsp"},
+    )
+    env = clean_environment(
+        FXCONNECTOR_FXCM_USER=FXCM_USER, FXCONNECTOR_FXCM_PASSWORD=FXCM_PASSWORD
+    )
+    connector = Connector(
+        tmp_path / "var", "--config", str(config), env=env, ready_within_s=READY_WITHIN_S
+    )
+    try:
+        connector.wait_ready()  # the third login works
+        with httpx.Client(timeout=5.0) as http:
+            status = http.get(f"{connector.base}/api/status").json()
+        logins = [e for e in status["errors"] if "LOGIN_RETRY" in e["message"]]
+        assert len(logins) == 2, status["errors"]
+        assert {e["code"] for e in logins} == {"broker.disconnected"}
+        assert FXCM_PASSWORD not in str(status)
+        assert status["broker"]["state"] == "connected"
+    finally:
+        assert connector.stop() == 0, connector.tail()
 
 
 # -- oanda against the local v20 server ------------------------------------------------------

@@ -150,3 +150,28 @@ def test_demo_profile_with_a_real_broker_is_refused(tmp_path: Path, kind: str) -
     with pytest.raises(ConfigError, match="--profile demo"):
         load_config(profile="demo", overrides={"broker.kind": kind})
     assert load_config(path, profile="fx").calendar.profile == "fx_ny"
+
+
+def test_every_path_is_absolute_once_loaded(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'secrets_file = "secrets.toml"\n[store]\npath = "../elsewhere/ssot"\n'
+        '[calendar]\noverrides_path = "cal.json"\n[broker.replay]\npath = "/data/ticks"\n',
+    )
+    config = load_config(path, overrides={"workdir": "var"}, cwd=tmp_path / "clone")
+    workdir = tmp_path / "clone" / "var"
+    assert config.workdir == str(workdir)
+    assert config.store.path == str(tmp_path / "clone" / "elsewhere" / "ssot")
+    assert config.secrets_file == str(workdir / "secrets.toml")
+    assert config.calendar.overrides_path == str(workdir / "cal.json")
+    assert config.broker.replay.path == "/data/ticks"
+
+
+def test_the_defaults_resolve_under_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert config.workdir == str(tmp_path / "var")
+    assert config.store.path == str(tmp_path / "var" / "ssot")
+    assert config.secrets_file == ""  # empty stays empty: environment only

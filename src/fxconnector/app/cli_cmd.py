@@ -1,11 +1,11 @@
 """`fxconnector cmd NAME`: send a command to the running connector, or run it directly.
 
-Rules: flags are named after the commands_v1 fields (`--symbols EURUSD,GBPUSD`,
-`--window-hours 6`, `--repair`, `--symbol`, `--from`/`--to` (ISO) for the ms fields, `--tf`,
-`--bars`, `--lookback-mins`); the command is validated against the schema before it is sent.
-With a connector running (its control socket in the workdir) the command goes there; with none,
-it runs here against the store under the writer lock. Exit 0 done, 1 failed, 2 bad usage or
-refused. `--json` prints the final state as one JSON object.
+Rules: one subcommand per command, its flags generated from the commands_v1 schema
+(`command_flags`); the command is validated against the schema before it is sent. With a
+connector running (its control socket in the workdir) the command goes there; with none, it
+runs here against the store under the writer lock, except a command that needs the running
+connector (`NEEDS_CONNECTOR`), which says so. Exit 0 done, 1 failed, 2 bad usage, refused or
+no connector for such a command. `--json` prints the final state as one JSON object.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 import msgspec
 
+from fxconnector.app.command_flags import CommandSpec, add_flags, command_args, command_specs
 from fxconnector.app.composition import build
 from fxconnector.app.progress import ProgressBar
-from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.loader import PROFILES, load_config
 from fxconnector.config.secrets import load_secrets
 from fxconnector.core.errors import ConfigError, StoreLocked
@@ -37,97 +37,69 @@ from fxconnector.runtime.ingest.commands.control import SOCKET_NAME
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.publish.sink import CountingSink
 
-#: Which flags each command takes (and only those).
-FIELDS: dict[CommandName, tuple[str, ...]] = {
-    CommandName.WARMUP: ("symbols", "lookback_mins"),
-    CommandName.BACKFILL: ("symbol", "from_ms", "to_ms"),
-    CommandName.TAIL_GUARD: ("symbols", "window_hours", "repair"),
-    CommandName.REPUBLISH_TAIL: ("symbol", "tf", "bars"),
-    CommandName.REBUILD_DERIVED: ("symbol", "from_ms", "to_ms"),
+#: Commands that act on the running connector itself: without it they would do nothing.
+NEEDS_CONNECTOR: dict[CommandName, str] = {
+    CommandName.REPUBLISH_TAIL: "it re-sends finals through the running connector's surface",
 }
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
+    specs = command_specs()
+    listing = "\n".join(f"  fxconnector cmd {spec.usage()}" for spec in specs)
     parser = commands.add_parser(
         "cmd",
-        help="run a command (warmup, backfill, tail_guard, republish_tail, rebuild_derived)",
+        help="run a command (" + ", ".join(spec.name for spec in specs) + ")",
         description="Send a command to the connector running in --workdir, or run it directly "
-        "against the store when none runs. Flags are the command's fields.",
+        "against the store when none runs (republish_tail needs the running connector). "
+        "`fxconnector cmd NAME --help` shows one command's flags.",
+        epilog=f"each command with its flags (from the commands_v1 schema):\n{listing}\n\n"
+        "exit codes: 0 done (or accepted with --no-wait), 1 failed, 2 bad usage, refused, "
+        "or no connector for a command that needs one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", help=" | ".join(n.value for n in CommandName))
-    parser.add_argument("--workdir", default=None, help="the connector's workdir (default var)")
-    parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--profile", default=None, choices=PROFILES)
-    parser.add_argument("--symbols", default=None, help="comma list")
-    parser.add_argument("--symbol", default=None)
-    parser.add_argument("--lookback-mins", dest="lookback_mins", type=int, default=None)
-    parser.add_argument("--window-hours", dest="window_hours", type=int, default=None)
-    parser.add_argument("--repair", action="store_true", default=None)
-    parser.add_argument("--from", dest="from_ms", default=None, help="ISO-8601 or epoch ms")
-    parser.add_argument("--to", dest="to_ms", default=None, help="ISO-8601 or epoch ms")
-    parser.add_argument("--tf", default=None)
-    parser.add_argument("--bars", type=int, default=None)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workdir", default=None, help="the connector's workdir (default var)")
+    common.add_argument("--config", type=Path, default=None, help="TOML config file")
+    common.add_argument("--profile", default=None, choices=PROFILES)
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_argument(
         "--no-wait",
         dest="no_wait",
         action="store_true",
         help="return once the connector accepted the command",
     )
-    parser.set_defaults(handler=cmd_cmd)
+    names = parser.add_subparsers(
+        dest="name", metavar="NAME", required=True, parser_class=type(parser)
+    )
+    for spec in specs:
+        sub = names.add_parser(
+            spec.name,
+            parents=[common],
+            help=spec.description,
+            description=spec.description
+            + (
+                f" Needs the running connector: {NEEDS_CONNECTOR[CommandName(spec.name)]}."
+                if CommandName(spec.name) in NEEDS_CONNECTOR
+                else ""
+            ),
+        )
+        add_flags(sub, spec)
+        sub.set_defaults(handler=cmd_cmd, spec=spec)
 
 
 def build_command(args: argparse.Namespace) -> dict[str, Any]:
-    """The commands_v1 payload from the flags; ConfigError on bad usage."""
-    try:
-        name = CommandName(args.name)
-    except ValueError:
-        known = ", ".join(n.value for n in CommandName)
-        raise ConfigError(f"unknown command {args.name!r} (known: {known})") from None
-    fields = FIELDS[name]
-    given = {
-        f
-        for f in (
-            "symbols",
-            "symbol",
-            "lookback_mins",
-            "window_hours",
-            "repair",
-            "from_ms",
-            "to_ms",
-            "tf",
-            "bars",
-        )
-        if getattr(args, f) is not None
-    }
-    extra = given - set(fields)
-    if extra:
-        flags = ", ".join(f"--{f.replace('_ms', '').replace('_', '-')}" for f in sorted(extra))
-        raise ConfigError(f"{name.value} takes no {flags}")
-    body: dict[str, Any] = {}
-    for field in fields:
-        value = getattr(args, field)
-        if field == "repair":
-            body[field] = bool(value)
-            continue
-        if value is None:
-            flag = "--" + field.replace("_ms", "").replace("_", "-")
-            raise ConfigError(f"{name.value} needs {flag}")
-        if field == "symbols":
-            value = [s.strip() for s in value.split(",") if s.strip()]
-        elif field in ("from_ms", "to_ms"):
-            value = parse_time_ms(value, flag="--" + field.removesuffix("_ms"))
-        body[field] = value
+    """The commands_v1 payload from the parsed flags; ConfigError when the schema refuses it."""
+    spec: CommandSpec = args.spec
     payload = {
-        "cmd": name.value,
+        "cmd": spec.name,
         "req_id": uuid.uuid4().hex[:12],
         "ts": time.time_ns() // 1_000_000,
-        "args": body,
+        "args": command_args(spec, args),
     }
     checked = validate_command(payload)
     if checked.value is None:
         problem = checked.problems[0]
-        raise ConfigError(f"{name.value}: {problem.message} at {problem.path}")
+        raise ConfigError(f"{spec.name}: {problem.message} at {problem.path}")
     return payload
 
 
@@ -136,15 +108,21 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     overrides = {"workdir": args.workdir} if args.workdir else {}
     config = load_config(args.config, profile=args.profile, overrides=overrides)
     path = Path(config.workdir) / SOCKET_NAME
+    final = None
     if path.exists():
         try:
             final = _remote(path, payload, wait=not args.no_wait)
         except ConnectionRefusedError:
             final = None  # a stale socket of a connector that died: run directly
-        if final is not None:
-            return _report(final, args.json)
-    final = _direct(config, payload)
-    return _report(final, args.json)
+    if final is not None:
+        return _report(final, args.json)
+    name = CommandName(payload["cmd"])
+    if name in NEEDS_CONNECTOR:
+        raise ConfigError(
+            f"{name.value} needs the running connector ({NEEDS_CONNECTOR[name]}), and none "
+            f"answers on {path}: start it with `fxconnector run --workdir {config.workdir}`"
+        )
+    return _report(_direct(config, payload), args.json)
 
 
 def _remote(path: Path, payload: dict[str, Any], *, wait: bool) -> dict[str, Any]:

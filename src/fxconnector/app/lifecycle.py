@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from fxconnector.app.composition import Parts
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
+from fxconnector.core.model.status import BrokerState, ErrorEntry, SsotState, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -61,6 +62,8 @@ class _Live:
     last_ticks: dict[str, Tick] = field(default_factory=dict)
     runner: CommandRunner | None = None
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
+    #: Broker sessions lost (a failed login included), for status errors[].
+    broker_errors: deque[ErrorEntry] = field(default_factory=lambda: deque(maxlen=20))
 
     def complete(self, parts: Parts, pipeline: Pipeline, preview: OhlcvEvent) -> OhlcvEvent:
         """A higher-tf preview including the bucket's finals from before the first live tick."""
@@ -256,6 +259,12 @@ async def _sessions(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
             # The minute before the fault and the one after are doubtful too.
             pipeline.note_outage(down_since - MINUTE_MS, parts.clock.now_ms() + MINUTE_MS)
             down_since = None
+        if down or event.state is BrokerState.STOPPED:
+            code, message = f"broker.{event.state.value}", event.detail[:500]
+            newest = live.broker_errors[-1] if live.broker_errors else None
+            if newest is None or (newest.code, newest.message) != (code, message):
+                ts = event.ts_ms or parts.clock.now_ms()
+                live.broker_errors.append(ErrorEntry(ts=ts, code=code, message=message))
         live.broker_state = event.state
         logs.emit(log, logging.INFO, "broker.session", state=event.state.value, detail=event.detail)
 
@@ -299,7 +308,7 @@ async def _status_loop(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, now))
         )
         await surface.write_status(live.status_json, ttl_s=int(STATUS_PERIOD_S * 5))
-        errors = list(pipeline.stats.errors)[-20:]
+        errors = _errors(pipeline, surface, live)[-20:]
         last = live.runner.last if live.runner is not None else None
         await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
@@ -338,8 +347,16 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         late_ticks=pipeline.late_ticks,
         rejected=dict(stats.rejected),
         last_command=live.runner.last if live.runner is not None else None,
-        errors=list(stats.errors),
+        errors=_errors(pipeline, surface, live),
         degraded=degraded,
+    )
+
+
+def _errors(pipeline: Pipeline, surface: RedisSurface, live: _Live) -> list[ErrorEntry]:
+    """status errors[]: the pipeline's (history, store), the surface's (Redis outages and
+    authentication failures) and the broker's lost sessions (failed logins), oldest first."""
+    return sorted(
+        [*pipeline.stats.errors, *surface.errors, *live.broker_errors], key=lambda e: e.ts
     )
 
 

@@ -6,10 +6,15 @@ the Redis URL) is refused: secrets live in `config.secrets`.
 - The profile follows the broker kind unless named: a real broker (`fxcm`, `oanda`) gets `fx`,
   the sim and replay get `demo`. A real broker never runs on `demo` (its always-open calendar
   and local history budget are for the simulator): naming both is a ConfigError.
+- Every path comes out absolute, resolved once here: `workdir` against the current directory,
+  every other relative path (store, secrets file, calendar overrides, replay input) against the
+  workdir; nothing later depends on the current directory (a child process that changes
+  directory sees the same files).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from importlib import resources
@@ -33,8 +38,10 @@ def load_config(
     *,
     profile: str | None = None,
     overrides: dict[str, Any] | None = None,
+    cwd: Path | None = None,
 ) -> Config:
-    """The effective config: profile < file < overrides (dotted keys, e.g. `http.bind`).
+    """The effective config: profile < file < overrides (dotted keys, e.g. `http.bind`), with
+    every path absolute (`workdir` relative to `cwd`, default the current directory).
 
     `profile=None` chooses it from the broker kind the file or overrides name (see module doc).
     """
@@ -59,7 +66,36 @@ def load_config(
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, path)) from None
     _check(config)
-    return config
+    return resolve_paths(config, Path.cwd() if cwd is None else cwd)
+
+
+def resolve_paths(config: Config, cwd: Path) -> Config:
+    """`config` with every path absolute: the workdir against `cwd`, the rest against it."""
+    workdir = _absolute(cwd, config.workdir)
+
+    def under(path: str) -> str:
+        return _absolute(Path(workdir), path) if path else ""
+
+    return msgspec.structs.replace(
+        config,
+        workdir=workdir,
+        secrets_file=under(config.secrets_file),
+        store=msgspec.structs.replace(config.store, path=under(config.store.path)),
+        calendar=msgspec.structs.replace(
+            config.calendar, overrides_path=under(config.calendar.overrides_path)
+        ),
+        broker=msgspec.structs.replace(
+            config.broker,
+            replay=msgspec.structs.replace(
+                config.broker.replay, path=under(config.broker.replay.path)
+            ),
+        ),
+    )
+
+
+def _absolute(base: Path, path: str) -> str:
+    """`path` made absolute against `base` and normalised (`a/../b` is `b`); `~` expanded."""
+    return os.path.normpath(base / Path(path).expanduser())
 
 
 def _read_profile(name: str) -> dict[str, Any]:

@@ -81,12 +81,45 @@ def test_a_second_server_on_a_live_socket_is_refused(tmp_path: Path) -> None:
         assert asyncio.run(ping_and_port(first.url))[0]
 
 
-def test_a_server_that_cannot_start_names_its_log_file(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_shows_its_own_last_lines(tmp_path: Path) -> None:
     folder = tmp_path / "redis"
-    folder.mkdir()
-    (folder / "redis.log").mkdir()  # redis-server cannot open its log file and exits
+    (folder / "redis.sock" / "in-the-way").mkdir(parents=True)  # redis-server cannot listen
     embedded = EmbeddedRedis(folder, start_timeout_s=5)
-    with pytest.raises(SurfaceUnavailable, match=r"redis\.log"):
+    with pytest.raises(SurfaceUnavailable) as info:
+        embedded.start()
+    message = str(info.value)
+    assert message.startswith("embedded redis exited with code 1 on start; its last lines:")
+    # The server's own words, taken from its output (not a pointer to a file).
+    assert "Opening Unix socket: bind: Address already in use" in message
+    assert embedded.pid is None
+
+
+def test_a_relative_folder_is_made_absolute_before_the_server_changes_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    embedded = EmbeddedRedis(Path("var") / "redis")  # `make run`'s relative workdir
+    assert embedded.folder == tmp_path / "var" / "redis"
+    with embedded:
+        assert asyncio.run(ping_and_port(embedded.url))[0]
+    log = (tmp_path / "var" / "redis" / "redis.log").read_text()
+    assert f"ready to accept connections at {tmp_path / 'var' / 'redis' / 'redis.sock'}" in log
+
+
+def test_an_output_file_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "redis"
+    (folder / "redis.log").mkdir(parents=True)
+    embedded = EmbeddedRedis(folder, start_timeout_s=5)
+    with pytest.raises(SurfaceUnavailable, match=r"cannot open .*redis\.log for its output"):
         embedded.start()
     assert embedded.pid is None
     assert not embedded.socket_path.exists()
+
+
+def test_the_server_is_out_of_reach_of_a_terminal_ctrl_c(tmp_path: Path) -> None:
+    # A Ctrl-C signals the terminal's foreground process group: the server must not be in it,
+    # or it dies before the streams that read from it are closed.
+    with EmbeddedRedis(tmp_path / "redis") as embedded:
+        assert embedded.pid is not None
+        assert os.getpgid(embedded.pid) == embedded.pid
+        assert os.getpgid(embedded.pid) != os.getpgrp()

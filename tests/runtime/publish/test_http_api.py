@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import fxconnector
 from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
@@ -352,6 +354,32 @@ def test_ui_is_served_at_the_root(redis_server: RedisServer, tmp_path: Path) -> 
         assert http.get("/api/symbols").status_code == 200
         assert_error(http.get("/missing.js"), 404, "not_found")
         assert_error(http.post("/"), 405, "method_not_allowed")
+
+
+PACKAGE_UI = Path(fxconnector.__file__).parent / "ui" / "web"
+
+
+def test_the_docs_page_and_its_assets_come_from_the_package(redis_server: RedisServer) -> None:
+    with (
+        running_stack(redis_server, ui_dir=PACKAGE_UI) as stack,
+        httpx.Client(base_url=stack.url, timeout=5) as http,
+    ):
+        page = http.get("/api/docs")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert not re.search(r"https?://", page.text)  # nothing from a CDN: it works offline
+        assets = re.findall(r"(?:src|href)=['\"]([^'\"]+)['\"]", page.text)
+        assert sorted(assets) == [
+            "../vendor/favicon-32x32.png",
+            "../vendor/swagger-ui-bundle.js",
+            "../vendor/swagger-ui.css",
+        ]
+        for asset in assets:
+            served = http.get(httpx.URL(str(page.url)).join(asset))
+            assert served.status_code == 200, asset
+            assert served.content == (PACKAGE_UI / "vendor" / Path(asset).name).read_bytes()
+        assert "url: '../openapi.json'" in page.text
+        assert http.get(httpx.URL(str(page.url)).join("../openapi.json")).json()["openapi"]
 
 
 # --- OpenAPI and fuzzing ----------------------------------------------------------------------

@@ -403,6 +403,10 @@ def test_a_redis_outage_degrades_and_recovery_loses_no_final(
             await settled(surface)
             assert surface.backlog == 0
             assert errors
+            # One errors[] entry for the outage, however many retries it took.
+            assert [e.code for e in surface.errors] == ["redis.unavailable"]
+            assert len(errors) > 1
+            assert surface.errors[0].message.startswith("redis ")
 
             for symbol in symbols:
                 stored = list(store.bars(symbol, Timeframe.M1))
@@ -419,6 +423,10 @@ def test_a_redis_outage_degrades_and_recovery_loses_no_final(
                 later = [e for _, e in await stream_events(client, after=old[1])]
                 assert merge(old[0], [e for e in later if e.symbol == symbol]) == expected
             assert_nomix([event for _, event in await stream_events(client)])
+            redis_server.kill()  # a second outage after the recovery is a new entry
+            assert await surface.write_status(b"{}", ttl_s=5) is False
+            assert [e.code for e in surface.errors] == ["redis.unavailable"] * 2
+            redis_server.start()
 
     asyncio.run(scenario())
     store.close()
@@ -581,6 +589,8 @@ def test_acl_credentials_come_from_the_secrets(
             assert surface.last_error is not None
             assert "AuthenticationError" in surface.last_error
             assert "wrong-pw-9" not in surface.last_error
+            assert [e.code for e in surface.errors] == ["redis.auth_failed"]
+            assert "wrong-pw-9" not in surface.errors[0].message
 
     asyncio.run(scenario())
     logged = [str(getattr(record, "fields", "")) + record.getMessage() for record in caplog.records]

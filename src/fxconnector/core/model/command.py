@@ -65,22 +65,38 @@ class _Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fiel
 
 
 class WarmupCommand(_Command, frozen=True, tag="warmup"):
+    """Fetch the last `lookback_mins` minutes of final 1m bars of each symbol from the broker's
+    history into the SSOT, derive the higher timeframes, publish what changed."""
+
     args: WarmupArgs
 
 
 class BackfillCommand(_Command, frozen=True, tag="backfill"):
+    """Fetch one symbol's final 1m bars over `[from_ms, to_ms)` from the broker's history into the
+    SSOT, derive the higher timeframes, publish what changed."""
+
     args: RangeArgs
 
 
 class TailGuardCommand(_Command, frozen=True, tag="tail_guard"):
+    """Audit the coverage of the last `window_hours` (final, quiet, missing minutes; derived
+    timeframes checked); with `repair`, fetch the missing minutes under the repair caps and
+    publish the revisions."""
+
     args: TailGuardArgs
 
 
 class RepublishTailCommand(_Command, frozen=True, tag="republish_tail"):
+    """Re-send the last `bars` finals of one symbol and timeframe from the SSOT to the running
+    connector's Redis surface (needs the running connector)."""
+
     args: RepublishTailArgs
 
 
 class RebuildDerivedCommand(_Command, frozen=True, tag="rebuild_derived"):
+    """Derive one symbol's higher-timeframe finals again from its stored 1m finals over `[from_ms,
+    to_ms)`; changed bars are stored and published as revisions."""
+
     args: RangeArgs
 
 

@@ -5,12 +5,17 @@ Rules:
   used (it would start and own its own server).
 - Listens only on `folder/redis.sock` with owner-only permissions (`--port 0`: no TCP at all);
   keeps nothing on disk (`--save ""`, `--appendonly no`): the SSOT rebuilds the surface on start.
-  The server's log goes to `folder/redis.log`.
-- `start()` returns once the server answers PING, or raises SurfaceUnavailable naming the log
-  file, within `start_timeout_s`. A socket file left by a crashed run is removed first. A live
-  server still answering on it is refused (two connectors would share one surface) unless
-  `take_over` is set: the caller holds the workdir's lock, so that server is an orphan of a
-  connector killed with SIGKILL, and it is shut down (crash-only start).
+  `folder` is made absolute first (the server changes into it before reading its other paths).
+  The server's own output (stdout and stderr: its log, and what it says when it cannot start)
+  goes to `folder/redis.log`, a file opened here before the server starts.
+- `start()` returns once the server answers PING, or raises SurfaceUnavailable carrying the last
+  lines of the server's own output, within `start_timeout_s`. A socket file left by a crashed
+  run is removed first. A live server still answering on it is refused (two connectors would
+  share one surface) unless `take_over` is set: the caller holds the workdir's lock, so that
+  server is an orphan of a connector killed with SIGKILL, and it is shut down (crash-only
+  start).
+- The server runs in its own process group: a terminal's Ctrl-C (SIGINT to the foreground
+  group) does not stop it under the connector's feet; `stop()` does, in order.
 - `stop()` asks for SHUTDOWN NOSAVE, then terminates and finally kills, each step bounded; it is
   idempotent and leaves no process and no socket file.
 
@@ -38,7 +43,8 @@ LOG_NAME: Final = "redis.log"
 #: Unix socket paths longer than this do not fit `sockaddr_un.sun_path` (108 bytes on Linux).
 MAX_SOCKET_PATH: Final = 107
 _POLL_S: Final = 0.02
-_LOG_TAIL_BYTES: Final = 600
+_LOG_TAIL_BYTES: Final = 2000
+_LOG_TAIL_LINES: Final = 8
 
 
 class EmbeddedRedis:
@@ -52,13 +58,14 @@ class EmbeddedRedis:
         stop_timeout_s: float = 5.0,
         take_over: bool = False,
     ) -> None:
-        self.folder = folder
+        self.folder = folder.absolute()
         self._take_over = take_over
-        self.socket_path = folder / SOCKET_NAME
-        self.log_path = folder / LOG_NAME
+        self.socket_path = self.folder / SOCKET_NAME
+        self.log_path = self.folder / LOG_NAME
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     @property
     def url(self) -> str:
@@ -83,12 +90,23 @@ class EmbeddedRedis:
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_socket()
-        self._process = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
-            self._command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        try:
+            output = self.log_path.open("ab")
+        except OSError as exc:
+            raise SurfaceUnavailable(
+                f"embedded redis: cannot open {self.log_path} for its output: {exc.strerror}"
+            ) from None
+        with output:
+            self._log_start = output.tell()
+            self._process = subprocess.Popen(  # noqa: S603 - a fixed binary and our arguments
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                # Its own process group: a Ctrl-C at the terminal reaches the connector only,
+                # which stops this server last, after the streams that read from it.
+                process_group=0,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -138,8 +156,7 @@ class EmbeddedRedis:
             "no",
             "--dir",
             str(self.folder),
-            "--logfile",
-            str(self.log_path),
+            # No --logfile: the log goes to stdout, which is `log_path` (see start()).
         ]
 
     def _client(self, timeout_s: float) -> redis.Redis:
@@ -153,6 +170,8 @@ class EmbeddedRedis:
     def _remove_stale_socket(self) -> None:
         if not self.socket_path.exists():
             return
+        if not self.socket_path.is_socket():
+            return  # not a socket file of ours: the server will say why it cannot listen there
         with self._client(0.5) as client:
             try:
                 client.ping()
@@ -194,16 +213,15 @@ class EmbeddedRedis:
                 code = self._process.poll()
                 if code is not None:
                     raise SurfaceUnavailable(
-                        f"embedded redis exited with code {code} on start; "
-                        f"see {self.log_path}{self._log_tail()}"
+                        f"embedded redis exited with code {code} on start{self._log_tail()}"
                     )
                 with contextlib.suppress(redis.RedisError):
                     if client.ping():
                         return
                 if time.monotonic() > deadline:
                     raise SurfaceUnavailable(
-                        f"embedded redis did not answer PING within {self._start_timeout_s:g} s; "
-                        f"see {self.log_path}{self._log_tail()}"
+                        f"embedded redis did not answer PING within {self._start_timeout_s:g} s"
+                        f"{self._log_tail()}"
                     )
                 time.sleep(_POLL_S)
 
@@ -229,11 +247,15 @@ class EmbeddedRedis:
                 process.wait(timeout=self._stop_timeout_s)
 
     def _log_tail(self) -> str:
+        """The last lines the server wrote since this start (what it said before dying)."""
         try:
             with self.log_path.open("rb") as log:
                 log.seek(0, 2)
-                log.seek(max(0, log.tell() - _LOG_TAIL_BYTES))
+                log.seek(max(self._log_start, log.tell() - _LOG_TAIL_BYTES))
                 tail = log.read().decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-        return f"; last lines:\n{tail}" if tail else ""
+        except OSError as exc:
+            return f"; its output ({self.log_path}) cannot be read: {exc.strerror}"
+        if not tail:
+            return "; it wrote nothing"
+        lines = tail.splitlines()[-_LOG_TAIL_LINES:]
+        return "; its last lines:\n" + "\n".join(lines)

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import QueryParams
@@ -86,7 +87,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         title=TITLE,
         version="1",
         description=DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url=None,  # served below from the package's vendored assets, not a CDN
         redoc_url=None,
         telemetry=_NO_TELEMETRY,
     )
@@ -141,6 +142,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         params.check_names(request.query_params, ())
         return Response(symbols_body, media_type=JSON)
 
+    async def get_docs(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        return docs_page
+
     async def get_metrics(request: Request) -> Response:
         params.check_names(request.query_params, ())
         return Response(generate_latest(deps.metrics_registry), media_type=CONTENT_TYPE_LATEST)
@@ -175,7 +180,18 @@ def create_app(deps: ApiDeps) -> FastAPI:
     ]:
         routes.append(get_route(path, endpoint))
         paths[path] = doc.operation(operation_id, summary, path_doc)
-    app.router.routes[:0] = routes  # ahead of FastAPI's own (/openapi.json, docs): fewer matches
+    # The Swagger UI page; its assets (swagger-ui-dist from npm, pinned in package-lock.json)
+    # are served with the chart from the package's `ui/web/vendor`, so it works offline. The
+    # URLs are relative to /api/docs: they hold behind a proxy that mounts the API elsewhere.
+    docs_page = get_swagger_ui_html(
+        openapi_url="../openapi.json",
+        title=f"{TITLE} API",
+        swagger_js_url="../vendor/swagger-ui-bundle.js",
+        swagger_css_url="../vendor/swagger-ui.css",
+        swagger_favicon_url="../vendor/favicon-32x32.png",
+    )
+    routes.append(get_route("/api/docs", get_docs))
+    app.router.routes[:0] = routes  # ahead of FastAPI's own (/openapi.json): fewer matches
     paths.update(install_push(app, deps))
     document = doc.document(paths, title=TITLE, version=app.version, description=DESCRIPTION)
     app.openapi = lambda: document  # type: ignore[method-assign]

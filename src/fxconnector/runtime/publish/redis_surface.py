@@ -20,6 +20,9 @@ Rules:
   Delivery is at least once: an event may appear twice after a recovery, never zero times.
 - Redis exceptions are translated at this boundary into SurfaceUnavailable; `run()` never raises
   for them, and anything else (a bug) propagates.
+- `errors` keeps the outages for status `errors[]`: one entry when an outage starts
+  (`redis.unavailable`, or `redis.auth_failed` when Redis refused our credentials or
+  permissions), not one per retry; the next outage after a recovery is a new entry.
 
 This module must not know the store, the broker or the pipeline; time comes from the Clock, except
 the publish latency, which is measured with the monotonic clock.
@@ -38,11 +41,16 @@ from typing import Final
 
 import redis.asyncio
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    NoPermissionError,
+    RedisError,
+)
 
 from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
-from fxconnector.core.model.status import SurfaceState
+from fxconnector.core.model.status import ErrorEntry, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -52,6 +60,8 @@ from fxconnector.runtime.publish.surface_lua import FINALS_LUA, Series, Snapshot
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.rules import to_stored
 
+#: Outages kept for status errors[].
+ERRORS_KEPT: Final = 20
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S: Final = 0.1
@@ -116,7 +126,10 @@ class RedisSurface:
         self.published_finals = 0
         self.published_previews = 0
         self.nomix_dropped = 0
-        self.last_error: str | None = None  # the last Redis error, for status errors[]
+        self.last_error: str | None = None  # the last Redis error
+        #: Outages (one entry each) for status errors[], newest last.
+        self.errors: deque[ErrorEntry] = deque(maxlen=ERRORS_KEPT)
+        self._outage_code: str | None = None  # the code noted for the outage going on
 
     # -- the EventSink side: synchronous, no network -------------------------------------------
 
@@ -251,7 +264,7 @@ class RedisSurface:
         self._flushed = asyncio.Event()
 
     def _degrade(self, exc: SurfaceUnavailable) -> None:
-        self.last_error = str(exc)
+        self._note(exc)
         if self._on_redis_error is not None:
             self._on_redis_error()
         if self._state is not SurfaceState.DEGRADED:
@@ -300,6 +313,7 @@ class RedisSurface:
         if self._state is not SurfaceState.OK:
             log.info("surface.ok", extra={"fields": {"series": len(series)}})
         self._state = SurfaceState.OK
+        self._outage_code = None
 
     async def _rebuild_series(self, chunk: Sequence[Series], covered: dict[Key, int]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -432,9 +446,19 @@ class RedisSurface:
         try:
             yield
         except SurfaceUnavailable as exc:
-            self.last_error = str(exc)
+            self._note(exc)
             if self._on_redis_error is not None:
                 self._on_redis_error()
+
+    def _note(self, exc: SurfaceUnavailable) -> None:
+        """Remember the error; the first of an outage (or of another kind) goes to `errors`."""
+        self.last_error = str(exc)
+        code = "redis.auth_failed" if _refused_credentials(exc) else "redis.unavailable"
+        if code != self._outage_code:
+            self._outage_code = code
+            self.errors.append(
+                ErrorEntry(ts=self._clock.now_ms(), code=code, message=str(exc)[:500])
+            )
 
 
 @contextlib.contextmanager
@@ -445,3 +469,15 @@ def _redis_errors(what: str) -> Iterator[None]:
     except (RedisError, OSError) as exc:
         # redis-py messages name the host and the command, never a credential.
         raise SurfaceUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    """True when Redis refused our username/password or what the ACL lets us do."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(
+            cause, AuthenticationError | AuthenticationWrongNumberOfArgsError | NoPermissionError
+        ):
+            return True
+        cause = cause.__cause__
+    return False

@@ -173,7 +173,7 @@ export function volumeOf(bar, time) {
 function library() {
   const lib = globalThis.LightweightCharts;
   if (lib === undefined) {
-    throw new Error("lightweight-charts is not loaded (vendor/ is missing: run `make run`)");
+    throw new Error("lightweight-charts is not loaded (vendor/lightweight-charts.standalone.production.js did not load)");
   }
   return lib;
 }

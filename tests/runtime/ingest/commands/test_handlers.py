@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairCaps, execute
+from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 
@@ -241,3 +243,53 @@ def test_republish_and_rebuild(
     )
     assert result == {"rederived": 0, "revisions": 0}  # nothing changed: idempotent
     assert store.latest("EURUSD", Timeframe.M5, T0) is not None
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_command_is_logged_with_its_arguments_and_result(
+    live_run: tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore],
+) -> None:
+    ctx, _, _, clock, _ = live_run
+    now = clock.now_ms()
+    logger = logging.getLogger("fxconnector.commands")
+    handler = _Records()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        runner = CommandRunner(ctx, clock)
+        last = asyncio.run(
+            runner.run(
+                command(
+                    f'{{"cmd":"republish_tail","req_id":"r9","ts":{now},'
+                    '"args":{"symbol":"EURUSD","tf":"5m","bars":3}}'
+                )
+            )
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    logged = [(r.levelno, r.getMessage(), getattr(r, "fields", {})) for r in handler.records]
+    assert logged[0] == (
+        logging.INFO,
+        "command.started",
+        {
+            "cmd": "republish_tail",
+            "req_id": "r9",
+            "args": {"symbol": "EURUSD", "tf": "5m", "bars": 3},
+        },
+    )
+    level_, event, fields = logged[1]
+    assert (level_, event) == (logging.INFO, "command.finished")
+    assert fields["state"] == "done"
+    assert fields["result"] == last.result == {"republished": 3}
+    assert fields["duration_s"] >= 0
+    assert len(logged) == 2

@@ -4,13 +4,15 @@ Protocol (JSON lines): the client sends `{"command": <commands_v1>, "wait": true
 server answers with state lines `{"state": "running", "progress": {...}}` ... and one final
 line `{"state": "done"|"failed"|"refused"|"accepted", "last_command": {...}, "error": "..."}`.
 `refused` is a bad command or a busy runner; `accepted` answers `wait: false`.
-Nothing else can command the connector: there is no Redis or HTTP path.
+Nothing else can command the connector: there is no Redis or HTTP path. A refused request is
+logged at warning with its reason (the runner logs every command it runs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from fxconnector.core.utils.json_codec import encode
 from fxconnector.core.validation.validator import validate_command
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
 
+log = logging.getLogger("fxconnector.commands")
 SOCKET_NAME = "control.sock"
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -86,6 +89,7 @@ class ControlServer:
                     "state": "refused",
                     "error": f"{problem.code.value}: {problem.message} at {problem.path}",
                 },
+                request.command,
             )
             return
         if self._runner.busy:
@@ -94,6 +98,7 @@ class ControlServer:
             await _send(
                 writer,
                 {"state": "refused", "error": f"busy: {running} is running; try again later"},
+                request.command,
             )
             return
         if not request.wait:
@@ -126,6 +131,11 @@ class ControlServer:
         )
 
 
-async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+async def _send(
+    writer: asyncio.StreamWriter, message: dict[str, Any], command: dict[str, Any] | None = None
+) -> None:
+    if message.get("state") == "refused":
+        fields = {"cmd": (command or {}).get("cmd"), "error": message.get("error")}
+        log.warning("command.refused", extra={"fields": fields})
     writer.write(encode(message) + b"\n")
     await writer.drain()

@@ -3,7 +3,9 @@
 Rules: one heavy command at a time per process; a second one is refused with a reason naming
 the running one (the caller may retry), never queued invisibly. Every command is validated
 against commands_v1 before it runs. `last` is the `last_command` of status: cmd, req_id, state,
-start and finish times, result (or error) and progress (done/total).
+start and finish times, result (or error) and progress (done/total). Every command is logged
+at info when it starts (command, req_id, arguments) and when it ends (state, result or error,
+duration); a refused one at warning with the reason.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import msgspec
 from fxconnector.core.errors import CommandError, FxConnectorError
 from fxconnector.core.model.command import Command, CommandName
 from fxconnector.core.model.status import CommandState, LastCommand, Progress
+from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, execute
 
 log = logging.getLogger("fxconnector.commands")
+_MAX_LOGGED_RESULT = 2_000
 Listener = Callable[[LastCommand], None]
 
 
@@ -48,11 +52,20 @@ class CommandRunner:
         """Run `command` to its end; the returned state is done or failed."""
         name = CommandName(type(command).__struct_config__.tag)  # type: ignore[arg-type]
         if self._running and self.last is not None:
-            raise CommandError(
+            reason = (
                 f"busy: {self.last.cmd.value} {self.last.req_id} is running; try again when it "
                 "has finished"
             )
+            _log(logging.WARNING, "command.refused", name, command.req_id, reason=reason)
+            raise CommandError(reason)
         self._running = True
+        _log(
+            logging.INFO,
+            "command.started",
+            name,
+            command.req_id,
+            args=msgspec.to_builtins(command.args),
+        )
         started = self._clock.now_ms()
         wall = time.monotonic()
         self._set(
@@ -83,8 +96,18 @@ class CommandRunner:
             state = CommandState.FAILED
         finally:
             self._running = False
+        elapsed_s = time.monotonic() - wall
         if self._on_duration is not None:
-            self._on_duration(name.value, time.monotonic() - wall)
+            self._on_duration(name.value, elapsed_s)
+        _log(
+            logging.INFO if state is CommandState.DONE else logging.WARNING,
+            "command.finished",
+            name,
+            command.req_id,
+            state=state.value,
+            result=_bounded(result),
+            duration_s=round(elapsed_s, 3),
+        )
         assert self.last is not None
         self._set(
             msgspec.structs.replace(
@@ -98,3 +121,16 @@ class CommandRunner:
         self.last = last
         if listener is not None:
             listener(last)
+
+
+def _log(level: int, event: str, name: CommandName, req_id: str, **fields: Any) -> None:
+    if log.isEnabledFor(level):
+        log.log(level, event, extra={"fields": {"cmd": name.value, "req_id": req_id, **fields}})
+
+
+def _bounded(result: dict[str, Any]) -> Any:
+    """The result as logged: whole when short, else its canonical JSON cut to a bound."""
+    text = encode(result).decode()
+    if len(text) <= _MAX_LOGGED_RESULT:
+        return result
+    return text[:_MAX_LOGGED_RESULT] + f"... ({len(text)} chars)"

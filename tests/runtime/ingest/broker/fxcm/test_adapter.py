@@ -561,6 +561,35 @@ def test_a_missing_interpreter_or_sdk_is_a_clear_config_error(tmp_path: Path) ->
     assert "pip install forexconnect" in no_sdk
 
 
+def test_a_bridge_that_cannot_start_is_a_config_error_with_its_own_last_lines(
+    tmp_path: Path,
+) -> None:
+    # A real interpreter that cannot run bridge.py: a broken module shadows the standard one.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "queue.py").write_text('raise ImportError("queue is broken on this machine")\n')
+    standin = StandIn(tmp_path)
+    standin.environment["PYTHONPATH"] = os.pathsep.join(
+        (str(broken), standin.environment["PYTHONPATH"])
+    )
+
+    async def scenario() -> str:
+        broker = standin.broker()
+        try:
+            with pytest.raises(ConfigError) as caught:
+                await broker.connect()
+            assert broker.restarts == 0  # restarting would only say the same again
+            return str(caught.value)
+        finally:
+            await broker.close()
+
+    message = run(scenario())
+    assert message.startswith("the fxcm bridge exited with code 1 before its hello")
+    assert "its last lines:" in message
+    assert "ImportError: queue is broken on this machine" in message
+    assert PASSWORD not in message
+
+
 def _run_bridge_directly(
     environment: dict[str, str], requests: list[wire.Request], enough: Callable[[bytes], bool]
 ) -> tuple[int, bytes, bytes]:

@@ -22,7 +22,10 @@ Rules:
 - A line that does not decode is counted in `parse_errors` with a bounded sample, never a reason
   to reconnect. A permanent `fatal` from the bridge (bad credentials, missing SDK, protocol
   mismatch) stops the adapter: `connect()` raises it as ConfigError if it comes while
-  connecting, later `ticks()` and `history_1m()` raise it; nothing retries it.
+  connecting, later `ticks()` and `history_1m()` raise it; nothing retries it. So is a first
+  bridge that exits before its hello (the interpreter cannot run bridge.py): the error carries
+  the last lines of the bridge's own stderr. The bridge runs in its own process group, so a
+  terminal's Ctrl-C reaches only the connector, which logs it out in order.
 
 It knows nothing of the pipeline, stores or Redis.
 """
@@ -85,6 +88,9 @@ _SESSION_BUFFER: Final = 1_000
 _ERROR_SAMPLES: Final = 20
 _LOUD_PARSE_ERRORS: Final = 10
 _STDERR_TAIL: Final = 20
+#: The lines of a bridge that never started quoted in the error (its traceback, mostly).
+_START_TAIL: Final = 8
+_NO_HELLO: Final = "the bridge exited before its hello"
 _REDACTED: Final = "********"
 _LOG_LEVELS: Final[Mapping[str, int]] = {
     "debug": logging.DEBUG,
@@ -186,6 +192,7 @@ class FxcmBroker(QueueFedBroker):
         self._restart_reason = ""
         self._subscribed = False
         self._ever_subscribed = False
+        self._ever_hello = False
         #: Bridge lines that did not decode, and unusable history answers (never a reconnect).
         self.parse_errors = 0
         #: FXCM sessions established again after the first one (by the bridge or a restart).
@@ -364,6 +371,9 @@ class FxcmBroker(QueueFedBroker):
                 env=self._child_environment(),
                 cwd=self._workdir,
                 limit=_LINE_LIMIT,
+                # Its own process group: a terminal's Ctrl-C reaches the connector, which logs
+                # the bridge out in order; the bridge never sees it.
+                process_group=0,
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             self._fatal = ConfigError(
@@ -386,6 +396,16 @@ class FxcmBroker(QueueFedBroker):
             await self._stop(process)
             await asyncio.gather(stderr, return_exceptions=True)
         if self._fatal is None and not self._closing.is_set():
+            if reason == _NO_HELLO and not self._ever_hello:
+                # It never started: the interpreter cannot run bridge.py. Its own words say
+                # why; restarting would only repeat them.
+                lines = "\n".join(list(self._stderr_tail)[-_START_TAIL:])
+                self._fatal = ConfigError(
+                    f"the fxcm bridge exited with code {process.returncode} before its hello "
+                    f"(broker.fxcm.python = {self._config.python!r}); "
+                    + (f"its last lines:\n{lines}" if lines else "it wrote nothing")
+                )
+                return
             tail = " | ".join(list(self._stderr_tail)[-3:])
             detail = f"{reason} (exit code {process.returncode})" + (
                 f"; stderr: {tail}" if tail else ""
@@ -400,7 +420,7 @@ class FxcmBroker(QueueFedBroker):
         if hello is None:
             return "closed" if self._closing.is_set() else "no hello from the bridge in time"
         if not hello:
-            return "the bridge exited before its hello"
+            return _NO_HELLO
         try:
             greeting = wire.decode_message(hello)
         except msgspec.DecodeError as exc:
@@ -416,6 +436,7 @@ class FxcmBroker(QueueFedBroker):
             )
             return "protocol mismatch"
         self._process = process
+        self._ever_hello = True
         log.info(
             "fxcm.bridge.started",
             extra={"fields": {"pid": greeting.pid, "python": greeting.python, "sdk": greeting.sdk}},
