@@ -151,6 +151,7 @@ async def tail_guard(
             entry["repaired"] = repaired
             entry["rederived"] = len(rederived)
             entry["deferred_ranges"] = [[iso_utc(a), iso_utc(b)] for a, b in deferred]
+            entry["deferred_minutes"] = sum((b - a) // MINUTE_MS for a, b in deferred)
             entry["after"] = audit(ctx, symbol, start, end)
         report[symbol] = entry
     return {"window": [iso_utc(start), iso_utc(end)], "symbols": report}
