@@ -227,6 +227,9 @@ async def _shutdown(
     for name in ("ingest", "sessions", "clock", "status", "repair"):
         if name in by_name:
             by_name[name].cancel()
+    # A stop in the middle of an advance leaves buckets marked but not derived: derive them now
+    # so a clean stop leaves a complete store (a crash is covered by the start-up recovery).
+    surface.finals(pipeline.derived.run(parts.clock.now_ms()))
     pipeline.flush()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
