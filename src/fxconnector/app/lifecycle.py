@@ -335,7 +335,7 @@ async def _status_loop(
         now = parts.clock.now_ms()
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
             live.coverage = _coverage(parts, now)
-            live.underived = _underived(parts, pipeline, now)
+            live.underived = await _underived(parts, pipeline, now)
             parts.metrics.derived_incomplete.set(sum(live.underived.values()))
             last_coverage = loop.time()
         live.status_json = encode_bounded(
@@ -406,10 +406,15 @@ def _status_window(parts: Parts, now: int) -> tuple[int, int]:
     return end - 24 * HOUR_MS, end
 
 
-def _underived(parts: Parts, pipeline: Pipeline, now: int) -> dict[str, int]:
-    """Derived buckets of the status window that should be final and are not (or differ)."""
+async def _underived(parts: Parts, pipeline: Pipeline, now: int) -> dict[str, int]:
+    """Derived buckets of the status window that should be final and are not (or differ);
+    one symbol at a time, the loop given back between them."""
     start, end = _status_window(parts, now)
-    return {s: pipeline.derived.incomplete(s, start, end) for s in parts.config.broker.symbols}
+    out = {}
+    for symbol in parts.config.broker.symbols:
+        out[symbol] = pipeline.derived.incomplete(symbol, start, end)
+        await asyncio.sleep(0)
+    return out
 
 
 def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:

@@ -29,8 +29,15 @@ def derive(
 
     The caller decides which buckets are complete; every bucket touched by the input is built.
     """
+    return derive_each(finals_1m, (tf,), calendar).get(tf, [])
+
+
+def derive_each(
+    finals_1m: Sequence[OhlcvEvent], timeframes: Sequence[Timeframe], calendar: HasDayGrid
+) -> dict[Timeframe, list[OhlcvEvent]]:
+    """`derive` for several timeframes from one read of the 1m columns."""
     if not finals_1m:
-        return []
+        return {}
     symbol = finals_1m[0].symbol
     previous = -1
     for bar in finals_1m:
@@ -39,8 +46,11 @@ def derive(
         if bar.symbol != symbol or bar.open_ms <= previous:
             raise ContractViolation("derive takes one symbol's 1m finals in ascending order")
         previous = bar.open_ms
-    columns = compose(BarColumns.from_events(list(finals_1m)), tf, calendar)
-    return columns.events(symbol, tf, complete=True, source=Source.DERIVED)
+    columns = BarColumns.from_events(list(finals_1m))
+    return {
+        tf: compose(columns, tf, calendar).events(symbol, tf, complete=True, source=Source.DERIVED)
+        for tf in timeframes
+    }
 
 
 def complete_buckets(

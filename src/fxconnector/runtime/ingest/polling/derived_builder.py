@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fxconnector.core.buckets import bucket_open, bucket_open_array
-from fxconnector.core.builders.derive import complete_buckets, derive
+from fxconnector.core.builders.derive import complete_buckets, derive, derive_each
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify
 from fxconnector.core.model.bar import OhlcvEvent
@@ -126,13 +126,14 @@ class DerivedBuilder:
         fetched = self._store.fetched_intervals(symbol, start, end)
         states = classify(start, end, calendar, opens, fetched)
         found: dict[Timeframe, list[int]] = {}
+        built_by_tf = derive_each(finals, self._timeframes, calendar)
         for tf in self._timeframes:
             wanted = complete_buckets(start, states, opens, tf, calendar)
             wanted = wanted[wanted + tf.ms > from_ms]
             if not wanted.size:
                 continue
             stored = {b.open_ms: b for b in self._store.bars(symbol, tf, start, end)}
-            built = {b.open_ms: b for b in derive(finals, tf, calendar)}
+            built = {b.open_ms: b for b in built_by_tf[tf]}
             bad = []
             for open_ms in wanted.tolist():
                 have = stored.get(open_ms)
