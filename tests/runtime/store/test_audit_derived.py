@@ -171,3 +171,19 @@ def test_the_audit_command_fails_on_a_lost_derived_bar(
     else:
         assert code == 0
         assert report["ok"] is True
+
+
+def test_the_audit_checks_the_timeframes_it_is_given(
+    tmp_path: Path, always_open: CalendarProfile, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "ssot"
+    build_store(root, always_open, drop_hour=2).close()
+    command = ["audit", "--store", str(root), "--calendar", "always_open", "--json"]
+    assert main([*command, "--timeframes", "5m, 1h"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problem_counts"] == {"derived.missing": 12 + 1}
+    # 30m was never stored: asked for, every complete 30m bucket lacks its final.
+    assert main([*command, "--timeframes", "30m"]) == 1
+    assert json.loads(capsys.readouterr().out)["problem_counts"] == {"derived.missing": 6}
+    assert main([*command, "--timeframes", "7m"]) == 2
+    assert "--timeframes: unknown timeframe '7m'" in capsys.readouterr().err
