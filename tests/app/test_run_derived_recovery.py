@@ -157,6 +157,8 @@ def test_a_start_rebuilds_every_derived_final_lost_in_a_crash(
         connector.wait_ready()
         with httpx.Client(timeout=5.0) as http:
             status = http.get(f"{connector.base}/api/status").json()
+            metrics = http.get(f"{connector.base}/metrics").text
+        assert "fxconnector_derived_incomplete_buckets 0.0" in metrics.splitlines()
         assert "derived_incomplete" not in status["degraded"]
         assert status["repair"]["interval_s"] == 300
         assert connector.stop() == 0
