@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -29,8 +30,6 @@ from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, tail_guard
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
 
-#: tail_guard takes at most this many symbols per command (commands_v1).
-SYMBOLS_PER_RUN: Final = 64
 #: Symbols named in `RepairRun.unresolved` (status_v2's bound).
 UNRESOLVED_SHOWN: Final = 16
 HOLDER: Final = "scheduled repair"
@@ -95,19 +94,23 @@ class RepairScheduler:
         self.last = _empty(now, RepairState.RUNNING, None)
         with self._runner.hold(HOLDER):
             try:
-                reports = [
-                    await tail_guard(self._ctx, self._command(now, batch), now, None)
-                    for batch in _batches(self._symbols, SYMBOLS_PER_RUN)
-                ]
+                reports = []
+                for symbol in self._symbols:
+                    # One symbol per tail_guard, the loop given back between them: a run over
+                    # many symbols is many short slices, not one long stall.
+                    reports.append(
+                        await tail_guard(self._ctx, self._command(now, symbol), now, None)
+                    )
+                    await asyncio.sleep(0)
             except FxConnectorError as exc:
                 return self._finish(_empty(now, RepairState.FAILED, str(exc)[:200]))
         return self._finish(_summary(now, self._clock.now_ms(), reports))
 
-    def _command(self, now: int, symbols: list[str]) -> TailGuardCommand:
+    def _command(self, now: int, symbol: str) -> TailGuardCommand:
         return TailGuardCommand(
             req_id=f"repair-{now}",
             ts=now,
-            args=TailGuardArgs(symbols=symbols, window_hours=self._window_hours, repair=True),
+            args=TailGuardArgs(symbols=[symbol], window_hours=self._window_hours, repair=True),
         )
 
     def _finish(self, run: RepairRun) -> RepairRun:
@@ -115,10 +118,6 @@ class RepairScheduler:
         if self._on_run is not None:
             self._on_run(run)
         return run
-
-
-def _batches(symbols: list[str], size: int) -> list[list[str]]:
-    return [symbols[i : i + size] for i in range(0, len(symbols), size)]
 
 
 def _empty(now: int, state: RepairState, detail: str | None) -> RepairRun:
