@@ -160,6 +160,7 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         assert "broker    sim connected" in human.stdout
         assert "command   warmup" in human.stdout
         assert "EURUSD   last final 1m" in human.stdout
+        assert "repair    every 300 s over 24 h; no run yet" in human.stdout
     finally:
         assert running.stop() == 0
     # Every command is in the connector's log: what ran with its arguments and result, and

@@ -22,6 +22,7 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     "[broker.replay]": schema.ReplayBrokerConfig,
     "[broker.fxcm]": schema.FxcmBrokerConfig,
     "[broker.oanda]": schema.OandaBrokerConfig,
+    "[repair]": schema.RepairConfig,
 }
 
 

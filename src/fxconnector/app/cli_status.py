@@ -79,6 +79,19 @@ def summary(status: dict[str, Any], now_ms: int) -> str:
             f"command   {last['cmd']} {last['req_id']} {last['state']} "
             f"{progress.get('done', 0)}/{progress.get('total', 0)}"
         )
+    repair = status.get("repair")
+    if repair:
+        run = repair["last_run"]
+        done = (
+            f"last {run['state']} {_ago(now_ms, run['finished_ms'] or run['started_ms'])}: fixed "
+            f"{run['fixed_minutes']} min, republished {run['republished']}, still missing "
+            f"{run['unresolved_minutes']} min"
+            if run
+            else "no run yet"
+        )
+        lines.append(
+            f"repair    every {repair['interval_s']} s over {repair['window_hours']} h; {done}"
+        )
     if status["degraded"]:
         lines.append("DEGRADED  " + ", ".join(status["degraded"]))
     for error in status["errors"][-5:]:

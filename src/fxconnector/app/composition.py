@@ -103,7 +103,7 @@ class Parts:
             sink,
             self.calendars,
             self.config.bars.timeframes,
-            RepairCaps(),
+            RepairCaps(repair_window_hours=self.config.repair.window_hours),
         )
 
     def counts(self) -> PipelineCounts:

@@ -2,8 +2,9 @@
 
 Order of start: open the store (the same recovery path as after a crash), rebuild the tail
 cache, connect Redis (starting the embedded server when no URL is configured), rebuild the
-surface from the SSOT, connect the broker, catch the pipeline up from the newest stored final
-(through the broker's history), then serve HTTP.
+surface from the SSOT, mark the derived buckets the store says are still to derive (crash-only:
+that set is never only in memory), connect the broker, catch the pipeline up from the newest
+stored final (through the broker's history), then serve HTTP and start the scheduled repair.
 Order of stop (SIGINT/SIGTERM): stop intake, flush and fsync the store, drain the surface,
 stop HTTP, close Redis, stop the embedded server, release the store lock; bounded to 10 s.
 """
@@ -26,10 +27,17 @@ from fxconnector.app.composition import Parts
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.model.status import BrokerState, ErrorEntry, SsotState, SurfaceState
+from fxconnector.core.model.status import (
+    BrokerState,
+    ErrorEntry,
+    RepairState,
+    SsotState,
+    SurfaceState,
+)
 from fxconnector.core.model.tick import Tick
-from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
+from fxconnector.core.time_geom import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.ingest.commands.auto_repair import RepairScheduler
 from fxconnector.runtime.ingest.commands.control import SOCKET_NAME, ControlServer
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
@@ -61,6 +69,8 @@ class _Live:
     dirty: set[str] = field(default_factory=set)
     last_ticks: dict[str, Tick] = field(default_factory=dict)
     runner: CommandRunner | None = None
+    repair: RepairScheduler | None = None
+    underived: dict[str, int] = field(default_factory=dict)
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
     #: Broker sessions lost (a failed login included), for status errors[].
     broker_errors: deque[ErrorEntry] = field(default_factory=lambda: deque(maxlen=20))
@@ -125,12 +135,22 @@ async def run(
             on_redis_error=parts.metrics.redis_errors.inc,
         )
         pipeline = parts.make_pipeline(surface, _start_points(parts))
+        _recover_derived(parts, pipeline)
         runner = CommandRunner(
             parts.command_context(surface),
             parts.clock,
             lambda cmd, s: parts.metrics.command_duration.labels(cmd).observe(s),
         )
         live.runner = runner
+        live.repair = RepairScheduler(
+            parts.command_context(surface),
+            runner,
+            parts.clock,
+            symbols=config.broker.symbols,
+            interval_s=config.repair.interval_s,
+            window_hours=config.repair.window_hours,
+            on_run=parts.metrics.repair_finished,
+        )
         control = ControlServer(parts.workdir / SOCKET_NAME, runner)
         app = create_app(
             _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
@@ -160,6 +180,8 @@ async def run(
             asyncio.create_task(_status_loop(parts, pipeline, surface, live, stop), name="status"),
             asyncio.create_task(server.serve(), name="http"),
         ]
+        if live.repair.enabled:
+            tasks.append(asyncio.create_task(live.repair.run(), name="repair"))
         announce(
             f"fxconnector {config.broker.kind} {','.join(config.broker.symbols)} "
             f"calendar={config.calendar.profile}: open http://{host}:{port}/"
@@ -211,8 +233,12 @@ async def _shutdown(
 ) -> None:
     by_name = {task.get_name(): task for task in tasks}
     await parts.broker.close()
-    for name in ("ingest", "sessions", "clock", "status"):
-        by_name[name].cancel()
+    for name in ("ingest", "sessions", "clock", "status", "repair"):
+        if name in by_name:
+            by_name[name].cancel()
+    # A stop in the middle of an advance leaves buckets marked but not derived: derive them now
+    # so a clean stop leaves a complete store (a crash is covered by the start-up recovery).
+    surface.finals(pipeline.derived.run(parts.clock.now_ms()))
     pipeline.flush()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
@@ -221,6 +247,27 @@ async def _shutdown(
     await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET_S / 3)
     for task in tasks:
         task.cancel()
+
+
+def _recover_derived(parts: Parts, pipeline: Pipeline) -> None:
+    """Mark dirty every derived bucket the store says is missing or stale, over the window a
+    catch-up or a repair can have written since the newest final (plus a day for 1d buckets);
+    the catch-up's `advance` derives them."""
+    now = parts.clock.now_ms()
+    config = parts.config
+    reach_ms = (
+        max(config.broker.startup_lookback_mins * MINUTE_MS, config.repair.window_hours * HOUR_MS)
+        + DAY_MS
+    )
+    for symbol in config.broker.symbols:
+        last = parts.store.last_open_ms(symbol, Timeframe.M1)
+        if last is None:
+            continue
+        marked = pipeline.derived.recover(
+            symbol, last + MINUTE_MS - reach_ms, max(now, last + MINUTE_MS)
+        )
+        if marked:
+            logs.emit(log, logging.WARNING, "derived.recovered", symbol=symbol, buckets=marked)
 
 
 def _start_points(parts: Parts) -> dict[str, int]:
@@ -303,6 +350,8 @@ async def _status_loop(
         now = parts.clock.now_ms()
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
             live.coverage = _coverage(parts, now)
+            live.underived = await _underived(parts, pipeline, now)
+            parts.metrics.derived_incomplete.set(sum(live.underived.values()))
             last_coverage = loop.time()
         live.status_json = encode_bounded(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, now))
@@ -333,6 +382,11 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         degraded.append("ssot_missing_minutes")
     if parts.budget is not None and parts.budget.deferred_reason:
         degraded.append("history_budget_deferred")
+    if any(live.underived.values()):
+        degraded.append("derived_incomplete")
+    repair = live.repair.status() if live.repair is not None else None
+    if repair is not None and repair.last_run and repair.last_run.state is RepairState.FAILED:
+        degraded.append("repair_failed")
     return Facts(
         now_ms=now,
         broker_kind=parts.config.broker.kind,
@@ -349,6 +403,7 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         last_command=live.runner.last if live.runner is not None else None,
         errors=_errors(pipeline, surface, live),
         degraded=degraded,
+        repair=repair,
     )
 
 
@@ -367,11 +422,27 @@ def _preview(
     return None if preview is None else live.complete(parts, pipeline, preview)
 
 
-def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
-    """Minute classes of the last 24 hours that have had time to be fetched."""
+def _status_window(parts: Parts, now: int) -> tuple[int, int]:
+    """The last 24 hours that have had time to be fetched."""
     end = now - parts.config.broker.history_safety_delay_ms - 2 * MINUTE_MS
     end -= end % MINUTE_MS
-    start = end - 24 * HOUR_MS
+    return end - 24 * HOUR_MS, end
+
+
+async def _underived(parts: Parts, pipeline: Pipeline, now: int) -> dict[str, int]:
+    """Derived buckets of the status window that should be final and are not (or differ);
+    one symbol at a time, the loop given back between them."""
+    start, end = _status_window(parts, now)
+    out = {}
+    for symbol in parts.config.broker.symbols:
+        out[symbol] = pipeline.derived.incomplete(symbol, start, end)
+        await asyncio.sleep(0)
+    return out
+
+
+def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
+    """Minute classes of the last 24 hours that have had time to be fetched."""
+    start, end = _status_window(parts, now)
     out = {}
     for symbol, calendar in parts.calendars.items():
         finals = parts.store.bars(symbol, Timeframe.M1, start, end)

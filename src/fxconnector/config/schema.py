@@ -115,6 +115,15 @@ class BrokerConfig(_Section, frozen=True):
     oanda: OandaBrokerConfig = OandaBrokerConfig()
 
 
+class RepairConfig(_Section, frozen=True):
+    """The scheduled repair (DESIGN §9): tail_guard --repair on a timer, under the heavy budget."""
+
+    #: Seconds between two runs; 0 disables the scheduled repair.
+    interval_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 300
+    #: How far back each run audits and repairs (every symbol).
+    window_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 31)] = 24
+
+
 class Config(_Section, frozen=True):
     """The whole configuration."""
 
@@ -128,3 +137,4 @@ class Config(_Section, frozen=True):
     surface: SurfaceConfig = SurfaceConfig()
     http: HttpConfig = HttpConfig()
     broker: BrokerConfig = BrokerConfig()
+    repair: RepairConfig = RepairConfig()

@@ -1,4 +1,5 @@
-"""`fxconnector audit`: check a store's bars, revisions and coverage; print a table or JSON.
+"""`fxconnector audit`: check a store's bars, revisions, derived completeness and coverage; print
+a table or JSON.
 
 Rules: read-only, under the store's writer lock. A JSONL store is read file by file
 (`JsonlScan`), so damage that stops the store from opening is still reported line by line; a
@@ -13,8 +14,8 @@ import argparse
 import sys
 from typing import Any
 
-from fxconnector.core.errors import ConfigError
-from fxconnector.core.time_geom import iso_utc
+from fxconnector.core.errors import ConfigError, ContractViolation
+from fxconnector.core.time_geom import Timeframe, iso_utc, parse_timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.store.audit import AuditReport, AuditSource, DayCoverage, audit
 from fxconnector.runtime.store.audit_sources import JsonlScan, StoreSource
@@ -42,11 +43,12 @@ def add_command(commands: argparse._SubParsersAction[Any], support: CliSupport) 
         help="check the store's bars, revisions and coverage",
         description="Check every stored bar against the contract (OHLC order, close_ms, "
         "event_ts, source, bucket alignment on the calendar's grid), every key's revision chain "
-        "(0..n, no duplicate, each revision with a reason) and every derived bar against its "
-        "1m finals; count closed/final/quiet/missing minutes per UTC day. Exit 0 when every "
-        "invariant holds, 1 when any is broken, 2 on bad usage or when a running connector holds "
-        "the store. Missing minutes are reported but are gaps to repair, not broken invariants: "
-        "alone they do not make the exit code 1.",
+        "(0..n, no duplicate, each revision with a reason), every derived bar against its "
+        "1m finals, and that every higher-timeframe bucket whose minutes are all final or quiet "
+        "has its derived final; count closed/final/quiet/missing minutes per UTC day. "
+        "Exit 0 when every invariant holds, 1 when any is broken, 2 on bad usage or when a "
+        "running connector holds the store. Missing minutes are reported but are gaps to "
+        "repair, not broken invariants: alone they do not make the exit code 1.",
     )
     add_store_flags(parser)
     parser.add_argument("--symbol", metavar="SYM", help="audit one symbol (default: all)")
@@ -54,6 +56,12 @@ def add_command(commands: argparse._SubParsersAction[Any], support: CliSupport) 
     parser.add_argument("--to", metavar="ISO", help="end, exclusive (or epoch ms)")
     parser.add_argument(
         "--calendar", default="fx_ny", metavar="PROFILE", help="calendar profile (default fx_ny)"
+    )
+    parser.add_argument(
+        "--timeframes",
+        metavar="TF,TF",
+        help="higher timeframes whose derived finals must be complete (default: those stored, "
+        "else the config's default [bars] timeframes)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=lambda args: cmd_audit(args, support))
@@ -67,6 +75,7 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
         raise ConfigError("--to must be after --from")
     profile = calendar(args.calendar)
+    timeframes = _timeframes(args.timeframes)
     require_store(path, args.store_kind)
     source: AuditSource
     with writer_lock(path):
@@ -80,7 +89,13 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
             source, close = StoreSource(store), store.close
     try:
         report = audit(
-            source, profile, symbol=only, from_ms=from_ms, to_ms=to_ms, until_ms=now_ms()
+            source,
+            profile,
+            symbol=only,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            until_ms=now_ms(),
+            timeframes=timeframes,
         )
     finally:
         close()
@@ -97,6 +112,15 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
     else:
         sys.stdout.write(as_table(report, header))
     return EXIT_OK if report.ok else EXIT_BROKEN
+
+
+def _timeframes(text: str | None) -> list[Timeframe] | None:
+    if text is None:
+        return None
+    try:
+        return [parse_timeframe(part.strip()) for part in text.split(",") if part.strip()]
+    except ContractViolation as exc:
+        raise ConfigError(f"--timeframes: {exc}") from None
 
 
 def as_json(report: AuditReport, header: dict[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fxconnector.core.buckets import HasDayGrid
+import numpy as np
+import numpy.typing as npt
+
+from fxconnector.core.buckets import HasDayGrid, bucket_open_array
 from fxconnector.core.builders.vector import BarColumns, compose
+from fxconnector.core.coverage import MinuteState
 from fxconnector.core.errors import ContractViolation
 from fxconnector.core.model.bar import FINAL_SOURCES, OhlcvEvent, Source
-from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.time_geom import MINUTE_MS, I64Array, Timeframe
 
 
 def derive(
@@ -25,8 +29,15 @@ def derive(
 
     The caller decides which buckets are complete; every bucket touched by the input is built.
     """
+    return derive_each(finals_1m, (tf,), calendar).get(tf, [])
+
+
+def derive_each(
+    finals_1m: Sequence[OhlcvEvent], timeframes: Sequence[Timeframe], calendar: HasDayGrid
+) -> dict[Timeframe, list[OhlcvEvent]]:
+    """`derive` for several timeframes from one read of the 1m columns."""
     if not finals_1m:
-        return []
+        return {}
     symbol = finals_1m[0].symbol
     previous = -1
     for bar in finals_1m:
@@ -35,8 +46,37 @@ def derive(
         if bar.symbol != symbol or bar.open_ms <= previous:
             raise ContractViolation("derive takes one symbol's 1m finals in ascending order")
         previous = bar.open_ms
-    columns = compose(BarColumns.from_events(list(finals_1m)), tf, calendar)
-    return columns.events(symbol, tf, complete=True, source=Source.DERIVED)
+    columns = BarColumns.from_events(list(finals_1m))
+    return {
+        tf: compose(columns, tf, calendar).events(symbol, tf, complete=True, source=Source.DERIVED)
+        for tf in timeframes
+    }
+
+
+def complete_buckets(
+    from_ms: int,
+    states: npt.NDArray[np.int8],
+    final_opens: I64Array,
+    tf: Timeframe,
+    calendar: HasDayGrid,
+) -> I64Array:
+    """Opens of the `tf` buckets that must have a derived final, ascending.
+
+    `states` classify the minutes of `[from_ms, from_ms + len(states) minutes)` (coverage
+    `classify`); `final_opens` are the final 1m opens in that range. A bucket qualifies when it
+    lies wholly inside the range, holds at least one final 1m (an all-quiet bucket gets no bar)
+    and none of its minutes is missing (closed, final or quiet only).
+    """
+    if not final_opens.size:
+        return np.empty(0, dtype=np.int64)
+    opens = np.unique(bucket_open_array(final_opens, tf, calendar))
+    lo = (opens - from_ms) // MINUTE_MS
+    hi = lo + tf.ms // MINUTE_MS
+    inside = (lo >= 0) & (hi <= states.size)
+    opens, lo, hi = opens[inside], lo[inside], hi[inside]
+    missing = np.concatenate(([0], np.cumsum(states == MinuteState.MISSING)))
+    result: I64Array = opens[missing[hi] == missing[lo]]
+    return result
 
 
 def prepend_finals(preview: OhlcvEvent, finals_1m: Sequence[OhlcvEvent]) -> OhlcvEvent:

@@ -48,6 +48,13 @@ class CommandState(StrEnum):
     FAILED = "failed"
 
 
+class RepairState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an operator command held the heavy slot; tried at the next interval
+
+
 class ProcessStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pid: Annotated[int, msgspec.Meta(ge=0)]
     started_ms: EpochMs
@@ -114,6 +121,37 @@ class ErrorEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     message: Annotated[str, msgspec.Meta(max_length=500)]
 
 
+class RepairRun(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One scheduled repair: what it fixed and what it could not."""
+
+    started_ms: EpochMs
+    finished_ms: OptionalMs
+    state: RepairState
+    #: Missing minutes of the window that became final or quiet.
+    fixed_minutes: Count
+    #: Derived bars re-derived above them and republished (new or revised).
+    republished: Count
+    #: Minutes still missing in the window after the run, in all and by symbol (those with any,
+    #: the first 16 by name).
+    unresolved_minutes: Count
+    unresolved: Annotated[dict[Label, Count], msgspec.Meta(max_length=16)]
+    #: Missing minutes over the repair caps, left for the next run.
+    deferred_minutes: Count
+    #: History requests that failed (their minutes stay missing).
+    failed_requests: Count
+    detail: Label | None = None
+
+
+class RepairStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The scheduled repair (`[repair]`): its settings, next and last run."""
+
+    interval_s: Count
+    window_hours: Count
+    runs: Count
+    next_run_ms: OptionalMs
+    last_run: RepairRun | None
+
+
 class StatusV2(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ts: EpochMs
     version: Label
@@ -126,3 +164,5 @@ class StatusV2(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     last_command: LastCommand | None
     errors: Annotated[list[ErrorEntry], msgspec.Meta(max_length=50)]
     degraded: list[Label]
+    #: Absent (null) when the scheduled repair is disabled.
+    repair: RepairStatus | None = None

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from fxconnector.core.model.status import RepairRun, RepairState
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +92,45 @@ class Metrics:
             labelnames=["cmd"],
             registry=self.registry,
         )
+        self.repair_runs = Counter(
+            "fxconnector_repair_runs",
+            "Scheduled repair runs by state (done, failed, skipped)",
+            labelnames=["state"],
+            registry=self.registry,
+        )
+        self.repair_fixed_minutes = Counter(
+            "fxconnector_repair_fixed_minutes",
+            "Missing minutes the scheduled repair made final or quiet",
+            registry=self.registry,
+        )
+        self.repair_republished = Counter(
+            "fxconnector_repair_republished",
+            "Derived bars the scheduled repair re-derived and republished",
+            registry=self.registry,
+        )
+        self.repair_unresolved_minutes = Gauge(
+            "fxconnector_repair_unresolved_minutes",
+            "Minutes still missing in the window after the last scheduled repair",
+            registry=self.registry,
+        )
+        self.repair_last_run = Gauge(
+            "fxconnector_repair_last_run_timestamp_seconds",
+            "When the last scheduled repair finished (UTC epoch seconds)",
+            registry=self.registry,
+        )
+        self.derived_incomplete = Gauge(
+            "fxconnector_derived_incomplete_buckets",
+            "Buckets whose minutes are all final or quiet but whose derived final is missing "
+            "or differs from them (status window)",
+            registry=self.registry,
+        )
+
+    def repair_finished(self, run: RepairRun) -> None:
+        """Count one finished scheduled repair."""
+        self.repair_runs.labels(run.state.value).inc()
+        self.repair_fixed_minutes.inc(run.fixed_minutes)
+        self.repair_republished.inc(run.republished)
+        if run.finished_ms is not None:
+            self.repair_last_run.set(run.finished_ms / 1000)
+        if run.state is RepairState.DONE:
+            self.repair_unresolved_minutes.set(run.unresolved_minutes)

@@ -25,6 +25,7 @@ from fxconnector.core.model.status import (
     MarketStatus,
     PreviewStatus,
     ProcessStatus,
+    RepairStatus,
     SsotState,
     SsotStatus,
     StatusV2,
@@ -59,6 +60,7 @@ class Facts:
     last_command: LastCommand | None
     errors: Sequence[ErrorEntry]
     degraded: Sequence[str]
+    repair: RepairStatus | None = None
 
 
 class StatusBuilder:
@@ -116,6 +118,7 @@ class StatusBuilder:
                 for e in list(facts.errors)[-50:]
             ],
             degraded=list(facts.degraded),
+            repair=facts.repair,
         )
 
 

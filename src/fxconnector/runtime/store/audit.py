@@ -9,6 +9,10 @@ Rules (DESIGN §3, §4, §6):
   rev > 0 says why (its reason).
 - The latest revision of each derived bar equals `derive` of the latest final 1m bars in its
   bucket (so a repaired 1m that was never re-derived shows up here).
+- Derived completeness: every bucket of an expected higher timeframe whose minutes are all
+  closed, final or quiet and which holds a final 1m has a derived final (`derived.missing`
+  otherwise); with the rule above, that final equals the aggregation of its minutes. The expected
+  timeframes are the caller's, else those stored for any symbol, else the config's default.
 - Coverage per symbol and UTC day counts closed/final/quiet/missing minutes with `classify` over
   the latest 1m finals and the fetched intervals. Missing minutes are reported, but they are
   gaps to repair, not broken invariants: they never make a report fail.
@@ -27,8 +31,9 @@ from typing import Final, Protocol
 import msgspec
 import numpy as np
 
+from fxconnector.config.schema import BarsConfig
 from fxconnector.core.buckets import bucket_open
-from fxconnector.core.builders.derive import derive
+from fxconnector.core.builders.derive import complete_buckets, derive
 from fxconnector.core.calendar import CalendarProfile, TradingCalendar
 from fxconnector.core.coverage import classify, count
 from fxconnector.core.model.bar import FINAL_SOURCES, OhlcvEvent, Source, StoredFinal
@@ -64,6 +69,7 @@ class AuditRule(StrEnum):
     SOURCE_FOR_TF = "final.source_for_tf"  # 1m must be history, higher timeframes derived
     DERIVED_MISMATCH = "derived.mismatch"  # differs from derive() of its stored 1m
     DERIVED_WITHOUT_1M = "derived.without_1m"  # no final 1m in its bucket at all
+    DERIVED_MISSING = "derived.missing"  # its minutes are all final/quiet, yet no derived final
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +180,13 @@ def audit(
     to_ms: int | None = None,
     until_ms: int | None = None,
     max_problems: int = MAX_PROBLEMS,
+    timeframes: Sequence[Timeframe] | None = None,
 ) -> AuditReport:
     """Audit the records with `from_ms <= open_ms < to_ms` (all when None) of `symbol` (or all).
 
     Coverage spans `[from_ms, to_ms)`, or each symbol's stored UTC days when not given, and
-    never goes past `until_ms` (now: the future is not missing).
+    never goes past `until_ms` (now: the future is not missing). `timeframes` are the higher
+    timeframes whose derived finals must be complete (see the module rules for the default).
     """
     sink = _Sink(max_problems)
     counts: list[SeriesCount] = []
@@ -186,6 +194,7 @@ def audit(
     by_symbol: dict[str, list[Timeframe]] = {}
     for name, tf in source.series():
         by_symbol.setdefault(name, []).append(tf)
+    expected = _expected(timeframes, by_symbol)
     names = sorted(set(source.symbols()) | set(by_symbol))
     for name in names if symbol is None else [n for n in names if n == symbol]:
         calendar = profile.for_symbol(name)
@@ -196,6 +205,9 @@ def audit(
         )
         latest_1m: list[StoredFinal] = []
         finals_1m: list[StoredFinal] = []  # what derive may read: complete, final sources
+        derived_opens: dict[Timeframe, set[int]] = {}
+        fetched, problems = source.fetched(name)
+        sink.extend(problems)
         for tf in (t for t in TIMEFRAMES if t in by_symbol.get(name, [])):
             low, high = wider if tf is Timeframe.M1 else (from_ms, to_ms)
             records, problems = source.records(name, tf, low, high)
@@ -207,8 +219,9 @@ def audit(
                 finals_1m = [b for b in latest if b.complete and b.source in FINAL_SOURCES]
             else:
                 _check_derived(latest, finals_1m, tf, calendar, sink)  # read in range
-        fetched, problems = source.fetched(name)
-        sink.extend(problems)
+                derived_opens[tf] = {bar.open_ms for bar in latest}
+        span = (from_ms, to_ms, until_ms)
+        _check_complete(name, calendar, finals_1m, fetched, expected, derived_opens, span, sink)
         coverage.extend(_coverage(name, calendar, latest_1m, fetched, from_ms, to_ms, until_ms))
     return AuditReport(
         calendar=profile.name,
@@ -338,6 +351,59 @@ def _check_derived(
         # The source is final.source_for_tf's to report; here only the market fields count.
         if not rules.same_bar(bar, msgspec.structs.replace(built, source=bar.source)):
             sink.add(_problem(AuditRule.DERIVED_MISMATCH, bar, _differences(bar, built)))
+
+
+def _expected(
+    timeframes: Sequence[Timeframe] | None, by_symbol: dict[str, list[Timeframe]]
+) -> list[Timeframe]:
+    stored: set[Timeframe] = {
+        tf for tfs in by_symbol.values() for tf in tfs if tf is not Timeframe.M1
+    }
+    chosen = set(timeframes) if timeframes is not None else stored or set(BarsConfig().timeframes)
+    return [tf for tf in TIMEFRAMES if tf in chosen and tf is not Timeframe.M1]
+
+
+def _check_complete(
+    symbol: str,
+    calendar: TradingCalendar,
+    finals: list[StoredFinal],
+    fetched: list[Interval],
+    timeframes: list[Timeframe],
+    derived_opens: dict[Timeframe, set[int]],
+    span: tuple[int | None, int | None, int | None],
+    sink: _Sink,
+) -> None:
+    """`derived.missing` for every complete bucket (module rules) without a derived final."""
+    if not finals or not timeframes:
+        return
+    from_ms, to_ms, until_ms = span
+    opens = np.fromiter((bar.open_ms for bar in finals), np.int64, len(finals))
+    low = min(bucket_open(int(opens[0]), tf, calendar) for tf in timeframes)
+    high = max(bucket_open(int(opens[-1]), tf, calendar) + tf.ms for tf in timeframes)
+    if until_ms is not None:
+        high = min(high, until_ms - until_ms % MINUTE_MS)
+    if high <= low:
+        return
+    states = classify(low, high, calendar, opens[opens < high], fetched)
+    for tf in timeframes:
+        have = derived_opens.get(tf, set())
+        for open_ms in complete_buckets(low, states, opens[opens < high], tf, calendar).tolist():
+            if (from_ms is not None and open_ms < from_ms) or (
+                to_ms is not None and open_ms >= to_ms
+            ):
+                continue
+            if open_ms not in have:
+                sink.add(
+                    AuditProblem(
+                        AuditRule.DERIVED_MISSING,
+                        symbol,
+                        tf.value,
+                        open_ms,
+                        None,
+                        f"every minute of [{iso_utc(open_ms)}, {iso_utc(open_ms + tf.ms)}) is "
+                        "final or quiet, but it has no derived final",
+                    )
+                )
 
 
 def _differences(stored: StoredFinal, built: OhlcvEvent) -> str:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from fxconnector.core.buckets import bucket_open
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify, count, runs
 from fxconnector.core.errors import CommandError
@@ -143,20 +142,24 @@ async def tail_guard(
                 budget -= (b - a) // MINUTE_MS
                 if progress is not None:
                     progress(index + 1, len(gaps))
-            ctx.pipeline.derived.touch(symbol, start, end)
+            # Only the buckets the store says are underived or stale (the gaps' own buckets
+            # were derived by fetch_range).
+            ctx.pipeline.derived.recover(symbol, start, end)
             rederived = ctx.pipeline.derived.run(now_ms)
             ctx.store.flush()
             ctx.sink.finals(rederived)
             entry["repaired"] = repaired
             entry["rederived"] = len(rederived)
             entry["deferred_ranges"] = [[iso_utc(a), iso_utc(b)] for a, b in deferred]
+            entry["deferred_minutes"] = sum((b - a) // MINUTE_MS for a, b in deferred)
             entry["after"] = audit(ctx, symbol, start, end)
         report[symbol] = entry
     return {"window": [iso_utc(start), iso_utc(end)], "symbols": report}
 
 
 def audit(ctx: CommandContext, symbol: str, start: int, end: int) -> dict[str, Any]:
-    """Coverage of 1m over `[start, end)` and derived buckets that should exist but do not."""
+    """Coverage of 1m over `[start, end)` and derived buckets that should exist but do not
+    (or differ from their minutes)."""
     calendar = ctx.calendars[symbol]
     finals = list(ctx.store.bars(symbol, Timeframe.M1, start, end))
     opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
@@ -164,21 +167,9 @@ def audit(ctx: CommandContext, symbol: str, start: int, end: int) -> dict[str, A
     states = classify(start, end, calendar, opens, fetched)
     counts = count(states)
     missing = runs(start, states, MinuteState.MISSING)
-    derived_missing: dict[str, int] = {}
-    for tf in ctx.timeframes:
-        if tf is Timeframe.M1:
-            continue
-        have = {b.open_ms for b in ctx.store.bars(symbol, tf, start, end)}
-        lacking = 0
-        for open_ms in sorted({bucket_open(b.open_ms, tf, calendar) for b in finals}):
-            lo, hi = (open_ms - start) // MINUTE_MS, (open_ms + tf.ms - start) // MINUTE_MS
-            if lo < 0 or hi > len(states):
-                continue  # a bucket cut by the window's edge
-            complete = not np.any(states[lo:hi] == MinuteState.MISSING)
-            if complete and open_ms not in have:
-                lacking += 1
-        if lacking:
-            derived_missing[tf.value] = lacking
+    derived_missing = {
+        tf.value: len(opens) for tf, opens in ctx.pipeline.derived.gaps(symbol, start, end).items()
+    }
     return {
         "coverage": {
             "final": counts.final,

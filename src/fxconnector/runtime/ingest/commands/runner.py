@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -43,6 +44,7 @@ class CommandRunner:
         self._on_duration = on_duration
         self.last: LastCommand | None = None
         self._running = False
+        self._holder: str | None = None  # heavy work that is not a command (scheduled repair)
 
     @property
     def busy(self) -> bool:
@@ -51,6 +53,8 @@ class CommandRunner:
     async def run(self, command: Command, listener: Listener | None = None) -> LastCommand:
         """Run `command` to its end; the returned state is done or failed."""
         name = CommandName(type(command).__struct_config__.tag)  # type: ignore[arg-type]
+        if self._holder is not None:
+            raise CommandError(f"busy: {self._holder} is running; try again when it has finished")
         if self._running and self.last is not None:
             reason = (
                 f"busy: {self.last.cmd.value} {self.last.req_id} is running; try again when it "
@@ -116,6 +120,21 @@ class CommandRunner:
             listener,
         )
         return self.last
+
+    @contextmanager
+    def hold(self, label: str) -> Iterator[None]:
+        """Take the one heavy slot for work that is not an operator command (it does not
+        become `last`); CommandError when a command or another holder has it."""
+        if self._running:
+            running = self._holder or (self.last.cmd.value if self.last else "a command")
+            raise CommandError(f"busy: {running} is running")
+        self._running = True
+        self._holder = label
+        try:
+            yield
+        finally:
+            self._running = False
+            self._holder = None
 
     def _set(self, last: LastCommand, listener: Listener | None) -> None:
         self.last = last

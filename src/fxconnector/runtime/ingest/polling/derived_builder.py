@@ -5,22 +5,29 @@ derives each dirty bucket whose end has passed and whose minutes are all closed,
 (DESIGN §5.6); a bucket with a missing minute waits until that minute is filled (which marks it
 dirty again). Derived bars go through the store (idempotent; a changed bar becomes a revision)
 and only new bars and revisions are returned for publishing.
+
+Crash-only: which buckets still need deriving is never kept only in memory. `gaps` reads it
+back from the store (every bucket whose minutes are all final or quiet but whose derived final
+is absent or differs from the aggregation of those minutes); start-up marks those dirty
+(`recover`), and the status counts the ones not already waiting here (`incomplete`).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from fxconnector.core.buckets import bucket_open, bucket_open_array
-from fxconnector.core.builders.derive import derive
+from fxconnector.core.builders.derive import complete_buckets, derive, derive_each
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
+from fxconnector.runtime.store.rules import same_bar
 
 REDERIVED = "rederived from revised 1m"
 
@@ -100,3 +107,64 @@ class DerivedBuilder:
         self._dirty = {key: opens for key, opens in self._dirty.items() if opens}
         self.waiting_on_missing = waiting
         return published
+
+    def gaps(self, symbol: str, from_ms: int, to_ms: int) -> dict[Timeframe, list[int]]:
+        """Buckets overlapping `[from_ms, to_ms)` and ending by `to_ms` whose minutes are all
+        closed, final or quiet, with at least one final 1m, but whose stored derived final is
+        absent or differs from `derive` of those minutes (read from the store)."""
+        if not self._timeframes or to_ms <= from_ms:
+            return {}
+        calendar = self._calendars[symbol]
+        start = min(
+            bucket_open(from_ms - from_ms % MINUTE_MS, tf, calendar) for tf in self._timeframes
+        )
+        end = to_ms - to_ms % MINUTE_MS
+        finals = [bar.event() for bar in self._store.bars(symbol, Timeframe.M1, start, end)]
+        if not finals:
+            return {}
+        opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
+        fetched = self._store.fetched_intervals(symbol, start, end)
+        states = classify(start, end, calendar, opens, fetched)
+        found: dict[Timeframe, list[int]] = {}
+        built_by_tf = derive_each(finals, self._timeframes, calendar)
+        for tf in self._timeframes:
+            wanted = complete_buckets(start, states, opens, tf, calendar)
+            wanted = wanted[wanted + tf.ms > from_ms]
+            if not wanted.size:
+                continue
+            stored = {b.open_ms: b for b in self._store.bars(symbol, tf, start, end)}
+            built = {b.open_ms: b for b in built_by_tf[tf]}
+            bad = []
+            for open_ms in wanted.tolist():
+                have = stored.get(open_ms)
+                if have is not None and same_bar(have, built[open_ms]):
+                    continue
+                if have is not None:
+                    # Confirm on the bucket alone, exactly as `run` builds it.
+                    lo = bisect_left(finals, open_ms, key=lambda b: b.open_ms)
+                    hi = bisect_left(finals, open_ms + tf.ms, key=lambda b: b.open_ms)
+                    (alone,) = derive(finals[lo:hi], tf, calendar)
+                    if same_bar(have, alone):
+                        continue
+                bad.append(open_ms)
+            if bad:
+                found[tf] = bad
+        return found
+
+    def recover(self, symbol: str, from_ms: int, to_ms: int) -> int:
+        """Mark the store's `gaps` over `[from_ms, to_ms)` dirty (start-up is recovery);
+        return how many buckets were marked. `run` derives them."""
+        marked = 0
+        for tf, opens in self.gaps(symbol, from_ms, to_ms).items():
+            self._dirty.setdefault((symbol, tf), set()).update(opens)
+            marked += len(opens)
+        return marked
+
+    def incomplete(self, symbol: str, from_ms: int, to_ms: int) -> int:
+        """`gaps` that are not already waiting here to be derived (for status)."""
+        return sum(
+            1
+            for tf, opens in self.gaps(symbol, from_ms, to_ms).items()
+            for open_ms in opens
+            if open_ms not in self._dirty.get((symbol, tf), ())
+        )
