@@ -71,8 +71,11 @@ def infer_manifest(
     *,
     now_ms: int,
     progress: Callable[[int, int], None] | None = None,
+    load: Callable[[str], CalendarProfile] | None = None,
 ) -> UpgradeReport:
-    """The verified manifest of the open, manifest-less `store` (nothing is written)."""
+    """The verified manifest of the open, manifest-less `store` (nothing is written).
+
+    `load` loads a built-in profile by name (default: `load_calendar` at `now_ms`)."""
     series = store.series()
     symbols = stored_symbols(store)
     if not series:
@@ -85,7 +88,8 @@ def infer_manifest(
         raise UpgradeRefused(
             f"--calendar: unknown profile {settings.calendar!r} (known: {', '.join(names)})"
         )
-    fits = [_Fit(name, load_calendar(name, now_ms=now_ms)) for name in names]
+    loader = load or (lambda name: load_calendar(name, now_ms=now_ms))
+    fits = [_Fit(name, loader(name)) for name in names]
     checked = 0
     volume_is_ticks = True
     for done, (symbol, tf) in enumerate(series):
