@@ -36,7 +36,7 @@ import msgspec
 
 from fxconnector import __version__
 from fxconnector.config.calendars import load_calendar, profile_digest, profile_names
-from fxconnector.core.buckets import bucket_open
+from fxconnector.core.buckets import bucket_open, bucket_opener
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import ConfigError, ContractViolation, StoreCorrupt, StoreError
 from fxconnector.core.model.bar import SYMBOL_PATTERN, OhlcvEvent
@@ -331,7 +331,7 @@ def open_guard(root: Path, identity: StoreIdentity | None, *, empty: bool) -> Gr
 class GridCheck:
     """Refuses bars the manifest does not describe: one bucket computation per bar."""
 
-    __slots__ = ("_calendar", "_name", "_root", "_symbols", "_timeframes", "manifest")
+    __slots__ = ("_calendar", "_name", "_openers", "_root", "_symbols", "_timeframes", "manifest")
 
     def __init__(self, root: Path, manifest: StoreManifest, calendar: CalendarProfile) -> None:
         self.manifest = manifest
@@ -340,17 +340,14 @@ class GridCheck:
         self._calendar = calendar
         self._symbols = frozenset(manifest.symbols)
         self._timeframes = frozenset(manifest.timeframes)
+        self._openers = {tf: bucket_opener(tf, calendar) for tf in manifest.timeframes}
 
     def check(self, bars: Sequence[OhlcvEvent]) -> None:
         """ContractViolation naming the first bar that is not on the store's grid."""
-        calendar, symbols, timeframes = self._calendar, self._symbols, self._timeframes
+        openers, symbols = self._openers, self._symbols
         for bar in bars:
-            tf = bar.tf
-            if (
-                tf not in timeframes
-                or bar.symbol not in symbols
-                or bucket_open(bar.open_ms, tf, calendar) != bar.open_ms
-            ):
+            opener = openers.get(bar.tf)
+            if opener is None or bar.symbol not in symbols or opener(bar.open_ms) != bar.open_ms:
                 raise ContractViolation(self._explain(bar))
 
     def _explain(self, bar: OhlcvEvent) -> str:
