@@ -21,6 +21,7 @@ from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.store import manifest
 from fxconnector.runtime.store.factory import open_store
 from fxconnector.runtime.store.manifest import MANIFEST_NAME, StoreIdentity, read_manifest
+from tests.app.connector import Connector
 from tests.conftest import calendar_profile
 from tests.redis_server import free_port
 from tests.runtime.store.test_audit import replay_into
@@ -181,3 +182,23 @@ def test_a_legacy_store_is_refused_then_upgraded_by_the_command_it_names(
     assert main(["audit", "--store", str(root)]) == 0
     assert main([*map(str, upgrade)]) == 2
     assert "already has its manifest.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_demo_store_audits_clean_and_refuses_another_profile(tmp_path: Path) -> None:
+    """The issue as seen: `audit --workdir var` on a demo store, then the fx profile on it."""
+    demo = Connector(tmp_path / "var")
+    try:
+        demo.wait_ready()
+        assert demo.stop() == 0
+    finally:
+        demo.cleanup()
+    audited = fxconnector("audit", "--workdir", "var", cwd=tmp_path)
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "calendar=always_open" in audited.stdout.splitlines()[0]
+    assert "bar.unaligned_open" not in audited.stdout
+    http = f"127.0.0.1:{free_port()}"
+    argv = ("run", "--workdir", "var", "--profile", "fx", "--http", http)
+    line = refused(fxconnector(*argv, cwd=tmp_path))
+    assert "calendar.profile is always_open in the store, fx_ny in the config" in line
+    assert "another --workdir" in line
