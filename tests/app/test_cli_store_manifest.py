@@ -175,7 +175,8 @@ def test_a_legacy_store_is_refused_then_upgraded_by_the_command_it_names(
     assert done.stdout.startswith(
         f"manifest written store={root} kind=jsonl calendar=always_open "
         "timeframes=1m,5m,15m,30m,1h,4h,1d price=bid open_mode=first_tick volume=ticks "
-        "symbols=EURUSD,USDJPY bars_checked=534 how=calendar:verified"
+        "symbols=EURUSD,USDJPY bars_checked=534 assumed=price,open_mode inferred=volume "
+        "read=timeframes verified=calendar"
     )
     on_disk = json.loads((root / MANIFEST_NAME).read_text())
     assert (on_disk["origin"], on_disk["calendar"]) == ("upgrade", "always_open")

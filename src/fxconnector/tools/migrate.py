@@ -201,8 +201,11 @@ def _timeframes(text: str | None) -> tuple[Timeframe, ...] | None:
 
 def upgrade_line(path: Path, report: UpgradeReport) -> str:
     made = report.manifest
-    how = " ".join(f"{key}:{value.replace(' ', '_')}" for key, value in report.how.items())
+    groups: dict[str, list[str]] = {}
+    for key, value in report.how.items():
+        groups.setdefault(value, []).append(key)
+    how = " ".join(f"{value}={','.join(keys)}" for value, keys in sorted(groups.items()))
     return (
         f"manifest written store={path} {manifest.describe(made)} "
-        f"bars_checked={report.bars_checked} how={how}"
+        f"bars_checked={report.bars_checked} {how}"
     )

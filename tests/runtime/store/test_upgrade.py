@@ -80,10 +80,10 @@ def test_a_replayed_store_is_verified_on_the_calendar_it_names(
     assert report.bars_checked == sum(len(list(legacy.bars(*key))) for key in legacy.series())
     assert report.how == {
         "calendar": "verified",
-        "timeframes": "read from the store",
+        "timeframes": "read",
         "volume": "inferred",
-        "price": "assumed (not visible in bars)",
-        "open_mode": "assumed (not visible in bars)",
+        "price": "assumed",
+        "open_mode": "assumed",
     }
 
 

@@ -52,7 +52,9 @@ class Settings:
 class UpgradeReport:
     manifest: StoreManifest
     bars_checked: int
-    how: dict[str, str] = field(default_factory=dict)  # setting -> inferred/verified/assumed
+    #: setting -> how it was found: inferred (from the bars), verified (given, checked against
+    #: every bar), read (from the store's files), given (not checkable), assumed (a default).
+    how: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -109,15 +111,15 @@ def infer_manifest(
     if settings.timeframes is not None and not present <= set(settings.timeframes):
         extra = ",".join(tf.value for tf in sorted(present - set(settings.timeframes)))
         raise UpgradeRefused(f"--timeframes leaves out {extra}, which the store holds")
-    how["timeframes"] = "read from the store" + (" and --timeframes" if settings.timeframes else "")
+    how["timeframes"] = "given" if settings.timeframes else "read"
     volume = settings.volume or ("ticks" if volume_is_ticks else "size")
     if volume == "ticks" and not volume_is_ticks:
         raise UpgradeRefused(
             "--volume ticks contradicts the store: some 1m bars have volume != tick_count"
         )
     how["volume"] = "verified" if settings.volume else "inferred"
-    how["price"] = "given" if settings.price else "assumed (not visible in bars)"
-    how["open_mode"] = "given" if settings.open_mode else "assumed (not visible in bars)"
+    how["price"] = "given" if settings.price else "assumed"  # not visible in bars
+    how["open_mode"] = "given" if settings.open_mode else "assumed"
     made = manifest.wanted(
         store_kind=kind,
         calendar=fit.name,
