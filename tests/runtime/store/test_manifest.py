@@ -255,4 +255,7 @@ def test_a_store_with_bars_and_no_manifest_is_refused_with_the_upgrade_command(
 def test_an_empty_folder_holds_no_data(tmp_path: Path) -> None:
     assert not holds_data(tmp_path / "nowhere")
     (tmp_path / "backup").mkdir()
+    (tmp_path / "EURUSD" / "1m").mkdir(parents=True)  # folders alone hold no bar
     assert not holds_data(tmp_path)
+    (tmp_path / "EURUSD" / "fetched.jsonl").write_text('{"from_ms":0,"to_ms":60000}\n')
+    assert holds_data(tmp_path)

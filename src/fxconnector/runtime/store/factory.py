@@ -57,7 +57,9 @@ def holds_data(path: Path) -> bool:
     if not path.is_dir():
         return False
     return any(
-        child.is_dir() and rules.valid_symbol(child.name) and any(child.iterdir())
+        child.is_dir()
+        and rules.valid_symbol(child.name)
+        and (any(child.glob("*.jsonl")) or any(child.glob("*/*.jsonl")))
         for child in path.iterdir()
     )
 
