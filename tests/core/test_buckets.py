@@ -16,6 +16,7 @@ from fxconnector.core.buckets import (
     bucket_close,
     bucket_open,
     bucket_open_array,
+    bucket_opener,
     is_bucket_open,
 )
 from fxconnector.core.calendar import CalendarProfile
@@ -98,6 +99,15 @@ def test_vectorised_twin_gives_identical_results(
     assert vectorised.tolist() == [bucket_open(v, tf, calendar) for v in values]
 
 
+@given(values=st.lists(timestamps, min_size=0, max_size=200), tf=timeframes, name=calendars)
+def test_the_per_timeframe_opener_gives_identical_results(
+    values: list[int], tf: Timeframe, name: str
+) -> None:
+    calendar = calendar_profile(name)
+    opener = bucket_opener(tf, calendar)
+    assert [opener(v) for v in values] == [bucket_open(v, tf, calendar) for v in values]
+
+
 @pytest.mark.parametrize("bad", [-1, RANGE_END_MS])
 @pytest.mark.parametrize("tf", [Timeframe.M1, Timeframe.D1])
 def test_out_of_range_moments_are_refused(bad: int, tf: Timeframe, fx_ny: CalendarProfile) -> None:
@@ -105,6 +115,8 @@ def test_out_of_range_moments_are_refused(bad: int, tf: Timeframe, fx_ny: Calend
         bucket_open(bad, tf, fx_ny.default)
     with pytest.raises(ContractViolation, match="outside the supported range"):
         bucket_open_array(np.asarray([0, bad], dtype=np.int64), tf, fx_ny.default)
+    with pytest.raises(ContractViolation, match="outside the supported range"):
+        bucket_opener(tf, fx_ny.default)(bad)
 
 
 def test_epoch_aligned_timeframes_ignore_the_calendar(fx_ny: CalendarProfile) -> None:

@@ -2,8 +2,12 @@
 
 Rules: bad input (path, format, symbol, time, timeframe) is a ConfigError, which `main` turns
 into one line on stderr and exit code 2. The replay prints a progress bar on a terminal and one
-`key=value` summary line on stdout; `bars` prints canonical `ohlcv_event_v1` JSON lines (or CSV)
-ordered by open_ms.
+`key=value` summary line on stdout, which names the store it wrote; `bars` prints canonical
+`ohlcv_event_v1` JSON lines (or CSV) ordered by open_ms.
+A replay writes into its own store: by default `var/replay/<SYMBOL>-<calendar>`; a `--store`
+holding a store another command created (a connector's, a migration's) is refused unless
+`--append` says so, and a store whose manifest differs from the replay's settings is always
+refused. Flags left out take the existing store's settings from its manifest.
 """
 
 from __future__ import annotations
@@ -17,24 +21,31 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
+
 from fxconnector.app import logs
 from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
 from fxconnector.config.schema import BarsConfig, Config, StoreConfig
 from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
-from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import ConfigError, ContractViolation
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.time_geom import Timeframe, iso_utc, parse_timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.ingest.broker.replay.readers import Format, read_ticks
 from fxconnector.runtime.ingest.replay import ReplaySummary, run_replay
-from fxconnector.runtime.store.factory import StoreKind, open_store
+from fxconnector.runtime.store import manifest
+from fxconnector.runtime.store.factory import holds_data, open_store, preflight
+from fxconnector.tools.options import existing_store, writer_lock
 
 log = logging.getLogger("fxconnector.replay")
 FORMATS = ("auto", "dukascopy", "csv", "truefx", "histdata")
 DEFAULT_STORE = Path(Config().workdir) / StoreConfig().path
+#: Where a replay writes when no --store is given: its own store per symbol and calendar.
+REPLAY_ROOT = Path(Config().workdir) / "replay"
+DEFAULT_CALENDAR = "fx_ny"
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
@@ -51,11 +62,38 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     replay.add_argument("--from", dest="from_", default=None, help="start (ISO-8601 or epoch ms)")
     replay.add_argument("--to", default=None, help="end, exclusive (ISO-8601 or epoch ms)")
     replay.add_argument("--speed", default="max", help="max, or a factor of recorded time")
-    replay.add_argument("--price", default="bid", choices=[p.value for p in PriceSide])
-    replay.add_argument("--open-mode", default="first_tick", choices=[m.value for m in OpenMode])
-    replay.add_argument("--volume", default="ticks", choices=[v.value for v in VolumeMode])
+    replay.add_argument(
+        "--price", default=None, choices=[p.value for p in PriceSide], help="default bid"
+    )
+    replay.add_argument(
+        "--open-mode",
+        default=None,
+        choices=[m.value for m in OpenMode],
+        help="default first_tick",
+    )
+    replay.add_argument(
+        "--volume", default=None, choices=[v.value for v in VolumeMode], help="default ticks"
+    )
     replay.add_argument("--timeframes", default=None, help="comma list (default: all configured)")
-    _store_and_calendar(replay)
+    replay.add_argument(
+        "--calendar",
+        default=None,
+        help=f"calendar profile (default {DEFAULT_CALENDAR}, or the --store's manifest)",
+    )
+    replay.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help=f"the store to write (default {REPLAY_ROOT}/SYMBOL-CALENDAR, the replay's own)",
+    )
+    replay.add_argument(
+        "--store-kind", default=None, choices=["jsonl", "sqlite"], help="default jsonl"
+    )
+    replay.add_argument(
+        "--append",
+        action="store_true",
+        help="write into a store that another command created (its manifest must match)",
+    )
     replay.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     replay.set_defaults(handler=cmd_replay)
 
@@ -70,14 +108,10 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     bars.add_argument("--to", default=None, help="end, exclusive (ISO or epoch ms)")
     bars.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
     bars.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    bars.add_argument("--store-kind", default="jsonl", choices=["jsonl", "sqlite"])
+    bars.add_argument(
+        "--store-kind", default=None, choices=["jsonl", "sqlite"], help="default: the manifest's"
+    )
     bars.set_defaults(handler=cmd_bars)
-
-
-def _store_and_calendar(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--calendar", default="fx_ny", help="calendar profile (default fx_ny)")
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--store-kind", default="jsonl", choices=["jsonl", "sqlite"])
 
 
 def _symbol(text: str) -> str:
@@ -86,9 +120,9 @@ def _symbol(text: str) -> str:
     return text
 
 
-def _timeframes(text: str | None) -> tuple[Timeframe, ...]:
+def _timeframes(text: str | None) -> tuple[Timeframe, ...] | None:
     if text is None:
-        return BarsConfig().timeframes
+        return None
     try:
         found = tuple(parse_timeframe(part.strip()) for part in text.split(",") if part.strip())
     except ContractViolation as exc:
@@ -110,11 +144,57 @@ def _speed(text: str) -> float:
     return speed
 
 
-def _calendar(name: str, symbol: str) -> TradingCalendar:
+def _calendar(name: str) -> CalendarProfile:
     if name not in profile_names():
         known = ", ".join(profile_names())
         raise ConfigError(f"--calendar: unknown profile {name!r} (known: {known})")
-    return load_calendar(name, now_ms=time.time_ns() // 1_000_000).for_symbol(symbol)
+    return load_calendar(name, now_ms=time.time_ns() // 1_000_000)
+
+
+def replay_identity(args: argparse.Namespace, symbol: str) -> tuple[manifest.StoreIdentity, Path]:
+    """The store the replay writes and what it must be; ConfigError when it may not write it."""
+    timeframes = _timeframes(args.timeframes)
+    path: Path = args.store or REPLAY_ROOT / f"{symbol}-{args.calendar or DEFAULT_CALENDAR}"
+    found = manifest.read_manifest(path)
+    if found is None and holds_data(path):
+        raise manifest.legacy_error(path)
+    if found is not None:
+        if found.origin != "replay" and not args.append:
+            raise ConfigError(
+                f"store {path} was created by `fxconnector {found.origin}`, not by a replay: "
+                f"replay writes only into its own stores (leave out --store: the default is "
+                f"{REPLAY_ROOT}/SYMBOL-CALENDAR); pass --append to add the replay's bars to it "
+                "for good (the store is append-only)"
+            )
+        for flag, given, recorded in (
+            ("--calendar", args.calendar, found.calendar),
+            ("--store-kind", args.store_kind, found.store_kind),
+            ("--price", args.price, found.price),
+            ("--open-mode", args.open_mode, found.open_mode),
+            ("--volume", args.volume, found.volume),
+            ("--timeframes", timeframes, found.timeframes),
+        ):
+            manifest.check_flag(path, flag, given, recorded)
+        profile = manifest.load_profile(found, path, now_ms=time.time_ns() // 1_000_000)
+        want = msgspec.structs.replace(
+            found, symbols=tuple(sorted({*found.symbols, symbol})), origin="replay"
+        )
+    else:
+        name = args.calendar or DEFAULT_CALENDAR
+        profile = _calendar(name)
+        want = manifest.wanted(
+            store_kind=args.store_kind or "jsonl",
+            calendar=name,
+            profile=profile,
+            timeframes=timeframes or BarsConfig().timeframes,
+            price=args.price or PriceSide.BID.value,
+            open_mode=args.open_mode or OpenMode.FIRST_TICK.value,
+            volume=args.volume or VolumeMode.TICKS.value,
+            symbols=(symbol,),
+            origin="replay",
+        )
+    preflight(path, want, asked_by="the replay's flags")
+    return manifest.StoreIdentity(want, profile, asked_by="the replay's flags"), path
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -125,12 +205,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
         raise ConfigError("--to must be after --from")
     speed = _speed(args.speed)
-    timeframes = _timeframes(args.timeframes)
-    calendar = _calendar(args.calendar, symbol)
-    spec = BarSpec(PriceSide(args.price), OpenMode(args.open_mode), VolumeMode(args.volume))
+    identity, path = replay_identity(args, symbol)
+    settings = identity.manifest
+    calendar = identity.calendar.for_symbol(symbol)
+    spec = BarSpec(
+        PriceSide(settings.price), OpenMode(settings.open_mode), VolumeMode(settings.volume)
+    )
     batch = read_ticks(args.path, symbol, cast(Format, args.format), from_ms, to_ms)
-    store = open_store(cast(StoreKind, args.store_kind), args.store)
-    report = store.open()
+    store = open_store(settings.store_kind, path, identity=identity)
+    with writer_lock(path):
+        report = store.open()
     for torn in report.torn_tails:
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
     bar = ProgressBar(f"replay {symbol}")
@@ -139,7 +223,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             run_replay(
                 batch,
                 calendar=calendar,
-                timeframes=timeframes,
+                timeframes=settings.timeframes,
                 spec=spec,
                 store=store,
                 from_ms=from_ms,
@@ -154,7 +238,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         bar.finish()
         store.close()
-    sys.stdout.write(_summary_line(symbol, summary) + "\n")
+    sys.stdout.write(_summary_line(symbol, summary) + f" store={path}\n")
     return 0
 
 
@@ -183,8 +267,10 @@ def cmd_bars(args: argparse.Namespace) -> int:
     to_ms = parse_time_ms(args.to, flag="--to") if args.to else None
     if not args.store.is_dir():
         raise ConfigError(f"--store: {args.store} is not a store folder")
-    store = open_store(cast(StoreKind, args.store_kind), args.store)
-    store.open()
+    found = existing_store(args.store, args.store_kind, None)
+    store = open_store(found.kind, args.store)
+    with writer_lock(args.store):
+        store.open()
     out = sys.stdout
     try:
         if args.format == "csv":

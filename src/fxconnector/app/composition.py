@@ -2,7 +2,8 @@
 
 Rules: the only place that chooses implementations (broker, store, Redis, HTTP) and passes
 dependencies in; no module-level state anywhere else. Building is cheap and does no I/O beyond
-loading the calendar; `lifecycle.run` opens, starts and stops things in order.
+loading the calendar and reading the store's manifest (a config that disagrees with the store is
+refused here, before anything starts); `lifecycle.run` opens, starts and stops things in order.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.sink import EventSink
 from fxconnector.runtime.status.builder import StatusBuilder
+from fxconnector.runtime.store import manifest
 from fxconnector.runtime.store.cache_tail import TailCache
-from fxconnector.runtime.store.factory import open_store
+from fxconnector.runtime.store.factory import open_store, preflight
 from fxconnector.runtime.store.port import FinalStore
 
 #: The tail cache keeps more than the Redis snapshot so /api/bars can serve deep limits fast.
@@ -149,8 +151,25 @@ def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
         max_future_ms=config.ticks.max_future_ms,
         epoch_rail_ms=config.ticks.epoch_rail_ms,
     )
+    store_path = resolve(workdir, config.store.path)
+    identity = manifest.StoreIdentity(
+        manifest.wanted(
+            store_kind=config.store.kind,
+            calendar=config.calendar.profile,
+            profile=profile,
+            calendar_file=overrides,
+            timeframes=config.bars.timeframes,
+            price=config.bars.price,
+            open_mode=config.bars.open_mode,
+            volume=config.bars.volume,
+            symbols=symbols,
+            origin="run",
+        ),
+        profile,
+    )
+    preflight(store_path, identity.manifest)
     store = open_store(
-        config.store.kind, resolve(workdir, config.store.path), config.store.fsync_interval_ms
+        config.store.kind, store_path, config.store.fsync_interval_ms, identity=identity
     )
     return Parts(
         config=config,

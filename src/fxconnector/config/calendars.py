@@ -9,6 +9,8 @@ Time zones are resolved here (zoneinfo), so the core stays free of file reads.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -93,6 +95,16 @@ def builtin_profiles_path() -> Path:
 def profile_names(path: Path | None = None) -> list[str]:
     """Names of the profiles in the file."""
     return sorted(_read_document(path or builtin_profiles_path()).profiles)
+
+
+def profile_digest(name: str, path: Path | None = None) -> str:
+    """sha256 of profile `name`'s rules: its resolved definition (`extends` applied, the
+    `description` left out) as canonical JSON (sorted keys, no spaces)."""
+    source = path or builtin_profiles_path()
+    raw = _resolve(_read_document(source).profiles, name, source)
+    raw.pop("description", None)
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def load_calendar(

@@ -12,6 +12,7 @@ vectorised forms read the same day grid and are tested to agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from fxconnector.core.time_geom import DayGrid, I64Array, Timeframe, check_in_range, floor_array
@@ -32,6 +33,25 @@ def bucket_open(ts_ms: int, tf: Timeframe, calendar: HasDayGrid) -> int:
         return ts_ms - ts_ms % size
     day = calendar.day_grid.day_open(ts_ms)
     return day + (ts_ms - day) // size * size
+
+
+def bucket_opener(tf: Timeframe, calendar: HasDayGrid) -> Callable[[int], int]:
+    """`bucket_open` for one timeframe with its lookups done once, for per-bar hot paths."""
+    size = tf.ms
+    if not tf.session_aligned:
+
+        def epoch_open(ts_ms: int) -> int:
+            check_in_range(ts_ms)
+            return ts_ms - ts_ms % size
+
+        return epoch_open
+    day_open = calendar.day_grid.day_open
+
+    def session_open(ts_ms: int) -> int:
+        day = day_open(ts_ms)
+        return day + (ts_ms - day) // size * size
+
+    return session_open
 
 
 def bucket_close(open_ms: int, tf: Timeframe) -> int:

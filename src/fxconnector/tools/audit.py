@@ -1,7 +1,9 @@
 """`fxconnector audit`: check a store's bars, revisions, derived completeness and coverage; print
 a table or JSON.
 
-Rules: read-only, under the store's writer lock. A JSONL store is read file by file
+Rules: read-only, under the store's writer lock. The calendar and the store kind come from the
+store's manifest (a contradicting flag is an error); a store written before manifests is audited
+only with an explicit `--calendar`. A JSONL store is read file by file
 (`JsonlScan`), so damage that stops the store from opening is still reported line by line; a
 SQLite store is read through its port. Exit code 0 when every invariant holds, 1 when any is
 broken, 2 on bad usage or when a connector holds the store. Missing minutes are reported but
@@ -23,9 +25,8 @@ from fxconnector.runtime.store.ssot_sqlite import SqliteStore
 from fxconnector.tools.options import (
     CliSupport,
     add_store_flags,
-    calendar,
+    existing_store,
     now_ms,
-    require_store,
     store_path,
     symbol,
     writer_lock,
@@ -55,7 +56,11 @@ def add_command(commands: argparse._SubParsersAction[Any], support: CliSupport) 
     parser.add_argument("--from", dest="from_", metavar="ISO", help="first open (or epoch ms)")
     parser.add_argument("--to", metavar="ISO", help="end, exclusive (or epoch ms)")
     parser.add_argument(
-        "--calendar", default="fx_ny", metavar="PROFILE", help="calendar profile (default fx_ny)"
+        "--calendar",
+        default=None,
+        metavar="PROFILE",
+        help="calendar profile (default: the store's manifest; needed only for a store written "
+        "before manifests)",
     )
     parser.add_argument(
         "--timeframes",
@@ -74,12 +79,12 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
     to_ms = support.parse_time(args.to, flag="--to") if args.to else None
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
         raise ConfigError("--to must be after --from")
-    profile = calendar(args.calendar)
+    found = existing_store(path, args.store_kind, args.calendar, legacy_ok=True)
+    profile, kind = found.profile, found.kind
     timeframes = _timeframes(args.timeframes)
-    require_store(path, args.store_kind)
     source: AuditSource
     with writer_lock(path):
-        if args.store_kind == "jsonl":
+        if kind == "jsonl":
             scan = JsonlScan(path)
             scan.open()
             source, close = scan, scan.close
@@ -101,7 +106,7 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
         close()
     header = {
         "store": str(path),
-        "store_kind": args.store_kind,
+        "store_kind": kind,
         "calendar": profile.name,
         "symbol": only,
         "from": None if from_ms is None else iso_utc(from_ms),

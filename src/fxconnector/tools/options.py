@@ -2,8 +2,9 @@
 
 Rules: a store that does not exist is a ConfigError (tools never create one by accident, except a
 migration's destination); a store held by another writer (a running connector) is a ConfigError
-that says so and what to do instead. The app lends the tools its time parser and progress bar
-(`CliSupport`), since tools sit below the app and may not import it.
+that says so and what to do instead. A store's kind and calendar come from its manifest; a flag
+that contradicts the manifest is a ConfigError naming both values. The app lends the tools its
+time parser and progress bar (`CliSupport`), since tools sit below the app and may not import it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from fxconnector.config.schema import Config, StoreConfig
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import ConfigError, StoreLocked
 from fxconnector.core.model.bar import SYMBOL_PATTERN
+from fxconnector.runtime.store import manifest
+from fxconnector.runtime.store.factory import holds_data
+from fxconnector.runtime.store.manifest import StoreKind, StoreManifest
 from fxconnector.runtime.store.ssot_sqlite import DB_NAME
 
 STORE_KINDS: Final = ("jsonl", "sqlite")
@@ -62,7 +66,11 @@ def add_store_flags(parser: argparse.ArgumentParser, *, kind_flag: str = "--stor
         "--store", type=Path, default=None, metavar="DIR", help="the store folder itself"
     )
     parser.add_argument(
-        kind_flag, dest="store_kind", default="jsonl", choices=STORE_KINDS, help="default jsonl"
+        kind_flag,
+        dest="store_kind",
+        default=None,
+        choices=STORE_KINDS,
+        help="default: the store's manifest",
     )
 
 
@@ -92,6 +100,48 @@ def writer_lock(path: Path) -> Iterator[None]:
             "connector first, or use its API instead (HTTP /api/bars and /api/status to read, "
             "`fxconnector cmd` to send it commands)"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedStore:
+    """What a tool knows about an existing store before opening it."""
+
+    path: Path
+    kind: StoreKind
+    manifest: StoreManifest | None  # None: a store written before manifests (legacy)
+    profile: CalendarProfile
+
+
+def existing_store(
+    path: Path,
+    kind_flag: str | None,
+    calendar_flag: str | None,
+    *,
+    legacy_ok: bool = False,
+    kind_flag_name: str = "--store-kind",
+) -> OpenedStore:
+    """The store at `path` with its kind and calendar from its manifest; flags only confirm.
+
+    A store without a manifest is refused with the command that upgrades it, unless `legacy_ok`
+    and `--calendar` is given (a read-only tool may then use the flag's calendar).
+    """
+    found = manifest.read_manifest(path)
+    if found is None:
+        kind: StoreKind = "sqlite" if (path / DB_NAME).is_file() else "jsonl"
+        kind = "sqlite" if kind_flag == "sqlite" else kind
+        require_store(path, kind)
+        if not holds_data(path):
+            raise ConfigError(f"no store at {path} (no {manifest.MANIFEST_NAME} and no bars)")
+        if not (legacy_ok and calendar_flag is not None):
+            hint = " (or pass --calendar NAME to use this tool on it as it is)" if legacy_ok else ""
+            raise ConfigError(f"{manifest.legacy_error(path)}{hint}")
+        return OpenedStore(path, kind, None, calendar(calendar_flag))
+    manifest.check_flag(path, "--calendar", calendar_flag, found.calendar)
+    manifest.check_flag(path, kind_flag_name, kind_flag, found.store_kind)
+    require_store(path, found.store_kind)
+    return OpenedStore(
+        path, found.store_kind, found, manifest.load_profile(found, path, now_ms=now_ms())
+    )
 
 
 def symbol(text: str | None) -> str | None:

@@ -5,6 +5,7 @@ Layout under `root`:
                                        StoredFinal per line (rev 0 lines are byte-identical to the
                                        public ohlcv_event_v1 encoding), revisions appended after
     {symbol}/fetched.jsonl             coverage, one `{"from_ms":..,"to_ms":..}` per line
+    manifest.json                      what the store is (see manifest.py)
     .writer.lock                       the writer lock (see lock.py)
 
 Rules:
@@ -17,6 +18,8 @@ Rules:
 - `open()` is recovery: any file not ending in a newline loses its torn tail (reported); every
   line is decoded and checked against the contract, its file and the rev sequence; a bad line
   raises StoreCorrupt("path:LINE: reason"), it is never skipped.
+- `open()` settles the manifest (creates it in a new store, refuses a store that is not what
+  the writer wants); `append()` refuses a bar off the manifest's grid (`manifest.GridCheck`).
 - Single-threaded: one writer task owns the store; readers in the same process share its index.
 - A failed write or fsync leaves disk and index possibly out of step, so the store refuses
   further use until it is closed and reopened (recovery rebuilds the index from disk).
@@ -40,7 +43,7 @@ from fxconnector.core.errors import ContractViolation, StoreCorrupt, StoreError
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.time_geom import DAY_MS, Timeframe
 from fxconnector.core.utils import json_codec
-from fxconnector.runtime.store import rules
+from fxconnector.runtime.store import manifest, rules
 from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.port import AppendResult, RecoveryReport
 
@@ -151,10 +154,18 @@ class _Files:
 class JsonlStore:
     """FinalStore on JSON-lines files under `root`."""
 
-    def __init__(self, root: Path, fsync_interval_ms: int = 50) -> None:
+    def __init__(
+        self,
+        root: Path,
+        fsync_interval_ms: int = 50,
+        *,
+        identity: manifest.StoreIdentity | None = None,
+    ) -> None:
         if fsync_interval_ms < 0:
             raise StoreError(f"fsync_interval_ms must be >= 0, got {fsync_interval_ms}")
         self.root = root
+        self._identity = identity
+        self.grid: manifest.GridCheck | None = None
         self._interval_s = fsync_interval_ms / 1000
         self._lock = WriterLock(root)
         self._files = _Files(MAX_OPEN_FILES)
@@ -176,6 +187,8 @@ class JsonlStore:
         try:
             with rules.bulk(rules.BULK_MIN):  # a store may hold millions of lines
                 files = self._load_all(torn)
+            empty = not self._fetched and not any(s.by_open for s in self._series.values())
+            self.grid = manifest.open_guard(self.root, self._identity, empty=empty)
         except OSError as exc:
             self._lock.release()
             raise StoreError(f"cannot read JSONL store {self.root}: {exc}") from exc
@@ -208,6 +221,8 @@ class JsonlStore:
 
     def _append(self, bars: Sequence[OhlcvEvent], reason: str) -> list[AppendResult]:
         rules.check_finals(bars)
+        if self.grid is not None:
+            self.grid.check(bars)
         results, writes = rules.resolve(bars, self._lookup, reason)
         if writes:
             by_file: dict[tuple[str, Timeframe, int], list[StoredFinal]] = {}

@@ -1,7 +1,7 @@
 """The SQLite SSOT option: the same FinalStore on stdlib sqlite3 in WAL mode (DESIGN §6).
 
 Layout: `path` is a directory holding `ssot.sqlite3` (plus SQLite's `-wal`/`-shm` files) and the
-writer lock `.writer.lock` (see lock.py).
+writer lock `.writer.lock` (see lock.py) and `manifest.json` (see manifest.py).
 
 Rules:
 - Table `finals`: every revision is a row, primary key `(symbol, tf, open_ms, rev)`; the latest
@@ -9,7 +9,8 @@ Rules:
   so an int volume reads back as an int and lines encode the same as in the JSONL store.
   CHECK constraints repeat the contract so even a hand-written row cannot break it.
 - Table `fetched`: coverage rows per symbol, kept merged (no two rows overlap or touch).
-- Validation and outcomes are `rules`, shared with the JSONL store.
+- Validation and outcomes are `rules`, shared with the JSONL store; the manifest is settled on
+  open and guards every append (`manifest.GridCheck`), as in the JSONL store.
 - Durability: appends join one open transaction, committed by `flush()` with
   `synchronous=FULL` (the WAL is fsynced at commit). There is no background thread: a
   transaction older than `fsync_interval_ms` is committed by the next append/mark_fetched.
@@ -31,7 +32,7 @@ from typing import Final
 from fxconnector.core.errors import StoreCorrupt, StoreError
 from fxconnector.core.model.bar import OhlcvEvent, Source, StoredFinal
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.runtime.store import rules
+from fxconnector.runtime.store import manifest, rules
 from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.port import AppendResult, RecoveryReport
 
@@ -94,10 +95,18 @@ Row = tuple[int, int, int, float, float, float, float, float, int, str, int, str
 class SqliteStore:
     """FinalStore on one SQLite database in the directory `path`."""
 
-    def __init__(self, path: Path, fsync_interval_ms: int = 50) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fsync_interval_ms: int = 50,
+        *,
+        identity: manifest.StoreIdentity | None = None,
+    ) -> None:
         if fsync_interval_ms < 0:
             raise StoreError(f"fsync_interval_ms must be >= 0, got {fsync_interval_ms}")
         self.path = path
+        self._identity = identity
+        self.grid: manifest.GridCheck | None = None
         self.db_path = path / DB_NAME
         self._interval_s = fsync_interval_ms / 1000
         self._lock = WriterLock(path)
@@ -132,6 +141,8 @@ class SqliteStore:
             series = db.execute("SELECT DISTINCT symbol, tf FROM finals").fetchall()
             loaded = db.execute("SELECT count(*) FROM finals WHERE rev = 0").fetchone()[0]
             self._series = {(symbol, _timeframe(tf, self.db_path)) for symbol, tf in series}
+            empty = not series and db.execute("SELECT 1 FROM fetched LIMIT 1").fetchone() is None
+            self.grid = manifest.open_guard(self.path, self._identity, empty=empty)
         except sqlite3.DatabaseError as exc:
             db.close()
             self._lock.release()
@@ -168,6 +179,8 @@ class SqliteStore:
         self, db: sqlite3.Connection, bars: Sequence[OhlcvEvent], reason: str
     ) -> list[AppendResult]:
         rules.check_finals(bars)
+        if self.grid is not None:
+            self.grid.check(bars)
         known = self._latest_of(db, bars)
         results, writes = rules.resolve(
             bars, lambda symbol, tf, open_ms: known.get((symbol, tf, open_ms)), reason
