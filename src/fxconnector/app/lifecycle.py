@@ -4,8 +4,12 @@ Order of start: open the store (the same recovery path as after a crash), rebuil
 cache, connect Redis (starting the embedded server when no URL is configured), rebuild the
 surface from the SSOT, connect the broker, catch the pipeline up from the newest stored final
 (through the broker's history), then serve HTTP.
-Order of stop (SIGINT/SIGTERM): stop intake, flush and fsync the store, drain the surface,
-stop HTTP, close Redis, stop the embedded server, release the store lock; bounded to 10 s.
+Order of stop (SIGINT/SIGTERM): stop accepting HTTP connections, end the push streams cleanly
+(SSE end, WebSocket close 1001) while Redis is still up, stop HTTP, then the publishers (broker
+intake, loops), flush and fsync the store, drain the surface, close Redis, stop the embedded
+server, release the store lock. Nothing waits on a client's timeout.
+Exit: 0 after a stop request; a task that fails or ends on its own stops the process the same
+way, then its error is raised (`fxconnector run` turns it into one line and exit code 1).
 """
 
 from __future__ import annotations
@@ -13,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import uvicorn
+from redis.asyncio import Redis
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
+from fxconnector.core.errors import FxConnectorError
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
 from fxconnector.core.model.tick import Tick
@@ -34,6 +42,7 @@ from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
+from fxconnector.runtime.publish.http_common import PushStreams
 from fxconnector.runtime.publish.redis_connect import connect_redis
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
@@ -45,6 +54,10 @@ log = logging.getLogger("fxconnector.lifecycle")
 STATUS_PERIOD_S = 1.0
 COVERAGE_PERIOD_S = 10.0
 SHUTDOWN_BUDGET_S = 10.0
+#: How long open push streams get to end (they end at once: nothing waits on a client).
+STREAMS_END_S = 1.0
+#: uvicorn cancels what still runs this long after it was told to exit.
+HTTP_GRACE_S = 1
 UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "web"
 
 
@@ -90,9 +103,17 @@ class _QuietServer(uvicorn.Server):
 
 
 async def run(
-    parts: Parts, *, host: str, port: int, stop: asyncio.Event, announce: Callable[[str], None]
+    parts: Parts,
+    *,
+    listener: socket.socket,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
 ) -> int:
-    """Run until `stop` is set; return the exit code."""
+    """Run until `stop` is set and return 0; a failure after start is raised once stopped.
+
+    `listener` is the HTTP socket, bound (not listening) by the caller so that a taken port or
+    an unknown host fails before anything starts.
+    """
     config = parts.config
     # One connector per workdir (its embedded Redis, control socket and store live there).
     workdir_lock = WriterLock(parts.workdir)
@@ -102,6 +123,9 @@ async def run(
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
     live = _Live()
     embedded: EmbeddedRedis | None = None
+    redis: Redis | None = None
+    control: ControlServer | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         parts.tail.rebuild(parts.store)
         url = config.surface.redis_url
@@ -129,17 +153,14 @@ async def run(
         )
         live.runner = runner
         control = ControlServer(parts.workdir / SOCKET_NAME, runner)
-        app = create_app(
-            _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
-        )
+        deps = _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
         server = _QuietServer(
             uvicorn.Config(
-                app,
-                host=host,
-                port=port,
+                create_app(deps),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
+                timeout_graceful_shutdown=HTTP_GRACE_S,
             )
         )
         # The broker first: the catch-up asks its history, which a bridge-backed broker (fxcm)
@@ -147,7 +168,8 @@ async def run(
         await parts.broker.connect()
         # Catch up from the newest stored final before anything else runs: it is CPU-bound and
         # would otherwise starve the Redis connection and HTTP of the event loop.
-        await pipeline.advance(parts.clock.now_ms())
+        if not await _catch_up(parts, pipeline, stop):
+            return 0  # stopped (a signal) during the catch-up
         await control.start()
         tasks = [
             asyncio.create_task(surface.run(), name="surface"),
@@ -155,25 +177,34 @@ async def run(
             asyncio.create_task(_ingest(parts, pipeline, live), name="ingest"),
             asyncio.create_task(_sessions(parts, pipeline, live), name="sessions"),
             asyncio.create_task(_status_loop(parts, pipeline, surface, live, stop), name="status"),
-            asyncio.create_task(server.serve(), name="http"),
+            asyncio.create_task(_serve_http(server, listener), name="http"),
         ]
         announce(
             f"fxconnector {config.broker.kind} {','.join(config.broker.symbols)} "
-            f"calendar={config.calendar.profile}: open http://{host}:{port}/"
+            f"calendar={config.calendar.profile}: open http://{config.http.bind}/"
         )
         logs.emit(
             log,
             logging.INFO,
             "connector.started",
-            http=f"{host}:{port}",
+            http=config.http.bind,
             broker=config.broker.kind,
             redis="embedded" if embedded else "external",
         )
-        await _until_stopped(stop, tasks)
-        await control.close()
-        await _shutdown(parts, pipeline, surface, server, tasks)
-        await redis.aclose()
+        failure = await _until_stopped(stop, tasks)
+        await _shutdown(parts, pipeline, surface, server, deps.streams, tasks)
+        if failure is not None:
+            raise failure
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await parts.broker.close()
+        if control is not None:
+            await control.close()  # removes the socket: no stale control.sock is left behind
+        listener.close()
+        if redis is not None:
+            await redis.aclose()
         if embedded is not None:
             embedded.stop()
         parts.store.close()
@@ -182,21 +213,59 @@ async def run(
     return 0
 
 
-async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for a stop request; a task that dies on a bug stops the process loudly."""
+async def _catch_up(parts: Parts, pipeline: Pipeline, stop: asyncio.Event) -> bool:
+    """The startup catch-up; False when `stop` was set first (the catch-up is abandoned)."""
+    catch_up = asyncio.create_task(pipeline.advance(parts.clock.now_ms()), name="catch-up")
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([catch_up, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if catch_up.done():
+        catch_up.result()  # raises what failed it
+        return True
+    catch_up.cancel()
+    await asyncio.gather(catch_up, return_exceptions=True)
+    return False
+
+
+async def _serve_http(server: uvicorn.Server, listener: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[listener])
+    except SystemExit:  # uvicorn exits when it cannot start (and has logged why)
+        raise FxConnectorError("the HTTP server could not start (see the log above)") from None
+
+
+async def _until_stopped(
+    stop: asyncio.Event, tasks: list[asyncio.Task[None]]
+) -> FxConnectorError | None:
+    """Wait for a stop request; a task that fails or ends on its own stops the process and is
+    returned as the failure to report (one line) once everything has stopped."""
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    failure: FxConnectorError | None = None
     for task in done:
-        if task is not stopper and task.exception() is not None:
+        if task is stopper or failure is not None:
+            continue
+        error = task.exception()
+        if isinstance(error, FxConnectorError):
+            failure = error
+            logs.emit(
+                log, logging.ERROR, "connector.task_failed", task=task.get_name(), error=str(error)
+            )
+        elif error is not None:  # a bug: its traceback goes to the log, one line to the user
+            failure = FxConnectorError(f"{task.get_name()} crashed: {error!r} (a bug)")
             logs.emit(
                 log,
                 logging.ERROR,
                 "connector.task_failed",
                 task=task.get_name(),
-                error=repr(task.exception()),
+                error=repr(error),
+                traceback="".join(traceback.format_exception(error)),
             )
-            stop.set()
-    stopper.cancel()
+        else:
+            failure = FxConnectorError(f"{task.get_name()} ended on its own")
+            logs.emit(log, logging.ERROR, "connector.task_ended", task=task.get_name())
+    return failure
 
 
 async def _shutdown(
@@ -204,20 +273,28 @@ async def _shutdown(
     pipeline: Pipeline,
     surface: RedisSurface,
     server: uvicorn.Server,
+    streams: PushStreams,
     tasks: list[asyncio.Task[None]],
 ) -> None:
+    """Stop in order: accept nothing new, end the push streams (while Redis is up), stop HTTP,
+    then the publishers (broker intake, loops), flush the store, drain the surface."""
     by_name = {task.get_name(): task for task in tasks}
+    for listening in getattr(server, "servers", []):
+        listening.close()
+    streams.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(streams.wait_ended(), timeout=STREAMS_END_S)
+    server.should_exit = True
+    await asyncio.wait([by_name["http"]], timeout=HTTP_GRACE_S + 1.0)
     await parts.broker.close()
-    for name in ("ingest", "sessions", "clock", "status"):
-        by_name[name].cancel()
+    loops = [by_name[name] for name in ("ingest", "sessions", "clock", "status")]
+    for task in loops:
+        task.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
     pipeline.flush()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
     await surface.stop()
-    server.should_exit = True
-    await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET_S / 3)
-    for task in tasks:
-        task.cancel()
 
 
 def _start_points(parts: Parts) -> dict[str, int]:
