@@ -207,6 +207,7 @@ async def run(
             await redis.aclose()
         if embedded is not None:
             embedded.stop()
+            _step("redis_stopped")
         parts.store.close()
         workdir_lock.release()
         logs.emit(log, logging.INFO, "connector.stopped")
@@ -262,7 +263,7 @@ async def _until_stopped(
                 error=repr(error),
                 traceback="".join(traceback.format_exception(error)),
             )
-        else:
+        elif not stop.is_set():  # the loops end by themselves once a stop is requested
             failure = FxConnectorError(f"{task.get_name()} ended on its own")
             logs.emit(log, logging.ERROR, "connector.task_ended", task=task.get_name())
     return failure
@@ -279,22 +280,32 @@ async def _shutdown(
     """Stop in order: accept nothing new, end the push streams (while Redis is up), stop HTTP,
     then the publishers (broker intake, loops), flush the store, drain the surface."""
     by_name = {task.get_name(): task for task in tasks}
+    logs.emit(log, logging.INFO, "connector.stopping", streams=streams.open)
     for listening in getattr(server, "servers", []):
         listening.close()
     streams.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(streams.wait_ended(), timeout=STREAMS_END_S)
+    _step("streams_ended")
     server.should_exit = True
     await asyncio.wait([by_name["http"]], timeout=HTTP_GRACE_S + 1.0)
+    _step("http_stopped")
     await parts.broker.close()
     loops = [by_name[name] for name in ("ingest", "sessions", "clock", "status")]
     for task in loops:
         task.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
+    _step("publishers_stopped")
     pipeline.flush()
+    _step("store_flushed")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
     await surface.stop()
+    _step("surface_stopped")
+
+
+def _step(name: str) -> None:
+    logs.emit(log, logging.DEBUG, "connector.stop_step", step=name)
 
 
 def _start_points(parts: Parts) -> dict[str, int]:
