@@ -204,7 +204,15 @@ def test_sigint_with_50_stream_clients_ends_every_stream_cleanly(tmp_path: Path)
     assert "Exception in ASGI application" not in stderr
     assert "XREAD" not in stderr
     assert plain_lines(stderr.splitlines()) == []
-    events = [json.loads(line)["event"] for line in stderr.splitlines()]
+    records = [json.loads(line) for line in stderr.splitlines()]
+    # The startup catch-up said how far it was, per symbol (JSON lines: not a terminal).
+    progress = [r for r in records if r["event"] == "progress"]
+    for symbol in ("EURUSD", "GBPUSD", "USDJPY"):
+        mine = [(r["done"], r["total"]) for r in progress if r["task"] == f"catch-up {symbol}"]
+        assert mine[0][0] == 0 < mine[0][1]
+        assert mine[-1][0] == mine[-1][1]
+    events = [r["event"] for r in records]
+    assert events.index("connector.caught_up") < events.index("connector.started")
     assert events.index("connector.stopping") < events.index("connector.stopped")
     stopping = next(json.loads(x) for x in stderr.splitlines() if "connector.stopping" in x)
     assert stopping["streams"] == STREAM_CLIENTS

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
+from fxconnector.app.progress import MinuteSummary, ProgressReport
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.errors import FxConnectorError
@@ -215,13 +216,42 @@ async def run(
 
 
 async def _catch_up(parts: Parts, pipeline: Pipeline, stop: asyncio.Event) -> bool:
-    """The startup catch-up; False when `stop` was set first (the catch-up is abandoned)."""
-    catch_up = asyncio.create_task(pipeline.advance(parts.clock.now_ms()), name="catch-up")
+    """The startup catch-up, with its progress per symbol (a bar on a terminal, JSON lines
+    otherwise); False when `stop` was set first (the catch-up is abandoned)."""
+    now = parts.clock.now_ms()
+    ready_until = now - parts.config.broker.history_safety_delay_ms
+    ready_until -= ready_until % MINUTE_MS
+    starts = {s: pipeline.progress_ms(s) for s in parts.config.broker.symbols}
+    report = ProgressReport()
+    tasks = {
+        symbol: report.task(f"catch-up {symbol}", max(0, (ready_until - start) // MINUTE_MS))
+        for symbol, start in starts.items()
+    }
+
+    def fetched(symbol: str, next_ms: int) -> None:
+        total = max(0, (ready_until - starts[symbol]) // MINUTE_MS)
+        tasks[symbol].update(min(total, (next_ms - starts[symbol]) // MINUTE_MS), total)
+
+    pipeline.on_fetched = fetched
+    started = asyncio.get_running_loop().time()
+    catch_up = asyncio.create_task(pipeline.advance(now), name="catch-up")
     stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait([catch_up, stopper], return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
+    try:
+        await asyncio.wait([catch_up, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        pipeline.on_fetched = None
+        for task in tasks.values():
+            task.finish()
     if catch_up.done():
         catch_up.result()  # raises what failed it
+        logs.emit(
+            log,
+            logging.INFO,
+            "connector.caught_up",
+            minutes={s: max(0, (ready_until - start) // MINUTE_MS) for s, start in starts.items()},
+            seconds=round(asyncio.get_running_loop().time() - started, 1),
+        )
         return True
     catch_up.cancel()
     await asyncio.gather(catch_up, return_exceptions=True)
@@ -378,8 +408,10 @@ async def _status_loop(
 ) -> None:
     last_coverage = -COVERAGE_PERIOD_S
     loop = asyncio.get_running_loop()
+    summary = MinuteSummary(log, parts.clock.now_ms())
     while not stop.is_set():
         now = parts.clock.now_ms()
+        _summarize(parts, pipeline, live, summary, now)
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
             live.coverage = _coverage(parts, now)
             last_coverage = loop.time()
@@ -391,6 +423,22 @@ async def _status_loop(
         last = live.runner.last if live.runner is not None else None
         await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
+
+
+def _summarize(
+    parts: Parts, pipeline: Pipeline, live: _Live, summary: MinuteSummary, now: int
+) -> None:
+    """The once-a-minute console line (the summary decides when a minute has passed)."""
+    stats = pipeline.stats
+    opens = [parts.store.last_open_ms(s, Timeframe.M1) for s in parts.config.broker.symbols]
+    known = [o for o in opens if o is not None]
+    summary.tick(
+        now,
+        finals=sum(stats.finals.values()),
+        newest_final_close_ms=max(known) + MINUTE_MS - 1 if known else None,
+        rejects=sum(stats.rejected.values()),
+        reconnects=live.reconnects,
+    )
 
 
 def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, now: int) -> Facts:

@@ -78,11 +78,19 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
             store = SqliteStore(path)
             store.open()
             source, close = StoreSource(store), store.close
+    bar = support.progress_bar(f"audit {path}")
     try:
         report = audit(
-            source, profile, symbol=only, from_ms=from_ms, to_ms=to_ms, until_ms=now_ms()
+            source,
+            profile,
+            symbol=only,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            until_ms=now_ms(),
+            progress=bar.update,
         )
     finally:
+        bar.finish()
         close()
     header = {
         "store": str(path),
