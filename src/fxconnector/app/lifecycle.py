@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,12 @@ from redis.asyncio import Redis
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
-from fxconnector.app.progress import MinuteSummary, ProgressReport
+from fxconnector.app.progress import MinuteSummary, ProgressReport, ProgressTask
+from fxconnector.app.stopping import HTTP_GRACE_S, serve_http, shutdown, step, until_stopped
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
-from fxconnector.core.errors import FxConnectorError
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
+from fxconnector.core.model.status import BrokerState, CommandState, SsotState, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -43,7 +42,6 @@ from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
-from fxconnector.runtime.publish.http_common import PushStreams
 from fxconnector.runtime.publish.redis_connect import connect_redis
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
@@ -54,11 +52,6 @@ from fxconnector.runtime.store.lock import WriterLock
 log = logging.getLogger("fxconnector.lifecycle")
 STATUS_PERIOD_S = 1.0
 COVERAGE_PERIOD_S = 10.0
-SHUTDOWN_BUDGET_S = 10.0
-#: How long open push streams get to end (they end at once: nothing waits on a client).
-STREAMS_END_S = 1.0
-#: uvicorn cancels what still runs this long after it was told to exit.
-HTTP_GRACE_S = 1
 UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "web"
 
 
@@ -74,6 +67,8 @@ class _Live:
     dirty: set[str] = field(default_factory=set)
     last_ticks: dict[str, Tick] = field(default_factory=dict)
     runner: CommandRunner | None = None
+    #: The running command's progress on the console: (req_id, its task).
+    command_shown: tuple[str, ProgressTask] | None = None
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
 
     def complete(self, parts: Parts, pipeline: Pipeline, preview: OhlcvEvent) -> OhlcvEvent:
@@ -178,7 +173,7 @@ async def run(
             asyncio.create_task(_ingest(parts, pipeline, live), name="ingest"),
             asyncio.create_task(_sessions(parts, pipeline, live), name="sessions"),
             asyncio.create_task(_status_loop(parts, pipeline, surface, live, stop), name="status"),
-            asyncio.create_task(_serve_http(server, listener), name="http"),
+            asyncio.create_task(serve_http(server, listener), name="http"),
         ]
         announce(
             f"fxconnector {config.broker.kind} {','.join(config.broker.symbols)} "
@@ -192,8 +187,8 @@ async def run(
             broker=config.broker.kind,
             redis="embedded" if embedded else "external",
         )
-        failure = await _until_stopped(stop, tasks)
-        await _shutdown(parts, pipeline, surface, server, deps.streams, tasks)
+        failure = await until_stopped(stop, tasks)
+        await shutdown(parts, pipeline, surface, server, deps.streams, tasks)
         if failure is not None:
             raise failure
     finally:
@@ -208,7 +203,7 @@ async def run(
             await redis.aclose()
         if embedded is not None:
             embedded.stop()
-            _step("redis_stopped")
+            step("redis_stopped")
         parts.store.close()
         workdir_lock.release()
         logs.emit(log, logging.INFO, "connector.stopped")
@@ -256,86 +251,6 @@ async def _catch_up(parts: Parts, pipeline: Pipeline, stop: asyncio.Event) -> bo
     catch_up.cancel()
     await asyncio.gather(catch_up, return_exceptions=True)
     return False
-
-
-async def _serve_http(server: uvicorn.Server, listener: socket.socket) -> None:
-    try:
-        await server.serve(sockets=[listener])
-    except SystemExit:  # uvicorn exits when it cannot start (and has logged why)
-        raise FxConnectorError("the HTTP server could not start (see the log above)") from None
-
-
-async def _until_stopped(
-    stop: asyncio.Event, tasks: list[asyncio.Task[None]]
-) -> FxConnectorError | None:
-    """Wait for a stop request; a task that fails or ends on its own stops the process and is
-    returned as the failure to report (one line) once everything has stopped."""
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    failure: FxConnectorError | None = None
-    for task in done:
-        if task is stopper or failure is not None:
-            continue
-        error = task.exception()
-        if isinstance(error, FxConnectorError):
-            failure = error
-            logs.emit(
-                log, logging.ERROR, "connector.task_failed", task=task.get_name(), error=str(error)
-            )
-        elif error is not None:  # a bug: its traceback goes to the log, one line to the user
-            failure = FxConnectorError(f"{task.get_name()} crashed: {error!r} (a bug)")
-            logs.emit(
-                log,
-                logging.ERROR,
-                "connector.task_failed",
-                task=task.get_name(),
-                error=repr(error),
-                traceback="".join(traceback.format_exception(error)),
-            )
-        elif not stop.is_set():  # the loops end by themselves once a stop is requested
-            failure = FxConnectorError(f"{task.get_name()} ended on its own")
-            logs.emit(log, logging.ERROR, "connector.task_ended", task=task.get_name())
-    return failure
-
-
-async def _shutdown(
-    parts: Parts,
-    pipeline: Pipeline,
-    surface: RedisSurface,
-    server: uvicorn.Server,
-    streams: PushStreams,
-    tasks: list[asyncio.Task[None]],
-) -> None:
-    """Stop in order: accept nothing new, end the push streams (while Redis is up), stop HTTP,
-    then the publishers (broker intake, loops), flush the store, drain the surface."""
-    by_name = {task.get_name(): task for task in tasks}
-    logs.emit(log, logging.INFO, "connector.stopping", streams=streams.open)
-    for listening in getattr(server, "servers", []):
-        listening.close()
-    streams.close()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(streams.wait_ended(), timeout=STREAMS_END_S)
-    _step("streams_ended")
-    server.should_exit = True
-    await asyncio.wait([by_name["http"]], timeout=HTTP_GRACE_S + 1.0)
-    _step("http_stopped")
-    await parts.broker.close()
-    loops = [by_name[name] for name in ("ingest", "sessions", "clock", "status")]
-    for task in loops:
-        task.cancel()
-    await asyncio.gather(*loops, return_exceptions=True)
-    _step("publishers_stopped")
-    pipeline.flush()
-    _step("store_flushed")
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
-    await surface.stop()
-    _step("surface_stopped")
-
-
-def _step(name: str) -> None:
-    logs.emit(log, logging.DEBUG, "connector.stop_step", step=name)
 
 
 def _start_points(parts: Parts) -> dict[str, int]:
@@ -412,6 +327,7 @@ async def _status_loop(
     while not stop.is_set():
         now = parts.clock.now_ms()
         _summarize(parts, pipeline, live, summary, now)
+        _show_command(live)
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
             live.coverage = _coverage(parts, now)
             last_coverage = loop.time()
@@ -423,6 +339,23 @@ async def _status_loop(
         last = live.runner.last if live.runner is not None else None
         await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
+
+
+def _show_command(live: _Live) -> None:
+    """A running command's progress on the console (warmup, backfill, ...), like the CLI's."""
+    last = live.runner.last if live.runner is not None else None
+    shown = live.command_shown
+    if shown is not None and (last is None or last.req_id != shown[0]):
+        shown[1].finish()
+        shown = live.command_shown = None
+    if last is None or (shown is None and last.state is not CommandState.RUNNING):
+        return
+    if shown is None:
+        shown = live.command_shown = (last.req_id, ProgressReport().task(last.cmd.value))
+    if last.progress is not None and last.progress.total:
+        shown[1].update(last.progress.done, last.progress.total)
+    if last.state is not CommandState.RUNNING:
+        shown[1].finish()
 
 
 def _summarize(
