@@ -12,6 +12,7 @@ import json
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from fxconnector.app.main import main
 from fxconnector.core.time_geom import MINUTE_MS
 from fxconnector.runtime.ingest.commands.control import SOCKET_NAME
 from tests.app.connector import Connector
@@ -219,4 +221,33 @@ def test_sigint_with_50_stream_clients_ends_every_stream_cleanly(tmp_path: Path)
     print(
         f"\nSIGINT with {STREAM_CLIENTS} stream clients: stopped in {connector.stop_seconds:.2f} s"
     )
+    assert_nothing_left(tmp_path / "var")
+
+
+def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    assert "exit codes:" in shown
+    for line in ("0  stopped cleanly on SIGINT/SIGTERM", "1  runtime failure", "2  bad usage"):
+        assert line in shown
+
+
+def test_sigint_during_the_startup_catch_up_is_a_clean_stop(tmp_path: Path) -> None:
+    connector = Connector(tmp_path / "var")
+    try:
+        polls = 0
+        while '"task":"catch-up' not in connector.output():  # the catch-up has begun
+            assert connector.proc.poll() is None, connector.tail()
+            polls += 1
+            assert polls < 600, connector.tail()
+            time.sleep(0.05)
+        code = connector.stop(signal.SIGINT)
+    finally:
+        connector.cleanup()
+    stderr = connector.log_path.read_text()
+    assert code == 0, stderr[-3000:]
+    assert plain_lines(stderr.splitlines()) == []
+    assert "connector.stopped" in stderr.splitlines()[-1]
     assert_nothing_left(tmp_path / "var")
