@@ -33,6 +33,7 @@ HTTP_GRACE_S = 1
 
 
 async def serve_http(server: uvicorn.Server, listener: socket.socket) -> None:
+    """Serve HTTP on the bound `listener` until told to exit; a failed start is our error."""
     try:
         await server.serve(sockets=[listener])
     except SystemExit:  # uvicorn exits when it cannot start (and has logged why)
@@ -109,4 +110,5 @@ async def shutdown(
 
 
 def step(name: str) -> None:
+    """A stop step done (debug: `--log-level debug` shows where a slow stop spends its time)."""
     logs.emit(log, logging.DEBUG, "connector.stop_step", step=name)
