@@ -83,10 +83,10 @@ class Connector:
         self._out.flush()
         return self.out_path.read_text()
 
-    def stop(self) -> int:
-        """SIGTERM and the exit code; `stop_seconds` says how long it took."""
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM (or `signum`) and the exit code; `stop_seconds` says how long it took."""
         started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(signum)
         try:
             code = self.proc.wait(timeout=STOP_WITHIN_S)
         finally:
@@ -133,6 +133,14 @@ class Connector:
             if not handle.closed:
                 handle.flush()
         return self.out_path.read_text() + self.log_path.read_text()
+
+    def wait_exit(self) -> tuple[int, list[str]]:
+        """For a run that ends by itself: its exit code and its stderr lines (bounded wait)."""
+        try:
+            code = self.proc.wait(timeout=STOP_WITHIN_S * 6)
+        finally:
+            self._kill_and_close()
+        return code, self.log_path.read_text().splitlines()
 
     def tail(self) -> str:
         return self.output()[-6000:]

@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -164,6 +165,11 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         assert "command   warmup" in human.stdout
         assert "EURUSD   last final 1m" in human.stdout
         assert "repair    every 300 s over 24 h; no run yet" in human.stdout
+        # The connector's own console shows the running command's progress (JSON lines here).
+        deadline = time.monotonic() + 30
+        while '"task":"warmup"' not in running.output():
+            assert time.monotonic() < deadline, running.tail()
+            time.sleep(0.2)
     finally:
         assert running.stop() == 0
     # Every command is in the connector's log: what ran with its arguments and result, and

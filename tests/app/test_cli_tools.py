@@ -38,11 +38,22 @@ def workdir(clean_workdir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(clean_workdir, tmp_path / "workdir"))
 
 
+def progress_only(stderr: str) -> bool:
+    """Not a terminal: stderr holds progress JSON lines only, the last one the whole work."""
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    return (
+        bool(lines)
+        and all(x["event"] == "progress" for x in lines)
+        and (lines[-1]["done"] == lines[-1]["total"] > 0)
+    )
+
+
 def test_audit_prints_coverage_per_day_and_exits_0(
     clean_workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = cli(capsys, *AUDIT, "--workdir", str(clean_workdir))
-    assert (code, err) == (0, "")
+    assert code == 0, err
+    assert progress_only(err)
     lines = out.splitlines()
     assert lines[0] == (
         f"audit store={clean_workdir / 'ssot'} kind=jsonl calendar=always_open symbol=all "
@@ -210,7 +221,8 @@ def test_migrate_there_and_back_prints_one_summary(
         capsys, "migrate", "--workdir", str(clean_workdir), "--from-kind", "jsonl",
         "--to", str(sqlite_root), "--to-kind", "sqlite", "--calendar", "always_open",
     )  # fmt: skip
-    assert (code, err) == (0, "")
+    assert code == 0, err
+    assert progress_only(err)
     (line,) = out.splitlines()
     assert line.startswith(
         f"migrate from=jsonl:{clean_workdir / 'ssot'} to=sqlite:{sqlite_root} series=14 "
@@ -220,7 +232,8 @@ def test_migrate_there_and_back_prints_one_summary(
         capsys, "migrate", "--store", str(sqlite_root), "--from-kind", "sqlite",
         "--to", str(back), "--to-kind", "jsonl",
     )  # fmt: skip
-    assert (code, err) == (0, "")
+    assert code == 0, err
+    assert progress_only(err)
     assert "verified=yes" in out
     # No --calendar: the copy's manifest says always_open, so its 4h/1d grid audits clean.
     assert "audit_problems=0" in out

@@ -5,25 +5,45 @@ Rules: config = built-in profile < `--config` file < flags (`--http`, `--redis-u
 it (a real broker never runs on `demo`: config.loader); secrets from the environment or the
 secrets file only. Prints the URL to open on stdout once serving; logs are JSON lines on stderr
 with secrets redacted. SIGINT/SIGTERM stop it gracefully with exit code 0.
+Exit codes are a contract (`EXIT_CODES`, shown by `--help`): 0 clean stop on a signal, 1 a
+runtime failure, 2 bad usage or config (`app.main` maps ConfigError raised before the start);
+a failure is one line on stderr naming what to fix, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import logging
 import signal
+import socket
 import sys
 import tomllib
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from fxconnector.app import logs
 from fxconnector.app.composition import build
 from fxconnector.app.lifecycle import run
 from fxconnector.config.loader import PROFILES, load_config
 from fxconnector.config.secrets import load_secrets
-from fxconnector.core.errors import ConfigError
+from fxconnector.core.errors import ConfigError, FxConnectorError
 from fxconnector.runtime.clock import SystemClock
+
+log = logging.getLogger("fxconnector.run")
+
+
+EXIT_CODES: Final = """exit codes:
+  0  stopped cleanly on SIGINT/SIGTERM (Ctrl-C)
+  1  runtime failure after the config was accepted (the HTTP port is taken, the broker
+     rejects the credentials, Redis or a child process fails, ...)
+  2  bad usage or config (flags, config file, secrets, workdir, Redis URL, bind host)
+A failure is one line on stderr that names what to fix; the JSON log lines before it say more.
+"""
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -31,6 +51,8 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         "run",
         help="run the connector (the demo by default)",
         description="Run the connector: broker -> pipeline -> SSOT -> Redis surface -> HTTP.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, default=None, help="TOML config file")
     parser.add_argument(
@@ -57,10 +79,57 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
 
 def split_bind(bind: str) -> tuple[str, int]:
     host, _, port_text = bind.rpartition(":")
-    port = int(port_text)
-    if not 0 < port < 65_536:
+    if not port_text.isdigit() or not 0 < int(port_text) < 65_536:
         raise ConfigError(f"http bind {bind!r}: port must be 1..65535")
-    return host.strip("[]"), port
+    return host.strip("[]"), int(port_text)
+
+
+def make_workdir(workdir: str) -> None:
+    """Create the workdir (ConfigError when it cannot be a folder)."""
+    path = Path(workdir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"workdir {workdir}: not a folder (fix --workdir or workdir)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"workdir {workdir}: cannot create it ({exc.strerror})") from None
+
+
+def bind_http(bind: str) -> socket.socket:
+    """The HTTP socket, bound but not listening yet (connections wait for readiness).
+
+    An unresolvable host or an address that is not this machine's is a ConfigError (exit 2);
+    a port in use is a runtime failure (OSError, exit 1).
+    """
+    host, port = split_bind(bind)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"http bind {bind!r}: cannot resolve host {host!r} ({exc.strerror}); "
+            "fix --http or [http] bind"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"http bind {bind!r}: {host!r} is not an address of this machine; "
+                "fix --http or [http] bind"
+            ) from None
+        raise OSError(
+            exc.errno,
+            f"http bind {bind}: {exc.strerror}; stop what holds it or choose another "
+            "--http HOST:PORT",
+        ) from None
+    return sock
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
@@ -87,9 +156,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, profile=args.profile, overrides=overrides)
     secrets = load_secrets(Path(config.secrets_file) if config.secrets_file else None)
     logs.configure(args.log_level, secrets.values())
-    host, port = split_bind(config.http.bind)
-    Path(config.workdir).mkdir(parents=True, exist_ok=True)
-    parts = build(config, secrets, SystemClock())
+    make_workdir(config.workdir)
+    try:
+        listener = bind_http(config.http.bind)
+    except OSError as exc:
+        return _failed(exc.strerror or str(exc))
+    try:
+        parts = build(config, secrets, SystemClock())
+    except BaseException:
+        listener.close()
+        raise
 
     def announce(line: str) -> None:
         sys.stdout.write(line + "\n")
@@ -100,6 +176,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        return await run(parts, host=host, port=port, stop=stop, announce=announce)
+        return await run(parts, listener=listener, stop=stop, announce=announce)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except FxConnectorError as exc:  # a ConfigError too: after start it is a runtime failure
+        return _failed(str(exc))
+    except Exception as exc:  # a bug: the traceback goes to the log, one line to the operator
+        logs.emit(
+            log,
+            logging.ERROR,
+            "connector.crashed",
+            error=repr(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        return _failed(f"{type(exc).__name__}: {exc} (a bug; see connector.crashed in the log)")
+
+
+def _failed(message: str) -> int:
+    sys.stderr.write(f"fxconnector run: failed: {message}\n")
+    return EXIT_FAILED

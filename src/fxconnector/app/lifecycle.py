@@ -5,8 +5,12 @@ cache, connect Redis (starting the embedded server when no URL is configured), r
 surface from the SSOT, mark the derived buckets the store says are still to derive (crash-only:
 that set is never only in memory), connect the broker, catch the pipeline up from the newest
 stored final (through the broker's history), then serve HTTP and start the scheduled repair.
-Order of stop (SIGINT/SIGTERM): stop intake, flush and fsync the store, drain the surface,
-stop HTTP, close Redis, stop the embedded server, release the store lock; bounded to 10 s.
+Order of stop (SIGINT/SIGTERM): stop accepting HTTP connections, end the push streams cleanly
+(SSE end, WebSocket close 1001) while Redis is still up, stop HTTP, then the publishers (broker
+intake, loops), flush and fsync the store, drain the surface, close Redis, stop the embedded
+server, release the store lock. Nothing waits on a client's timeout.
+Exit: 0 after a stop request; a task that fails or ends on its own stops the process the same
+way, then its error is raised (`fxconnector run` turns it into one line and exit code 1).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,14 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import uvicorn
+from redis.asyncio import Redis
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
+from fxconnector.app.progress import MinuteSummary, ProgressReport, ProgressTask
+from fxconnector.app.stopping import HTTP_GRACE_S, serve_http, shutdown, step, until_stopped
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import (
     BrokerState,
+    CommandState,
     ErrorEntry,
     RepairState,
     SsotState,
@@ -53,7 +62,6 @@ from fxconnector.runtime.store.lock import WriterLock
 log = logging.getLogger("fxconnector.lifecycle")
 STATUS_PERIOD_S = 1.0
 COVERAGE_PERIOD_S = 10.0
-SHUTDOWN_BUDGET_S = 10.0
 UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "web"
 
 
@@ -71,6 +79,8 @@ class _Live:
     runner: CommandRunner | None = None
     repair: RepairScheduler | None = None
     underived: dict[str, int] = field(default_factory=dict)
+    #: The running command's progress on the console: (req_id, its task).
+    command_shown: tuple[str, ProgressTask] | None = None
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
     #: Broker sessions lost (a failed login included), for status errors[].
     broker_errors: deque[ErrorEntry] = field(default_factory=lambda: deque(maxlen=20))
@@ -103,9 +113,17 @@ class _QuietServer(uvicorn.Server):
 
 
 async def run(
-    parts: Parts, *, host: str, port: int, stop: asyncio.Event, announce: Callable[[str], None]
+    parts: Parts,
+    *,
+    listener: socket.socket,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
 ) -> int:
-    """Run until `stop` is set; return the exit code."""
+    """Run until `stop` is set and return 0; a failure after start is raised once stopped.
+
+    `listener` is the HTTP socket, bound (not listening) by the caller so that a taken port or
+    an unknown host fails before anything starts.
+    """
     config = parts.config
     # One connector per workdir (its embedded Redis, control socket and store live there).
     workdir_lock = WriterLock(parts.workdir)
@@ -115,6 +133,9 @@ async def run(
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
     live = _Live()
     embedded: EmbeddedRedis | None = None
+    redis: Redis | None = None
+    control: ControlServer | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         parts.tail.rebuild(parts.store)
         url = config.surface.redis_url
@@ -152,17 +173,14 @@ async def run(
             on_run=parts.metrics.repair_finished,
         )
         control = ControlServer(parts.workdir / SOCKET_NAME, runner)
-        app = create_app(
-            _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
-        )
+        deps = _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
         server = _QuietServer(
             uvicorn.Config(
-                app,
-                host=host,
-                port=port,
+                create_app(deps),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
+                timeout_graceful_shutdown=HTTP_GRACE_S,
             )
         )
         # The broker first: the catch-up asks its history, which a bridge-backed broker (fxcm)
@@ -170,7 +188,8 @@ async def run(
         await parts.broker.connect()
         # Catch up from the newest stored final before anything else runs: it is CPU-bound and
         # would otherwise starve the Redis connection and HTTP of the event loop.
-        await pipeline.advance(parts.clock.now_ms())
+        if not await _catch_up(parts, pipeline, stop):
+            return 0  # stopped (a signal) during the catch-up
         await control.start()
         tasks = [
             asyncio.create_task(surface.run(), name="surface"),
@@ -178,75 +197,86 @@ async def run(
             asyncio.create_task(_ingest(parts, pipeline, live), name="ingest"),
             asyncio.create_task(_sessions(parts, pipeline, live), name="sessions"),
             asyncio.create_task(_status_loop(parts, pipeline, surface, live, stop), name="status"),
-            asyncio.create_task(server.serve(), name="http"),
+            asyncio.create_task(serve_http(server, listener), name="http"),
         ]
         if live.repair.enabled:
             tasks.append(asyncio.create_task(live.repair.run(), name="repair"))
         announce(
             f"fxconnector {config.broker.kind} {','.join(config.broker.symbols)} "
-            f"calendar={config.calendar.profile}: open http://{host}:{port}/"
+            f"calendar={config.calendar.profile}: open http://{config.http.bind}/"
         )
         logs.emit(
             log,
             logging.INFO,
             "connector.started",
-            http=f"{host}:{port}",
+            http=config.http.bind,
             broker=config.broker.kind,
             redis="embedded" if embedded else "external",
         )
-        await _until_stopped(stop, tasks)
-        await control.close()
-        await _shutdown(parts, pipeline, surface, server, tasks)
-        await redis.aclose()
+        failure = await until_stopped(stop, tasks)
+        await shutdown(parts, pipeline, surface, server, deps.streams, tasks)
+        if failure is not None:
+            raise failure
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await parts.broker.close()
+        if control is not None:
+            await control.close()  # removes the socket: no stale control.sock is left behind
+        listener.close()
+        if redis is not None:
+            await redis.aclose()
         if embedded is not None:
             embedded.stop()
+            step("redis_stopped")
         parts.store.close()
         workdir_lock.release()
         logs.emit(log, logging.INFO, "connector.stopped")
     return 0
 
 
-async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for a stop request; a task that dies on a bug stops the process loudly."""
+async def _catch_up(parts: Parts, pipeline: Pipeline, stop: asyncio.Event) -> bool:
+    """The startup catch-up, with its progress per symbol (a bar on a terminal, JSON lines
+    otherwise); False when `stop` was set first (the catch-up is abandoned)."""
+    now = parts.clock.now_ms()
+    ready_until = now - parts.config.broker.history_safety_delay_ms
+    ready_until -= ready_until % MINUTE_MS
+    starts = {s: pipeline.progress_ms(s) for s in parts.config.broker.symbols}
+    report = ProgressReport()
+    tasks = {
+        symbol: report.task(f"catch-up {symbol}", max(0, (ready_until - start) // MINUTE_MS))
+        for symbol, start in starts.items()
+    }
+
+    def fetched(symbol: str, next_ms: int) -> None:
+        total = max(0, (ready_until - starts[symbol]) // MINUTE_MS)
+        tasks[symbol].update(min(total, (next_ms - starts[symbol]) // MINUTE_MS), total)
+
+    pipeline.on_fetched = fetched
+    started = asyncio.get_running_loop().time()
+    catch_up = asyncio.create_task(pipeline.advance(now), name="catch-up")
     stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not stopper and task.exception() is not None:
-            logs.emit(
-                log,
-                logging.ERROR,
-                "connector.task_failed",
-                task=task.get_name(),
-                error=repr(task.exception()),
-            )
-            stop.set()
-    stopper.cancel()
-
-
-async def _shutdown(
-    parts: Parts,
-    pipeline: Pipeline,
-    surface: RedisSurface,
-    server: uvicorn.Server,
-    tasks: list[asyncio.Task[None]],
-) -> None:
-    by_name = {task.get_name(): task for task in tasks}
-    await parts.broker.close()
-    for name in ("ingest", "sessions", "clock", "status", "repair"):
-        if name in by_name:
-            by_name[name].cancel()
-    # A stop in the middle of an advance leaves buckets marked but not derived: derive them now
-    # so a clean stop leaves a complete store (a crash is covered by the start-up recovery).
-    surface.finals(pipeline.derived.run(parts.clock.now_ms()))
-    pipeline.flush()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
-    await surface.stop()
-    server.should_exit = True
-    await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET_S / 3)
-    for task in tasks:
-        task.cancel()
+    try:
+        await asyncio.wait([catch_up, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        pipeline.on_fetched = None
+        for task in tasks.values():
+            task.finish()
+    if catch_up.done():
+        catch_up.result()  # raises what failed it
+        logs.emit(
+            log,
+            logging.INFO,
+            "connector.caught_up",
+            minutes={s: max(0, (ready_until - start) // MINUTE_MS) for s, start in starts.items()},
+            seconds=round(asyncio.get_running_loop().time() - started, 1),
+        )
+        return True
+    catch_up.cancel()
+    await asyncio.gather(catch_up, return_exceptions=True)
+    return False
 
 
 def _recover_derived(parts: Parts, pipeline: Pipeline) -> None:
@@ -346,8 +376,11 @@ async def _status_loop(
 ) -> None:
     last_coverage = -COVERAGE_PERIOD_S
     loop = asyncio.get_running_loop()
+    summary = MinuteSummary(log, parts.clock.now_ms())
     while not stop.is_set():
         now = parts.clock.now_ms()
+        _summarize(parts, pipeline, live, summary, now)
+        _show_command(live)
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
             live.coverage = _coverage(parts, now)
             live.underived = await _underived(parts, pipeline, now)
@@ -361,6 +394,39 @@ async def _status_loop(
         last = live.runner.last if live.runner is not None else None
         await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
+
+
+def _show_command(live: _Live) -> None:
+    """A running command's progress on the console (warmup, backfill, ...), like the CLI's."""
+    last = live.runner.last if live.runner is not None else None
+    shown = live.command_shown
+    if shown is not None and (last is None or last.req_id != shown[0]):
+        shown[1].finish()
+        shown = live.command_shown = None
+    if last is None or (shown is None and last.state is not CommandState.RUNNING):
+        return
+    if shown is None:
+        shown = live.command_shown = (last.req_id, ProgressReport().task(last.cmd.value))
+    if last.progress is not None and last.progress.total:
+        shown[1].update(last.progress.done, last.progress.total)
+    if last.state is not CommandState.RUNNING:
+        shown[1].finish()
+
+
+def _summarize(
+    parts: Parts, pipeline: Pipeline, live: _Live, summary: MinuteSummary, now: int
+) -> None:
+    """The once-a-minute console line (the summary decides when a minute has passed)."""
+    stats = pipeline.stats
+    opens = [parts.store.last_open_ms(s, Timeframe.M1) for s in parts.config.broker.symbols]
+    known = [o for o in opens if o is not None]
+    summary.tick(
+        now,
+        finals=sum(stats.finals.values()),
+        newest_final_close_ms=max(known) + MINUTE_MS - 1 if known else None,
+        rejects=sum(stats.rejected.values()),
+        reconnects=live.reconnects,
+    )
 
 
 def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, now: int) -> Facts:

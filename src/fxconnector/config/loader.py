@@ -20,10 +20,10 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
+from fxconnector.config.redis_url import check_redis_url
 from fxconnector.config.schema import Config
 from fxconnector.core.errors import ConfigError
 
@@ -158,13 +158,4 @@ def _check(config: Config) -> None:
     if len(set(config.broker.symbols)) != len(config.broker.symbols):
         raise ConfigError("config: broker.symbols lists a symbol twice")
     if config.surface.redis_url:
-        parts = urlsplit(config.surface.redis_url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(
-                "config: surface.redis_url must start with redis://, rediss:// or unix://"
-            )
-        if parts.password:
-            raise ConfigError(
-                "config: surface.redis_url carries a password; put it in the secrets file "
-                "(redis_password) or FXCONNECTOR_REDIS_PASSWORD instead"
-            )
+        check_redis_url(config.surface.redis_url)

@@ -92,6 +92,7 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
             store = SqliteStore(path)
             store.open()
             source, close = StoreSource(store), store.close
+    bar = support.progress_bar(f"audit {path}")
     try:
         report = audit(
             source,
@@ -101,8 +102,10 @@ def cmd_audit(args: argparse.Namespace, support: CliSupport) -> int:
             to_ms=to_ms,
             until_ms=now_ms(),
             timeframes=timeframes,
+            progress=bar.update,
         )
     finally:
+        bar.finish()
         close()
     header = {
         "store": str(path),

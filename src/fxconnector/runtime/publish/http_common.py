@@ -12,8 +12,10 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -46,6 +48,46 @@ class PushSettings:
     backoff_max_s: float = 5.0  # ...up to this cap (with jitter)
 
 
+class PushStreams:
+    """The open push streams (SSE and WebSocket) and the switch that ends them all at shutdown.
+
+    `close()` makes every open stream end at once and every new one end as it starts (SSE: the
+    response ends; WebSocket: a close frame 1001, going away); `wait_ended()` returns once none
+    is open. Used from the one event loop of the server.
+    """
+
+    def __init__(self) -> None:
+        self._closing = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._ended.set()
+        self.open = 0
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close(self) -> None:
+        self._closing.set()
+
+    async def wait_closing(self) -> None:
+        await self._closing.wait()
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        """Count one stream as open while the block runs."""
+        self.open += 1
+        self._ended.clear()
+        try:
+            yield
+        finally:
+            self.open -= 1
+            if not self.open:
+                self._ended.set()
+
+
 @dataclass(frozen=True, slots=True)
 class ApiDeps:
     """Everything the read-only API needs, handed in by the composition root.
@@ -70,6 +112,7 @@ class ApiDeps:
     metrics_registry: CollectorRegistry
     ui_dir: Path | None = None
     push: PushSettings = field(default_factory=PushSettings)
+    streams: PushStreams = field(default_factory=PushStreams)
     bars_recheck_s: float = 0.1  # how long a cached /api/bars window is served unchecked
 
 

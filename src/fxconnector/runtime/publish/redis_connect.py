@@ -20,25 +20,23 @@ This module must not know key names or what is published.
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from fxconnector.config.redis_url import check_redis_url, describe
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.errors import ConfigError
 
-SCHEMES: Final = ("redis", "rediss", "unix")
 CONNECT_TIMEOUT_S: Final = 2.0
 SOCKET_TIMEOUT_S: Final = 5.0
 HEALTH_CHECK_INTERVAL_S: Final = 15
-_CREDENTIAL_QUERY_KEYS: Final = frozenset({"username", "password"})
 
 
 def connect_redis(url: str, secrets: Secrets) -> redis.asyncio.Redis:
     """A client for `url` with credentials from `secrets` (nothing is sent until first use)."""
-    _check_url(url)
+    check_redis_url(url)
     username, password = secrets.redis_username, secrets.redis_password
     try:
         return redis.asyncio.Redis.from_url(
@@ -53,30 +51,4 @@ def connect_redis(url: str, secrets: Secrets) -> redis.asyncio.Redis:
         )
     except ValueError as exc:
         # redis-py's messages name the bad option, never a credential (none is in the URL).
-        raise ConfigError(f"surface.redis_url {_describe(url)}: {exc}") from None
-
-
-def _check_url(url: str) -> None:
-    try:
-        parts = urlsplit(url)
-        has_user, has_password = parts.username is not None, parts.password is not None
-    except ValueError:  # e.g. a port that is not a number
-        raise ConfigError("surface.redis_url is not a valid URL") from None
-    if parts.scheme not in SCHEMES:
-        raise ConfigError("surface.redis_url must start with redis://, rediss:// or unix://")
-    query_keys = set(parse_qs(parts.query)) & _CREDENTIAL_QUERY_KEYS
-    if has_user or has_password or query_keys:
-        raise ConfigError(
-            f"surface.redis_url {_describe(url)} carries credentials; put them in the secrets "
-            "file (redis_username, redis_password) or FXCONNECTOR_REDIS_USERNAME / "
-            "FXCONNECTOR_REDIS_PASSWORD instead"
-        )
-    if parts.scheme == "unix" and not parts.path:
-        raise ConfigError("surface.redis_url unix:// needs a socket path, e.g. unix:///run/r.sock")
-
-
-def _describe(url: str) -> str:
-    """Scheme and host (or socket path) of `url`: safe to show, whatever the URL holds."""
-    parts = urlsplit(url)
-    where = parts.path if parts.scheme == "unix" else (parts.hostname or "")
-    return f"({parts.scheme}://{where})"
+        raise ConfigError(f"surface.redis_url {describe(url)}: {exc}") from None

@@ -14,6 +14,10 @@ Rules:
   by the trimmed stream gets a `cursor_expired` error (reload /api/bars), then streaming goes on.
 - A stream ends when the client disconnects: a watcher task cancels the loop at once, even in
   the middle of a blocking read. The loops write nothing and keep no state beyond the cursor.
+- A stream also ends at once when the server shuts down (`ApiDeps.streams.close()`), before
+  Redis goes: SSE ends its response cleanly (a last `: shutdown` comment, then the end of the
+  body; EventSource reconnects with Last-Event-ID), a WebSocket gets close code 1001 (going
+  away). No stream waits for a timeout, and nothing is cancelled under the server's feet.
 - SSE sends a `: ping` comment after `heartbeat_s` without output; WebSocket keep-alive is the
   server's protocol-level ping.
 """
@@ -42,7 +46,13 @@ from fxconnector.core.errors import SurfaceUnavailable
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
-from fxconnector.runtime.publish.http_common import ApiDeps, ApiError, PushSettings, get_route
+from fxconnector.runtime.publish.http_common import (
+    ApiDeps,
+    ApiError,
+    PushSettings,
+    PushStreams,
+    get_route,
+)
 from fxconnector.runtime.publish.surface_reader import (
     STREAM_START,
     SurfaceReader,
@@ -51,6 +61,8 @@ from fxconnector.runtime.publish.surface_reader import (
 
 _STREAM_PARAMS: Final = ("symbols", "tfs", "cursor")
 _POLICY_VIOLATION: Final = 1008
+_GOING_AWAY: Final = 1001
+_SSE_SHUTDOWN: Final = b": shutdown\n\n"
 
 
 class _EventKey(msgspec.Struct):
@@ -178,19 +190,28 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, chunks: AsyncGenerator[bytes, None], streams: PushStreams) -> None:
         super().__init__(chunks, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._chunks = chunks
+        self._streams = streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": self.status_code,
+                        "headers": self.raw_headers,
+                    }
+                )
+
         async def send_all() -> None:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": self.status_code,
-                    "headers": self.raw_headers,
-                }
-            )
+            await start()
             async for chunk in self._chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
@@ -199,7 +220,11 @@ class EventStreamResponse(StreamingResponse):
                 pass
 
         try:
-            await _until_first(send_all, until_disconnect)
+            with self._streams.opened():
+                await _until_first(send_all, until_disconnect, self._streams.wait_closing)
+                if self._streams.closing:  # the server is shutting down: end the body cleanly
+                    await start()
+                    await send({"type": "http.response.body", "body": _SSE_SHUTDOWN})
         except* OSError:
             pass  # the client went away in the middle of a write
         finally:
@@ -241,7 +266,7 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
     async def stream(request: Request) -> Response:
         last_event_id = request.headers.get("last-event-id")
         chosen = parse_stream_request(request.query_params, deps, last_event_id)
-        return EventStreamResponse(sse_chunks(deps.reader, chosen, settings))
+        return EventStreamResponse(sse_chunks(deps.reader, chosen, settings), deps.streams)
 
     async def websocket_stream(websocket: WebSocket) -> None:
         try:
@@ -257,10 +282,16 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass  # a read-only stream: whatever the client sends is ignored
 
+        streams = deps.streams
         try:
-            await _until_first(
-                lambda: _ws_send_all(websocket, deps.reader, chosen, settings), until_disconnect
-            )
+            with streams.opened():
+                await _until_first(
+                    lambda: _ws_send_all(websocket, deps.reader, chosen, settings),
+                    until_disconnect,
+                    streams.wait_closing,
+                )
+                if streams.closing:
+                    await websocket.close(_GOING_AWAY, "server shutting down")
         except* (WebSocketDisconnect, OSError):
             pass  # the client went away in the middle of a send
 

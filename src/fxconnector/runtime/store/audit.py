@@ -23,7 +23,7 @@ Rules (DESIGN §3, §4, §6):
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol
@@ -181,12 +181,14 @@ def audit(
     until_ms: int | None = None,
     max_problems: int = MAX_PROBLEMS,
     timeframes: Sequence[Timeframe] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AuditReport:
     """Audit the records with `from_ms <= open_ms < to_ms` (all when None) of `symbol` (or all).
 
     Coverage spans `[from_ms, to_ms)`, or each symbol's stored UTC days when not given, and
     never goes past `until_ms` (now: the future is not missing). `timeframes` are the higher
     timeframes whose derived finals must be complete (see the module rules for the default).
+    `progress(done, total)` is told after each series (symbol and timeframe) read.
     """
     sink = _Sink(max_problems)
     counts: list[SeriesCount] = []
@@ -196,7 +198,10 @@ def audit(
         by_symbol.setdefault(name, []).append(tf)
     expected = _expected(timeframes, by_symbol)
     names = sorted(set(source.symbols()) | set(by_symbol))
-    for name in names if symbol is None else [n for n in names if n == symbol]:
+    chosen = names if symbol is None else [n for n in names if n == symbol]
+    total = sum(len(by_symbol.get(name, [])) for name in chosen)
+    done = 0
+    for name in chosen:
         calendar = profile.for_symbol(name)
         # 1m first, with a day more on each side: derived buckets at the range edges need it.
         wider = (
@@ -220,6 +225,9 @@ def audit(
             else:
                 _check_derived(latest, finals_1m, tf, calendar, sink)  # read in range
                 derived_opens[tf] = {bar.open_ms for bar in latest}
+            done += 1
+            if progress is not None:
+                progress(done, total)
         span = (from_ms, to_ms, until_ms)
         _check_complete(name, calendar, finals_1m, fetched, expected, derived_opens, span, sink)
         coverage.extend(_coverage(name, calendar, latest_1m, fetched, from_ms, to_ms, until_ms))

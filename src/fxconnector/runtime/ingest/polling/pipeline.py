@@ -137,6 +137,9 @@ class Pipeline:
         self._max_future_ms = rails.max_future_ms
         self._update = self.builder.update
         self._applied = dict.fromkeys(start_ms, 0)
+        #: Told `(symbol, next_minute_ms)` as the fast path moves on (the startup catch-up's
+        #: progress); None: nobody listens.
+        self.on_fetched: Callable[[str, int], None] | None = None
 
     # -- ticks ------------------------------------------------------------------------------
 
@@ -238,15 +241,15 @@ class Pipeline:
             start = progress.next_minute_ms
             end = min(ready_until, start + self._max_chunk_ms)
             intervals = calendar.open_intervals(start, end)
-            if not intervals:
-                progress.next_minute_ms = end
-                continue
-            fetch_from, fetch_to = intervals[0][0], intervals[-1][1]
-            if not await self._fetch(symbol, progress, fetch_from, fetch_to, now_ms):
-                return wrote
-            wrote = True
+            if intervals:
+                fetch_from, fetch_to = intervals[0][0], intervals[-1][1]
+                if not await self._fetch(symbol, progress, fetch_from, fetch_to, now_ms):
+                    return wrote
+                wrote = True
+                progress.ticked = {m for m in progress.ticked if m >= end}
             progress.next_minute_ms = end
-            progress.ticked = {m for m in progress.ticked if m >= end}
+            if self.on_fetched is not None:
+                self.on_fetched(symbol, end)
         return wrote
 
     async def _fetch(
