@@ -42,9 +42,10 @@ def fxconnector(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str
 
 
 def refused(done: subprocess.CompletedProcess[str]) -> str:
-    """The one stderr line of a refused command (exit 2, nothing on stdout)."""
+    """The one stderr line of a refused command (exit 2, nothing on stdout), past the progress
+    lines (JSON, off a terminal) of work done before the refusal."""
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
-    (line,) = done.stderr.splitlines()
+    (line,) = [text for text in done.stderr.splitlines() if '"event":"progress"' not in text]
     return line
 
 

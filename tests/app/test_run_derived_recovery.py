@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from fxconnector.app.main import main
+from fxconnector.config.loader import load_config
 from fxconnector.config.calendars import load_calendar
 from fxconnector.core.builders.derive import derive
 from fxconnector.core.builders.spec import BarSpec
@@ -32,6 +33,7 @@ from fxconnector.core.time_geom import DAY_MS, MINUTE_MS, Timeframe
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
+from fxconnector.runtime.store.manifest import StoreIdentity, wanted
 from fxconnector.runtime.store.rules import same_bar
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.connector import Connector
@@ -133,7 +135,21 @@ def prepare_post_crash_store(root: Path) -> None:
         BarSpec(),
         cals,
     )
-    store = JsonlStore(root)
+    # The manifest the connector's config wants: the store is the one it wrote before the kill.
+    config = load_config(write_config(root.parent.parent))
+    profile = load_calendar("always_open", now_ms=now)
+    settings = wanted(
+        store_kind="jsonl",
+        calendar="always_open",
+        profile=profile,
+        timeframes=config.bars.timeframes,
+        price=config.bars.price,
+        open_mode=config.bars.open_mode,
+        volume=config.bars.volume,
+        symbols=SYMBOLS,
+        origin="run",
+    )
+    store = JsonlStore(root, identity=StoreIdentity(settings, profile))
     store.open()
     for symbol in SYMBOLS:
         store.append(asyncio.run(broker.history_1m(symbol, start, end)))
