@@ -65,7 +65,7 @@ class History:
         if self.fail_next:
             self.fail_next -= 1
             raise BrokerDisconnected("history connection reset")
-        bars = await self.broker.history_1m(symbol, from_ms, to_ms)
+        bars = (await self.broker.history_1m(symbol, from_ms, to_ms)).bars
         return [self.override.get(b.open_ms, b) for b in bars if b.open_ms not in self.hide]
 
 
@@ -223,7 +223,7 @@ def test_history_bars_that_break_the_contract_are_refused(
     saturday = 1_549_670_400_000  # 2019-02-09T00:00:00Z, closed
     batch = ticks(2)
     pipeline, history, _, store = make(tmp_path, fx_ny, batch)
-    good = asyncio.run(history.broker.history_1m("EURUSD", T0, T0 + MINUTE_MS))[0]
+    good = asyncio.run(history.broker.history_1m("EURUSD", T0, T0 + MINUTE_MS)).bars[0]
     history.override[T0 + MINUTE_MS] = msgspec.structs.replace(
         good, open_ms=saturday, close_ms=saturday + 59_999, event_ts=saturday + 59_999
     )
@@ -293,12 +293,16 @@ async def _nothing(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
 def test_minutes_of_a_broker_outage_are_not_quiet(
     tmp_path: Path, always_open: CalendarProfile
 ) -> None:
-    batch = ticks(2)  # ticks in minutes 0-1 only; minutes 2-5 the stream was down
+    # Ticks in minutes 0-1 and 6; minutes 2-3 the stream was down, 4-5 had no ticks.
+    whole = ticks(7)
+    keep = (whole.ts_ms < T0 + 2 * MINUTE_MS) | (whole.ts_ms >= T0 + 6 * MINUTE_MS)
+    batch = TickBatch("EURUSD", whole.ts_ms[keep], whole.bid[keep], whole.ask[keep])
     pipeline, _history, _, store = make(tmp_path, always_open, batch)
     pipeline.note_outage(T0 + 2 * MINUTE_MS, T0 + 4 * MINUTE_MS)
-    asyncio.run(play(pipeline, batch, T0 + 6 * MINUTE_MS + 300_000))
-    fetched = store.fetched_intervals("EURUSD", T0, T0 + 6 * MINUTE_MS)
-    # Minutes 2 and 3 (the outage) stay missing; 4 and 5 (no outage, no ticks) are quiet.
-    assert fetched == [(T0, T0 + 2 * MINUTE_MS), (T0 + 4 * MINUTE_MS, T0 + 6 * MINUTE_MS)]
+    asyncio.run(play(pipeline, batch, T0 + 7 * MINUTE_MS + 300_000))
+    fetched = store.fetched_intervals("EURUSD", T0, T0 + 7 * MINUTE_MS)
+    # Minutes 2 and 3 (the outage) stay missing; 4 and 5 (no outage, no ticks, and the broker
+    # has the later bar of minute 6) are quiet.
+    assert fetched == [(T0, T0 + 2 * MINUTE_MS), (T0 + 4 * MINUTE_MS, T0 + 7 * MINUTE_MS)]
     assert [e.code for e in pipeline.stats.errors] == ["history.no_bar", "history.no_bar"]
     store.close()
