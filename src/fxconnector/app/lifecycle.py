@@ -324,6 +324,7 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         degraded.append("ssot_missing_minutes")
     if parts.budget is not None and parts.budget.deferred_reason:
         degraded.append("history_budget_deferred")
+    degraded.extend(f"finals_stalled_{symbol}" for symbol in sorted(pipeline.stalled(now)))
     return Facts(
         now_ms=now,
         broker_kind=parts.config.broker.kind,
