@@ -53,6 +53,9 @@ class HistoryAnswer:
     #: Minutes the broker has a candle for that is not final yet (OANDA `complete: false`):
     #: never quiet, never stored.
     unfinished: list[int] = field(default_factory=list)
+    #: `[from_ms, to_ms)` ranges inside the answer that the broker did not provably pass even
+    #: where later bars exist (an FXCM sub-request that came back without a row): never quiet.
+    unproven: list[tuple[int, int]] = field(default_factory=list)
 
 
 class BrokerPort(Protocol):

@@ -501,7 +501,10 @@ class Pipeline:
                 from_ms,
                 to_ms,
                 [bar.open_ms for bar in accepted],
-                doubtful=seen | {m for m in refused if m is not None} | set(answer.unfinished),
+                doubtful=seen
+                | {m for m in refused if m is not None}
+                | set(answer.unfinished)
+                | _minutes_in(answer.unproven, from_ms, to_ms),
                 passed_until_ms=answer.passed_until_ms,
             )
         self._store_finals(symbol, accepted)
@@ -612,6 +615,15 @@ def _open_window(intervals: Sequence[tuple[int, int]], size_ms: int) -> tuple[in
         if budget <= 0:
             break
     return intervals[0][0], end
+
+
+def _minutes_in(ranges: Sequence[tuple[int, int]], from_ms: int, to_ms: int) -> set[int]:
+    """The minutes of `ranges` inside `[from_ms, to_ms)`."""
+    minutes: set[int] = set()
+    for start, end in ranges:
+        lo, hi = max(start, from_ms), min(end, to_ms)
+        minutes.update(range(lo - lo % MINUTE_MS, hi, MINUTE_MS))
+    return minutes
 
 
 def _open_minutes(intervals: Sequence[tuple[int, int]], from_ms: int, to_ms: int) -> int:

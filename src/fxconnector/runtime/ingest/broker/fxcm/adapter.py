@@ -271,7 +271,8 @@ class FxcmBroker(QueueFedBroker):
         ]
         for candle in rejected:
             self._bad_data(f"{candle.reason}: {candle.detail}")
-        return HistoryAnswer(answer.bars, rejected)
+        unproven = [(a, b) for a, b in result.empty_chunks]
+        return HistoryAnswer(answer.bars, rejected, unproven=unproven)
 
     # -- history -------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ SECRETS_FILE_ENV = "FXCONNECTOR_SECRETS_FILE"
 MESSAGE_FIELDS = {
     "hello": ("protocol", "bridge", "python", "sdk", "pid"),
     "tick": ("symbol", "bid", "ask", "ts_ms"),
-    "history_result": ("id", "symbol", "bars", "rejected", "error"),
+    "history_result": ("id", "symbol", "bars", "rejected", "error", "empty_chunks"),
     "history_error": ("id", "symbol", "message"),
     "session": ("status", "detail", "ts_ms"),
     "log": ("level", "message"),
@@ -340,6 +340,7 @@ def history_result_message(
     bars: list[Message],
     rejected: Any = None,
     error: str = "",
+    empty_chunks: Any = None,
 ) -> Message:
     return {
         "type": "history_result",
@@ -348,6 +349,7 @@ def history_result_message(
         "bars": bars,
         "rejected": list(rejected or []),
         "error": error,
+        "empty_chunks": [list(pair) for pair in empty_chunks or []],
     }
 
 
@@ -792,8 +794,9 @@ class Bridge:
             self._emitter.send(history_error_message(request_id, symbol, text))
             return
         rejected = []  # type: list[Message]
+        empty = []  # type: list[list[int]]
         try:
-            bars, error = self._fetch(request, rejected)
+            bars, error = self._fetch(request, rejected, empty)
         except Exception as exc:
             text = describe(exc)
             log.warning("history %s %s failed: %s", request_id, symbol, text)
@@ -801,11 +804,16 @@ class Bridge:
             return
         if error:
             log.warning("history %s %s ends early: %s", request_id, symbol, error)
-        self._emitter.send(history_result_message(request_id, symbol, bars, rejected, error))
+        self._emitter.send(history_result_message(request_id, symbol, bars, rejected, error, empty))
 
-    def _fetch(self, request: Message, rejected: list[Message]) -> tuple[list[Message], str]:
+    def _fetch(
+        self, request: Message, rejected: list[Message], empty: list[list[int]]
+    ) -> tuple[list[Message], str]:
         """Every ended m1 candle with from_ms <= open < to_ms, in chunks, ascending, and why
-        the answer ends early ("" when it does not). The first chunk's failure raises."""
+        the answer ends early ("" when it does not). The first chunk's failure raises.
+
+        Each chunk starts where the previous one's rows ended, so an SDK answer cut short
+        leaves no hole; a chunk without any row is recorded in `empty`."""
         now_ms = wall_ms()
         first = -(-request["from_ms"] // MINUTE_MS) * MINUTE_MS
         end = min(-(-request["to_ms"] // MINUTE_MS) * MINUTE_MS, now_ms - now_ms % MINUTE_MS)
@@ -815,7 +823,13 @@ class Bridge:
         by_open: dict[int, Message] = {}
         start = first
         error = ""
+        calls = 0
+        most_calls = 4 * (-(-(end - first) // self._chunk_ms)) + 4
         while start < end:
+            calls += 1
+            if calls > most_calls:
+                error = f"answers kept ending early; stopped at {start} ms"
+                break
             stop = min(start + self._chunk_ms, end)
             try:
                 chunk = self._chunk(
@@ -829,7 +843,14 @@ class Bridge:
                 break
             for bar in chunk:
                 by_open[bar["open_ms"]] = bar
-            start = stop
+            opens = [bar["open_ms"] for bar in chunk]
+            opens += [row["open_ms"] for row in rejected if row["open_ms"] is not None]
+            last = max([o for o in opens if start <= o < stop], default=None)
+            if last is None:
+                empty.append([start, stop])
+                start = stop
+            else:
+                start = last + MINUTE_MS  # ask again from where this answer ended
         return [by_open[key] for key in sorted(by_open)], error
 
     def _chunk(

@@ -120,15 +120,18 @@ class WireRejected(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class HistoryResult(_Wire, frozen=True, tag="history_result"):
     """The answer to a history request, ascending by open_ms. Rows the bridge could not convert
-    are listed in `rejected`. When a chunk after the first failed, `bars` hold the chunks
-    before it (a prefix of the range, never a hole in its middle) and `error` says why the
-    answer ends early; the caller asks again from where it ended."""
+    are listed in `rejected`. Each chunk is asked from where the previous answer's rows ended (a
+    truncated SDK answer leaves no hole); a chunk without any row is listed in `empty_chunks`.
+    When a chunk after the first failed, `bars` hold the chunks before it (a prefix of the
+    range) and `error` says why the answer ends early; the caller asks again from there."""
 
     id: str
     symbol: str
     bars: list[WireBar]
     rejected: list[WireRejected] = []
     error: str = ""
+    #: `[from_ms, to_ms)` sub-requests the SDK answered without a row: not proven quiet.
+    empty_chunks: list[tuple[int, int]] = []
 
 
 class HistoryError(_Wire, frozen=True, tag="history_error"):
