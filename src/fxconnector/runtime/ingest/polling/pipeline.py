@@ -57,7 +57,7 @@ FAST_PATH = "fast_path"
 DERIVE_SLICE = 50
 BROKER_CORRECTION = "broker correction"
 #: Re-asks of one command chunk whose answers end early, before its tail is left pending.
-MAX_ASKS_PER_CHUNK = 6
+MAX_ASKS_PER_CHUNK = 12
 #: Fast-path calls per symbol in one advance (a catch-up continues at the next advance).
 MAX_ASKS_PER_ADVANCE = 8
 #: How far past a command chunk's end a probe looks for a later bar (open market time).
