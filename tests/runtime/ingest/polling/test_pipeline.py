@@ -306,3 +306,52 @@ def test_minutes_of_a_broker_outage_are_not_quiet(
     assert fetched == [(T0, T0 + 2 * MINUTE_MS), (T0 + 4 * MINUTE_MS, T0 + 7 * MINUTE_MS)]
     assert [e.code for e in pipeline.stats.errors] == ["history.no_bar", "history.no_bar"]
     store.close()
+
+
+def test_empty_minutes_before_the_weekend_wait_for_the_next_bar_asking_once(
+    tmp_path: Path, fx_ny: CalendarProfile
+) -> None:
+    friday_close = 1_549_663_200_000  # 2019-02-08T22:00:00Z, the weekly close (winter)
+    sunday_open = friday_close + 48 * 3_600_000
+    last_ticked = friday_close - 3 * MINUTE_MS  # 21:57; 21:58 and 21:59 have no tick
+    minutes = [friday_close - 10 * MINUTE_MS + m * MINUTE_MS for m in range(8)]
+    minutes += [sunday_open, sunday_open + MINUTE_MS]
+    ts = np.asarray([m + k * 10_000 for m in minutes for k in range(4)], dtype=np.int64)
+    bid = np.round(1.1 + (np.arange(ts.size) % 7) * 1e-5, 5)
+    batch = TickBatch("EURUSD", ts, bid, np.round(bid + 2e-5, 5))
+    store = JsonlStore(tmp_path / "ssot")
+    store.open()
+    calendar = fx_ny.for_symbol("EURUSD")
+    history = History(ReplayBroker(batch, BarSpec(), calendar))
+    pipeline = Pipeline(
+        history=history,
+        store=store,
+        calendars={"EURUSD": calendar},
+        timeframes=TFS,
+        spec=BarSpec(),
+        rails=TickRails(frozenset({"EURUSD"})),
+        sink=RecordingSink(),
+        start_ms={"EURUSD": minutes[0]},
+    )
+    quiet_tail = (last_ticked + MINUTE_MS, friday_close)
+
+    async def run() -> None:
+        ticks = iter(batch.ticks())
+        pending = next(ticks, None)
+        for now in range(minutes[0], sunday_open + 5 * MINUTE_MS, 30_000):
+            while pending is not None and pending.ts_ms <= now:
+                pipeline.on_tick(pending, now)
+                pending = next(ticks, None)
+            await pipeline.advance(now)
+            if now == sunday_open - MINUTE_MS:
+                # all weekend: the two empty minutes were asked once and are not quiet
+                asked = [c for c in history.calls if c[0] <= quiet_tail[0] < c[1]]
+                assert len(asked) <= 2, asked
+                assert store.fetched_intervals("EURUSD", *quiet_tail) == []
+
+    asyncio.run(run())
+    # Sunday's first bar proves them: quiet, and the week's last 5 minutes are derived.
+    assert store.fetched_intervals("EURUSD", *quiet_tail) == [quiet_tail]
+    fives = [b.open_ms for b in store.bars("EURUSD", Timeframe.M5)]
+    assert friday_close - 5 * MINUTE_MS in fives
+    store.close()

@@ -111,6 +111,7 @@ class _SymbolProgress:
     ticked: set[int] = field(default_factory=set)  # minutes in which ticks were applied
     empty: dict[int, tuple[int, int]] = field(default_factory=dict)  # minute -> (tries, due)
     given_up: set[int] = field(default_factory=set)  # ticked minutes reported as no_bar
+    last_ask: tuple[int, int] = (0, 0)  # the fast path's last asked window
 
 
 class Pipeline:
@@ -273,14 +274,31 @@ class Pipeline:
                 progress.pending_ms = max(progress.pending_ms, ready_until)
                 break
             ask_from, ask_to = _open_window(intervals, self._max_chunk_ms)
+            chunk_limited = (
+                _open_minutes(intervals, ask_from, ask_to) * MINUTE_MS >= self._max_chunk_ms
+            )
+            if (
+                not chunk_limited
+                and ask_to < ready_until
+                and progress.last_ask
+                == (
+                    ask_from,
+                    ask_to,
+                )
+            ):
+                # The market closed after the pending minutes and nothing has opened since the
+                # last ask: they are asked again once it opens (the next bar proves them).
+                progress.next_minute_ms = max(progress.next_minute_ms, ready_until)
+                break
+            progress.last_ask = (ask_from, ask_to)
             if not await self._fetch(symbol, progress, ask_from, ask_to, now_ms):
                 return wrote
             wrote = True
             progress.next_minute_ms = max(progress.next_minute_ms, ask_to)
             if progress.pending_ms >= ask_to:
                 continue
-            if ask_to >= ready_until:
-                break  # the tail near now: asked again once the next minute has ended
+            if ask_to >= ready_until or not chunk_limited:
+                break  # the tail near now (or before a closure): asked again later
             if progress.pending_ms <= ask_from:
                 # A whole chunk of open time without a bar: it cannot be proven now. It stays
                 # missing (repair's job); the fast path moves on.
