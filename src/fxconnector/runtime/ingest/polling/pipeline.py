@@ -112,6 +112,7 @@ class _SymbolProgress:
     empty: dict[int, tuple[int, int]] = field(default_factory=dict)  # minute -> (tries, due)
     given_up: set[int] = field(default_factory=set)  # ticked minutes reported as no_bar
     last_ask: tuple[int, int] = (0, 0)  # the fast path's last asked window
+    advanced_ms: int | None = None  # when pending_ms last moved (None: not started)
 
 
 class Pipeline:
@@ -261,6 +262,8 @@ class Pipeline:
     async def _fast_path(self, symbol: str, progress: _SymbolProgress, now_ms: int) -> bool:
         ready_until = now_ms - self._safety_delay_ms
         ready_until -= ready_until % MINUTE_MS
+        if progress.advanced_ms is None:
+            progress.advanced_ms = now_ms
         if ready_until <= progress.next_minute_ms or now_ms < progress.retry_at_ms:
             return False
         calendar = self._calendars[symbol]
@@ -343,7 +346,9 @@ class Pipeline:
             if minute in seen and minute not in progress.given_up:
                 tries, _ = progress.empty.get(minute, (0, 0))
                 progress.empty.setdefault(minute, (tries, now_ms + self._retry_base_ms))
-        progress.pending_ms = max(progress.pending_ms, proof.proven_until_ms)
+        if proof.proven_until_ms > progress.pending_ms:
+            progress.pending_ms = proof.proven_until_ms
+            progress.advanced_ms = now_ms
         return True
 
     def note_outage(self, from_ms: int, to_ms: int) -> None:
@@ -579,10 +584,16 @@ class Pipeline:
         return sum(b - a for a, b in intervals)
 
     def stalled(self, now_ms: int) -> dict[str, int]:
-        """Symbols whose finals stopped advancing for longer than `stall_after_ms` of open
-        market time, with their lag in ms."""
-        lags = {symbol: self.final_lag_ms(symbol, now_ms) for symbol in self._progress}
-        return {s: lag for s, lag in lags.items() if lag > self._stall_after_ms}
+        """Symbols whose finals stopped advancing: more than `stall_after_ms` of open market
+        time behind, and no progress for that long (a catch-up that is moving is not a stall),
+        with their lag in ms."""
+        out = {}
+        for symbol, progress in self._progress.items():
+            lag = self.final_lag_ms(symbol, now_ms)
+            since = now_ms - (now_ms if progress.advanced_ms is None else progress.advanced_ms)
+            if lag > self._stall_after_ms and since > self._stall_after_ms:
+                out[symbol] = lag
+        return out
 
     def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> None:
         if not bars:
