@@ -255,6 +255,14 @@ def test_a_day_against_a_faulty_broker_gives_only_true_finals(tmp_path: Path, se
         )
     )
     assert sum(missing.values()) > 0, "the faults left nothing to repair"
+    finals_1m = sum(1 for e in sink.log if e.tf is Timeframe.M1)
+    finals_htf = sum(1 for e in sink.log if e.tf is not Timeframe.M1)
+    print(
+        f"\nseed {seed}: injected {broker.injected}; history requests {stats.history_requests}, "
+        f"failures {stats.history_failures}, refused {dict(stats.candles_refused)}; published "
+        f"1m {finals_1m}, higher tf {finals_htf}; missing before repair {missing}; stall "
+        f"reported {len(stalled_at)} times"
+    )
     after = check_against_truth(store, sink, truth, calendars)
     assert after == dict.fromkeys(SYMBOLS, 0), report
     for symbol in SYMBOLS:

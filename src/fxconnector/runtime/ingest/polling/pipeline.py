@@ -280,20 +280,13 @@ class Pipeline:
             chunk_limited = (
                 _open_minutes(intervals, ask_from, ask_to) * MINUTE_MS >= self._max_chunk_ms
             )
-            if (
-                not chunk_limited
-                and ask_to < ready_until
-                and progress.last_ask
-                == (
-                    ask_from,
-                    ask_to,
-                )
-            ):
+            window = (ask_from, ask_to)
+            if not chunk_limited and ask_to < ready_until and progress.last_ask == window:
                 # The market closed after the pending minutes and nothing has opened since the
                 # last ask: they are asked again once it opens (the next bar proves them).
                 progress.next_minute_ms = max(progress.next_minute_ms, ready_until)
                 break
-            progress.last_ask = (ask_from, ask_to)
+            progress.last_ask = window
             if not await self._fetch(symbol, progress, ask_from, ask_to, now_ms):
                 return wrote
             wrote = True
@@ -497,7 +490,8 @@ class Pipeline:
         result.pending.append((cursor, to_ms))
 
     def _probe_end(self, symbol: str, to_ms: int, safe_end: int) -> int:
-        """The end of a probe past `to_ms`: PROBE_MS of open market time, before `safe_end`."""
+        """The end of a probe past `to_ms`: PROBE_MS from the next open minute, before
+        `safe_end`."""
         calendar = self._calendars[symbol]
         first_open = to_ms if calendar.is_open(to_ms) else calendar.next_open(to_ms)
         if first_open is None:
