@@ -108,7 +108,7 @@ def assert_no_minute_lost(store: JsonlStore, symbol: str, launched_ms: int) -> N
         VolumeMode(config.bars.volume),
     )
     sim = SimBroker(generator, config.broker.symbols, ManualClock(to_ms), spec, calendars)
-    had = asyncio.run(sim.history_1m(symbol, from_ms, to_ms))
+    had = asyncio.run(sim.history_1m(symbol, from_ms, to_ms)).bars
     stored = [bar.event() for bar in store.bars(symbol, Timeframe.M1, from_ms, to_ms)]
     ticked = {
         minute

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from fxconnector.app.main import main
-from fxconnector.config.loader import load_config
 from fxconnector.config.calendars import load_calendar
+from fxconnector.config.loader import load_config
 from fxconnector.core.builders.derive import derive
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
@@ -152,7 +152,7 @@ def prepare_post_crash_store(root: Path) -> None:
     store = JsonlStore(root, identity=StoreIdentity(settings, profile))
     store.open()
     for symbol in SYMBOLS:
-        store.append(asyncio.run(broker.history_1m(symbol, start, end)))
+        store.append(asyncio.run(broker.history_1m(symbol, start, end)).bars)
         store.mark_fetched(symbol, start, end)
     store.close()
 

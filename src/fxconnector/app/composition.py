@@ -93,6 +93,7 @@ class Parts:
             safety_delay_ms=broker.history_safety_delay_ms,
             max_chunk_minutes=broker.history_chunk_minutes,
             budget=self.budget,
+            stall_after_ms=broker.finals_stall_s * 1000,
         )
         return self.pipeline
 
@@ -114,6 +115,8 @@ class Parts:
         if pipeline is None:
             return PipelineCounts()
         stats = pipeline.stats
+        now_ms = self.clock.now_ms()
+        stalled = pipeline.stalled(now_ms)
         return PipelineCounts(
             ticks_by_symbol=pipeline.ticks_by_symbol(),
             rejected_by_reason=dict(stats.rejected),
@@ -123,6 +126,11 @@ class Parts:
             history_requests=stats.history_requests,
             history_failures=stats.history_failures,
             surface_backlog=self.surface_backlog,
+            candles_refused_by_reason=dict(stats.candles_refused),
+            final_lag_s_by_symbol={
+                s: pipeline.final_lag_ms(s, now_ms) / 1000 for s in self.config.broker.symbols
+            },
+            finals_stalled_by_symbol={s: int(s in stalled) for s in self.config.broker.symbols},
         )
 
 

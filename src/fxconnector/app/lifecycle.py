@@ -453,6 +453,7 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
     repair = live.repair.status() if live.repair is not None else None
     if repair is not None and repair.last_run and repair.last_run.state is RepairState.FAILED:
         degraded.append("repair_failed")
+    degraded.extend(f"finals_stalled_{symbol}" for symbol in sorted(pipeline.stalled(now)))
     return Facts(
         now_ms=now,
         broker_kind=parts.config.broker.kind,

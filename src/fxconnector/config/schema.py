@@ -109,6 +109,9 @@ class BrokerConfig(_Section, frozen=True):
     #: The history budget shared by everything that calls the broker (DESIGN §9).
     history_requests_per_min: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30
     history_chunk_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 240
+    #: A symbol whose finals stop advancing for longer than this (open market time) is a
+    #: degraded reason in status and a metric (issue 11).
+    finals_stall_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 600
     sim: SimBrokerConfig = SimBrokerConfig()
     replay: ReplayBrokerConfig = ReplayBrokerConfig()
     fxcm: FxcmBrokerConfig = FxcmBrokerConfig()

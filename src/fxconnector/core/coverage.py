@@ -1,13 +1,16 @@
 """The coverage ledger's arithmetic (DESIGN §4): every minute is closed, final, quiet or missing.
 
 Rules: `closed` when the calendar says so; else `final` when a final 1m bar exists; else `quiet`
-when the broker's 1m history covering it was fetched and had no bar there; else `missing` (an
-outage or a gap to repair). Computed over whole ranges with numpy, never minute by minute.
+when a recorded fetched range covers it; else `missing` (an outage, a gap to repair, or a minute
+the broker has not provably passed yet). What may be recorded as fetched is decided by one rule,
+`prove_quiet`: the broker's answer must hold a later bar (or its own completeness signal), so
+the trailing empty minutes of an answer are never quiet. Computed over whole ranges with numpy,
+never minute by minute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -90,3 +93,52 @@ def runs(from_ms: int, states: npt.NDArray[np.int8], state: MinuteState) -> list
         (from_ms + int(a) * MINUTE_MS, from_ms + int(b) * MINUTE_MS)
         for a, b in zip(edges[0::2], edges[1::2], strict=True)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerProof:
+    """What one history answer for `[from_ms, to_ms)` proves (see `prove_quiet`)."""
+
+    quiet: list[tuple[int, int]]  # ranges to record as fetched: empty minutes here are quiet
+    proven_until_ms: int  # the broker has provably passed every minute before this
+    doubtful: list[int]  # empty minutes below `proven_until_ms` that must not be quiet
+
+
+def prove_quiet(
+    from_ms: int,
+    to_ms: int,
+    bar_opens: Sequence[int],
+    *,
+    doubtful: Iterable[int] = (),
+    passed_until_ms: int | None = None,
+) -> AnswerProof:
+    """The one rule for `quiet` (DESIGN §4), shared by the fast path and every command.
+
+    A minute of the asked range `[from_ms, to_ms)` (minute-aligned) without a bar in the answer
+    is quiet only when the broker has provably passed it *in this answer*: the answer holds a
+    bar at a later minute, or the broker's own completeness signal (`passed_until_ms`, e.g.
+    OANDA candles after it) covers it. Answers can be truncated at their end, never in their
+    middle, so the empty minutes after the answer's last bar are not proven: they stay missing
+    (pending) and must be asked again. `doubtful` minutes (ticks were seen in them, the stream
+    was down, or the broker sent a candle for them that was refused) are never quiet when the
+    answer has no bar for them.
+    """
+    if from_ms % MINUTE_MS or to_ms % MINUTE_MS:
+        raise ValueError(f"answer range [{from_ms}, {to_ms}) is not minute-aligned")
+    bars = set(bar_opens)
+    last = max((m for m in bars if from_ms <= m < to_ms), default=None)
+    proven = from_ms if last is None else last + MINUTE_MS
+    if passed_until_ms is not None:
+        proven = max(proven, passed_until_ms - passed_until_ms % MINUTE_MS)
+    proven = min(max(proven, from_ms), to_ms)
+    held_back = sorted({m for m in doubtful if from_ms <= m < proven and m not in bars})
+    quiet: list[tuple[int, int]] = []
+    cursor = from_ms
+    for minute in held_back:
+        minute -= minute % MINUTE_MS
+        if minute > cursor:
+            quiet.append((cursor, minute))
+        cursor = max(cursor, minute + MINUTE_MS)
+    if cursor < proven:
+        quiet.append((cursor, proven))
+    return AnswerProof(quiet=quiet, proven_until_ms=proven, doubtful=held_back)

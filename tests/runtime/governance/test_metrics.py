@@ -17,6 +17,9 @@ def test_scrape_reads_current_counts() -> None:
         history_requests=7,
         history_failures=1,
         surface_backlog=4,
+        candles_refused_by_reason={"price_not_positive": 2},
+        final_lag_s_by_symbol={"EURUSD": 720.0},
+        finals_stalled_by_symbol={"EURUSD": 1},
     )
     current = [PipelineCounts()]
     metrics = Metrics(lambda: current[0])
@@ -33,6 +36,9 @@ def test_scrape_reads_current_counts() -> None:
     assert "fxconnector_history_requests_total 7.0" in text
     assert "fxconnector_surface_backlog 4.0" in text
     assert "fxconnector_redis_errors_total 1.0" in text
+    assert 'fxconnector_history_candles_refused_total{reason="price_not_positive"} 2.0' in text
+    assert 'fxconnector_final_lag_seconds{symbol="EURUSD"} 720.0' in text
+    assert 'fxconnector_finals_stalled{symbol="EURUSD"} 1.0' in text
     assert 'fxconnector_publish_latency_seconds_bucket{le="0.0025"} 1.0' in text
     assert all(
         line.startswith(("#", "fxconnector_", "python_")) or not line for line in text.splitlines()

@@ -29,6 +29,12 @@ class PipelineCounts:
     history_requests: int = 0
     history_failures: int = 0
     surface_backlog: int = 0
+    #: History candles refused (by the adapter or the pipeline's contract check), by reason.
+    candles_refused_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Open market time (s) between each symbol's proven frontier and now.
+    final_lag_s_by_symbol: dict[str, float] = field(default_factory=dict)
+    #: 1 for a symbol whose finals stopped advancing past the configured bound.
+    finals_stalled_by_symbol: dict[str, int] = field(default_factory=dict)
 
 
 class _PipelineCollector(Collector):
@@ -62,6 +68,28 @@ class _PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "fxconnector_surface_backlog", "Finals waiting for Redis", value=counts.surface_backlog
         )
+        yield _labelled(
+            "fxconnector_history_candles_refused",
+            "History candles refused (the rest of their answer kept)",
+            "reason",
+            counts.candles_refused_by_reason,
+        )
+        lag = GaugeMetricFamily(
+            "fxconnector_final_lag_seconds",
+            "Open market time between the last proven minute and now",
+            labels=["symbol"],
+        )
+        for symbol, seconds in sorted(counts.final_lag_s_by_symbol.items()):
+            lag.add_metric([symbol], seconds)
+        yield lag
+        stalled = GaugeMetricFamily(
+            "fxconnector_finals_stalled",
+            "1 when the symbol's finals stopped advancing for longer than finals_stall_s",
+            labels=["symbol"],
+        )
+        for symbol, flag in sorted(counts.finals_stalled_by_symbol.items()):
+            stalled.add_metric([symbol], flag)
+        yield stalled
 
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

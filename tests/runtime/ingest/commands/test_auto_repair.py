@@ -74,7 +74,7 @@ class Lacking:
     async def __call__(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
         if self.failing and any(from_ms <= m < to_ms for m in self.lacking):
             raise TransientIOError("history: service unavailable (503)")
-        bars = await self.broker.history_1m(symbol, from_ms, to_ms)
+        bars = (await self.broker.history_1m(symbol, from_ms, to_ms)).bars
         return [b for b in bars if b.open_ms not in self.lacking]
 
 

@@ -18,6 +18,7 @@ from fxconnector.core.time_geom import MINUTE_MS, Timeframe, iso_utc
 from fxconnector.core.validation.ticks import TickRails
 from fxconnector.core.validation.validator import validate_command
 from fxconnector.runtime.clock import ManualClock
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer
 from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairCaps, execute
@@ -50,7 +51,7 @@ class Outages:
         self.hidden = hidden
 
     async def __call__(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
-        bars = await self.broker.history_1m(symbol, from_ms, to_ms)
+        bars = (await self.broker.history_1m(symbol, from_ms, to_ms)).bars
         return [b for b in bars if not any(a <= b.open_ms < z for a, z in self.hidden)]
 
 
@@ -171,14 +172,15 @@ def test_backfill_of_a_corrected_range_publishes_revisions(
     now = clock.now_ms()
     original = history.broker.history_1m
 
-    async def corrected(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
-        bars = await original(symbol, from_ms, to_ms)
-        return [
+    async def corrected(symbol: str, from_ms: int, to_ms: int) -> HistoryAnswer:
+        answer = await original(symbol, from_ms, to_ms)
+        bars = [
             msgspec.structs.replace(b, high=b.high + 0.0005)
             if b.open_ms == T0 + 10 * MINUTE_MS
             else b
-            for b in bars
+            for b in answer.bars
         ]
+        return HistoryAnswer(bars, answer.rejected, answer.passed_until_ms)
 
     history.hidden = []
     history.broker.history_1m = corrected  # type: ignore[method-assign]

@@ -65,7 +65,7 @@ class History:
         if self.fail_next:
             self.fail_next -= 1
             raise BrokerDisconnected("history connection reset")
-        bars = await self.broker.history_1m(symbol, from_ms, to_ms)
+        bars = (await self.broker.history_1m(symbol, from_ms, to_ms)).bars
         return [self.override.get(b.open_ms, b) for b in bars if b.open_ms not in self.hide]
 
 
@@ -223,7 +223,7 @@ def test_history_bars_that_break_the_contract_are_refused(
     saturday = 1_549_670_400_000  # 2019-02-09T00:00:00Z, closed
     batch = ticks(2)
     pipeline, history, _, store = make(tmp_path, fx_ny, batch)
-    good = asyncio.run(history.broker.history_1m("EURUSD", T0, T0 + MINUTE_MS))[0]
+    good = asyncio.run(history.broker.history_1m("EURUSD", T0, T0 + MINUTE_MS)).bars[0]
     history.override[T0 + MINUTE_MS] = msgspec.structs.replace(
         good, open_ms=saturday, close_ms=saturday + 59_999, event_ts=saturday + 59_999
     )
@@ -293,12 +293,65 @@ async def _nothing(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
 def test_minutes_of_a_broker_outage_are_not_quiet(
     tmp_path: Path, always_open: CalendarProfile
 ) -> None:
-    batch = ticks(2)  # ticks in minutes 0-1 only; minutes 2-5 the stream was down
+    # Ticks in minutes 0-1 and 6; minutes 2-3 the stream was down, 4-5 had no ticks.
+    whole = ticks(7)
+    keep = (whole.ts_ms < T0 + 2 * MINUTE_MS) | (whole.ts_ms >= T0 + 6 * MINUTE_MS)
+    batch = TickBatch("EURUSD", whole.ts_ms[keep], whole.bid[keep], whole.ask[keep])
     pipeline, _history, _, store = make(tmp_path, always_open, batch)
     pipeline.note_outage(T0 + 2 * MINUTE_MS, T0 + 4 * MINUTE_MS)
-    asyncio.run(play(pipeline, batch, T0 + 6 * MINUTE_MS + 300_000))
-    fetched = store.fetched_intervals("EURUSD", T0, T0 + 6 * MINUTE_MS)
-    # Minutes 2 and 3 (the outage) stay missing; 4 and 5 (no outage, no ticks) are quiet.
-    assert fetched == [(T0, T0 + 2 * MINUTE_MS), (T0 + 4 * MINUTE_MS, T0 + 6 * MINUTE_MS)]
+    asyncio.run(play(pipeline, batch, T0 + 7 * MINUTE_MS + 300_000))
+    fetched = store.fetched_intervals("EURUSD", T0, T0 + 7 * MINUTE_MS)
+    # Minutes 2 and 3 (the outage) stay missing; 4 and 5 (no outage, no ticks, and the broker
+    # has the later bar of minute 6) are quiet.
+    assert fetched == [(T0, T0 + 2 * MINUTE_MS), (T0 + 4 * MINUTE_MS, T0 + 7 * MINUTE_MS)]
     assert [e.code for e in pipeline.stats.errors] == ["history.no_bar", "history.no_bar"]
+    store.close()
+
+
+def test_empty_minutes_before_the_weekend_wait_for_the_next_bar_asking_once(
+    tmp_path: Path, fx_ny: CalendarProfile
+) -> None:
+    friday_close = 1_549_663_200_000  # 2019-02-08T22:00:00Z, the weekly close (winter)
+    sunday_open = friday_close + 48 * 3_600_000
+    last_ticked = friday_close - 3 * MINUTE_MS  # 21:57; 21:58 and 21:59 have no tick
+    minutes = [friday_close - 10 * MINUTE_MS + m * MINUTE_MS for m in range(8)]
+    minutes += [sunday_open, sunday_open + MINUTE_MS]
+    ts = np.asarray([m + k * 10_000 for m in minutes for k in range(4)], dtype=np.int64)
+    bid = np.round(1.1 + (np.arange(ts.size) % 7) * 1e-5, 5)
+    batch = TickBatch("EURUSD", ts, bid, np.round(bid + 2e-5, 5))
+    store = JsonlStore(tmp_path / "ssot")
+    store.open()
+    calendar = fx_ny.for_symbol("EURUSD")
+    history = History(ReplayBroker(batch, BarSpec(), calendar))
+    pipeline = Pipeline(
+        history=history,
+        store=store,
+        calendars={"EURUSD": calendar},
+        timeframes=TFS,
+        spec=BarSpec(),
+        rails=TickRails(frozenset({"EURUSD"})),
+        sink=RecordingSink(),
+        start_ms={"EURUSD": minutes[0]},
+    )
+    quiet_tail = (last_ticked + MINUTE_MS, friday_close)
+
+    async def run() -> None:
+        ticks = iter(batch.ticks())
+        pending = next(ticks, None)
+        for now in range(minutes[0], sunday_open + 5 * MINUTE_MS, 30_000):
+            while pending is not None and pending.ts_ms <= now:
+                pipeline.on_tick(pending, now)
+                pending = next(ticks, None)
+            await pipeline.advance(now)
+            if now == sunday_open - MINUTE_MS:
+                # all weekend: the two empty minutes were asked once and are not quiet
+                asked = [c for c in history.calls if c[0] <= quiet_tail[0] < c[1]]
+                assert len(asked) <= 2, asked
+                assert store.fetched_intervals("EURUSD", *quiet_tail) == []
+
+    asyncio.run(run())
+    # Sunday's first bar proves them: quiet, and the week's last 5 minutes are derived.
+    assert store.fetched_intervals("EURUSD", *quiet_tail) == [quiet_tail]
+    fives = [b.open_ms for b in store.bars("EURUSD", Timeframe.M5)]
+    assert friday_close - 5 * MINUTE_MS in fives
     store.close()

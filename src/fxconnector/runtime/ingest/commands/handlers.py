@@ -2,7 +2,9 @@
 
 Rules:
 - Every broker call goes through the pipeline's `fetch_range` (the shared history budget at heavy
-  priority, the same contract checks, store path and derivation as the fast path).
+  priority, the same contract checks, the same quiet rule, store path and derivation as the
+  fast path). A range the broker has not provably passed is reported in `pending_ranges`
+  (still missing, never quiet); refused candles are counted in `refused_candles`.
 - tail_guard audits coverage (closed / final / quiet / missing) over the window for 1m and checks
   every derived timeframe; with `repair` it fetches the missing ranges under the repair caps
   (at most `max_gap_mins` per gap, `max_bars_per_run` bars per run, only the last
@@ -215,6 +217,8 @@ def _result(result: RangeResult) -> dict[str, Any]:
         "revisions": result.revisions,
         "derived": result.derived,
         "failed_chunks": [[iso_utc(a), iso_utc(b), why] for a, b, why in result.failed_chunks],
+        "refused_candles": result.refused,
+        "pending_ranges": [[iso_utc(a), iso_utc(b)] for a, b in result.pending],
     }
 
 

@@ -4,11 +4,19 @@ Rules (DESIGN §5):
 - A tick is validated (rails + calendar) and applied to the live builder; rejects and late ticks
   are counted by reason, never raised.
 - Close detection (the fast path): once a minute has ended plus the safety delay, its 1m bar is
-  fetched from the broker's history. History bars are checked against the contract; a bar in a
-  closed minute or off its bucket is refused and counted. Fetched minutes with no bar are quiet,
-  except a minute in which we saw ticks: the broker's history may lag, so that minute is retried
-  with backoff and, after `max_empty_retries`, left missing and reported (never invented).
+  fetched from the broker's history. History bars are checked against the contract; a bad
+  candle (refused by the adapter or here: off its bucket, in a closed minute, ...) rejects
+  itself only, counted by reason and sampled in `errors[]`; the rest of the answer is stored and
+  the bad minute stays missing (repair's job).
+- What is quiet is decided by one rule, `core.coverage.prove_quiet`: an empty minute is quiet
+  only when the same answer holds a later bar or the broker's completeness signal covers it,
+  and never when ticks were seen in it. The empty minutes after an answer's last bar stay
+  pending: each fast-path call asks again from the first pending minute (so the answer that
+  shows a later bar covers them too). A minute with ticks but no bar although the broker has
+  passed it is retried with backoff and, after `max_empty_retries`, left missing and reported.
 - A failed history call is retried with capped backoff; the symbol's progress does not move.
+  A symbol whose proven frontier trails "now" by more than `stall_after_ms` of open market
+  time is reported by `stalled()` (a degraded reason and a metric, never silence).
 - Finals are appended to the store, made durable (flush), then handed to the sink. Derived bars
   follow from the final 1m (DerivedBuilder). A repeated final is a no-op; a different one is a
   revision and is republished.
@@ -27,6 +35,7 @@ from dataclasses import dataclass, field
 from fxconnector.core.builders.live import LiveBuilder
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.coverage import AnswerProof, prove_quiet
 from fxconnector.core.errors import BadBrokerData, ContractViolation, TransientIOError
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import ErrorEntry
@@ -35,15 +44,24 @@ from fxconnector.core.time_geom import MINUTE_MS, Timeframe, iso_utc
 from fxconnector.core.validation.ticks import TickRails, check_tick
 from fxconnector.core.validation.validator import bar_problems
 from fxconnector.runtime.governance.rails import HistoryBudget, Priority
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer
 from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
 from fxconnector.runtime.publish.sink import EventSink
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
-HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
+#: A broker's `history_1m`; a plain list of bars is an answer with no refused candle and no
+#: completeness signal.
+HistoryFetch = Callable[[str, int, int], Awaitable[HistoryAnswer | Sequence[OhlcvEvent]]]
 FAST_PATH = "fast_path"
 #: Buckets a command derives between two yields to the event loop.
 DERIVE_SLICE = 50
 BROKER_CORRECTION = "broker correction"
+#: Re-asks of one command chunk whose answers end early, before its tail is left pending.
+MAX_ASKS_PER_CHUNK = 12
+#: Fast-path calls per symbol in one advance (a catch-up continues at the next advance).
+MAX_ASKS_PER_ADVANCE = 8
+#: How far past a command chunk's end a probe looks for a later bar (open market time).
+PROBE_MS = 60 * MINUTE_MS
 
 
 @dataclass(slots=True)
@@ -57,6 +75,10 @@ class PipelineStats:
     history_requests: int = 0
     history_failures: int = 0
     history_bars_refused: int = 0
+    #: Refused history candles by reason (the adapter's or the pipeline's check).
+    candles_refused: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Open minutes the fast path gave up proving (no later bar in a whole chunk): missing.
+    unproven_minutes: int = 0
     empty_history_retries: int = 0
     errors: collections.deque[ErrorEntry] = field(
         default_factory=lambda: collections.deque(maxlen=50)
@@ -74,16 +96,23 @@ class RangeResult:
     new_bars: int = 0
     revisions: int = 0
     derived: int = 0
+    refused: int = 0
     failed_chunks: list[tuple[int, int, str]] = field(default_factory=list)
+    #: Ranges the broker has not provably passed (its answers ended early): still missing.
+    pending: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _SymbolProgress:
     next_minute_ms: int  # the first minute not yet fetched by the fast path
+    pending_ms: int  # the first minute the broker has not provably passed (final/quiet below)
     retry_at_ms: int = 0  # after a failed call, no new call before this
     failures: int = 0
     ticked: set[int] = field(default_factory=set)  # minutes in which ticks were applied
     empty: dict[int, tuple[int, int]] = field(default_factory=dict)  # minute -> (tries, due)
+    given_up: set[int] = field(default_factory=set)  # ticked minutes reported as no_bar
+    last_ask: tuple[int, int] = (0, 0)  # the fast path's last asked window
+    advanced_ms: int | None = None  # when pending_ms last moved (None: not started)
 
 
 class Pipeline:
@@ -107,6 +136,7 @@ class Pipeline:
         retry_cap_ms: int = 60_000,
         flush_each_advance: bool = True,
         budget: HistoryBudget | None = None,
+        stall_after_ms: int = 600_000,
     ) -> None:
         self._raw_history = history
         self._budget = budget
@@ -120,12 +150,14 @@ class Pipeline:
         self._retry_base_ms = retry_base_ms
         self._retry_cap_ms = retry_cap_ms
         self._flush_each_advance = flush_each_advance
+        self._stall_after_ms = stall_after_ms
         self.timeframes = tuple(timeframes)
         self.builder = LiveBuilder(calendars, timeframes, spec)
         self.derived = DerivedBuilder(store, calendars, timeframes)
         self._stats = PipelineStats()
         self._progress = {
-            symbol: _SymbolProgress(start - start % MINUTE_MS) for symbol, start in start_ms.items()
+            symbol: _SymbolProgress(start - start % MINUTE_MS, start - start % MINUTE_MS)
+            for symbol, start in start_ms.items()
         }
         self._now_ms = 0
         self._pending_publish: list[OhlcvEvent] = []
@@ -233,23 +265,55 @@ class Pipeline:
     async def _fast_path(self, symbol: str, progress: _SymbolProgress, now_ms: int) -> bool:
         ready_until = now_ms - self._safety_delay_ms
         ready_until -= ready_until % MINUTE_MS
+        if progress.advanced_ms is None:
+            progress.advanced_ms = now_ms
         if ready_until <= progress.next_minute_ms or now_ms < progress.retry_at_ms:
             return False
         calendar = self._calendars[symbol]
         wrote = False
-        while progress.next_minute_ms < ready_until:
-            start = progress.next_minute_ms
-            end = min(ready_until, start + self._max_chunk_ms)
-            intervals = calendar.open_intervals(start, end)
-            if intervals:
-                fetch_from, fetch_to = intervals[0][0], intervals[-1][1]
-                if not await self._fetch(symbol, progress, fetch_from, fetch_to, now_ms):
-                    return wrote
-                wrote = True
-                progress.ticked = {m for m in progress.ticked if m >= end}
-            progress.next_minute_ms = end
+        for _ in range(MAX_ASKS_PER_ADVANCE):
+            # Ask again from the first minute the broker has not provably passed.
+            start = min(progress.pending_ms, progress.next_minute_ms)
+            intervals = calendar.open_intervals(start, ready_until) if start < ready_until else []
+            if not intervals:
+                progress.next_minute_ms = max(progress.next_minute_ms, ready_until)
+                progress.pending_ms = max(progress.pending_ms, ready_until)
+                break
+            ask_from, ask_to = _open_window(intervals, self._max_chunk_ms)
+            chunk_limited = (
+                _open_minutes(intervals, ask_from, ask_to) * MINUTE_MS >= self._max_chunk_ms
+            )
+            window = (ask_from, ask_to)
+            if not chunk_limited and ask_to < ready_until and progress.last_ask == window:
+                # The market closed after the pending minutes and nothing has opened since the
+                # last ask: they are asked again once it opens (the next bar proves them).
+                progress.next_minute_ms = max(progress.next_minute_ms, ready_until)
+                break
+            progress.last_ask = window
+            if not await self._fetch(symbol, progress, ask_from, ask_to, now_ms):
+                return wrote
+            wrote = True
+            progress.next_minute_ms = max(progress.next_minute_ms, ask_to)
             if self.on_fetched is not None:
-                self.on_fetched(symbol, end)
+                self.on_fetched(symbol, progress.next_minute_ms)
+            if progress.pending_ms >= ask_to:
+                continue
+            if ask_to >= ready_until or not chunk_limited:
+                break  # the tail near now (or before a closure): asked again later
+            if progress.pending_ms <= ask_from:
+                # A whole chunk of open time without a bar: it cannot be proven now. It stays
+                # missing (repair's job); the fast path moves on.
+                self._stats.unproven_minutes += _open_minutes(intervals, ask_from, ask_to)
+                self._error(
+                    now_ms,
+                    "history.unproven",
+                    f"{symbol} {iso_utc(ask_from)}..{iso_utc(ask_to)}: the broker's history "
+                    "has no bar there; left missing for repair",
+                )
+                progress.pending_ms = ask_to
+        floor = min(progress.pending_ms, progress.next_minute_ms)
+        progress.ticked = {m for m in progress.ticked if m >= floor}
+        progress.given_up = {m for m in progress.given_up if m >= floor}
         return wrote
 
     async def _fetch(
@@ -258,7 +322,7 @@ class Pipeline:
         """Fetch, check, store one range; False when the call failed (retry later)."""
         self._stats.history_requests += 1
         try:
-            bars = await self._history(symbol, from_ms, to_ms, FAST_PATH, Priority.FAST)
+            answer = await self._history(symbol, from_ms, to_ms, FAST_PATH, Priority.FAST)
         except (TransientIOError, BadBrokerData) as exc:
             self._stats.history_failures += 1
             progress.failures += 1
@@ -268,19 +332,21 @@ class Pipeline:
             return False
         progress.failures = 0
         progress.retry_at_ms = 0
-        accepted = self._check_history(symbol, bars, from_ms, to_ms, now_ms)
-        got = {bar.open_ms for bar in accepted}
         # Minutes we saw ticks in, and minutes of a broker outage (we could not have seen
-        # ticks then), are not proven quiet by an empty answer.
-        doubtful = set(progress.ticked) | self._outage_minutes(from_ms, to_ms)
-        suspicious = sorted(m for m in doubtful if from_ms <= m < to_ms and m not in got)
-        for minute in suspicious:
-            tries, _ = progress.empty.get(minute, (0, 0))
-            progress.empty.setdefault(minute, (tries, now_ms + self._retry_base_ms))
-        self._store_finals(symbol, accepted)
-        for start, end in _minus(from_ms, to_ms, suspicious):
-            self._store.mark_fetched(symbol, start, end)
-        self.derived.touch(symbol, from_ms, to_ms)
+        # ticks then), are not proven quiet by an answer without a bar for them.
+        seen = {m for m in progress.ticked if from_ms <= m < to_ms}
+        seen |= self._outage_minutes(from_ms, to_ms)
+        _, proof = self._take_answer(symbol, answer, from_ms, to_ms, now_ms, seen)
+        # A minute with ticks but no bar: asked alone again with backoff, whether the broker has
+        # passed it (held back from quiet) or not yet (its history lags "now").
+        tail = (m for m in seen if m >= proof.proven_until_ms)
+        for minute in [*proof.doubtful, *tail]:
+            if minute in seen and minute not in progress.given_up:
+                tries, _ = progress.empty.get(minute, (0, 0))
+                progress.empty.setdefault(minute, (tries, now_ms + self._retry_base_ms))
+        if proof.proven_until_ms > progress.pending_ms:
+            progress.pending_ms = proof.proven_until_ms
+            progress.advanced_ms = now_ms
         return True
 
     def note_outage(self, from_ms: int, to_ms: int) -> None:
@@ -307,14 +373,14 @@ class Pipeline:
             self._stats.empty_history_retries += 1
             self._stats.history_requests += 1
             try:
-                bars = await self._history(
+                answer = await self._history(
                     symbol, minute, minute + MINUTE_MS, FAST_PATH, Priority.FAST
                 )
             except (TransientIOError, BadBrokerData) as exc:
                 self._stats.history_failures += 1
-                bars = []
+                answer = HistoryAnswer([])
                 self._error(now_ms, "history.failed", f"{symbol} {iso_utc(minute)}: {exc}")
-            accepted = self._check_history(symbol, bars, minute, minute + MINUTE_MS, now_ms)
+            accepted, _ = self._check_history(symbol, answer, minute, minute + MINUTE_MS, now_ms)
             if accepted:
                 del progress.empty[minute]
                 self._store_finals(symbol, accepted)
@@ -322,6 +388,7 @@ class Pipeline:
                 wrote = True
             elif tries + 1 >= self._max_empty_retries:
                 del progress.empty[minute]
+                progress.given_up.add(minute)
                 self._error(
                     now_ms,
                     "history.no_bar",
@@ -335,12 +402,14 @@ class Pipeline:
 
     async def _history(
         self, symbol: str, from_ms: int, to_ms: int, caller: str, priority: Priority
-    ) -> list[OhlcvEvent]:
+    ) -> HistoryAnswer:
         """One broker history call, through the shared budget when there is one."""
         if self._budget is None:
-            return await self._raw_history(symbol, from_ms, to_ms)
-        async with self._budget.slot(caller, priority):
-            return await self._raw_history(symbol, from_ms, to_ms)
+            got = await self._raw_history(symbol, from_ms, to_ms)
+        else:
+            async with self._budget.slot(caller, priority):
+                got = await self._raw_history(symbol, from_ms, to_ms)
+        return got if isinstance(got, HistoryAnswer) else HistoryAnswer(list(got))
 
     async def fetch_range(
         self,
@@ -357,25 +426,15 @@ class Pipeline:
         chunk is reported and the rest goes on."""
         calendar = self._calendars[symbol]
         start = from_ms - from_ms % MINUTE_MS
-        end = min(to_ms, now_ms - self._safety_delay_ms)
+        safe_end = now_ms - self._safety_delay_ms
+        safe_end -= safe_end % MINUTE_MS
+        end = min(to_ms, safe_end)
         end -= end % MINUTE_MS
         chunks = _chunks(calendar.open_intervals(start, end), self._max_chunk_ms)
         result = RangeResult(symbol=symbol, from_ms=start, to_ms=max(start, end))
         before = len(self._pending_publish)
         for index, (a, b) in enumerate(chunks):
-            try:
-                bars = await self._history(symbol, a, b, caller, Priority.HEAVY)
-            except (TransientIOError, BadBrokerData) as exc:
-                self._stats.history_failures += 1
-                result.failed_chunks.append((a, b, str(exc)[:200]))
-                self._error(now_ms, "history.failed", f"{caller} {symbol} {iso_utc(a)}: {exc}")
-            else:
-                self._stats.history_requests += 1
-                accepted = self._check_history(symbol, bars, a, b, now_ms)
-                self._store_finals(symbol, accepted)
-                self._store.mark_fetched(symbol, a, b)
-                self.derived.touch(symbol, a, b)
-                result.bars_fetched += len(accepted)
+            await self._fetch_chunk(symbol, a, b, caller, now_ms, safe_end, result)
             self._store.flush()  # per chunk: a few files to fsync, never the whole range at once
             if progress is not None:
                 progress(index + 1, len(chunks))
@@ -393,12 +452,100 @@ class Pipeline:
         self._publish(())  # the 1m finals, when nothing above them was ready to derive
         return result
 
-    def _check_history(
-        self, symbol: str, bars: Sequence[OhlcvEvent], from_ms: int, to_ms: int, now_ms: int
-    ) -> list[OhlcvEvent]:
+    async def _fetch_chunk(
+        self,
+        symbol: str,
+        from_ms: int,
+        to_ms: int,
+        caller: str,
+        now_ms: int,
+        safe_end: int,
+        result: RangeResult,
+    ) -> None:
+        """One command chunk: asked again from where an answer ended early; when an answer has
+        nothing past the last proven minute, a probe looks past the chunk for a later bar.
+        What stays unproven is reported in `result.pending` (missing, never quiet)."""
+        cursor, probing = from_ms, False
+        progress = self._progress.get(symbol)
+        for _ in range(MAX_ASKS_PER_CHUNK):
+            ask_to = self._probe_end(symbol, to_ms, safe_end) if probing else to_ms
+            if ask_to <= cursor:
+                break
+            try:
+                answer = await self._history(symbol, cursor, ask_to, caller, Priority.HEAVY)
+            except (TransientIOError, BadBrokerData) as exc:
+                self._stats.history_failures += 1
+                result.failed_chunks.append((cursor, to_ms, str(exc)[:200]))
+                self._error(now_ms, "history.failed", f"{caller} {symbol} {iso_utc(cursor)}: {exc}")
+                return
+            self._stats.history_requests += 1
+            seen = set() if progress is None else set(progress.ticked)
+            refused_before = sum(self._stats.candles_refused.values())
+            accepted, proof = self._take_answer(symbol, answer, cursor, ask_to, now_ms, seen)
+            result.bars_fetched += len(accepted)
+            result.refused += sum(self._stats.candles_refused.values()) - refused_before
+            if proof.proven_until_ms >= to_ms:
+                return
+            if proof.proven_until_ms > cursor:
+                cursor, probing = proof.proven_until_ms, False  # ended early: ask from there
+            elif not probing:
+                probing = True  # nothing past `cursor`: look past the chunk for a later bar
+            else:
+                break
+        result.pending.append((cursor, to_ms))
+
+    def _probe_end(self, symbol: str, to_ms: int, safe_end: int) -> int:
+        """The end of a probe past `to_ms`: PROBE_MS from the next open minute, before
+        `safe_end`."""
         calendar = self._calendars[symbol]
+        first_open = to_ms if calendar.is_open(to_ms) else calendar.next_open(to_ms)
+        if first_open is None:
+            return min(to_ms, safe_end)
+        return max(to_ms, min(safe_end, first_open + PROBE_MS))
+
+    def _take_answer(
+        self,
+        symbol: str,
+        answer: HistoryAnswer,
+        from_ms: int,
+        to_ms: int,
+        now_ms: int,
+        seen: set[int],
+    ) -> tuple[list[OhlcvEvent], AnswerProof]:
+        """Check, store and prove one answer to `[from_ms, to_ms)`: the good bars are stored,
+        the proven-quiet ranges recorded, the buckets above them marked for derivation."""
+        accepted, refused = self._check_history(symbol, answer, from_ms, to_ms, now_ms)
+        if None in refused:
+            # A candle whose minute could not be read: no empty minute of this answer is proven.
+            proof = AnswerProof(quiet=[], proven_until_ms=from_ms, doubtful=[])
+        else:
+            proof = prove_quiet(
+                from_ms,
+                to_ms,
+                [bar.open_ms for bar in accepted],
+                doubtful=seen
+                | {m for m in refused if m is not None}
+                | set(answer.unfinished)
+                | _minutes_in(answer.unproven, from_ms, to_ms),
+                passed_until_ms=answer.passed_until_ms,
+            )
+        self._store_finals(symbol, accepted)
+        for a, b in proof.quiet:
+            self._store.mark_fetched(symbol, a, b)
+        self.derived.touch(symbol, from_ms, to_ms)
+        return accepted, proof
+
+    def _check_history(
+        self, symbol: str, answer: HistoryAnswer, from_ms: int, to_ms: int, now_ms: int
+    ) -> tuple[list[OhlcvEvent], set[int | None]]:
+        """The answer's good bars, and the minutes of refused candles (None: unreadable)."""
+        calendar = self._calendars[symbol]
+        refused: set[int | None] = set()
+        for candle in answer.rejected:
+            refused.add(candle.open_ms)
+            self._refuse(now_ms, symbol, candle.open_ms, candle.reason, candle.detail)
         accepted = []
-        for bar in bars:
+        for bar in answer.bars:
             problems = [
                 p.message
                 for p in bar_problems(bar, calendar, symbols={symbol}, timeframes={Timeframe.M1})
@@ -410,15 +557,42 @@ class Pipeline:
             elif not calendar.is_open(bar.open_ms):
                 problems.append("in a minute the calendar calls closed")
             if problems:
-                self._stats.history_bars_refused += 1
-                self._error(
-                    now_ms,
-                    "history.bad_bar",
-                    f"{symbol} {iso_utc(bar.open_ms)}: " + "; ".join(problems),
-                )
+                refused.add(bar.open_ms - bar.open_ms % MINUTE_MS)
+                self._refuse(now_ms, symbol, bar.open_ms, "bar_contract", "; ".join(problems))
                 continue
             accepted.append(bar)
-        return accepted
+        return accepted, refused
+
+    def _refuse(
+        self, now_ms: int, symbol: str, open_ms: int | None, reason: str, detail: str
+    ) -> None:
+        self._stats.history_bars_refused += 1
+        self._stats.candles_refused[reason] += 1
+        where = "unreadable time" if open_ms is None else iso_utc(open_ms)
+        self._error(now_ms, "history.bad_bar", f"{symbol} {where}: {reason}: {detail}")
+
+    def final_lag_ms(self, symbol: str, now_ms: int) -> int:
+        """Open market time between the symbol's proven frontier (every minute before it is
+        final, quiet or given up as missing) and the last minute that could be fetched."""
+        progress = self._progress[symbol]
+        ready_until = now_ms - self._safety_delay_ms
+        ready_until -= ready_until % MINUTE_MS
+        if progress.pending_ms >= ready_until:
+            return 0
+        intervals = self._calendars[symbol].open_intervals(progress.pending_ms, ready_until)
+        return sum(b - a for a, b in intervals)
+
+    def stalled(self, now_ms: int) -> dict[str, int]:
+        """Symbols whose finals stopped advancing: more than `stall_after_ms` of open market
+        time behind, and no progress for that long (a catch-up that is moving is not a stall),
+        with their lag in ms."""
+        out = {}
+        for symbol, progress in self._progress.items():
+            lag = self.final_lag_ms(symbol, now_ms)
+            since = now_ms - (now_ms if progress.advanced_ms is None else progress.advanced_ms)
+            if lag > self._stall_after_ms and since > self._stall_after_ms:
+                out[symbol] = lag
+        return out
 
     def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> None:
         if not bars:
@@ -458,14 +632,29 @@ def _chunks(intervals: Sequence[tuple[int, int]], size_ms: int) -> list[tuple[in
     return out
 
 
-def _minus(from_ms: int, to_ms: int, minutes: Sequence[int]) -> list[tuple[int, int]]:
-    """`[from_ms, to_ms)` without the given minutes, as ranges."""
-    out = []
-    cursor = from_ms
-    for minute in minutes:
-        if minute > cursor:
-            out.append((cursor, minute))
-        cursor = max(cursor, minute + MINUTE_MS)
-    if cursor < to_ms:
-        out.append((cursor, to_ms))
-    return out
+def _open_window(intervals: Sequence[tuple[int, int]], size_ms: int) -> tuple[int, int]:
+    """From the first open minute, the range holding at most `size_ms` of open time."""
+    budget = size_ms
+    end = intervals[0][0]
+    for start, stop in intervals:
+        take = min(stop - start, budget)
+        end = start + take
+        budget -= take
+        if budget <= 0:
+            break
+    return intervals[0][0], end
+
+
+def _minutes_in(ranges: Sequence[tuple[int, int]], from_ms: int, to_ms: int) -> set[int]:
+    """The minutes of `ranges` inside `[from_ms, to_ms)`."""
+    minutes: set[int] = set()
+    for start, end in ranges:
+        lo, hi = max(start, from_ms), min(end, to_ms)
+        minutes.update(range(lo - lo % MINUTE_MS, hi, MINUTE_MS))
+    return minutes
+
+
+def _open_minutes(intervals: Sequence[tuple[int, int]], from_ms: int, to_ms: int) -> int:
+    """Open minutes of `intervals` inside `[from_ms, to_ms)`."""
+    total = sum(max(0, min(b, to_ms) - max(a, from_ms)) for a, b in intervals)
+    return total // MINUTE_MS

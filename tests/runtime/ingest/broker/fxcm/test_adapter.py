@@ -42,7 +42,7 @@ from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.runtime.clock import SystemClock
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
 from fxconnector.runtime.ingest.broker.fxcm.adapter import BRIDGE_PATH, FxcmBroker
-from fxconnector.runtime.ingest.broker.port import BrokerPort, SessionEvent
+from fxconnector.runtime.ingest.broker.port import BrokerPort, HistoryAnswer, SessionEvent
 from fxconnector.runtime.ingest.broker.resilience import Backoff
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 from tests.conftest import calendar_profile
@@ -289,7 +289,7 @@ def test_history_gives_the_stand_ins_bars_as_final_1m(
     async def scenario() -> list[OhlcvEvent]:
         broker = standin.broker(spec=spec, history_chunk_mins=chunk_mins, workdir=workdir)
         async with connected(broker):
-            return await broker.history_1m("USDJPY", from_ms, to_ms)
+            return (await broker.history_1m("USDJPY", from_ms, to_ms)).bars
 
     bars = run(scenario())
     assert bars == expected_bars("USDJPY", from_ms, to_ms, price, open_mode)
@@ -312,7 +312,7 @@ def test_history_that_fails_near_now_is_asked_again_up_to_now(
 
     async def scenario() -> list[OhlcvEvent]:
         async with connected(standin.broker()) as broker:
-            return await broker.history_1m("EURUSD", from_ms, to_ms + 30_000)
+            return (await broker.history_1m("EURUSD", from_ms, to_ms + 30_000)).bars
 
     bars = run(scenario())
     # the range's end is inside the running minute: only the ended minutes come back
@@ -324,7 +324,7 @@ def test_empty_and_partial_history_are_answered_as_they_come(tmp_path: Path) -> 
     standin = StandIn(tmp_path, faults={"history_empty": True})
     from_ms, to_ms = last_minutes(30)
 
-    async def scenario() -> tuple[list[OhlcvEvent], list[OhlcvEvent]]:
+    async def scenario() -> tuple[HistoryAnswer, HistoryAnswer]:
         async with connected(standin.broker()) as broker:
             empty = await broker.history_1m("EURUSD", from_ms, to_ms)
             standin.set(history_empty=False, history_partial=True)
@@ -332,10 +332,14 @@ def test_empty_and_partial_history_are_answered_as_they_come(tmp_path: Path) -> 
             return empty, partial
 
     empty, partial = run(scenario())
-    assert empty == []  # every minute quiet, as far as FXCM says
+    # No row at all: nothing is proven quiet (the SDK's empty answer may be a failure).
+    assert empty.bars == []
+    assert empty.unproven == [(from_ms, to_ms)]
+    # Every SDK answer cut in half: the bridge asks again from where each one ended, so the
+    # whole range arrives and no hole is left in its middle.
     expected = expected_bars("EURUSD", from_ms, to_ms, PriceSide.BID, OpenMode.FIRST_TICK)
-    assert 0 < len(partial) < len(expected)
-    assert partial == expected[: len(partial)]
+    assert partial.bars == expected
+    assert partial.unproven == []
 
 
 def test_history_error_28_is_transient_and_reported(tmp_path: Path) -> None:
@@ -348,7 +352,8 @@ def test_history_error_28_is_transient_and_reported(tmp_path: Path) -> None:
         async with connected(standin.broker()) as broker:
             for _ in range(5):  # the pipeline's retry, under its budget
                 try:
-                    return errors, await broker.history_1m("GBPUSD", from_ms, to_ms), broker
+                    answer = await broker.history_1m("GBPUSD", from_ms, to_ms)
+                    return errors, answer.bars, broker
                 except BrokerDisconnected as exc:
                     errors.append(str(exc))
                     await asyncio.sleep(0.05)
@@ -378,7 +383,7 @@ def test_stuck_history_times_out_and_restarts_the_bridge(tmp_path: Path) -> None
             standin.set(history_hang=False)
             await stream.until(subscribed, since_ms=timed_out_ms)
             assert broker.bridge_pid not in (None, first_pid)
-            bars = await broker.history_1m("EURUSD", from_ms, to_ms)
+            bars = (await broker.history_1m("EURUSD", from_ms, to_ms)).bars
             await stream.aclose()
             return str(caught.value), bars, broker.restarts
 
@@ -596,7 +601,15 @@ def _run_bridge_directly(
     """Start bridge.py, send `requests`, wait (bounded) until its stdout is `enough`, shut down."""
     url = ("--url", "http://standin.invalid/Hosts.jsp")
     process = subprocess.Popen(
-        [sys.executable, str(BRIDGE_PATH), "--protocol", "1", "--connection", "Demo", *url],
+        [
+            sys.executable,
+            str(BRIDGE_PATH),
+            "--protocol",
+            str(wire.PROTOCOL_VERSION),
+            "--connection",
+            "Demo",
+            *url,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

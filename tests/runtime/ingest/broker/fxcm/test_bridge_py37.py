@@ -451,3 +451,205 @@ def test_the_bridge_runs_under_a_real_python_37(tmp_path: Path) -> None:
     started = [r for r in records if r.getMessage() == "fxcm.bridge.started"]
     assert started
     assert started[0].__dict__["fields"]["python"].startswith("3.7.")
+
+
+REPO_ROOT = BRIDGE.parents[6]
+
+
+def _python37_with_numpy() -> str | None:
+    """A Python 3.7 that can import numpy (ForexConnect's get_history returns numpy arrays):
+    the repo's .venv37 (`make venv`), FXCONNECTOR_TEST_PYTHON37, or one found on the machine."""
+    candidates = [str(REPO_ROOT / ".venv37" / "bin" / "python")]
+    candidates += [os.environ.get("FXCONNECTOR_TEST_PYTHON37", "")]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.7*/bin/python3.7")))
+    for candidate in filter(None, candidates):
+        try:
+            done = subprocess.run(
+                [candidate, "-c", "import sys, numpy; print(sys.version_info[:2] == (3, 7))"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except OSError:
+            continue
+        if done.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+HISTORY_SYMBOL = "EURUSD"
+HISTORY_START = 1709733600000  # Wednesday 2024-03-06 14:00 UTC
+HISTORY_MINUTES = 30
+
+
+def _recorded_history(tmp_path: Path) -> tuple[Path, list[wire.WireBar]]:
+    """Recorded ticks of 30 minutes (with two quiet minutes) and FXCM's bid candles of them."""
+    calendars = {HISTORY_SYMBOL: calendar_profile("always_open").for_symbol(HISTORY_SYMBOL)}
+    generator = TickGenerator(23, calendars, ticks_per_minute=40)
+    quiet = {HISTORY_START + 12 * 60_000, HISTORY_START + 13 * 60_000}
+    ticks = [
+        tick
+        for minute in range(HISTORY_MINUTES)
+        if HISTORY_START + minute * 60_000 not in quiet
+        for tick in generator.minute(HISTORY_SYMBOL, HISTORY_START + minute * 60_000).ticks()
+    ]
+    feed = tmp_path / "history.jsonl"
+    feed.write_text(
+        "".join(
+            json.dumps({"instrument": "EUR/USD", "bid": t.bid, "ask": t.ask, "ts_ms": t.ts_ms})
+            + "\n"
+            for t in ticks
+        )
+    )
+    candles: list[wire.WireBar] = []
+    for minute in sorted({t.ts_ms - t.ts_ms % 60_000 for t in ticks}):
+        bids = [t.bid for t in ticks if minute <= t.ts_ms < minute + 60_000]
+        candles.append(
+            wire.WireBar(minute, bids[0], max(bids), min(bids), bids[-1], volume=len(bids))
+        )
+    return feed, candles
+
+
+def test_the_bridge_history_path_under_a_real_python_37_reaches_the_store(
+    tmp_path: Path,
+) -> None:
+    """get_history's numpy rows → bridge → adapter → pipeline → store, under 3.7, with FXCM's
+    faults: a row with NaN prices, a chunk that fails after the first, a truncated answer, and a
+    row with an unreadable Date. Good rows are stored; a bad row's minute stays missing; no
+    minute after an answer's end, nor any minute of an answer with an unreadable row, is quiet;
+    with the faults gone the range completes (the two minutes without ticks become quiet)."""
+    python37 = _python37_with_numpy()
+    if python37 is None:
+        pytest.skip(
+            "no Python 3.7 with numpy found (make venv builds .venv37 when python3.7 exists)"
+        )
+    from fxconnector.core.builders.spec import BarSpec
+    from fxconnector.core.coverage import MinuteState, classify
+    from fxconnector.core.time_geom import Timeframe
+    from fxconnector.core.validation.ticks import TickRails
+    from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+    from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+
+    feed, candles = _recorded_history(tmp_path)
+    truth = wire.bars_to_events(HISTORY_SYMBOL, candles, 0, 2**62, now_ms=2**62).bars
+    truth_by_open = {bar.open_ms: bar for bar in truth}
+    minute = 60_000
+    bad_row = HISTORY_START + 5 * minute
+    control = tmp_path / "control.json"
+
+    def faults(**values: Any) -> None:
+        staging = control.with_suffix(".tmp")
+        staging.write_text(json.dumps(values))
+        staging.replace(control)
+
+    # chunks of 10 minutes: [0,10) has the NaN row, [10,20) is cut to its first half by the
+    # partial answer, [20,30) fails
+    faults(
+        history_bad_rows=[bad_row],
+        history_fail_from_ms=HISTORY_START + 20 * minute,
+        history_partial=True,
+    )
+    environment = {
+        "PYTHONPATH": str(STANDIN),
+        "FXCM_STANDIN_FEED": f"recorded:{feed}",
+        "FXCM_STANDIN_INSTRUMENTS": "EUR/USD",
+        "FXCM_STANDIN_USER": "D37",
+        "FXCM_STANDIN_PASSWORD": "py37-secret-pass",
+        "FXCM_STANDIN_CONTROL": str(control),
+    }
+    calendars = {HISTORY_SYMBOL: calendar_profile("always_open").for_symbol(HISTORY_SYMBOL)}
+    broker = FxcmBroker(
+        FxcmBrokerConfig(python=python37, url="http://standin.invalid/Hosts.jsp"),
+        Secrets(fxcm_user=Secret("D37"), fxcm_password=Secret("py37-secret-pass")),
+        (HISTORY_SYMBOL,),
+        calendars,
+        SystemClock(),
+        bridge_env=environment,
+        watchdog_silence_s=30.0,
+        backoff=Backoff(base_s=0.05, cap_s=0.5),
+        connect_timeout_s=30.0,
+        history_chunk_mins=10,
+    )
+    store = JsonlStore(tmp_path / "ssot")
+    store.open()
+
+    class Sink:
+        def finals(self, events: Any) -> None:
+            pass
+
+        def previews(self, events: Any) -> None:
+            pass
+
+    pipeline = Pipeline(
+        history=broker.history_1m,
+        store=store,
+        calendars=calendars,
+        timeframes=(Timeframe.M1, Timeframe.M5),
+        spec=BarSpec(),
+        rails=TickRails(frozenset({HISTORY_SYMBOL})),
+        sink=Sink(),
+        start_ms={HISTORY_SYMBOL: HISTORY_START},
+        max_chunk_minutes=HISTORY_MINUTES,
+    )
+    end = HISTORY_START + HISTORY_MINUTES * minute
+    now = 2_000_000_000_000  # long after the recorded range
+
+    def states() -> list[MinuteState]:
+        finals = [b.open_ms for b in store.bars(HISTORY_SYMBOL, Timeframe.M1)]
+        fetched = store.fetched_intervals(HISTORY_SYMBOL, HISTORY_START, end)
+        found = classify(
+            HISTORY_START, end, calendars[HISTORY_SYMBOL], np.asarray(finals, np.int64), fetched
+        )
+        return [MinuteState(int(s)) for s in found]
+
+    async def scenario() -> list[list[MinuteState]]:
+        seen: list[list[MinuteState]] = []
+        await broker.connect()
+        try:
+            await pipeline.fetch_range(
+                HISTORY_SYMBOL, HISTORY_START, end, caller="backfill", now_ms=now
+            )
+            seen.append(states())
+            faults(history_bad_dates=[HISTORY_START + 3 * minute])
+            await pipeline.fetch_range(
+                HISTORY_SYMBOL, HISTORY_START, end, caller="backfill", now_ms=now
+            )
+            seen.append(states())
+            faults()
+            await pipeline.fetch_range(
+                HISTORY_SYMBOL, HISTORY_START, end, caller="backfill", now_ms=now
+            )
+            seen.append(states())
+        finally:
+            await broker.close()
+        return seen
+
+    first, second, last = _run(scenario())
+    # Every stored bar is the broker's own candle, whatever the faults.
+    for bar in store.bars(HISTORY_SYMBOL, Timeframe.M1):
+        for revision in store.revisions(HISTORY_SYMBOL, Timeframe.M1, bar.open_ms):
+            assert revision.event() == msgspec.structs.replace(
+                truth_by_open[bar.open_ms], rev=revision.rev
+            )
+    final, quiet, missing = MinuteState.FINAL, MinuteState.QUIET, MinuteState.MISSING
+    # 1st: minutes 0-9 but the NaN row (5) are final, 5 is missing; the truncated answers
+    # reach into [10, 20) only partly and [20, 30) failed: nothing after the last bar is quiet.
+    assert first[:5] == [final] * 5
+    assert first[5] is missing
+    assert first[6:10] == [final] * 4
+    assert quiet not in first[max(i for i, s in enumerate(first) if s is final) :]
+    assert all(s is missing for s in first[20:])
+
+    # 2nd: a row with an unreadable Date proves nothing quiet, yet its good rows are stored.
+    def quiet_minutes(found: list[MinuteState]) -> set[int]:
+        return {i for i, state in enumerate(found) if state is quiet}
+
+    assert quiet_minutes(second) <= quiet_minutes(first)
+    assert second.count(final) > first.count(final)
+    # With the faults gone: all final, the two minutes without ticks quiet, 5 repaired.
+    expected = [quiet if m in (12, 13) else final for m in range(HISTORY_MINUTES)]
+    assert last == expected
+    assert pipeline.stats.candles_refused["price_not_finite"] >= 1
+    assert pipeline.stats.candles_refused["bad_time"] >= 1
+    store.close()

@@ -586,9 +586,15 @@ def test_history_pages_12000_minutes_in_three_requests(v20: V20Server) -> None:
     async def scenario() -> list[OhlcvEvent]:
         broker = make(v20)
         try:
-            return await broker.history_1m(
+            answer = await broker.history_1m(
                 "EURUSD", HISTORY_START, HISTORY_START + 12_000 * MINUTE_MS
             )
+            # the incomplete candles are unfinished minutes, never quiet
+            assert answer.unfinished == [
+                HISTORY_START + 4_999 * MINUTE_MS,
+                HISTORY_START + 11_999 * MINUTE_MS,
+            ]
+            return answer.bars
         finally:
             await broker.close()
 
@@ -623,9 +629,10 @@ def test_history_takes_the_price_component_and_bars_opening_from_from_ms(v20: V2
         broker = make(v20, price="M")
         try:
             # from 00:00:30: the bar opening at 00:00 is not asked for
-            return await broker.history_1m(
+            answer = await broker.history_1m(
                 "USDJPY", HISTORY_START + 30_000, HISTORY_START + 3 * MINUTE_MS
             )
+            return answer.bars
         finally:
             await broker.close()
 
@@ -647,7 +654,7 @@ def test_history_never_asks_past_the_clocks_now(v20: V20Server) -> None:
             future = await broker.history_1m(
                 "EURUSD", WEDNESDAY_NOON + 60_000, WEDNESDAY_NOON + 120_000
             )
-            return past_now, future
+            return past_now.bars, future.bars
         finally:
             await broker.close()
 
@@ -686,9 +693,9 @@ def test_history_429_backs_off_for_retry_after_then_succeeds(v20: V20Server) -> 
     async def scenario() -> list[OhlcvEvent]:
         broker = make(v20, clock=clock)
         try:
-            bars = await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + 3 * MINUTE_MS)
+            answer = await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + 3 * MINUTE_MS)
             assert broker.rate_limited == 1
-            return bars
+            return answer.bars
         finally:
             await broker.close()
 
@@ -710,7 +717,7 @@ def test_history_5xx_is_retried_a_bounded_number_of_times(v20: V20Server) -> Non
             with pytest.raises(TransientIOError) as caught:
                 await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + 2 * MINUTE_MS)
             later = await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + 2 * MINUTE_MS)
-            return caught.value, later
+            return caught.value, later.bars
         finally:
             await broker.close()
 
@@ -783,7 +790,7 @@ def test_history_sends_one_request_at_a_time(v20: V20Server) -> None:
     async def scenario() -> list[list[OhlcvEvent]]:
         broker = make(v20)
         try:
-            return list(
+            answers = list(
                 await asyncio.gather(
                     *(
                         broker.history_1m(
@@ -795,6 +802,7 @@ def test_history_sends_one_request_at_a_time(v20: V20Server) -> None:
                     )
                 )
             )
+            return [answer.bars for answer in answers]
         finally:
             await broker.close()
 
@@ -856,9 +864,9 @@ def test_an_injected_http_client_is_left_open(v20: V20Server) -> None:
     async def scenario() -> None:
         async with httpx.AsyncClient() as http:
             broker = make(v20, http=http)
-            bars = await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + MINUTE_MS)
+            answer = await broker.history_1m("EURUSD", HISTORY_START, HISTORY_START + MINUTE_MS)
             await broker.close()
-            assert len(bars) == 1
+            assert len(answer.bars) == 1
             assert not http.is_closed
 
     run(scenario())

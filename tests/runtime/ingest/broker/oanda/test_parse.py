@@ -110,7 +110,14 @@ def test_every_bad_stream_line_is_bad_broker_data(line_no: int, says: str) -> No
 
 def test_candles_bid_golden_file_keeps_complete_candles_only() -> None:
     body = (FIXTURES / "candles_eur_usd_m1_bid.json").read_bytes()
-    assert parse_candles(body, "EURUSD", "B") == [
+    answer = parse_candles(body, "EURUSD", "B")
+    # 14:30 is incomplete: OANDA's own signal that every minute before it has ended
+    assert (answer.rejected, answer.passed_until_ms, answer.unfinished) == (
+        [],
+        at(14, 30),
+        [at(14, 30)],
+    )
+    assert answer.bars == [
         bar("EURUSD", 25, 1.08991, 1.08999, 1.08985, 1.08995, 42),
         bar("EURUSD", 26, 1.08996, 1.09004, 1.08990, 1.09001, 37),
         # 14:27 has no candle: a quiet minute, nothing invented
@@ -151,41 +158,75 @@ def test_candles_take_the_configured_price_component(
 ) -> None:
     body = (FIXTURES / "candles_usd_jpy_m1_bam.json").read_bytes()
     assert price in ("B", "A", "M")
-    assert parse_candles(body, "USDJPY", price) == expected  # type: ignore[arg-type]
+    assert parse_candles(body, "USDJPY", price).bars == expected  # type: ignore[arg-type]
 
 
-def test_candles_without_the_asked_component_or_for_another_instrument_are_bad_data() -> None:
+def test_an_answer_for_another_instrument_or_unreadable_as_a_whole_is_bad_data() -> None:
     bid_only = (FIXTURES / "candles_eur_usd_m1_bid.json").read_bytes()
-    with pytest.raises(BadBrokerData, match="no price component 'M'"):
-        parse_candles(bid_only, "EURUSD", "M")
     with pytest.raises(BadBrokerData, match="asked for GBP_USD M1 candles, got 'EUR_USD'"):
         parse_candles(bid_only, "GBPUSD", "B")
     with pytest.raises(BadBrokerData, match="unreadable candles answer"):
         parse_candles(
             b'{"instrument":"EUR_USD","granularity":"M1","candles":[{"time', "EURUSD", "B"
         )
-    twice = (
-        b'{"instrument":"EUR_USD","granularity":"M1","candles":['
-        b'{"complete":true,"volume":1,"time":"2024-03-06T14:25:00.000000000Z",'
-        b'"bid":{"o":"1.1","h":"1.1","l":"1.1","c":"1.1"}},'
-        b'{"complete":true,"volume":2,"time":"2024-03-06T14:25:00.000000000Z",'
-        b'"bid":{"o":"1.2","h":"1.2","l":"1.2","c":"1.2"}}]}'
+
+
+def candles(*candles: bytes) -> bytes:
+    return b'{"instrument":"EUR_USD","granularity":"M1","candles":[' + b",".join(candles) + b"]}"
+
+
+def candle(minute: int, high: str = "1.1", volume: str = "1", extra: bytes = b"") -> bytes:
+    return (
+        b'{"complete":true,"volume":'
+        + volume.encode()
+        + b',"time":"2024-03-06T14:'
+        + str(minute).zfill(2).encode()
+        + b':00.000000000Z",'
+        b'"bid":{"o":"1.1","h":"' + high.encode() + b'","l":"1.1","c":"1.1"}' + extra + b"}"
     )
-    with pytest.raises(BadBrokerData, match="two EUR_USD candles at 2024-03-06T14:25:00Z"):
-        parse_candles(twice, "EURUSD", "B")
-    for high in ("abc", "0", "-1.1", "inf", "nan"):
-        broken = (
-            b'{"instrument":"EUR_USD","granularity":"M1","candles":['
-            b'{"complete":true,"volume":1,"time":"2024-03-06T14:25:00.000000000Z",'
-            b'"bid":{"o":"1.1","h":"' + high.encode() + b'","l":"1.1","c":"1.1"}}]}'
-        )
-        with pytest.raises(BadBrokerData, match="has a price that is not a positive number"):
-            parse_candles(broken, "EURUSD", "B")
+
+
+def test_a_bad_candle_rejects_itself_only() -> None:
+    bid_only = (FIXTURES / "candles_eur_usd_m1_bid.json").read_bytes()
+    no_mid = parse_candles(bid_only, "EURUSD", "M")
+    assert no_mid.bars == []
+    assert {(c.open_ms, c.reason) for c in no_mid.rejected} == {
+        (at(14, m), "no_price_component") for m in (25, 26, 28, 29)
+    }
+    twice = parse_candles(
+        candles(candle(24), candle(25), candle(25, "1.2"), candle(26)), "EURUSD", "B"
+    )
+    assert [b.open_ms for b in twice.bars] == [at(14, 24), at(14, 26)]
+    assert [(c.open_ms, c.reason) for c in twice.rejected] == [(at(14, 25), "duplicate_time")]
+    for high, reason in [
+        ("abc", "price_not_positive"),
+        ("0", "price_not_positive"),
+        ("-1.1", "price_not_positive"),
+        ("inf", "price_not_positive"),
+        ("nan", "price_not_positive"),
+        ("1.0", "ohlc_inconsistent"),
+    ]:
+        answer = parse_candles(candles(candle(24), candle(25, high), candle(26)), "EURUSD", "B")
+        assert [b.open_ms for b in answer.bars] == [at(14, 24), at(14, 26)]
+        assert [(c.open_ms, c.reason) for c in answer.rejected] == [(at(14, 25), reason)]
+    negative = parse_candles(candles(candle(25, volume="-3"), candle(26)), "EURUSD", "B")
+    assert [(c.open_ms, c.reason) for c in negative.rejected] == [(at(14, 25), "bad_volume")]
+    # A candle that does not decode at all: its minute is named when its time reads.
+    unreadable = parse_candles(
+        candles(candle(24), b'{"time":"2024-03-06T14:25:00Z","complete":"yes"}', b'{"x":1}'),
+        "EURUSD",
+        "B",
+    )
+    assert [b.open_ms for b in unreadable.bars] == [at(14, 24)]
+    assert [(c.open_ms, c.reason) for c in unreadable.rejected] == [
+        (at(14, 25), "unreadable"),
+        (None, "unreadable"),
+    ]
 
 
 def test_an_empty_candles_answer_is_quiet() -> None:
     body = b'{"instrument":"EUR_USD","granularity":"M1","candles":[]}'
-    assert parse_candles(body, "EURUSD", "B") == []
+    assert parse_candles(body, "EURUSD", "B").bars == []
 
 
 def test_times_rfc3339_with_nanoseconds_offsets_and_unix() -> None:

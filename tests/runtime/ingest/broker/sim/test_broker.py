@@ -93,7 +93,9 @@ def test_history_is_the_aggregation_of_its_own_ticks(spec: BarSpec) -> None:
         running = now - now % MINUTE_MS
         broker, generator = make(ManualClock(now), spec=spec)
         for symbol in SYMBOLS:
-            history = await broker.history_1m(symbol, WEDNESDAY + 10 * HOUR_MS, running + HOUR_MS)
+            history = (
+                await broker.history_1m(symbol, WEDNESDAY + 10 * HOUR_MS, running + HOUR_MS)
+            ).bars
             assert history == aggregate(generator, symbol, WEDNESDAY + 10 * HOUR_MS, running, spec)
             assert len(history) > 250
             # the running minute already has ticks, but no history yet
@@ -111,12 +113,12 @@ def test_history_appears_as_minutes_end() -> None:
         clock = ManualClock(WEDNESDAY + 9 * HOUR_MS + 59_999)
         broker, generator = make(clock)
         ask = (WEDNESDAY + 9 * HOUR_MS, WEDNESDAY + 10 * HOUR_MS)
-        assert await broker.history_1m("EURUSD", *ask) == []
+        assert (await broker.history_1m("EURUSD", *ask)).bars == []
         clock.advance(1)  # 09:00 has ended
-        first = await broker.history_1m("EURUSD", *ask)
+        first = (await broker.history_1m("EURUSD", *ask)).bars
         assert [e.open_ms for e in first] == [WEDNESDAY + 9 * HOUR_MS]
         clock.set(WEDNESDAY + 12 * HOUR_MS)
-        full = await broker.history_1m("EURUSD", *ask)
+        full = (await broker.history_1m("EURUSD", *ask)).bars
         assert full == aggregate(generator, "EURUSD", *ask, BarSpec())
         assert full[0] == first[0]
 
@@ -127,7 +129,7 @@ def test_quiet_minutes_have_no_bar() -> None:
     async def scenario() -> None:
         broker, generator = make(ManualClock(WEDNESDAY + 24 * HOUR_MS), ticks_per_minute=1)
         start, end = WEDNESDAY + 2 * HOUR_MS, WEDNESDAY + 5 * HOUR_MS
-        history = await broker.history_1m("EURUSD", start, end)
+        history = (await broker.history_1m("EURUSD", start, end)).bars
         opens = {e.open_ms for e in history}
         minutes = range(start, end, MINUTE_MS)
         quiet = {m for m in minutes if len(generator.minute("EURUSD", m)) == 0}
@@ -142,10 +144,10 @@ def test_history_of_a_closed_or_future_range_is_empty() -> None:
     async def scenario() -> None:
         now = WEDNESDAY + 10 * HOUR_MS + 30_000
         broker, _ = make(ManualClock(utc(2024, 3, 12)))
-        assert await broker.history_1m("EURUSD", utc(2024, 3, 9), utc(2024, 3, 10)) == []
+        assert (await broker.history_1m("EURUSD", utc(2024, 3, 9), utc(2024, 3, 10))).bars == []
         broker, _ = make(ManualClock(now))
-        assert await broker.history_1m("EURUSD", now - 20_000, now + HOUR_MS) == []
-        assert await broker.history_1m("EURUSD", now + MINUTE_MS, now + HOUR_MS) == []
+        assert (await broker.history_1m("EURUSD", now - 20_000, now + HOUR_MS)).bars == []
+        assert (await broker.history_1m("EURUSD", now + MINUTE_MS, now + HOUR_MS)).bars == []
 
     run(scenario())
 
@@ -154,8 +156,8 @@ def test_history_answers_minutes_whose_open_is_in_the_range() -> None:
     async def scenario() -> None:
         broker, _ = make(ManualClock(WEDNESDAY + 12 * HOUR_MS))
         start, end = WEDNESDAY + 10 * HOUR_MS, WEDNESDAY + 11 * HOUR_MS
-        whole = await broker.history_1m("GBPUSD", start - HOUR_MS, end + HOUR_MS)
-        part = await broker.history_1m("GBPUSD", start + 30_000, end + 30_000)
+        whole = (await broker.history_1m("GBPUSD", start - HOUR_MS, end + HOUR_MS)).bars
+        part = (await broker.history_1m("GBPUSD", start + 30_000, end + 30_000)).bars
         assert part == [e for e in whole if start + 30_000 <= e.open_ms < end + 30_000]
         assert part[0].open_ms == start + MINUTE_MS
         assert part[-1].open_ms == end
@@ -168,8 +170,8 @@ def test_previous_close_history_does_not_depend_on_where_the_range_starts() -> N
         spec = BarSpec(open_mode=OpenMode.PREVIOUS_CLOSE)
         broker, _ = make(ManualClock(utc(2024, 3, 11, 12)), spec=spec)
         # Monday morning: the bar before the range is the Friday before the weekend
-        long = await broker.history_1m("EURUSD", utc(2024, 3, 8, 20), utc(2024, 3, 11, 3))
-        short = await broker.history_1m("EURUSD", utc(2024, 3, 10, 21), utc(2024, 3, 11, 3))
+        long = (await broker.history_1m("EURUSD", utc(2024, 3, 8, 20), utc(2024, 3, 11, 3))).bars
+        short = (await broker.history_1m("EURUSD", utc(2024, 3, 10, 21), utc(2024, 3, 11, 3))).bars
         assert short == [e for e in long if e.open_ms >= utc(2024, 3, 10, 21)]
         friday_close = [e for e in long if e.open_ms < utc(2024, 3, 9)][-1].close
         assert short[0].open == friday_close

@@ -49,17 +49,16 @@ from fxconnector.config.secrets import Secret, Secrets
 from fxconnector.core.builders.spec import BarSpec, PriceSide, VolumeMode
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import (
-    BadBrokerData,
     BrokerDisconnected,
     ConfigError,
     ContractViolation,
 )
-from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import BrokerState
 from fxconnector.core.model.tick import Tick
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.ingest.broker.feed import QueueFedBroker
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 from fxconnector.runtime.ingest.broker.resilience import Backoff, Watchdog
 
 log = logging.getLogger(__name__)
@@ -257,22 +256,30 @@ class FxcmBroker(QueueFedBroker):
             self._set_state(BrokerState.STOPPED, "closed")
         self._put(None)
 
-    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
-        """FXCM's final m1 candles with `from_ms <= open_ms < to_ms` that have ended."""
+    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> HistoryAnswer:
+        """FXCM's final m1 candles with `from_ms <= open_ms < to_ms` that have ended; a bad
+        candle rejects itself only."""
         if symbol not in self._symbols:
             known = ", ".join(self._symbols)
             raise ConfigError(f"fxcm broker: unknown symbol {symbol!r} (known: {known})")
         if to_ms <= from_ms:
-            return []
+            return HistoryAnswer([])
         async with self._history_lock:
             result = await self._ask_history(symbol, from_ms, to_ms)
-        try:
-            return wire.bars_to_events(
-                symbol, result.bars, from_ms, to_ms, now_ms=self._clock.now_ms()
-            )
-        except BadBrokerData as exc:
-            self._bad_data(str(exc))
-            raise
+        answer = wire.bars_to_events(
+            symbol, result.bars, from_ms, to_ms, now_ms=self._clock.now_ms()
+        )
+        rejected = [
+            *answer.rejected,
+            *(
+                RejectedCandle(row.open_ms, row.reason, f"fxcm bridge: {row.detail}")
+                for row in result.rejected
+            ),
+        ]
+        for candle in rejected:
+            self._bad_data(f"{candle.reason}: {candle.detail}")
+        unproven = [(a, b) for a, b in result.empty_chunks]
+        return HistoryAnswer(answer.bars, rejected, unproven=unproven)
 
     # -- history -------------------------------------------------------------------------------
 

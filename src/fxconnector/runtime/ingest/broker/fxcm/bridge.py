@@ -26,8 +26,11 @@ Rules:
   or to the SDK are UTC by FXCM's convention and are converted explicitly.
 - History is fetched in chunks of `--chunk-minutes` (the SDK bounds quotes per request), only
   for minutes that have ended; a chunk ending near now that fails is asked again open-ended
-  (FXCM fails for ranges near "now", ForexConnectAPI #17). Any failure answers `history_error`
-  with the SDK's text; a partial answer is never sent.
+  (FXCM fails for ranges near "now", ForexConnectAPI #17). A row that cannot be converted (a
+  non-finite price, an unreadable Date) rejects itself only and is listed in `rejected`. When
+  the first chunk fails the answer is `history_error` with the SDK's text; when a later chunk
+  fails, the chunks before it are sent (a prefix of the range, never a hole in its middle)
+  with the failure in `error`, and the connector asks again from where it ended.
 - A lost session (SESSION_LOST, or a DISCONNECTED we did not ask for) is logged out, and after a
   capped, jittered backoff logged in again and the offers subscribed again; when the SDK
   reconnects by itself (RECONNECTING, then CONNECTED) the offers are subscribed again too.
@@ -64,7 +67,7 @@ if TYPE_CHECKING:
 
     Message = dict[str, Any]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 BRIDGE_NAME = "fxconnector-fxcm-bridge"
 
 USER_ENV = "FXCONNECTOR_FXCM_USER"
@@ -76,13 +79,14 @@ SECRETS_FILE_ENV = "FXCONNECTOR_SECRETS_FILE"
 MESSAGE_FIELDS = {
     "hello": ("protocol", "bridge", "python", "sdk", "pid"),
     "tick": ("symbol", "bid", "ask", "ts_ms"),
-    "history_result": ("id", "symbol", "bars"),
+    "history_result": ("id", "symbol", "bars", "rejected", "error", "empty_chunks"),
     "history_error": ("id", "symbol", "message"),
     "session": ("status", "detail", "ts_ms"),
     "log": ("level", "message"),
     "fatal": ("code", "message"),
 }
 BAR_FIELDS = ("open_ms", "open", "high", "low", "close", "volume")
+REJECTED_FIELDS = ("open_ms", "reason", "detail")
 REQUEST_FIELDS = {
     "history": ("id", "symbol", "from_ms", "to_ms", "price", "open_mode"),
     "subscribe": ("symbols",),
@@ -204,8 +208,13 @@ def column_ms(column: Any) -> list[int]:
     return [to_epoch_ms(v) for v in column]
 
 
-def rows_to_bars(data: Any, price: str, start_ms: int, stop_ms: int, now_ms: int) -> list[Message]:
-    """get_history's structured array as bar dicts of one side, for ended minutes in range."""
+def rows_to_bars(
+    data: Any, price: str, start_ms: int, stop_ms: int, now_ms: int, rejected: Any = None
+) -> list[Message]:
+    """get_history's structured array as bar dicts of one side, for ended minutes in range.
+
+    A row with a non-finite price or an unreadable Date is left out and, when `rejected` (a
+    list) is given, appended to it as a rejected-row dict (`REJECTED_FIELDS`)."""
     if len(data) == 0:
         return []
     side = "Bid" if price == "bid" else "Ask"
@@ -214,13 +223,25 @@ def rows_to_bars(data: Any, price: str, start_ms: int, stop_ms: int, now_ms: int
     volumes = data["Volume"].tolist()
     bars = []
     for i, open_ms in enumerate(opens_ms):
+        if open_ms < 0:
+            _reject(rejected, None, "bad_time", "FXCM history row with an unreadable Date")
+            continue
         if not start_ms <= open_ms < stop_ms or open_ms + MINUTE_MS > now_ms:
             continue  # outside the chunk, or the forming minute
         values = [float(column[i]) for column in columns]
         if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"FXCM history row at {open_ms} ms has a non-finite price")
+            text = f"FXCM history row at {open_ms} ms has a non-finite price"
+            if rejected is None:
+                raise ValueError(text)
+            _reject(rejected, open_ms - open_ms % MINUTE_MS, "price_not_finite", text)
+            continue
         bars.append(bar_message(open_ms, values[0], values[1], values[2], values[3], volumes[i]))
     return bars
+
+
+def _reject(rejected: Any, open_ms: Any, reason: str, detail: str) -> None:
+    if rejected is not None:
+        rejected.append({"open_ms": open_ms, "reason": reason, "detail": detail})
 
 
 def describe(exc: BaseException) -> str:
@@ -313,8 +334,23 @@ def bar_message(
     }
 
 
-def history_result_message(request_id: str, symbol: str, bars: list[Message]) -> Message:
-    return {"type": "history_result", "id": request_id, "symbol": symbol, "bars": bars}
+def history_result_message(
+    request_id: str,
+    symbol: str,
+    bars: list[Message],
+    rejected: Any = None,
+    error: str = "",
+    empty_chunks: Any = None,
+) -> Message:
+    return {
+        "type": "history_result",
+        "id": request_id,
+        "symbol": symbol,
+        "bars": bars,
+        "rejected": list(rejected or []),
+        "error": error,
+        "empty_chunks": [list(pair) for pair in empty_chunks or []],
+    }
 
 
 def history_error_message(request_id: str, symbol: str, message: str) -> Message:
@@ -757,17 +793,27 @@ class Bridge:
             text = "not connected to FXCM: the session is being established again"
             self._emitter.send(history_error_message(request_id, symbol, text))
             return
+        rejected = []  # type: list[Message]
+        empty = []  # type: list[list[int]]
         try:
-            bars = self._fetch(request)
+            bars, error = self._fetch(request, rejected, empty)
         except Exception as exc:
             text = describe(exc)
             log.warning("history %s %s failed: %s", request_id, symbol, text)
             self._emitter.send(history_error_message(request_id, symbol, text))
             return
-        self._emitter.send(history_result_message(request_id, symbol, bars))
+        if error:
+            log.warning("history %s %s ends early: %s", request_id, symbol, error)
+        self._emitter.send(history_result_message(request_id, symbol, bars, rejected, error, empty))
 
-    def _fetch(self, request: Message) -> list[Message]:
-        """Every ended m1 candle with from_ms <= open < to_ms, in chunks, ascending."""
+    def _fetch(
+        self, request: Message, rejected: list[Message], empty: list[list[int]]
+    ) -> tuple[list[Message], str]:
+        """Every ended m1 candle with from_ms <= open < to_ms, in chunks, ascending, and why
+        the answer ends early ("" when it does not). The first chunk's failure raises.
+
+        Each chunk starts where the previous one's rows ended, so an SDK answer cut short
+        leaves no hole; a chunk without any row is recorded in `empty`."""
         now_ms = wall_ms()
         first = -(-request["from_ms"] // MINUTE_MS) * MINUTE_MS
         end = min(-(-request["to_ms"] // MINUTE_MS) * MINUTE_MS, now_ms - now_ms % MINUTE_MS)
@@ -776,15 +822,46 @@ class Bridge:
         mode = modes.FIRST_TICK if request["open_mode"] == "first_tick" else modes.PREVIOUS_CLOSE
         by_open: dict[int, Message] = {}
         start = first
+        error = ""
+        calls = 0
+        most_calls = 4 * (-(-(end - first) // self._chunk_ms)) + 4
         while start < end:
+            calls += 1
+            if calls > most_calls:
+                error = f"answers kept ending early; stopped at {start} ms"
+                break
             stop = min(start + self._chunk_ms, end)
-            for bar in self._chunk(instrument, start, stop, request["price"], mode, now_ms):
+            try:
+                chunk = self._chunk(
+                    instrument, start, stop, request["price"], mode, now_ms, rejected
+                )
+            except Exception as exc:
+                if start == first:
+                    raise
+                # the chunks before this one are a prefix of the range: send them
+                error = f"chunk from {start} ms failed: {describe(exc)}"
+                break
+            for bar in chunk:
                 by_open[bar["open_ms"]] = bar
-            start = stop
-        return [by_open[key] for key in sorted(by_open)]
+            opens = [bar["open_ms"] for bar in chunk]
+            opens += [row["open_ms"] for row in rejected if row["open_ms"] is not None]
+            last = max([o for o in opens if start <= o < stop], default=None)
+            if last is None:
+                empty.append([start, stop])
+                start = stop
+            else:
+                start = last + MINUTE_MS  # ask again from where this answer ended
+        return [by_open[key] for key in sorted(by_open)], error
 
     def _chunk(
-        self, instrument: str, start: int, stop: int, price: str, mode: Any, now_ms: int
+        self,
+        instrument: str,
+        start: int,
+        stop: int,
+        price: str,
+        mode: Any,
+        now_ms: int,
+        rejected: list[Message],
     ) -> list[Message]:
         # date_to is asked one minute past the chunk, so an inclusive or exclusive `date_to`
         # both cover it; rows outside [start, stop) are dropped by rows_to_bars.
@@ -809,7 +886,7 @@ class Bridge:
             data = self._fx.get_history(
                 instrument, "m1", to_sdk_time(start), None, -1, candle_open_price_mode=mode
             )
-        return rows_to_bars(data, price, start, stop, now_ms)
+        return rows_to_bars(data, price, start, stop, now_ms, rejected)
 
     # -- output helpers ----------------------------------------------------------------------
 

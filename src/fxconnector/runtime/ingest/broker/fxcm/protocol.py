@@ -28,12 +28,12 @@ from typing import Final, Literal
 
 import msgspec
 
-from fxconnector.core.errors import BadBrokerData
 from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.model.status import BrokerState
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 PriceName = Literal["bid", "ask"]
 OpenModeName = Literal["first_tick", "previous_close"]
@@ -110,12 +110,28 @@ class WireBar(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     volume: int
 
 
+class WireRejected(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A history row the bridge could not convert (its minute, when its Date was readable)."""
+
+    open_ms: int | None
+    reason: str
+    detail: str
+
+
 class HistoryResult(_Wire, frozen=True, tag="history_result"):
-    """The whole answer to a history request (never a part of it), ascending by open_ms."""
+    """The answer to a history request, ascending by open_ms. Rows the bridge could not convert
+    are listed in `rejected`. Each chunk is asked from where the previous answer's rows ended (a
+    truncated SDK answer leaves no hole); a chunk without any row is listed in `empty_chunks`.
+    When a chunk after the first failed, `bars` hold the chunks before it (a prefix of the
+    range) and `error` says why the answer ends early; the caller asks again from there."""
 
     id: str
     symbol: str
     bars: list[WireBar]
+    rejected: list[WireRejected] = []
+    error: str = ""
+    #: `[from_ms, to_ms)` sub-requests the SDK answered without a row: not proven quiet.
+    empty_chunks: list[tuple[int, int]] = []
 
 
 class HistoryError(_Wire, frozen=True, tag="history_error"):
@@ -199,33 +215,28 @@ def encode_line(wire: Request | Message) -> bytes:
 
 def bars_to_events(
     symbol: str, bars: Sequence[WireBar], from_ms: int, to_ms: int, *, now_ms: int
-) -> list[OhlcvEvent]:
+) -> HistoryAnswer:
     """FXCM's open-stamped m1 candles as final 1m events (complete, history, rev 0).
 
     `close_ms = open_ms + 1m - 1` and `event_ts = close_ms`. FXCM's Volume is a tick count, so
     `volume == tick_count`. In `previous_close` mode FXCM's open is the previous candle's close
     and may lie outside the candle's own high/low; our rule (core.builders.spec) is that
-    high/low include the open, so they are widened here. Raises BadBrokerData for a bar that
-    is off the minute grid, outside the asked range, not yet ended at `now_ms`, out of order,
-    non-finite, non-positive, or whose high/low contradict its close.
+    high/low include the open, so they are widened here. A bar that is off the minute grid,
+    outside the asked range, not yet ended at `now_ms`, out of order, non-finite, non-positive,
+    or whose high/low contradict its close rejects itself only (`HistoryAnswer.rejected`, with
+    its minute and a reason); the other bars are kept. FXCM has no completeness signal.
     """
     events: list[OhlcvEvent] = []
+    rejected: list[RejectedCandle] = []
     previous = -1
     for bar in bars:
-        where = f"fxcm history {symbol} bar at {bar.open_ms}"
-        if bar.open_ms % MINUTE_MS:
-            raise BadBrokerData(f"{where}: Date is not on a minute boundary")
-        if not from_ms <= bar.open_ms < to_ms:
-            raise BadBrokerData(f"{where}: outside the asked range [{from_ms}, {to_ms})")
-        if bar.open_ms + MINUTE_MS > now_ms:
-            raise BadBrokerData(f"{where}: the minute has not ended yet")
-        if bar.open_ms <= previous:
-            raise BadBrokerData(f"{where}: bars are not strictly ascending")
-        prices = (bar.open, bar.high, bar.low, bar.close)
-        if not all(math.isfinite(p) and p > 0 for p in prices):
-            raise BadBrokerData(f"{where}: prices must be finite and positive, got {prices}")
-        if not bar.low <= bar.close <= bar.high or bar.volume < 0:
-            raise BadBrokerData(f"{where}: low <= close <= high and volume >= 0 do not hold")
+        minute = bar.open_ms - bar.open_ms % MINUTE_MS
+        reason = _bar_problem(bar, from_ms, to_ms, now_ms, previous)
+        if reason is not None:
+            code, text = reason
+            detail = f"fxcm history {symbol} bar at {bar.open_ms}: {text}"
+            rejected.append(RejectedCandle(minute, code, detail))
+            continue
         previous = bar.open_ms
         close_ms = bar.open_ms + MINUTE_MS - 1
         events.append(
@@ -246,4 +257,24 @@ def bars_to_events(
                 rev=0,
             )
         )
-    return events
+    return HistoryAnswer(events, rejected)
+
+
+def _bar_problem(
+    bar: WireBar, from_ms: int, to_ms: int, now_ms: int, previous: int
+) -> tuple[str, str] | None:
+    """(reason code, text) of what is wrong with one bar, or None."""
+    if bar.open_ms % MINUTE_MS:
+        return "off_minute", "Date is not on a minute boundary"
+    if not from_ms <= bar.open_ms < to_ms:
+        return "outside_range", f"outside the asked range [{from_ms}, {to_ms})"
+    if bar.open_ms + MINUTE_MS > now_ms:
+        return "not_ended", "the minute has not ended yet"
+    if bar.open_ms <= previous:
+        return "not_ascending", "bars are not strictly ascending"
+    prices = (bar.open, bar.high, bar.low, bar.close)
+    if not all(math.isfinite(p) and p > 0 for p in prices):
+        return "price_not_positive", f"prices must be finite and positive, got {prices}"
+    if not bar.low <= bar.close <= bar.high or bar.volume < 0:
+        return "ohlc_inconsistent", "low <= close <= high and volume >= 0 do not hold"
+    return None

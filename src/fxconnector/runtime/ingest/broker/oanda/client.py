@@ -63,6 +63,7 @@ from fxconnector.runtime.ingest.broker.oanda.parse import (
     parse_stream_line,
     retry_after_s,
 )
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 from fxconnector.runtime.ingest.broker.resilience import Backoff, RateGate, Watchdog
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class OandaBroker(QueueFedBroker):
         self._set_state(BrokerState.STOPPED, "closed")
         self._put(None)
 
-    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
+    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> HistoryAnswer:
         """OANDA's complete M1 candles with `from_ms <= open_ms < to_ms` (and before now)."""
         try:
             instrument = self._instruments[symbol]
@@ -196,6 +197,9 @@ class OandaBroker(QueueFedBroker):
             raise ConfigError(f"oanda broker: unknown symbol {symbol!r} (known: {known})") from None
         end_ms = min(to_ms, self._clock.now_ms())  # OANDA refuses a `to` in the future
         events: list[OhlcvEvent] = []
+        rejected: list[RejectedCandle] = []
+        passed: int | None = None
+        unfinished: list[int] = []
         async with self._history_lock:
             page_from = from_ms
             while page_from < end_ms:
@@ -206,10 +210,18 @@ class OandaBroker(QueueFedBroker):
                 except BadBrokerData as exc:
                     self._bad_data(f"candles {instrument}: {exc}")
                     raise
+                for candle in page.rejected:
+                    self._bad_data(f"candles {instrument}: {candle.reason}: {candle.detail}")
                 # per page, so a `to` that OANDA treats as inclusive cannot give a bar twice
-                events.extend(e for e in page if page_from <= e.open_ms < page_to)
+                events.extend(e for e in page.bars if page_from <= e.open_ms < page_to)
+                rejected.extend(
+                    c for c in page.rejected if c.open_ms is None or c.open_ms < page_to
+                )
+                unfinished.extend(m for m in page.unfinished if page_from <= m < page_to)
+                if page.passed_until_ms is not None:
+                    passed = max(passed or 0, page.passed_until_ms)
                 page_from = page_to
-        return events
+        return HistoryAnswer(events, rejected, passed, unfinished)
 
     # -- the pricing stream ------------------------------------------------------------------
 

@@ -7,7 +7,13 @@ Rules:
   receipt time: bid = `bids[0].price`, ask = `asks[0].price`, sizes = their `liquidity` when sent.
 - OANDA stamps candles at their OPEN: `time` becomes `open_ms`, `close_ms = open_ms + 59_999`.
   Only `complete: true` candles become final 1m events (`source=history`, `event_ts=close_ms`,
-  `rev=0`, `volume = tick_count = volume`); an incomplete candle is left out, never final.
+  `rev=0`, `volume = tick_count = volume`); an incomplete candle is left out, never final, and
+  it is OANDA's completeness signal: every minute before the first incomplete candle has ended
+  in OANDA's history (`HistoryAnswer.passed_until_ms`); its minute is `unfinished` (not quiet).
+- A bad candle (unreadable, no price component, a price that is not a positive number, a
+  negative volume, two candles for one minute) rejects itself only: it is listed in
+  `HistoryAnswer.rejected` with its minute (when its time is readable) and a reason code; the
+  rest of the answer is kept. Only an answer that is unusable as a whole raises BadBrokerData.
 - A non-200 answer maps to our error tree (`answer_error`): 401/403 → ConfigError naming the
   setting, 429 → RateLimited, 5xx → BrokerDisconnected.
 - Anything unreadable (bad JSON, missing field, unknown message type, a price that is not a
@@ -53,12 +59,14 @@ from fxconnector.runtime.ingest.broker.oanda.schemas import (
     CandlesResponse,
     Candlestick,
     CandlestickData,
+    CandleTime,
     ClientPrice,
     ErrorBody,
     PriceComponent,
     PricingHeartbeat,
     StreamMessage,
 )
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 
 #: How much of a payload an error message quotes.
 _QUOTE_CHARS: Final = 80
@@ -77,6 +85,8 @@ ACCOUNT_SETTING: Final = "account_id under [broker.oanda] in the config file"
 
 _STREAM_DECODER: Final = msgspec.json.Decoder(StreamMessage)
 _CANDLES_DECODER: Final = msgspec.json.Decoder(CandlesResponse)
+_CANDLE_DECODER: Final = msgspec.json.Decoder(Candlestick)
+_CANDLE_TIME_DECODER: Final = msgspec.json.Decoder(CandleTime)
 _ERROR_DECODER: Final = msgspec.json.Decoder(ErrorBody)
 
 
@@ -177,8 +187,9 @@ def parse_stream_line(line: str | bytes) -> StreamItem:
     return _price_item(message)
 
 
-def parse_candles(body: bytes, symbol: str, price: PriceComponent) -> list[OhlcvEvent]:
-    """The complete M1 candles of a candles answer as final 1m events, ascending."""
+def parse_candles(body: bytes, symbol: str, price: PriceComponent) -> HistoryAnswer:
+    """The complete M1 candles of a candles answer as final 1m events, ascending; bad candles
+    listed as rejected, the first incomplete candle as the completeness signal."""
     try:
         response = _CANDLES_DECODER.decode(body)
     except msgspec.DecodeError as exc:
@@ -189,14 +200,50 @@ def parse_candles(body: bytes, symbol: str, price: PriceComponent) -> list[Ohlcv
             f"asked for {instrument} M1 candles, got {response.instrument[:_QUOTE_CHARS]!r} "
             f"{response.granularity[:_QUOTE_CHARS]!r}"
         )
-    events = [
-        _candle_event(symbol, candle, price) for candle in response.candles if candle.complete
-    ]
+    events: list[OhlcvEvent] = []
+    rejected: list[RejectedCandle] = []
+    unfinished: list[int] = []
+    for raw in response.candles:
+        try:
+            candle = _CANDLE_DECODER.decode(raw)
+        except msgspec.DecodeError as exc:
+            rejected.append(RejectedCandle(_raw_minute(raw), "unreadable", str(exc)[:200]))
+            continue
+        try:
+            if candle.complete:
+                events.append(_candle_event(symbol, candle, price))
+            else:
+                minute = parse_time_ms(candle.time)
+                unfinished.append(minute - minute % MINUTE_MS)
+        except _BadCandle as exc:
+            rejected.append(RejectedCandle(exc.open_ms, exc.reason, str(exc)))
+        except BadBrokerData as exc:
+            rejected.append(RejectedCandle(None, "bad_time", str(exc)))
     events.sort(key=lambda event: event.open_ms)
-    for before, after in itertools.pairwise(events):
-        if before.open_ms == after.open_ms:
-            raise BadBrokerData(f"two {instrument} candles at {iso_utc(after.open_ms)}")
-    return events
+    twice = {a.open_ms for a, b in itertools.pairwise(events) if a.open_ms == b.open_ms}
+    for minute in sorted(twice):
+        detail = f"two {instrument} candles at {iso_utc(minute)}"
+        rejected.append(RejectedCandle(minute, "duplicate_time", detail))
+    events = [event for event in events if event.open_ms not in twice]
+    return HistoryAnswer(events, rejected, min(unfinished, default=None), sorted(unfinished))
+
+
+def _raw_minute(raw: msgspec.Raw) -> int | None:
+    """The minute of an undecodable candle, when at least its `time` reads."""
+    try:
+        ts_ms = parse_time_ms(_CANDLE_TIME_DECODER.decode(raw).time)
+    except (msgspec.DecodeError, BadBrokerData):
+        return None
+    return ts_ms - ts_ms % MINUTE_MS
+
+
+class _BadCandle(BadBrokerData):
+    """One candle failed a check: it is rejected alone."""
+
+    def __init__(self, message: str, open_ms: int, reason: str) -> None:
+        super().__init__(message)
+        self.open_ms = open_ms
+        self.reason = reason
 
 
 def error_message(body: bytes) -> str:
@@ -286,12 +333,23 @@ def _price_item(message: ClientPrice) -> Tick | Untradeable:
 
 
 def _candle_event(symbol: str, candle: Candlestick, price: PriceComponent) -> OhlcvEvent:
+    open_ms = parse_time_ms(candle.time)
+    minute = open_ms - open_ms % MINUTE_MS
+    if open_ms % MINUTE_MS:
+        raise _BadCandle(
+            f"{symbol} candle at {candle.time} is off the minute", minute, "off_minute"
+        )
     data = _component(candle, price)
     if data is None:
-        raise BadBrokerData(f"{symbol} candle at {candle.time} has no price component {price!r}")
+        raise _BadCandle(
+            f"{symbol} candle at {candle.time} has no price component {price!r}",
+            minute,
+            "no_price_component",
+        )
     if candle.volume < 0:
-        raise BadBrokerData(f"{symbol} candle at {candle.time} has volume {candle.volume}")
-    open_ms = parse_time_ms(candle.time)
+        raise _BadCandle(
+            f"{symbol} candle at {candle.time} has volume {candle.volume}", minute, "bad_volume"
+        )
     close_ms = open_ms + MINUTE_MS - 1
     try:
         o, h, low, c = float(data.o), float(data.h), float(data.l), float(data.c)
@@ -299,9 +357,17 @@ def _candle_event(symbol: str, candle: Candlestick, price: PriceComponent) -> Oh
         o = h = low = c = math.nan
     if not (0 < o < math.inf and 0 < h < math.inf and 0 < low < math.inf and 0 < c < math.inf):
         ohlc = (data.o, data.h, data.l, data.c)
-        raise BadBrokerData(
+        raise _BadCandle(
             f"{symbol} candle at {candle.time} has a price that is not a positive number: "
-            + repr(ohlc)[:_QUOTE_CHARS]
+            + repr(ohlc)[:_QUOTE_CHARS],
+            minute,
+            "price_not_positive",
+        )
+    if not low <= min(o, c) <= max(o, c) <= h:
+        raise _BadCandle(
+            f"{symbol} candle at {candle.time}: low <= open, close <= high does not hold",
+            minute,
+            "ohlc_inconsistent",
         )
     return OhlcvEvent(
         symbol=symbol,

@@ -68,11 +68,18 @@ class Candlestick(msgspec.Struct, frozen=True):
 
 
 class CandlesResponse(msgspec.Struct, frozen=True):
-    """The body of `GET /v3/instruments/{instrument}/candles`."""
+    """The body of `GET /v3/instruments/{instrument}/candles`; each candle is decoded on its
+    own (`Candlestick`), so one unreadable candle does not cost the rest of the answer."""
 
     instrument: str
     granularity: str
-    candles: tuple[Candlestick, ...] = ()
+    candles: tuple[msgspec.Raw, ...] = ()
+
+
+class CandleTime(msgspec.Struct, frozen=True):
+    """Just the `time` of a candle that did not decode as a whole (to name its minute)."""
+
+    time: str
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

@@ -18,11 +18,11 @@ from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.builders.vector import build
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import ConfigError
-from fxconnector.core.model.bar import OhlcvEvent, Source
+from fxconnector.core.model.bar import Source
 from fxconnector.core.model.status import BrokerState
 from fxconnector.core.model.tick import Tick, TickBatch
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.runtime.ingest.broker.port import SessionEvent
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer, SessionEvent
 
 _CHUNK = 10_000
 
@@ -70,12 +70,14 @@ class ReplayBroker:
                         await asyncio.sleep(delay)
                 yield tick
 
-    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
+    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> HistoryAnswer:
+        """The recording's 1m bars in the range; the recording is the whole truth for any range
+        (its completeness signal covers the range asked)."""
         if symbol != self._batch.symbol:
             raise ConfigError(f"this replay plays {self._batch.symbol}, not {symbol}")
         lo = int(np.searchsorted(self._opens, from_ms, side="left"))
         hi = int(np.searchsorted(self._opens, to_ms, side="left"))
-        return self._history[lo:hi]
+        return HistoryAnswer(self._history[lo:hi], passed_until_ms=to_ms)
 
     async def session_events(self) -> AsyncIterator[SessionEvent]:
         yield SessionEvent(ts_ms=0, state=BrokerState.CONNECTED, detail="replay")

@@ -25,12 +25,12 @@ from fxconnector.core.builders.spec import BarSpec, OpenMode
 from fxconnector.core.builders.vector import build
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import BrokerDisconnected, ConfigError, ContractViolation
-from fxconnector.core.model.bar import OhlcvEvent, Source
+from fxconnector.core.model.bar import Source
 from fxconnector.core.model.status import BrokerState
 from fxconnector.core.model.tick import Tick, TickBatch
 from fxconnector.core.time_geom import DAY_MS, MINUTE_MS, Timeframe
 from fxconnector.runtime.clock import Clock
-from fxconnector.runtime.ingest.broker.port import SessionEvent
+from fxconnector.runtime.ingest.broker.port import HistoryAnswer, SessionEvent
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 
 #: How far back `previous_close` history looks for the bar before the range (a long weekend
@@ -113,14 +113,17 @@ class SimBroker:
                 yield tick
             minute_ms = self._first_open_minute(chunk_end)
 
-    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
-        """Final 1m bars of minutes with `from_ms <= open_ms < to_ms` that have ended by now."""
+    async def history_1m(self, symbol: str, from_ms: int, to_ms: int) -> HistoryAnswer:
+        """Final 1m bars of minutes with `from_ms <= open_ms < to_ms` that have ended by now.
+
+        The sim's history is exact for every ended minute, so it says so: `passed_until_ms` is
+        the end of the answered range (its completeness signal)."""
         calendar = self._calendar(symbol)
         now = self._clock.now_ms()
         first = -(-from_ms // MINUTE_MS) * MINUTE_MS  # a bar opening before from_ms is not asked
         end = min(-(-to_ms // MINUTE_MS) * MINUTE_MS, now - now % MINUTE_MS)
         if end <= first:
-            return []
+            return HistoryAnswer([])
         batch = self._generator.between(symbol, first, end)
         if self._spec.open_mode is OpenMode.PREVIOUS_CLOSE and len(batch):
             # the first bar's open is the close of the bar before it, as in any longer range
@@ -133,7 +136,9 @@ class SimBroker:
         events = bars[Timeframe.M1].events(
             symbol, Timeframe.M1, complete=True, source=Source.HISTORY
         )
-        return [event for event in events if event.open_ms >= first]
+        return HistoryAnswer(
+            [event for event in events if event.open_ms >= first], passed_until_ms=end
+        )
 
     async def session_events(self) -> AsyncIterator[SessionEvent]:
         """CONNECTED at connect, STOPPED at close (then the iterator ends)."""

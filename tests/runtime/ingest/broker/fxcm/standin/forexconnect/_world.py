@@ -18,6 +18,11 @@ Faults:
   history_errors            int: the next N get_history calls raise FXCM's errorCode=28 text
   history_empty             get_history returns no rows
   history_partial           get_history returns the first half of its rows
+  history_bad_rows          list of minute opens (epoch ms): those rows come with NaN prices
+                            (as a broken price-history cache entry reads back)
+  history_bad_dates         list of minute opens (epoch ms): those rows come with a NaT Date
+  history_fail_from_ms      int: a get_history whose date_from is at or after this epoch ms
+                            raises FXCM's errorCode=28 text (a chunk of a range fails)
   history_hang              `is_ready` never comes: get_history busy-waits for ever
   history_near_now_fails_s  a get_history whose date_to is within this many seconds of now fails
   silent                    the offers stop updating; the session stays CONNECTED

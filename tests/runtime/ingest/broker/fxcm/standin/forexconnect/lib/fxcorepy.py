@@ -437,8 +437,8 @@ class O2GTimeFrameFactory:
 class CandleRow:
     """One row of a history reader (the fields ForexConnect.get_history copies)."""
 
-    def __init__(self, candle: tuple[Any, ...]) -> None:
-        self.date = naive_utc(candle[0])
+    def __init__(self, candle: tuple[Any, ...], bad_date: bool = False) -> None:
+        self.date: dt.datetime | None = None if bad_date else naive_utc(candle[0])
         (self.bid_open, self.bid_high, self.bid_low, self.bid_close) = candle[1:5]
         (self.ask_open, self.ask_high, self.ask_low, self.ask_close) = candle[5:9]
         self.volume = candle[9]
@@ -477,6 +477,13 @@ class PriceHistoryCommunicator:
             raise RuntimeError(f"Instrument {instrument} is not found")
         if the_world.take("history_errors"):
             raise Exception(ERROR_28)  # the SDK raises a bare Exception
+        fail_from = the_world.fault("history_fail_from_ms", None)
+        if (
+            fail_from is not None
+            and date_from is not None
+            and from_naive_utc(date_from) >= fail_from
+        ):
+            raise Exception(ERROR_28)
         now = wall_ms()
         near_s = float(the_world.fault("history_near_now_fails_s", 0))
         if near_s and date_to is not None and from_naive_utc(date_to) > now - near_s * 1000:
@@ -501,7 +508,14 @@ class PriceHistoryCommunicator:
             candles = []
         if the_world.fault("history_partial", False):
             candles = candles[: len(candles) // 2]
-        return [CandleRow(candle) for candle in candles]
+        bad_rows = set(the_world.fault("history_bad_rows", []))
+        nan = float("nan")
+        candles = [
+            (c[0], c[1], c[2], c[3], nan, c[5], c[6], c[7], nan, c[9]) if c[0] in bad_rows else c
+            for c in candles
+        ]
+        bad_dates = set(the_world.fault("history_bad_dates", []))
+        return [CandleRow(candle, candle[0] in bad_dates) for candle in candles]
 
 
 class PriceHistoryCommunicatorFactory:
