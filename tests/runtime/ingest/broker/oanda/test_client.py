@@ -67,19 +67,23 @@ class StepClock:
     """Real time moved to start at `start_ms`; every sleep asked of it is recorded.
 
     With `jump=True` a sleep moves the clock to its end at once instead of waiting: the broker
-    sees exactly the time it asked to wait go by, whatever the machine's load.
+    sees exactly the time it asked to wait go by, whatever the machine's load. With
+    `frozen=True` as well, real time does not move it at all: only the broker's sleeps do, so
+    the lengths it asks for are exact (no millisecond of the machine's load between reads).
     """
 
-    def __init__(self, start_ms: int, *, jump: bool = False) -> None:
+    def __init__(self, start_ms: int, *, jump: bool = False, frozen: bool = False) -> None:
         self._start_ms = start_ms
         self._t0 = time.monotonic()
         self._jumped_ms = 0
         self._jump = jump
+        self._frozen = frozen
         #: (now_ms, until_ms) of every sleep_until, in call order
         self.sleeps: list[tuple[int, int]] = []
 
     def now_ms(self) -> int:
-        return self._start_ms + self._jumped_ms + int((time.monotonic() - self._t0) * 1000)
+        real_ms = 0 if self._frozen else int((time.monotonic() - self._t0) * 1000)
+        return self._start_ms + self._jumped_ms + real_ms
 
     def now_s(self) -> float:
         return self.now_ms() / 1000
@@ -408,7 +412,7 @@ def test_a_stream_that_ends_or_breaks_is_reconnected(v20: V20Server) -> None:
 def test_at_most_two_new_connections_per_second(v20: V20Server) -> None:
     async def scenario() -> None:
         v20.fail_next("stream", 503, times=3, message="Service unavailable")
-        clock = StepClock(WEDNESDAY_NOON, jump=True)
+        clock = StepClock(WEDNESDAY_NOON, jump=True, frozen=True)
         v20.now_s = clock.now_s  # arrivals on the broker's clock
         broker = make(v20, clock=clock)
         sessions = Sessions(broker)
@@ -438,7 +442,7 @@ def test_at_most_two_new_connections_per_second(v20: V20Server) -> None:
 def test_a_429_on_the_stream_waits_for_retry_after(v20: V20Server) -> None:
     async def scenario() -> None:
         v20.fail_next("stream", 429, retry_after="1", message="Rate limit violation")
-        clock = StepClock(WEDNESDAY_NOON, jump=True)
+        clock = StepClock(WEDNESDAY_NOON, jump=True, frozen=True)
         v20.now_s = clock.now_s
         broker = make(v20, clock=clock)
         sessions = Sessions(broker)
@@ -687,7 +691,7 @@ def test_history_429_backs_off_for_retry_after_then_succeeds(v20: V20Server) -> 
     v20.set_candles("EUR_USD", candles)
     v20.fail_next("candles", 429, retry_after="1", message="Rate limit violation")
 
-    clock = StepClock(WEDNESDAY_NOON, jump=True)
+    clock = StepClock(WEDNESDAY_NOON, jump=True, frozen=True)
     v20.now_s = clock.now_s
 
     async def scenario() -> list[OhlcvEvent]:
