@@ -63,6 +63,9 @@ def test_config_is_frozen() -> None:
         ("[surface]\nredis_url = 'redis://:hunter2@localhost:6379/0'\n", "secrets file"),
         ("[surface]\nredis_url = 'http://localhost'\n", "redis://"),
         ("[http]\nbind = 'localhost'\n", "http.bind"),
+        ("[ticks]\nmin_price = 10.0\nmax_price = 1.0\n", "ticks.min_price must not be above"),
+        ("[ticks]\nmax_price = inf\n", "ticks.max_price"),
+        ("[ticks]\nmax_volume = -5.0\n", "ticks.max_volume"),
         ("[bars\n", "not valid TOML"),
     ],
 )

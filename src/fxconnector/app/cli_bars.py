@@ -145,6 +145,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 from_ms=from_ms,
                 to_ms=to_ms,
                 speed=speed,
+                now_ms=time.time_ns() // 1_000_000,
                 progress=bar.update,
                 ack=lambda through: logs.emit(
                     log, logging.INFO, "ssot.durable", symbol=symbol, through_ms=through

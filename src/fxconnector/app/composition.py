@@ -148,6 +148,9 @@ def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
         max_spread_inversion=config.ticks.max_spread_inversion,
         max_future_ms=config.ticks.max_future_ms,
         epoch_rail_ms=config.ticks.epoch_rail_ms,
+        min_price=config.ticks.min_price,
+        max_price=config.ticks.max_price,
+        max_volume=config.ticks.max_volume,
     )
     store = open_store(
         config.store.kind, resolve(workdir, config.store.path), config.store.fsync_interval_ms

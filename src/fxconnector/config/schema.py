@@ -69,6 +69,9 @@ class TicksConfig(_Section, frozen=True):
     max_spread_inversion: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     max_future_ms: PositiveMs = 5_000
     epoch_rail_ms: Annotated[int, msgspec.Meta(ge=0)] = 946_684_800_000  # 2000-01-01
+    min_price: Annotated[float, msgspec.Meta(gt=0, le=1e300)] = 1e-6
+    max_price: Annotated[float, msgspec.Meta(gt=0, le=1e300)] = 1e7
+    max_volume: Annotated[float, msgspec.Meta(ge=0, le=1e300)] = 1e12
 
 
 class SimBrokerConfig(_Section, frozen=True):

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import msgspec
 
 from fxconnector.core.builders.live import LiveBuilder
 from fxconnector.core.builders.spec import BarSpec
@@ -135,6 +136,9 @@ class Pipeline:
         self._max_inversion = rails.max_spread_inversion
         self._epoch_rail_ms = rails.epoch_rail_ms
         self._max_future_ms = rails.max_future_ms
+        self._min_price = rails.min_price
+        self._max_price = rails.max_price
+        self._max_volume = rails.max_volume
         self._update = self.builder.update
         self._applied = dict.fromkeys(start_ms, 0)
 
@@ -152,10 +156,12 @@ class Pipeline:
         if not (
             session is not None
             and session[0] <= ts < session[1]
-            and 0.0 < bid < _INF
-            and 0.0 < ask < _INF
+            and self._min_price <= bid <= self._max_price
+            and self._min_price <= ask <= self._max_price
             and bid - ask <= self._max_inversion
             and self._epoch_rail_ms <= ts <= now_ms + self._max_future_ms
+            and _size_ok(tick.bid_volume, self._max_volume)
+            and _size_ok(tick.ask_volume, self._max_volume)
         ) and not self._slow_check(tick, now_ms):
             return False
         closed = self._update(tick)
@@ -172,8 +178,17 @@ class Pipeline:
         session = calendar.session_at(tick.ts_ms) if calendar is not None else None
         if session is not None:
             self._sessions[tick.symbol] = session
+        bid_volume, ask_volume = tick.bid_volume, tick.ask_volume
         reason = check_tick(
-            self._rails, tick.symbol, tick.bid, tick.ask, tick.ts_ms, now_ms, session is not None
+            self._rails,
+            tick.symbol,
+            tick.bid,
+            tick.ask,
+            tick.ts_ms,
+            now_ms,
+            session is not None,
+            None if isinstance(bid_volume, msgspec.UnsetType) else bid_volume,
+            None if isinstance(ask_volume, msgspec.UnsetType) else ask_volume,
         )
         if reason is None:
             return True
@@ -441,7 +456,8 @@ class Pipeline:
         self._stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
 
 
-_INF = math.inf
+def _size_ok(volume: float | msgspec.UnsetType, max_volume: float) -> bool:
+    return isinstance(volume, msgspec.UnsetType) or 0.0 <= volume <= max_volume
 
 
 def _chunks(intervals: Sequence[tuple[int, int]], size_ms: int) -> list[tuple[int, int]]:
