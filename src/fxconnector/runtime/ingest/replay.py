@@ -4,8 +4,9 @@ Rules (issue: replay): the replay's clock is tick time; at the end of the input 
 `to_ms` (or the end of the last tick's trading day), so every bucket inside the range is final
 when the run ends. Ticks the rails refuse are counted by reason and do not reach the history the
 replay broker answers with, nor the replay's range: without `--from`/`--to` the range spans the
-accepted ticks' trading days only. Progress goes to a callback; the store is flushed (acknowledged) at
-least every `ack_interval_s` of wall time and at the end, and each flush is reported.
+accepted ticks' trading days only. Progress goes to a callback; the store is flushed
+(acknowledged) at least every `ack_interval_s` of wall time and at the end, and each flush is
+reported.
 """
 
 from __future__ import annotations
