@@ -133,6 +133,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     report = store.open()
     for torn in report.torn_tails:
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
+    for line in report.corrupt_lines:
+        logs.emit(log, logging.ERROR, "ssot.corrupt_line_skipped", detail=line)
     bar = ProgressBar(f"replay {symbol}")
     try:
         summary = asyncio.run(
@@ -185,7 +187,8 @@ def cmd_bars(args: argparse.Namespace) -> int:
     if not args.store.is_dir():
         raise ConfigError(f"--store: {args.store} is not a store folder")
     store = open_store(cast(StoreKind, args.store_kind), args.store)
-    store.open()
+    for line in store.open().corrupt_lines:  # served without them, never silently
+        sys.stderr.write(f"fxconnector bars: unreadable store line skipped: {line}\n")
     out = sys.stdout
     try:
         if args.format == "csv":

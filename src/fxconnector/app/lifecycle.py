@@ -25,7 +25,7 @@ from fxconnector.app.composition import Parts
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.model.status import BrokerState, SsotState, SurfaceState
+from fxconnector.core.model.status import BrokerState, ErrorEntry, SsotState, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -61,6 +61,7 @@ class _Live:
     last_ticks: dict[str, Tick] = field(default_factory=dict)
     runner: CommandRunner | None = None
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
+    corrupt_lines: list[str] = field(default_factory=list)  # skipped by the store's open()
 
     def complete(self, parts: Parts, pipeline: Pipeline, preview: OhlcvEvent) -> OhlcvEvent:
         """A higher-tf preview including the bucket's finals from before the first live tick."""
@@ -100,7 +101,8 @@ async def run(
     report = parts.store.open()
     for torn in report.torn_tails:
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
-    live = _Live()
+    _report_corrupt_lines(parts, report.corrupt_lines)
+    live = _Live(corrupt_lines=report.corrupt_lines)
     embedded: EmbeddedRedis | None = None
     try:
         parts.tail.rebuild(parts.store)
@@ -122,6 +124,10 @@ async def run(
             on_redis_error=parts.metrics.redis_errors.inc,
         )
         pipeline = parts.make_pipeline(surface, _start_points(parts))
+        pipeline.stats.errors.extend(
+            ErrorEntry(ts=parts.started_ms, code="ssot.corrupt_line", message=line[:500])
+            for line in report.corrupt_lines[:10]
+        )
         runner = CommandRunner(
             parts.command_context(surface),
             parts.clock,
@@ -305,6 +311,13 @@ async def _status_loop(
         await asyncio.sleep(STATUS_PERIOD_S)
 
 
+def _report_corrupt_lines(parts: Parts, lines: list[str]) -> None:
+    """Lines the store skipped at open: logged one by one, counted; status says it (`_facts`)."""
+    for line in lines:
+        logs.emit(log, logging.ERROR, "ssot.corrupt_line_skipped", detail=line)
+    parts.metrics.ssot_corrupt_lines.inc(len(lines))
+
+
 def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, now: int) -> Facts:
     stats = pipeline.stats
     last_final: dict[str, dict[str, int | None]] = {}
@@ -324,6 +337,8 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         degraded.append("ssot_missing_minutes")
     if parts.budget is not None and parts.budget.deferred_reason:
         degraded.append("history_budget_deferred")
+    if live.corrupt_lines:
+        degraded.append("ssot_corrupt_lines")
     return Facts(
         now_ms=now,
         broker_kind=parts.config.broker.kind,

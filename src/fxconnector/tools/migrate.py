@@ -65,7 +65,9 @@ def cmd_migrate(args: argparse.Namespace, support: CliSupport) -> int:
     source = open_store(cast(StoreKind, args.store_kind), source_path)
     destination = open_store(cast(StoreKind, args.to_kind), destination_path)
     with writer_lock(source_path):
-        source.open()
+        skipped = source.open().corrupt_lines
+    for line in skipped:  # not copied: the copy is not the whole source
+        sys.stderr.write(f"fxconnector migrate: unreadable source line skipped: {line}\n")
     try:
         with writer_lock(destination_path):
             destination.open()
@@ -85,7 +87,7 @@ def cmd_migrate(args: argparse.Namespace, support: CliSupport) -> int:
     )
     for difference in report.first_differences:
         sys.stderr.write(f"fxconnector migrate: difference: {difference}\n")
-    return EXIT_OK if report.verified else EXIT_UNVERIFIED
+    return EXIT_OK if report.verified and not skipped else EXIT_UNVERIFIED
 
 
 def summary_line(report: MigrationReport, source: str, destination: str) -> str:
