@@ -55,6 +55,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     replay.add_argument("--open-mode", default="first_tick", choices=[m.value for m in OpenMode])
     replay.add_argument("--volume", default="ticks", choices=[v.value for v in VolumeMode])
     replay.add_argument("--timeframes", default=None, help="comma list (default: all configured)")
+    replay.add_argument(
+        "--ack-interval",
+        type=float,
+        default=1.0,
+        help="seconds of wall time between durable flushes (each logged as ssot.durable)",
+    )
     _store_and_calendar(replay)
     replay.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     replay.set_defaults(handler=cmd_replay)
@@ -125,6 +131,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
         raise ConfigError("--to must be after --from")
     speed = _speed(args.speed)
+    if not 0 < args.ack_interval <= 3600:
+        raise ConfigError("--ack-interval must be between 0 and 3600 seconds")
     timeframes = _timeframes(args.timeframes)
     calendar = _calendar(args.calendar, symbol)
     spec = BarSpec(PriceSide(args.price), OpenMode(args.open_mode), VolumeMode(args.volume))
@@ -148,6 +156,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 to_ms=to_ms,
                 speed=speed,
                 now_ms=time.time_ns() // 1_000_000,
+                ack_interval_s=args.ack_interval,
                 progress=bar.update,
                 ack=lambda through: logs.emit(
                     log, logging.INFO, "ssot.durable", symbol=symbol, through_ms=through
