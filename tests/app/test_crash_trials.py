@@ -91,9 +91,15 @@ def _config(path: Path, kind: StoreKind) -> Path:
 
 
 def _surface_finals(server: RedisServer) -> list[OhlcvEvent]:
+    """Every final a consumer could have seen: the events stream and every snapshot."""
+    keys = SurfaceKeys()
     with redis.Redis(host="127.0.0.1", port=server.port) as client:
-        entries = client.xrange(SurfaceKeys().events)
+        entries = client.xrange(keys.events)
+        snapshots = [client.hget(key, "bars") for key in client.scan_iter(keys.snapshot_pattern)]
     events = [json_codec.decode(fields[b"event"], OhlcvEvent) for _, fields in entries]
+    for raw in snapshots:
+        if raw is not None:
+            events.extend(json_codec.decode(raw, list[OhlcvEvent]))
     return [event for event in events if event.complete]
 
 
