@@ -201,10 +201,16 @@ def _broker(
             clock,
             spec=spec,
             workdir=Path(config.workdir) / "fxcm",
+            watchdog_silence_s=config.broker.fxcm.watchdog_silence_s,
         )
     if kind == "oanda":
         return OandaBroker(
-            config.broker.oanda, secrets.oanda_token, config.broker.symbols, calendars, clock
+            config.broker.oanda,
+            secrets.oanda_token,
+            config.broker.symbols,
+            calendars,
+            clock,
+            watchdog_silence_s=config.broker.oanda.watchdog_silence_s,
         )
     raise ConfigError(
         f"broker.kind = {kind!r} cannot run live: use sim, fxcm or oanda "

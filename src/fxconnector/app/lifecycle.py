@@ -253,12 +253,10 @@ async def _sessions(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
         down = event.state in (BrokerState.DISCONNECTED, BrokerState.STALE)
         if down and down_since is None:
             down_since = event.ts_ms or parts.clock.now_ms()
-        if event.state is BrokerState.CONNECTED and live.broker_state in (
-            BrokerState.DISCONNECTED,
-            BrokerState.STALE,
-        ):
-            live.reconnects += 1
         if event.state is BrokerState.CONNECTED and down_since is not None:
+            # Counted against the fault, not the previous state: adapters pass through
+            # CONNECTING on their way back (STALE -> CONNECTING -> CONNECTED).
+            live.reconnects += 1
             # The minute before the fault and the one after are doubtful too.
             pipeline.note_outage(down_since - MINUTE_MS, parts.clock.now_ms() + MINUTE_MS)
             down_since = None

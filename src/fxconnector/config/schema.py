@@ -89,6 +89,8 @@ class FxcmBrokerConfig(_Section, frozen=True):
     python: str = "python3.7"
     connection: Literal["Demo", "Real"] = "Demo"
     url: str = "http://www.fxcorporate.com/Hosts.jsp"
+    #: Subscribed but no tick for this long while the market is open: stale, restart the bridge.
+    watchdog_silence_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
 
 
 class OandaBrokerConfig(_Section, frozen=True):
@@ -96,6 +98,8 @@ class OandaBrokerConfig(_Section, frozen=True):
     stream_url: str = "https://stream-fxpractice.oanda.com"
     account_id: str = ""
     price: Literal["B", "A", "M"] = "B"
+    #: No price (or no heartbeat) for this long while the market is open: stale, reconnect.
+    watchdog_silence_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
 
 
 class BrokerConfig(_Section, frozen=True):
