@@ -160,8 +160,8 @@ class Pipeline:
             and self._min_price <= ask <= self._max_price
             and bid - ask <= self._max_inversion
             and self._epoch_rail_ms <= ts <= now_ms + self._max_future_ms
-            and _size_ok(tick.bid_volume, self._max_volume)
-            and _size_ok(tick.ask_volume, self._max_volume)
+            and (tick.bid_volume is _UNSET or 0.0 <= tick.bid_volume <= self._max_volume)
+            and (tick.ask_volume is _UNSET or 0.0 <= tick.ask_volume <= self._max_volume)
         ) and not self._slow_check(tick, now_ms):
             return False
         closed = self._update(tick)
@@ -456,8 +456,7 @@ class Pipeline:
         self._stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
 
 
-def _size_ok(volume: float | msgspec.UnsetType, max_volume: float) -> bool:
-    return isinstance(volume, msgspec.UnsetType) or 0.0 <= volume <= max_volume
+_UNSET = msgspec.UNSET
 
 
 def _chunks(intervals: Sequence[tuple[int, int]], size_ms: int) -> list[tuple[int, int]]:
