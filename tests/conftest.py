@@ -23,6 +23,8 @@ NOW_MS = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
 )
+# A longer fuzz campaign by hand: HYPOTHESIS_PROFILE=fuzz pytest tests/... (issue 11 p6).
+settings.register_profile("fuzz", settings.get_profile("default"), max_examples=5_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _CALENDARS: dict[str, CalendarProfile] = {}

@@ -262,3 +262,24 @@ def test_migrate_refuses_a_non_empty_destination_with_exit_2(
     )  # fmt: skip
     assert code == 2
     assert "--to must be another folder than the source store" in err
+
+
+def test_a_corrupt_source_line_is_named_and_the_migration_not_verified(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    day_file = sorted((workdir / "ssot" / "EURUSD" / "1m").glob("*.jsonl"))[0]
+    lines = day_file.read_bytes().splitlines()
+    lines[1] = b"{not json"
+    day_file.write_bytes(b"\n".join(lines) + b"\n")
+    code, out, err = cli(
+        capsys, "migrate", "--workdir", str(workdir), "--from-kind", "jsonl",
+        "--to", str(tmp_path / "sqlite"), "--to-kind", "sqlite", "--calendar", "always_open",
+    )  # fmt: skip
+    assert code == 1
+    assert f"fxconnector migrate: unreadable source line skipped: {day_file}:2: " in err
+    assert "keys=533 " in out  # every other line copied
+    code, _, err = cli(
+        capsys, "bars", "--store", str(workdir / "ssot"), "--symbol", "EURUSD", "--tf", "1m"
+    )
+    assert code == 0
+    assert f"fxconnector bars: unreadable store line skipped: {day_file}:2: " in err

@@ -372,6 +372,8 @@ class V20Feed:
         self._live = always_open_generator(seed, ticks_per_minute)
         self._served: dict[str, list[ServerCandle]] = {}
         self._stop = threading.Event()
+        #: While set the stream sends no price (heartbeats go on): a silent broker.
+        self.silent = threading.Event()
         self._thread = threading.Thread(target=self._stream, name="v20-feed", daemon=True)
         self.sent = 0
 
@@ -439,8 +441,8 @@ class V20Feed:
         """Every 100 ms, the generator's ticks since the last send, as v20 PRICE lines."""
         after_ms = wall_ms()
         while not self._stop.wait(0.1):
-            if not self.server.requests_of("stream"):
-                after_ms = wall_ms()  # nothing is connected yet: no backlog for the first one
+            if not self.server.requests_of("stream") or self.silent.is_set():
+                after_ms = wall_ms()  # nothing connected yet, or silent: those ticks never come
                 continue
             upto_ms = wall_ms()
             rows: list[tuple[int, str, float, float]] = []

@@ -66,6 +66,9 @@ def test_config_is_frozen() -> None:
         ("[surface]\nredis_url = 'redis://localhost?foo=1'\n", "unknown option 'foo'"),
         ("[surface]\nredis_url = 'redis://localhost?db=x'\n", "surface.redis_url"),
         ("[http]\nbind = 'localhost'\n", "http.bind"),
+        ("[ticks]\nmin_price = 10.0\nmax_price = 1.0\n", "ticks.min_price must not be above"),
+        ("[ticks]\nmax_price = inf\n", "ticks.max_price"),
+        ("[ticks]\nmax_volume = -5.0\n", "ticks.max_volume"),
         ("[bars\n", "not valid TOML"),
     ],
 )

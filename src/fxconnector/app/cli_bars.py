@@ -94,6 +94,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="write into a store that another command created (its manifest must match)",
     )
+    replay.add_argument(
+        "--ack-interval",
+        type=float,
+        default=1.0,
+        help="seconds of wall time between durable flushes (each logged as ssot.durable)",
+    )
     replay.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     replay.set_defaults(handler=cmd_replay)
 
@@ -205,6 +211,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if from_ms is not None and to_ms is not None and to_ms <= from_ms:
         raise ConfigError("--to must be after --from")
     speed = _speed(args.speed)
+    if not 0 < args.ack_interval <= 3600:
+        raise ConfigError("--ack-interval must be between 0 and 3600 seconds")
     identity, path = replay_identity(args, symbol)
     settings = identity.manifest
     calendar = identity.calendar.for_symbol(symbol)
@@ -217,6 +225,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         report = store.open()
     for torn in report.torn_tails:
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
+    for line in report.corrupt_lines:
+        logs.emit(log, logging.ERROR, "ssot.corrupt_line_skipped", detail=line)
     bar = ProgressBar(f"replay {symbol}")
     try:
         summary = asyncio.run(
@@ -229,6 +239,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 from_ms=from_ms,
                 to_ms=to_ms,
                 speed=speed,
+                now_ms=time.time_ns() // 1_000_000,
+                ack_interval_s=args.ack_interval,
                 progress=bar.update,
                 ack=lambda through: logs.emit(
                     log, logging.INFO, "ssot.durable", symbol=symbol, through_ms=through
@@ -270,7 +282,9 @@ def cmd_bars(args: argparse.Namespace) -> int:
     found = existing_store(args.store, args.store_kind, None)
     store = open_store(found.kind, args.store)
     with writer_lock(args.store):
-        store.open()
+        report = store.open()
+    for line in report.corrupt_lines:  # served without them, never silently
+        sys.stderr.write(f"fxconnector bars: unreadable store line skipped: {line}\n")
     out = sys.stdout
     try:
         if args.format == "csv":

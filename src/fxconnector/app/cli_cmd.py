@@ -147,11 +147,13 @@ def _direct(config: Any, payload: dict[str, Any]) -> dict[str, Any]:
     secrets = load_secrets(Path(config.secrets_file) if config.secrets_file else None)
     parts = build(config, secrets, SystemClock())
     try:
-        parts.store.open()
+        opened = parts.store.open()
     except StoreLocked as exc:
         raise ConfigError(
             f"{exc}; the connector holds the store but its control socket does not answer"
         ) from None
+    for line in opened.corrupt_lines:  # the command runs without them, never silently
+        sys.stderr.write(f"fxconnector cmd: unreadable store line skipped: {line}\n")
     try:
         now = parts.clock.now_ms()
         start = {s: now - MINUTE_MS for s in config.broker.symbols}

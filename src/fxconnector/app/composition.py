@@ -158,6 +158,9 @@ def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
         max_spread_inversion=config.ticks.max_spread_inversion,
         max_future_ms=config.ticks.max_future_ms,
         epoch_rail_ms=config.ticks.epoch_rail_ms,
+        min_price=config.ticks.min_price,
+        max_price=config.ticks.max_price,
+        max_volume=config.ticks.max_volume,
     )
     store_path = resolve(workdir, config.store.path)
     identity = manifest.StoreIdentity(
@@ -225,10 +228,16 @@ def _broker(
             clock,
             spec=spec,
             workdir=Path(config.workdir) / "fxcm",
+            watchdog_silence_s=config.broker.fxcm.watchdog_silence_s,
         )
     if kind == "oanda":
         return OandaBroker(
-            config.broker.oanda, secrets.oanda_token, config.broker.symbols, calendars, clock
+            config.broker.oanda,
+            secrets.oanda_token,
+            config.broker.symbols,
+            calendars,
+            clock,
+            watchdog_silence_s=config.broker.oanda.watchdog_silence_s,
         )
     raise ConfigError(
         f"broker.kind = {kind!r} cannot run live: use sim, fxcm or oanda "

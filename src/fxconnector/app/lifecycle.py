@@ -84,6 +84,7 @@ class _Live:
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
     #: Broker sessions lost (a failed login included), for status errors[].
     broker_errors: deque[ErrorEntry] = field(default_factory=lambda: deque(maxlen=20))
+    corrupt_lines: list[str] = field(default_factory=list)  # skipped by the store's open()
 
     def complete(self, parts: Parts, pipeline: Pipeline, preview: OhlcvEvent) -> OhlcvEvent:
         """A higher-tf preview including the bucket's finals from before the first live tick."""
@@ -131,7 +132,8 @@ async def run(
     report = parts.store.open()
     for torn in report.torn_tails:
         logs.emit(log, logging.WARNING, "ssot.torn_tail_truncated", detail=torn)
-    live = _Live()
+    _report_corrupt_lines(parts, report.corrupt_lines)
+    live = _Live(corrupt_lines=report.corrupt_lines)
     embedded: EmbeddedRedis | None = None
     redis: Redis | None = None
     control: ControlServer | None = None
@@ -157,6 +159,10 @@ async def run(
         )
         pipeline = parts.make_pipeline(surface, _start_points(parts))
         _recover_derived(parts, pipeline)
+        pipeline.stats.errors.extend(
+            ErrorEntry(ts=parts.started_ms, code="ssot.corrupt_line", message=line[:500])
+            for line in report.corrupt_lines[:10]
+        )
         runner = CommandRunner(
             parts.command_context(surface),
             parts.clock,
@@ -327,12 +333,10 @@ async def _sessions(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
         down = event.state in (BrokerState.DISCONNECTED, BrokerState.STALE)
         if down and down_since is None:
             down_since = event.ts_ms or parts.clock.now_ms()
-        if event.state is BrokerState.CONNECTED and live.broker_state in (
-            BrokerState.DISCONNECTED,
-            BrokerState.STALE,
-        ):
-            live.reconnects += 1
         if event.state is BrokerState.CONNECTED and down_since is not None:
+            # Counted against the fault, not the previous state: adapters pass through
+            # CONNECTING on their way back (STALE -> CONNECTING -> CONNECTED).
+            live.reconnects += 1
             # The minute before the fault and the one after are doubtful too.
             pipeline.note_outage(down_since - MINUTE_MS, parts.clock.now_ms() + MINUTE_MS)
             down_since = None
@@ -429,6 +433,13 @@ def _summarize(
     )
 
 
+def _report_corrupt_lines(parts: Parts, lines: list[str]) -> None:
+    """Lines the store skipped at open: logged one by one, counted; status says it (`_facts`)."""
+    for line in lines:
+        logs.emit(log, logging.ERROR, "ssot.corrupt_line_skipped", detail=line)
+    parts.metrics.ssot_corrupt_lines.inc(len(lines))
+
+
 def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, now: int) -> Facts:
     stats = pipeline.stats
     last_final: dict[str, dict[str, int | None]] = {}
@@ -454,6 +465,8 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
     if repair is not None and repair.last_run and repair.last_run.state is RepairState.FAILED:
         degraded.append("repair_failed")
     degraded.extend(f"finals_stalled_{symbol}" for symbol in sorted(pipeline.stalled(now)))
+    if live.corrupt_lines:
+        degraded.append("ssot_corrupt_lines")
     return Facts(
         now_ms=now,
         broker_kind=parts.config.broker.kind,

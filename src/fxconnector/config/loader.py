@@ -155,6 +155,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config: bars.timeframes must include 1m (every final derives from it)")
     if len(set(config.bars.timeframes)) != len(config.bars.timeframes):
         raise ConfigError("config: bars.timeframes lists a timeframe twice")
+    if config.ticks.min_price > config.ticks.max_price:
+        raise ConfigError("config: ticks.min_price must not be above ticks.max_price")
     if len(set(config.broker.symbols)) != len(config.broker.symbols):
         raise ConfigError("config: broker.symbols lists a symbol twice")
     if config.surface.redis_url:

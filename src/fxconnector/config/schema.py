@@ -69,6 +69,9 @@ class TicksConfig(_Section, frozen=True):
     max_spread_inversion: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     max_future_ms: PositiveMs = 5_000
     epoch_rail_ms: Annotated[int, msgspec.Meta(ge=0)] = 946_684_800_000  # 2000-01-01
+    min_price: Annotated[float, msgspec.Meta(gt=0, le=1e300)] = 1e-6
+    max_price: Annotated[float, msgspec.Meta(gt=0, le=1e300)] = 1e7
+    max_volume: Annotated[float, msgspec.Meta(ge=0, le=1e300)] = 1e12
 
 
 class SimBrokerConfig(_Section, frozen=True):
@@ -86,6 +89,8 @@ class FxcmBrokerConfig(_Section, frozen=True):
     python: str = "python3.7"
     connection: Literal["Demo", "Real"] = "Demo"
     url: str = "http://www.fxcorporate.com/Hosts.jsp"
+    #: Subscribed but no tick for this long while the market is open: stale, restart the bridge.
+    watchdog_silence_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
 
 
 class OandaBrokerConfig(_Section, frozen=True):
@@ -93,6 +98,8 @@ class OandaBrokerConfig(_Section, frozen=True):
     stream_url: str = "https://stream-fxpractice.oanda.com"
     account_id: str = ""
     price: Literal["B", "A", "M"] = "B"
+    #: No price (or no heartbeat) for this long while the market is open: stale, reconnect.
+    watchdog_silence_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
 
 
 class BrokerConfig(_Section, frozen=True):

@@ -122,7 +122,9 @@ def cmd_migrate(args: argparse.Namespace, support: CliSupport) -> int:
         identity=manifest.StoreIdentity(want, profile, asked_by=f"the source {source_path}"),
     )
     with writer_lock(source_path):
-        source.open()
+        skipped = source.open().corrupt_lines
+    for line in skipped:  # not copied: the copy is not the whole source
+        sys.stderr.write(f"fxconnector migrate: unreadable source line skipped: {line}\n")
     try:
         with writer_lock(destination_path):
             destination.open()
@@ -140,7 +142,7 @@ def cmd_migrate(args: argparse.Namespace, support: CliSupport) -> int:
     )
     for difference in report.first_differences:
         sys.stderr.write(f"fxconnector migrate: difference: {difference}\n")
-    return EXIT_OK if report.verified else EXIT_UNVERIFIED
+    return EXIT_OK if report.verified and not skipped else EXIT_UNVERIFIED
 
 
 def summary_line(report: MigrationReport, source: str, destination: str) -> str:

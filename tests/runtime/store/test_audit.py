@@ -21,7 +21,7 @@ from fxconnector.app.main import main
 from fxconnector.core.builders.derive import derive
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.coverage import classify, count
-from fxconnector.core.errors import StoreCorrupt, StoreLocked
+from fxconnector.core.errors import StoreLocked
 from fxconnector.core.model.bar import Source, StoredFinal
 from fxconnector.core.time_geom import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils import json_codec
@@ -237,8 +237,17 @@ def test_a_revision_chain_with_a_hole_is_reported(
     day_file = store / "EURUSD" / "1m" / "2020-01-02.jsonl"
     target = lines_of(day_file)[7]
     append_line(day_file, msgspec.structs.replace(target, rev=2, reason="repair"))
-    with pytest.raises(StoreCorrupt, match="rev 2 of open_ms"):
-        JsonlStore(store).open()  # the store refuses to open; the audit still reads it
+    ssot = JsonlStore(store)
+    opened = ssot.open()  # the store opens, keeps the newest revision and reports the hole
+    try:
+        assert ssot.latest("EURUSD", Timeframe.M1, target.open_ms) == msgspec.structs.replace(
+            target, rev=2, reason="repair"
+        )
+    finally:
+        ssot.close()
+    (hole,) = opened.corrupt_lines
+    last_line = day_file.read_bytes().count(b"\n")
+    assert hole.startswith(f"{day_file}:{last_line}: rev 2 of open_ms {target.open_ms} kept")
     report = scan(store, always_open)
     assert rules_of(report) == {AuditRule.REVISION_GAP.value: 1}
     (problem,) = report.problems

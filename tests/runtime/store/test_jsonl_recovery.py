@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fxconnector.core.errors import StoreCorrupt
 from fxconnector.core.model.bar import StoredFinal
-from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.core.time_geom import DAY_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils import json_codec
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.runtime.store.test_store_suite import DAY_OPEN_MS, MONDAY_MS, make_bar
@@ -127,31 +126,73 @@ def test_a_torn_last_line_is_cut_and_reported(tmp_path: Path) -> None:
         pytest.param(b'{"symbol":"EURUSD","extra":1}', "unknown field", id="unknown-field"),
     ],
 )
-def test_a_bad_line_raises_store_corrupt_with_file_and_line(
+def test_a_bad_line_is_reported_with_file_and_line_and_the_rest_served(
     tmp_path: Path, line_3: bytes, reason: str
 ) -> None:
     day = _filled(tmp_path)
+    store = JsonlStore(tmp_path)
+    store.open()
+    store.mark_fetched("EURUSD", MONDAY_MS, MONDAY_MS + 5 * MINUTE_MS)
+    store.close()
     lines = day.read_bytes().splitlines()
     lines[2] = line_3
     day.write_bytes(b"\n".join(lines) + b"\n")
 
-    store = JsonlStore(tmp_path)
-    with pytest.raises(StoreCorrupt, match=reason) as raised:
-        store.open()
-    assert str(raised.value).startswith(f"{day}:3: ")
-    # The failed open let go of the lock: once the line is fixed the store opens.
-    lines[2] = json_codec.encode(make_bar(2))
-    day.write_bytes(b"\n".join(lines) + b"\n")
-    assert store.open().bars_loaded == 5
+    report = store.open()
+    try:
+        (problem,) = report.corrupt_lines
+        assert problem.startswith(f"{day}:3: ")
+        assert reason in problem
+        # Every other line is served; the damaged minute is missing, not quiet: the day of a
+        # skipped 1m line loses its fetched coverage, so the minute is asked again.
+        served = [b.open_ms for b in store.bars("EURUSD", Timeframe.M1)]
+        assert served == [MONDAY_MS + i * MINUTE_MS for i in (0, 1, 3, 4)]
+        assert report.bars_loaded == 4
+        assert store.fetched_intervals("EURUSD", MONDAY_MS, MONDAY_MS + 5 * MINUTE_MS) == []
+        # Writing goes on: the minute fetched again lands after the bad line, as rev 0.
+        (result,) = store.append([make_bar(2)])
+        assert result.stored.rev == 0
+    finally:
+        store.close()
+    assert day.read_bytes().splitlines()[2] == line_3  # the evidence stays for the audit
+    report = store.open()
     store.close()
+    assert report.bars_loaded == 5
+    assert [c.split(": ")[0] for c in report.corrupt_lines] == [f"{day}:3"]
 
 
-def test_a_foreign_file_name_in_a_series_folder_is_corrupt(tmp_path: Path) -> None:
+def test_a_foreign_file_name_in_a_series_folder_is_reported_and_skipped(tmp_path: Path) -> None:
     day = _filled(tmp_path)
-    (day.parent / "notes.jsonl").write_bytes(b"")
+    (day.parent / "notes.jsonl").write_bytes(b"anything\n")
 
-    with pytest.raises(StoreCorrupt, match="not a day file name"):
-        JsonlStore(tmp_path).open()
+    store = JsonlStore(tmp_path)
+    report = store.open()
+    store.close()
+    assert report.bars_loaded == 5
+    (problem,) = report.corrupt_lines
+    assert problem.startswith(f"{day.parent / 'notes.jsonl'}: not a day file name")
+
+
+def test_a_bad_coverage_line_is_skipped_and_reported(tmp_path: Path) -> None:
+    store = JsonlStore(tmp_path)
+    store.open()
+    store.mark_fetched("EURUSD", MONDAY_MS, MONDAY_MS + MINUTE_MS)
+    store.mark_fetched("EURUSD", MONDAY_MS + 2 * MINUTE_MS, MONDAY_MS + 3 * MINUTE_MS)
+    store.close()
+    fetched = tmp_path / "EURUSD" / "fetched.jsonl"
+    first, second = fetched.read_bytes().splitlines()
+    bad = b'{"from_ms":5,"to_ms":3}'
+    fetched.write_bytes(b"\n".join([first, b"{garbage", bad, second]) + b"\n")
+
+    report = store.open()
+    try:
+        assert [c.split(": ")[0] for c in report.corrupt_lines] == [f"{fetched}:2", f"{fetched}:3"]
+        assert store.fetched_intervals("EURUSD", 0, MONDAY_MS + DAY_MS) == [
+            (MONDAY_MS, MONDAY_MS + MINUTE_MS),
+            (MONDAY_MS + 2 * MINUTE_MS, MONDAY_MS + 3 * MINUTE_MS),
+        ]
+    finally:
+        store.close()
 
 
 def test_revisions_are_read_back_from_the_day_file(tmp_path: Path) -> None:

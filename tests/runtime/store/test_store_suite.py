@@ -345,7 +345,7 @@ def test_contract_violations_are_rejected_and_nothing_is_written(
     assert [b.open_ms for b in store.bars("EURUSD", Timeframe.M1)] == [MONDAY_MS]
 
 
-def test_an_unreadable_store_raises_store_corrupt_and_frees_the_lock(
+def test_an_unreadable_store_is_refused_or_reported_never_silent(
     kind: StoreKind, tmp_path: Path
 ) -> None:
     path = store_path(tmp_path)
@@ -355,8 +355,16 @@ def test_an_unreadable_store_raises_store_corrupt_and_frees_the_lock(
     damaged = path / DB_NAME if kind == "sqlite" else path / "EURUSD" / "1m" / "2019-02-04.jsonl"
     damaged.write_bytes(b"this is not what the store wrote\n" * 200)
 
-    with pytest.raises(StoreCorrupt, match=re.escape(str(damaged))):
-        store.open()
+    if kind == "sqlite":  # one database file: nothing in it can be trusted
+        with pytest.raises(StoreCorrupt, match=re.escape(str(damaged))):
+            store.open()
+    else:  # JSONL: each line is reported with its number and skipped
+        report = store.open()
+        store.close()
+        assert report.bars_loaded == 0
+        assert len(report.corrupt_lines) == 101  # 100 listed with their line, then a count
+        assert report.corrupt_lines[99].startswith(f"{damaged}:100: ")
+        assert report.corrupt_lines[100] == f"{damaged}: 100 more unreadable lines not listed"
     damaged.unlink()
     assert store.open().bars_loaded == 0  # the failed open released the lock
     store.close()

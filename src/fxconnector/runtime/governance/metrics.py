@@ -114,6 +114,11 @@ class Metrics:
         self.redis_errors = Counter(
             "fxconnector_redis_errors", "Redis errors seen by the surface", registry=self.registry
         )
+        self.ssot_corrupt_lines = Counter(
+            "fxconnector_ssot_corrupt_lines",
+            "Unreadable store lines skipped (and reported) when the store was opened",
+            registry=self.registry,
+        )
         self.command_duration = Histogram(
             "fxconnector_command_duration_seconds",
             "Command run time",

@@ -3,8 +3,10 @@
 Rules (issue: replay): the replay's clock is tick time; at the end of the input it moves on to
 `to_ms` (or the end of the last tick's trading day), so every bucket inside the range is final
 when the run ends. Ticks the rails refuse are counted by reason and do not reach the history the
-replay broker answers with. Progress goes to a callback; the store is flushed (acknowledged) at
-least every `ack_interval_s` of wall time and at the end, and each flush is reported.
+replay broker answers with, nor the replay's range: without `--from`/`--to` the range spans the
+accepted ticks' trading days only. Progress goes to a callback; the store is flushed
+(acknowledged) at least every `ack_interval_s` of wall time and at the end, and each flush is
+reported.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from fxconnector.core.buckets import bucket_open
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.errors import ConfigError
 from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.core.validation.ticks import TickRails, check_batch, count_reasons
@@ -55,16 +58,34 @@ async def run_replay(
     progress: Progress | None = None,
     ack: Ack | None = None,
     ack_interval_s: float = 1.0,
+    now_ms: int | None = None,
+    rails: TickRails | None = None,
 ) -> ReplaySummary:
-    """Replay `batch` (already range-filtered) through the pipeline into `store`."""
+    """Replay `batch` (already range-filtered) through the pipeline into `store`.
+
+    `now_ms` is the wall clock for the future-timestamp rail; `rails` default to the built-in
+    limits for `batch.symbol`.
+    """
     started = time.monotonic()
     symbol = batch.symbol
-    rails = TickRails(symbols=frozenset({symbol}))
-    codes = check_batch(rails, batch, batch.ts_ms, calendar.is_open_array)
+    rails = rails or TickRails(symbols=frozenset({symbol}))
+    # A recorded tick is never from the future of the wall clock; without a `now` (tests of a
+    # synthetic future) only the tick's own time bounds it.
+    codes = check_batch(
+        rails, batch, batch.ts_ms if now_ms is None else now_ms, calendar.is_open_array
+    )
     rejected = count_reasons(codes)
     good = batch.select(codes < 0)
-    first_ts = int(batch.ts_ms.min())
-    last_ts = int(batch.ts_ms.max())
+    if not len(good) and (from_ms is None or to_ms is None):
+        raise ConfigError(
+            f"{symbol}: none of {len(batch)} ticks passed the tick rails "
+            f"(rejected: {', '.join(f'{k}={v}' for k, v in sorted(rejected.items()))}); "
+            "nothing to replay"
+        )
+    # The range comes from accepted ticks only: one row stamped 1970 or 2099 must not stretch
+    # the replay over decades of empty minutes.
+    first_ts = int(good.ts_ms.min()) if len(good) else 0
+    last_ts = int(good.ts_ms.max()) if len(good) else 0
     start = from_ms if from_ms is not None else bucket_open(first_ts, Timeframe.D1, calendar)
     end = to_ms if to_ms is not None else bucket_open(last_ts, Timeframe.D1, calendar) + 86_400_000
     broker = ReplayBroker(good, spec, calendar, speed)

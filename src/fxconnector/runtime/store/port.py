@@ -13,7 +13,8 @@ Rules (DESIGN §6):
   fetched, so open minutes inside it with no final bar are `quiet`, not `missing`.
 - One writer per store: `open()` takes an exclusive lock or raises StoreLocked naming the holder.
 - `open()` is the crash recovery path too: a torn last line is truncated and reported; a corrupt
-  line anywhere else raises StoreCorrupt naming the file and line.
+  line anywhere else is skipped and reported (`corrupt_lines`, naming the file and line), and
+  every other line is served. A store that cannot be read at all raises StoreCorrupt.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RecoveryReport:
     files_checked: int = 0
     bars_loaded: int = 0
     torn_tails: list[str] = field(default_factory=list)  # "path: dropped N bytes"
+    corrupt_lines: list[str] = field(default_factory=list)  # "path:LINE: reason", skipped
 
 
 class FinalStore(Protocol):

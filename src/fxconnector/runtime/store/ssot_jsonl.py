@@ -16,8 +16,12 @@ Rules:
   flushed by the next `append()`/`mark_fetched()`, so the interval bounds the delay only while
   writes keep coming. Whoever needs an acknowledgement calls `flush()`.
 - `open()` is recovery: any file not ending in a newline loses its torn tail (reported); every
-  line is decoded and checked against the contract, its file and the rev sequence; a bad line
-  raises StoreCorrupt("path:LINE: reason"), it is never skipped.
+  line is decoded and checked against the contract, its file and the rev sequence. A bad line
+  in the middle of a file (or a file with a foreign name) is skipped and reported in
+  `RecoveryReport.corrupt_lines` as "path:LINE: reason"; every other line is served. The UTC
+  day of a skipped 1m line loses its fetched coverage, so its minutes are `missing` (asked
+  again), never `quiet`. A later revision whose predecessor line is unreadable is kept (the
+  gap is reported). The bytes on disk are never rewritten: `fxconnector audit` shows the same.
 - `open()` settles the manifest (creates it in a new store, refuses a store that is not what
   the writer wants); `append()` refuses a bar off the manifest's grid (`manifest.GridCheck`).
 - Single-threaded: one writer task owns the store; readers in the same process share its index.
@@ -39,7 +43,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from fxconnector.core.errors import ContractViolation, StoreCorrupt, StoreError
+from fxconnector.core.errors import ContractViolation, StoreError
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.time_geom import DAY_MS, Timeframe
 from fxconnector.core.utils import json_codec
@@ -52,6 +56,8 @@ T = TypeVar("T")
 FETCHED_NAME: Final = "fetched.jsonl"
 #: Open append descriptors kept at once; a live connector writes a few files per minute.
 MAX_OPEN_FILES: Final = 64
+#: Unreadable lines listed one by one per file; the rest are counted in one entry.
+MAX_REPORTED_LINES: Final = 100
 _EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
 _TIMEFRAMES: Final = {tf.value: tf for tf in Timeframe}
 _DECODE_ERRORS: Final = (msgspec.ValidationError, msgspec.DecodeError)
@@ -184,9 +190,10 @@ class JsonlStore:
         self._lock.acquire()
         self._series, self._fetched = {}, {}
         torn: list[str] = []
+        corrupt: list[str] = []
         try:
             with rules.bulk(rules.BULK_MIN):  # a store may hold millions of lines
-                files = self._load_all(torn)
+                files = self._load_all(torn, corrupt)
             empty = not self._fetched and not any(s.by_open for s in self._series.values())
             self.grid = manifest.open_guard(self.root, self._identity, empty=empty)
         except OSError as exc:
@@ -197,7 +204,9 @@ class JsonlStore:
             raise
         self._state, self._unflushed_since = "open", None
         loaded = sum(len(series.by_open) for series in self._series.values())
-        return RecoveryReport(files_checked=files, bars_loaded=loaded, torn_tails=torn)
+        return RecoveryReport(
+            files_checked=files, bars_loaded=loaded, torn_tails=torn, corrupt_lines=corrupt
+        )
 
     def close(self) -> None:
         """Flush, fsync and release the lock. Idempotent."""
@@ -313,7 +322,8 @@ class JsonlStore:
             data = path.read_bytes()
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
-        found = [bar for bar in _decode_lines(_FINAL_DECODER, path, data) if bar.open_ms == open_ms]
+        _, values = _decode_lines(_FINAL_DECODER, path, data, [])  # open() reported bad lines
+        found = [bar for bar in values if bar.open_ms == open_ms]
         return sorted(found, key=lambda bar: bar.rev)
 
     def latest(self, symbol: str, tf: Timeframe, open_ms: int) -> StoredFinal | None:
@@ -353,28 +363,48 @@ class JsonlStore:
             name = self._day_names[day] = f"{dt.date.fromordinal(_EPOCH_ORDINAL + day)}.jsonl"
         return self.root / symbol / tf.value / name
 
-    def _load_all(self, torn: list[str]) -> int:
+    def _load_all(self, torn: list[str], corrupt: list[str]) -> int:
         files = 0
         for symbol_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             symbol = symbol_dir.name
             if not rules.valid_symbol(symbol):
                 continue  # not ours (e.g. a backup folder): the store never creates these
-            files += self._load_fetched(symbol_dir / FETCHED_NAME, symbol, torn)
+            files += self._load_fetched(symbol_dir / FETCHED_NAME, symbol, torn, corrupt)
+            unsure_days: set[int] = set()
             for tf_dir in sorted(p for p in symbol_dir.iterdir() if p.is_dir()):
                 tf = _TIMEFRAMES.get(tf_dir.name)
                 if tf is not None:
-                    files += self._load_series(tf_dir, symbol, tf, torn)
+                    files += self._load_series(tf_dir, symbol, tf, torn, corrupt, unsure_days)
+            for day in sorted(unsure_days):
+                self._fetched[symbol] = _without(
+                    self._fetched.get(symbol, []), day * DAY_MS, (day + 1) * DAY_MS
+                )
         return files
 
-    def _load_series(self, tf_dir: Path, symbol: str, tf: Timeframe, torn: list[str]) -> int:
+    def _load_series(
+        self,
+        tf_dir: Path,
+        symbol: str,
+        tf: Timeframe,
+        torn: list[str],
+        corrupt: list[str],
+        unsure_days: set[int],
+    ) -> int:
+        """Load one symbol/tf folder; bad lines go to `corrupt`, the 1m days they hit to
+        `unsure_days`."""
         series = self._series.setdefault((symbol, tf), _Series())
         by_open = series.by_open
         paths = sorted(tf_dir.glob("*.jsonl"))
         for path in paths:
             day = _day_of(path)
-            for line_number, bar in enumerate(
-                _decode_lines(_FINAL_DECODER, path, _read_repaired(path, torn)), start=1
-            ):
+            if day is None:
+                corrupt.append(f"{path}: not a day file name (YYYY-MM-DD.jsonl); not read")
+                continue
+            before = len(corrupt)
+            numbers, values = _decode_lines(
+                _FINAL_DECODER, path, _read_repaired(path, torn), corrupt
+            )
+            for line_number, bar in zip(numbers, values, strict=True):
                 problem = rules.final_problem(bar)
                 if problem is None and (bar.symbol != symbol or bar.tf is not tf):
                     problem = f"a {bar.symbol} {bar.tf} bar in the {symbol}/{tf} folder"
@@ -383,40 +413,72 @@ class JsonlStore:
                 if problem is None:
                     previous = by_open.get(bar.open_ms)
                     expected = 0 if previous is None else previous.rev + 1
-                    if bar.rev != expected:
+                    if bar.rev < expected:
                         problem = f"rev {bar.rev} of open_ms {bar.open_ms}, expected {expected}"
+                    elif bar.rev > expected:  # kept: the newest word on its key
+                        corrupt.append(
+                            f"{path}:{line_number}: rev {bar.rev} of open_ms {bar.open_ms} "
+                            f"kept, but rev {expected} before it is missing"
+                        )
                 if problem is not None:
-                    raise StoreCorrupt(f"{path}:{line_number}: {problem}")
+                    corrupt.append(f"{path}:{line_number}: {problem}")
+                    if tf is Timeframe.M1:
+                        unsure_days.add(bar.open_ms // DAY_MS)
+                    continue
                 by_open[bar.open_ms] = bar
+            if tf is Timeframe.M1 and len(corrupt) > before:
+                unsure_days.add(day)
         series.order = sorted(by_open)
         series.ordered = True
         return len(paths)
 
-    def _load_fetched(self, path: Path, symbol: str, torn: list[str]) -> int:
+    def _load_fetched(self, path: Path, symbol: str, torn: list[str], corrupt: list[str]) -> int:
         if not path.exists():
             return 0
-        lines = _decode_lines(_FETCHED_DECODER, path, _read_repaired(path, torn))
-        for line_number, line in enumerate(lines, start=1):
+        before = len(corrupt)
+        numbers, decoded = _decode_lines(
+            _FETCHED_DECODER, path, _read_repaired(path, torn), corrupt
+        )
+        lines = []
+        for line_number, line in zip(numbers, decoded, strict=True):
             try:
                 rules.check_interval(symbol, line.from_ms, line.to_ms)
             except ContractViolation as exc:
-                raise StoreCorrupt(f"{path}:{line_number}: {exc}") from exc
+                # Coverage lost is only asked again; a bad interval believed could make a quiet.
+                corrupt.append(f"{path}:{line_number}: {exc}")
+                continue
+            lines.append(line)
         merged = rules.merge_all((line.from_ms, line.to_ms) for line in lines)
         self._fetched[symbol] = merged
-        if len(lines) > 2 * len(merged) + 64:
+        # Compacting would erase a corrupt line's evidence: only a clean file is rewritten.
+        if len(lines) > 2 * len(merged) + 64 and len(corrupt) == before:
             _rewrite(path, json_codec.encode_lines([FetchedLine(a, b) for a, b in merged]))
         return 1
 
 
-def _day_of(path: Path) -> int:
-    """The UTC day index a day file is named after; StoreCorrupt for a foreign name."""
+def _day_of(path: Path) -> int | None:
+    """The UTC day index a day file is named after; None for a foreign name."""
     try:
         day = dt.date.fromisoformat(path.stem)
     except ValueError:
-        day = None
-    if day is None or path.name != f"{day.isoformat()}.jsonl":
-        raise StoreCorrupt(f"{path}: not a day file name (YYYY-MM-DD.jsonl)")
+        return None
+    if path.name != f"{day.isoformat()}.jsonl":
+        return None
     return day.toordinal() - _EPOCH_ORDINAL
+
+
+def _without(intervals: list[rules.Interval], start: int, end: int) -> list[rules.Interval]:
+    """`intervals` (merged, ascending) minus `[start, end)`."""
+    out: list[rules.Interval] = []
+    for low, high in intervals:
+        if high <= start or low >= end:
+            out.append((low, high))
+            continue
+        if low < start:
+            out.append((low, start))
+        if high > end:
+            out.append((end, high))
+    return out
 
 
 def _read_repaired(path: Path, torn: list[str]) -> bytes:
@@ -432,23 +494,37 @@ def _read_repaired(path: Path, torn: list[str]) -> bytes:
     return data[:keep]
 
 
-def _decode_lines(decoder: msgspec.json.Decoder[T], path: Path, data: bytes) -> list[T]:
-    """Every line decoded; StoreCorrupt("path:LINE: reason") for the first bad one."""
+def _decode_lines(
+    decoder: msgspec.json.Decoder[T], path: Path, data: bytes, corrupt: list[str]
+) -> tuple[Sequence[int], list[T]]:
+    """(line numbers, values) of every readable line; each unreadable one is reported in
+    `corrupt` as "path:LINE: reason" and skipped."""
     try:
         values = decoder.decode_lines(data)
     except _DECODE_ERRORS:
         values = None
     # decode_lines skips blank lines; a count mismatch means one is there, and it is corrupt.
     if values is not None and len(values) == data.count(b"\n"):
-        return values
+        return range(1, len(values) + 1), values
+    numbers: list[int] = []
+    good: list[T] = []
+    bad = 0
     for line_number, line in enumerate(data.split(b"\n")[:-1], start=1):
-        if not line.strip():
-            raise StoreCorrupt(f"{path}:{line_number}: empty line")
-        try:
-            decoder.decode(line)
-        except _DECODE_ERRORS as exc:
-            raise StoreCorrupt(f"{path}:{line_number}: {exc}") from exc
-    raise StoreCorrupt(f"{path}: cannot be decoded")  # pragma: no cover - a line failed above
+        problem = "empty line" if not line.strip() else None
+        if problem is None:
+            try:
+                good.append(decoder.decode(line))
+            except _DECODE_ERRORS as exc:
+                problem = str(exc)
+            else:
+                numbers.append(line_number)
+                continue
+        bad += 1
+        if bad <= MAX_REPORTED_LINES:
+            corrupt.append(f"{path}:{line_number}: {problem}")
+    if bad > MAX_REPORTED_LINES:
+        corrupt.append(f"{path}: {bad - MAX_REPORTED_LINES} more unreadable lines not listed")
+    return numbers, good
 
 
 def _rewrite(path: Path, data: bytes) -> None:

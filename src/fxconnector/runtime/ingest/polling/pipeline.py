@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import msgspec
 
 from fxconnector.core.builders.live import LiveBuilder
 from fxconnector.core.builders.spec import BarSpec
@@ -167,6 +168,9 @@ class Pipeline:
         self._max_inversion = rails.max_spread_inversion
         self._epoch_rail_ms = rails.epoch_rail_ms
         self._max_future_ms = rails.max_future_ms
+        self._min_price = rails.min_price
+        self._max_price = rails.max_price
+        self._max_volume = rails.max_volume
         self._update = self.builder.update
         self._applied = dict.fromkeys(start_ms, 0)
         #: Told `(symbol, next_minute_ms)` as the fast path moves on (the startup catch-up's
@@ -187,10 +191,12 @@ class Pipeline:
         if not (
             session is not None
             and session[0] <= ts < session[1]
-            and 0.0 < bid < _INF
-            and 0.0 < ask < _INF
+            and self._min_price <= bid <= self._max_price
+            and self._min_price <= ask <= self._max_price
             and bid - ask <= self._max_inversion
             and self._epoch_rail_ms <= ts <= now_ms + self._max_future_ms
+            and (tick.bid_volume is _UNSET or 0.0 <= tick.bid_volume <= self._max_volume)
+            and (tick.ask_volume is _UNSET or 0.0 <= tick.ask_volume <= self._max_volume)
         ) and not self._slow_check(tick, now_ms):
             return False
         closed = self._update(tick)
@@ -207,8 +213,17 @@ class Pipeline:
         session = calendar.session_at(tick.ts_ms) if calendar is not None else None
         if session is not None:
             self._sessions[tick.symbol] = session
+        bid_volume, ask_volume = tick.bid_volume, tick.ask_volume
         reason = check_tick(
-            self._rails, tick.symbol, tick.bid, tick.ask, tick.ts_ms, now_ms, session is not None
+            self._rails,
+            tick.symbol,
+            tick.bid,
+            tick.ask,
+            tick.ts_ms,
+            now_ms,
+            session is not None,
+            None if isinstance(bid_volume, msgspec.UnsetType) else bid_volume,
+            None if isinstance(ask_volume, msgspec.UnsetType) else ask_volume,
         )
         if reason is None:
             return True
@@ -618,7 +633,7 @@ class Pipeline:
         self._stats.errors.append(ErrorEntry(ts=now_ms, code=code, message=message[:500]))
 
 
-_INF = math.inf
+_UNSET = msgspec.UNSET
 
 
 def _chunks(intervals: Sequence[tuple[int, int]], size_ms: int) -> list[tuple[int, int]]:
