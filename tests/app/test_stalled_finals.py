@@ -15,7 +15,7 @@ from fxconnector.app.composition import build
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.model.status import SurfaceState
+from fxconnector.core.model.status import ErrorEntry, SurfaceState
 from fxconnector.core.time_geom import MINUTE_MS
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.publish.redis_surface import RedisSurface
@@ -32,8 +32,11 @@ class Sink:
 
 
 class Surface:
+    """What `_facts` reads of the surface: a healthy one (the stall is the pipeline's)."""
+
     state = SurfaceState.OK
     backlog = 0
+    errors: tuple[ErrorEntry, ...] = ()
 
 
 def test_finals_that_stop_advancing_are_a_degraded_reason_and_a_metric(tmp_path: Path) -> None:
