@@ -31,6 +31,7 @@ from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.ingest.commands.control import SOCKET_NAME, ControlServer
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
+from fxconnector.runtime.ingest.polling.live import advance_loop, preview_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
@@ -263,16 +264,19 @@ async def _sessions(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
 async def _clock_loop(
     parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, stop: asyncio.Event
 ) -> None:
-    """Advance the pipeline (close detection, derive) and pump coalesced previews."""
+    """Close detection and derivation (may wait on the broker) beside the preview pump (never
+    waits on it): a slow history call must not stop previews or the tick cache."""
     period_s = max(parts.config.surface.preview_interval_ms, 50) / 1000
-    while not stop.is_set():
-        await pipeline.advance(parts.clock.now_ms())
+
+    def ssot_state() -> None:
         if live.ssot_state is SsotState.LOADING or live.ssot_state is SsotState.EMPTY:
             has_final = any(
                 parts.store.last_open_ms(s, Timeframe.M1) is not None
                 for s in parts.config.broker.symbols
             )
             live.ssot_state = SsotState.OK if has_final else SsotState.EMPTY
+
+    def pump() -> None:
         for symbol in list(live.dirty):
             surface.previews(
                 [live.complete(parts, pipeline, p) for p in pipeline.builder.previews(symbol)]
@@ -282,7 +286,12 @@ async def _clock_loop(
                 surface.tick(tick)
         live.dirty.clear()
         parts.surface_backlog = surface.backlog
-        await asyncio.sleep(period_s)
+
+    now = parts.clock.now_ms
+    await asyncio.gather(
+        advance_loop(pipeline, now, period_s, stop, ssot_state),
+        preview_loop(pipeline, now, period_s, stop, pump),
+    )
 
 
 async def _status_loop(

@@ -40,7 +40,7 @@ class TailCache:
         """Forget everything and load the last `window` finals of every series of `store`."""
         self._series = {}
         for symbol, tf in store.series():
-            for stored in _last_finals(store, symbol, tf, self.window):
+            for stored in last_finals(store, symbol, tf, self.window):
                 self.apply(stored)
 
     def apply(self, stored: StoredFinal) -> None:
@@ -89,7 +89,7 @@ class TailCache:
         return [window.by_open[open_ms] for open_ms in opens[low:high]]
 
 
-def _last_finals(store: FinalStore, symbol: str, tf: Timeframe, count: int) -> deque[StoredFinal]:
+def last_finals(store: FinalStore, symbol: str, tf: Timeframe, count: int) -> deque[StoredFinal]:
     """The newest `count` finals of one series, reading back in widening spans.
 
     Reading the whole series would cost a year of 1m bars per start; closed hours and weekends

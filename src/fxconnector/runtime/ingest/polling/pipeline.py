@@ -41,8 +41,9 @@ from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
 HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
 FAST_PATH = "fast_path"
-#: Buckets a command derives between two yields to the event loop.
-DERIVE_SLICE = 50
+#: Minutes of 1m finals one derive slice reads (a few ms of work) before the event loop gets
+#: its turn back: a 1d bucket is 1440, a 5m bucket 5.
+DERIVE_SLICE_MINUTES = 2_880
 BROKER_CORRECTION = "broker correction"
 
 
@@ -202,22 +203,43 @@ class Pipeline:
 
     # -- time -------------------------------------------------------------------------------
 
-    async def advance(self, now_ms: int) -> None:
-        """Move to `now_ms`: close previews, fetch ended minutes, derive, publish."""
-        self._now_ms = max(self._now_ms, now_ms)
+    def close_previews(self, now_ms: int) -> None:
+        """Close the preview buckets that ended by `now_ms` (no broker call, never waits)."""
         closed = self.builder.close_until(now_ms)
         if closed:
             self._closed_previews(closed)
+
+    async def advance(self, now_ms: int) -> None:
+        """Move to `now_ms`: close previews, fetch ended minutes, derive, publish."""
+        self._now_ms = max(self._now_ms, now_ms)
+        self.close_previews(now_ms)
         wrote = False
         for symbol, progress in self._progress.items():
             wrote |= await self._fast_path(symbol, progress, now_ms)
             wrote |= await self._retry_empty(symbol, progress, now_ms)
-        derived = self.derived.run(now_ms)
+        derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
         if derived:
             wrote = True
         if wrote and self._flush_each_advance:
             self._store.flush()
         self._publish(derived)
+        if self.derived.more_ready:
+            await self.derive_ready(now_ms, flush=self._flush_each_advance)
+
+    async def derive_ready(self, now_ms: int, *, flush: bool = True) -> tuple[int, int]:
+        """Derive every ready dirty bucket in bounded slices; each slice is flushed, then
+        published, then the event loop gets a turn. Returns (new, revised) bars published."""
+        new = revised = 0
+        while True:
+            derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
+            if derived and flush:
+                self._store.flush()
+            self._publish(derived)
+            revised += sum(1 for e in derived if e.rev)
+            new += sum(1 for e in derived if not e.rev)
+            if not self.derived.more_ready:
+                return new, revised
+            await asyncio.sleep(0)
 
     def flush(self) -> None:
         """Make everything appended so far durable."""
@@ -381,12 +403,9 @@ class Pipeline:
         fresh = self._pending_publish[before:]
         result.new_bars = sum(1 for e in fresh if e.rev == 0)
         result.revisions = sum(1 for e in fresh if e.rev > 0)
-        while self.derived.pending(now_ms):
-            derived = self.derived.run(now_ms, max_buckets=DERIVE_SLICE)
-            self._store.flush()
-            result.derived += len(derived)
-            self._publish(derived)
-            await asyncio.sleep(0)
+        self._store.flush()  # the 1m finals are durable before anything is published
+        new, revised = await self.derive_ready(now_ms)
+        result.derived += new + revised
         self._publish(())  # the 1m finals, when nothing above them was ready to derive
         return result
 
