@@ -46,6 +46,7 @@ PROBE_S = 0.005
 HISTORY_S = 6.0
 SYMBOLS = ("GBPUSD", "EURUSD", "USDJPY")
 DEC_2012_MS = to_ms(dt.datetime(2012, 12, 1, tzinfo=dt.UTC))
+LIVE_NOW_MS = to_ms(dt.datetime(2012, 12, 31, 10, tzinfo=dt.UTC))
 
 
 @dataclass(slots=True)
@@ -243,7 +244,7 @@ async def _rebuild_year(
     first, last = year[0].open_ms, year[-1].open_ms + MINUTE_MS
     store.mark_fetched("GBPUSD", first - first % DAY_MS, last - last % DAY_MS + DAY_MS)
     sink = Sink()
-    offset = time.time() * 1000 - (last + DAY_MS)
+    offset = time.time() * 1000 - LIVE_NOW_MS  # live time: the Monday after the year's data
 
     def now_ms() -> int:
         return int(time.time() * 1000 - offset)

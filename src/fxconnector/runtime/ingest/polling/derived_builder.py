@@ -23,6 +23,9 @@ from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
 REDERIVED = "rederived from revised 1m"
+#: The fixed work of one bucket (store read, coverage, derive, append) in minutes of 1m read:
+#: a 5m bucket costs about as much as 125 minutes of a 1d one. Slices are bounded in these.
+BUCKET_COST_MINUTES = 120
 
 
 class DerivedBuilder:
@@ -70,9 +73,10 @@ class DerivedBuilder:
     def run(
         self, now_ms: int, max_buckets: int | None = None, max_minutes: int | None = None
     ) -> list[OhlcvEvent]:
-        """Derive ready dirty buckets (at most `max_buckets`, and buckets spanning at most
-        `max_minutes` minutes in all: one slice of bounded work; the rest stay dirty for the
-        next call, and `more_ready` says so); return new and revised derived bars."""
+        """Derive ready dirty buckets (at most `max_buckets`, and at most `max_minutes` of work
+        counted as each bucket's minutes plus BUCKET_COST_MINUTES: one slice of bounded work;
+        the rest stay dirty for the next call, and `more_ready` says so); return new and
+        revised derived bars."""
         published: list[OhlcvEvent] = []
         waiting = 0
         budget = max_buckets if max_buckets is not None else -1
@@ -89,11 +93,13 @@ class DerivedBuilder:
                     break
                 budget -= 1
                 if max_minutes is not None:  # a bucket bigger than what is left still runs
-                    minutes_left = max(0, minutes_left - tf.ms // MINUTE_MS)
+                    cost = tf.ms // MINUTE_MS + BUCKET_COST_MINUTES
+                    minutes_left = max(0, minutes_left - cost)
                 opens.discard(open_ms)
-                finals = [
-                    bar.event() for bar in self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
-                ]
+                # Stored finals are events (a subclass): derive reads them as they are.
+                finals: list[OhlcvEvent] = list(
+                    self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
+                )
                 final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
                 fetched = self._store.fetched_intervals(symbol, open_ms, end_ms)
                 states = classify(open_ms, end_ms, calendar, final_opens, fetched)

@@ -41,9 +41,9 @@ from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
 HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
 FAST_PATH = "fast_path"
-#: Minutes of 1m finals one derive slice reads (a few ms of work) before the event loop gets
-#: its turn back: a 1d bucket is 1440, a 5m bucket 5.
-DERIVE_SLICE_MINUTES = 2_880
+#: Work of one derive slice (a few ms) before the event loop gets its turn back, in minutes of
+#: 1m read (see derived_builder.BUCKET_COST_MINUTES): one 1d bucket, or two 5m buckets.
+DERIVE_SLICE_MINUTES = 250
 BROKER_CORRECTION = "broker correction"
 
 
@@ -221,7 +221,7 @@ class Pipeline:
         if derived:
             wrote = True
         if wrote and self._flush_each_advance:
-            self._store.flush()
+            await asyncio.to_thread(self._store.flush)  # fsync off the event loop
         self._publish(derived)
         if self.derived.more_ready:
             await self.derive_ready(now_ms, flush=self._flush_each_advance)
@@ -233,7 +233,7 @@ class Pipeline:
         while True:
             derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
             if derived and flush:
-                self._store.flush()
+                await asyncio.to_thread(self._store.flush)  # fsync off the event loop
             self._publish(derived)
             revised += sum(1 for e in derived if e.rev)
             new += sum(1 for e in derived if not e.rev)
@@ -395,7 +395,8 @@ class Pipeline:
                 self._store.mark_fetched(symbol, a, b)
                 self.derived.touch(symbol, a, b)
                 result.bars_fetched += len(accepted)
-            self._store.flush()  # per chunk: a few files to fsync, never the whole range at once
+            # Per chunk (a few files), off the event loop.
+            await asyncio.to_thread(self._store.flush)
             if progress is not None:
                 progress(index + 1, len(chunks))
             # A slice ends here: the fast path, HTTP and the surface get the loop back.
@@ -403,7 +404,7 @@ class Pipeline:
         fresh = self._pending_publish[before:]
         result.new_bars = sum(1 for e in fresh if e.rev == 0)
         result.revisions = sum(1 for e in fresh if e.rev > 0)
-        self._store.flush()  # the 1m finals are durable before anything is published
+        await asyncio.to_thread(self._store.flush)  # the 1m finals are durable before publishing
         new, revised = await self.derive_ready(now_ms)
         result.derived += new + revised
         self._publish(())  # the 1m finals, when nothing above them was ready to derive
