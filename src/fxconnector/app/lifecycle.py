@@ -40,6 +40,7 @@ from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from fxconnector.runtime.status.builder import Facts, encode_bounded
 from fxconnector.runtime.status.health import readiness
+from fxconnector.runtime.store.cache_tail import first_finals, last_finals
 from fxconnector.runtime.store.lock import WriterLock
 
 log = logging.getLogger("fxconnector.lifecycle")
@@ -376,7 +377,7 @@ def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
 def _api_deps(
     parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, reader: SurfaceReader
 ) -> ApiDeps:
-    def history(
+    async def history(
         symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[OhlcvEvent]:
         if from_ms is None:
@@ -385,8 +386,13 @@ def _api_deps(
             cached = parts.tail.tail(symbol, tf, limit, None, to_ms)
             if len(cached) >= limit or len(cached) < parts.tail.window:
                 return [bar.event() for bar in cached]
-        bars = [bar.event() for bar in parts.store.bars(symbol, tf, from_ms, to_ms)]
-        return bars[-limit:] if from_ms is None else bars[:limit]
+            newest = await asyncio.to_thread(last_finals, parts.store, symbol, tf, limit, to_ms)
+            return [bar.event() for bar in newest]
+        # At most `limit` bars read, off the event loop, whatever the range.
+        stored = await asyncio.to_thread(
+            first_finals, parts.store, symbol, tf, from_ms, to_ms, limit
+        )
+        return [bar.event() for bar in stored]
 
     return ApiDeps(
         reader=reader,

@@ -476,6 +476,11 @@ class JsonlStore:
             self._require_open()
             return sorted(key for key, index in self._index.items() if index.days)
 
+    @property
+    def cached_bars(self) -> int:
+        """Bars of whole days held in memory now (at most `cache_bars`, or one day)."""
+        return self._cache.bars
+
     # -- internals -------------------------------------------------------------------------
 
     def _require_open(self) -> None:
