@@ -218,12 +218,9 @@ class Pipeline:
             wrote |= await self._fast_path(symbol, progress, now_ms)
             wrote |= await self._retry_empty(symbol, progress, now_ms)
         derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
-        if derived:
-            wrote = True
-        if wrote and self._flush_each_advance:
-            await asyncio.to_thread(self._store.flush)  # fsync off the event loop
-        self._publish(derived)
-        if self.derived.more_ready:
+        more = self.derived.more_ready
+        await self._publish_durable(derived, self._flush_each_advance, coverage=wrote)
+        if more:
             await self.derive_ready(now_ms, flush=self._flush_each_advance)
 
     async def derive_ready(self, now_ms: int, *, flush: bool = True) -> tuple[int, int]:
@@ -232,12 +229,11 @@ class Pipeline:
         new = revised = 0
         while True:
             derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
-            if derived and flush:
-                await asyncio.to_thread(self._store.flush)  # fsync off the event loop
-            self._publish(derived)
+            more = self.derived.more_ready  # read before awaiting: another task may run too
+            await self._publish_durable(derived, flush)
             revised += sum(1 for e in derived if e.rev)
             new += sum(1 for e in derived if not e.rev)
-            if not self.derived.more_ready:
+            if not more:
                 return new, revised
             await asyncio.sleep(0)
 
@@ -380,7 +376,6 @@ class Pipeline:
         end -= end % MINUTE_MS
         chunks = _chunks(calendar.open_intervals(start, end), self._max_chunk_ms)
         result = RangeResult(symbol=symbol, from_ms=start, to_ms=max(start, end))
-        before = len(self._pending_publish)
         for index, (a, b) in enumerate(chunks):
             try:
                 bars = await self._history(symbol, a, b, caller, Priority.HEAVY)
@@ -391,7 +386,9 @@ class Pipeline:
             else:
                 self._stats.history_requests += 1
                 accepted = self._check_history(symbol, bars, a, b, now_ms)
-                self._store_finals(symbol, accepted)
+                fresh = self._store_finals(symbol, accepted)
+                result.new_bars += sum(1 for e in fresh if e.rev == 0)
+                result.revisions += sum(1 for e in fresh if e.rev > 0)
                 self._store.mark_fetched(symbol, a, b)
                 self.derived.touch(symbol, a, b)
                 result.bars_fetched += len(accepted)
@@ -401,13 +398,10 @@ class Pipeline:
                 progress(index + 1, len(chunks))
             # A slice ends here: the fast path, HTTP and the surface get the loop back.
             await asyncio.sleep(0)
-        fresh = self._pending_publish[before:]
-        result.new_bars = sum(1 for e in fresh if e.rev == 0)
-        result.revisions = sum(1 for e in fresh if e.rev > 0)
         await asyncio.to_thread(self._store.flush)  # the 1m finals are durable before publishing
         new, revised = await self.derive_ready(now_ms)
         result.derived += new + revised
-        self._publish(())  # the 1m finals, when nothing above them was ready to derive
+        await self._publish_durable((), True)  # the 1m finals, when nothing above was ready
         return result
 
     def _check_history(
@@ -437,20 +431,36 @@ class Pipeline:
             accepted.append(bar)
         return accepted
 
-    def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> None:
+    def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> list[OhlcvEvent]:
+        """Append `bars`; the new bars and revisions (queued for publishing) are returned."""
         if not bars:
-            return
+            return []
         try:
             results = self._store.append(bars, reason=BROKER_CORRECTION)
         except ContractViolation as exc:  # pragma: no cover - _check_history refused these
             self._error(self._now_ms, "store.refused", f"{symbol}: {exc}")
-            return
-        fresh = [r.stored for r in results if r.outcome is not AppendOutcome.DUPLICATE]
+            return []
+        fresh: list[OhlcvEvent] = [
+            r.stored for r in results if r.outcome is not AppendOutcome.DUPLICATE
+        ]
         self._pending_publish.extend(fresh)
+        return fresh
 
-    def _publish(self, derived: Sequence[OhlcvEvent]) -> None:
+    async def _publish_durable(
+        self, derived: Sequence[OhlcvEvent], flush: bool, *, coverage: bool = False
+    ) -> None:
+        """Flush (off the event loop) then publish what is pending now and `derived`.
+
+        The events are taken before the flush starts, so the flush covers every one of them
+        even when another task (a command, the live loop) appends or publishes meanwhile;
+        `coverage` flushes even with nothing to publish (coverage lines were written)."""
         events = [*self._pending_publish, *derived]
         self._pending_publish.clear()
+        if flush and (events or coverage):
+            await asyncio.to_thread(self._store.flush)
+        self._publish(events)
+
+    def _publish(self, events: Sequence[OhlcvEvent]) -> None:
         if not events:
             return
         for event in events:
