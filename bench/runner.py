@@ -61,10 +61,25 @@ def print_table(rows: Iterable[Row]) -> None:
 
 
 def main() -> int:
-    from bench import bench_buckets, bench_commands, bench_http, bench_pipeline, bench_surface
+    from bench import (
+        bench_buckets,
+        bench_commands,
+        bench_http,
+        bench_pipeline,
+        bench_stall,
+        bench_surface,
+    )
 
     rows: list[Row] = []
-    for module in (bench_buckets, bench_pipeline, bench_surface, bench_http, bench_commands):
+    modules = (
+        bench_buckets,
+        bench_pipeline,
+        bench_surface,
+        bench_http,
+        bench_commands,
+        bench_stall,
+    )
+    for module in modules:
         rows.extend(module.run())
     print_table(rows)
     sys.stdout.flush()

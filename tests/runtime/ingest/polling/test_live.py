@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fxconnector.core.validation.ticks import TickRails
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.ingest.polling.live import advance_loop, preview_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+from fxconnector.runtime.store.port import AppendResult
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z, Monday
@@ -73,12 +75,14 @@ def _bar(symbol: str, open_ms: int) -> OhlcvEvent:
     )
 
 
-async def _until(condition: object) -> None:
+async def _until(condition: object, pause_s: float = 0) -> None:
+    """Give the loop turns until `condition` holds (with `pause_s`, also time for the worker
+    threads that fsync)."""
     assert callable(condition)
     for _ in range(TURNS):
         if condition():
             return
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause_s)
     raise AssertionError("the condition never came true")
 
 
@@ -144,3 +148,93 @@ def test_previews_flow_while_a_history_call_is_pending(
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
     store.close()
+
+
+class DurabilityStore(JsonlStore):
+    """The JSONL store, remembering which keys a flush that started after their append made
+    durable (flushes run in worker threads, hence the lock)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.appended: set[tuple[str, Timeframe, int, int]] = set()
+        self.durable: set[tuple[str, Timeframe, int, int]] = set()
+        self._keys_lock = threading.Lock()
+
+    def append(self, bars: Sequence[OhlcvEvent], reason: str = "") -> list[AppendResult]:
+        results = super().append(bars, reason)
+        with self._keys_lock:
+            self.appended.update(
+                (r.stored.symbol, r.stored.tf, r.stored.open_ms, r.stored.rev) for r in results
+            )
+        return results
+
+    def flush(self) -> None:
+        with self._keys_lock:
+            covered = set(self.appended)
+        super().flush()
+        with self._keys_lock:
+            self.durable |= covered
+
+
+class CheckingSink(Sink):
+    def __init__(self, store: DurabilityStore) -> None:
+        super().__init__()
+        self.store = store
+        self.not_durable: list[OhlcvEvent] = []
+
+    def finals(self, events: Sequence[OhlcvEvent]) -> None:
+        self.not_durable.extend(
+            e for e in events if (e.symbol, e.tf, e.open_ms, e.rev) not in self.store.durable
+        )
+        super().finals(events)
+
+
+class InstantHistory:
+    async def __call__(self, symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
+        await asyncio.sleep(0)
+        return [_bar(symbol, m) for m in range(from_ms, to_ms, MINUTE_MS)]
+
+
+def test_a_final_is_published_only_once_durable_while_a_backfill_runs_beside(
+    tmp_path: Path, always_open: CalendarProfile
+) -> None:
+    calendars = dict.fromkeys(SYMBOLS, always_open.default)
+    start = T0 + 6 * 3_600_000
+    clock = ManualClock(start)
+    store = DurabilityStore(tmp_path / "ssot")
+    store.open()
+    sink = CheckingSink(store)
+    pipeline = Pipeline(
+        history=InstantHistory(),
+        store=store,
+        calendars=calendars,
+        timeframes=(Timeframe.M1, Timeframe.M5, Timeframe.H1),
+        spec=BarSpec(),
+        rails=TickRails(frozenset(SYMBOLS)),
+        sink=sink,
+        start_ms=dict.fromkeys(SYMBOLS, start),
+        max_chunk_minutes=30,
+    )
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        live = asyncio.create_task(advance_loop(pipeline, clock.now_ms, 0, stop))
+        backfill = asyncio.create_task(
+            pipeline.fetch_range(
+                "EURUSD", T0, start, caller="backfill", now_ms=start + 10 * MINUTE_MS
+            )
+        )
+        for _ in range(40):  # live minutes go by while the backfill runs
+            clock.advance(MINUTE_MS)
+            await _until(
+                lambda: pipeline.progress_ms("GBPUSD") >= clock.now_ms() - 2 * MINUTE_MS, 0.002
+            )
+        result = await backfill
+        stop.set()
+        await live
+        assert result.new_bars == 6 * 60
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    store.close()
+    assert sink.not_durable == []
+    assert len(sink.finals_seen) > 6 * 60 + 40 * len(SYMBOLS)  # 1m and derived, both sources

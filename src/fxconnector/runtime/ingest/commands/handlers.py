@@ -36,6 +36,7 @@ from fxconnector.core.model.command import (
     WarmupCommand,
 )
 from fxconnector.core.time_geom import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe, iso_utc
+from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline, RangeResult
 from fxconnector.runtime.publish.sink import EventSink
 from fxconnector.runtime.store.cache_tail import last_finals
@@ -112,12 +113,14 @@ async def rederive(
     progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Re-derive every bucket over `[from_ms, to_ms)`, a day at a time in bounded slices (a
-    year would otherwise hold the loop for tens of seconds); (new, revised) bars published."""
+    year would otherwise hold the loop for tens of seconds); (new, revised) bars published.
+    The command's buckets are its own (not the live loop's), so its counts are whole."""
     new = revised = 0
     days = max(1, -(-(to_ms - from_ms) // DAY_MS))
+    builder = DerivedBuilder(ctx.store, ctx.calendars, ctx.timeframes)
     for index, start in enumerate(range(from_ms, to_ms, DAY_MS)):
-        ctx.pipeline.derived.touch(symbol, start, min(to_ms, start + DAY_MS))
-        done = await ctx.pipeline.derive_ready(now_ms)
+        builder.touch(symbol, start, min(to_ms, start + DAY_MS))
+        done = await ctx.pipeline.derive_ready(now_ms, builder=builder)
         new, revised = new + done[0], revised + done[1]
         if progress is not None:
             progress(index + 1, days)

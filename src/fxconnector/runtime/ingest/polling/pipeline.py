@@ -223,13 +223,17 @@ class Pipeline:
         if more:
             await self.derive_ready(now_ms, flush=self._flush_each_advance)
 
-    async def derive_ready(self, now_ms: int, *, flush: bool = True) -> tuple[int, int]:
-        """Derive every ready dirty bucket in bounded slices; each slice is flushed, then
-        published, then the event loop gets a turn. Returns (new, revised) bars published."""
+    async def derive_ready(
+        self, now_ms: int, *, flush: bool = True, builder: DerivedBuilder | None = None
+    ) -> tuple[int, int]:
+        """Derive every ready dirty bucket (of `builder`, by default the live one) in bounded
+        slices; each slice is flushed, then published, then the event loop gets a turn.
+        Returns (new, revised) bars published."""
+        derived_builder = self.derived if builder is None else builder
         new = revised = 0
         while True:
-            derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
-            more = self.derived.more_ready  # read before awaiting: another task may run too
+            derived = derived_builder.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
+            more = derived_builder.more_ready  # read before awaiting: another task may run
             await self._publish_durable(derived, flush)
             revised += sum(1 for e in derived if e.rev)
             new += sum(1 for e in derived if not e.rev)
