@@ -303,7 +303,7 @@ async def _status_loop(
     while not stop.is_set():
         now = parts.clock.now_ms()
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
-            live.coverage = _coverage(parts, now)
+            live.coverage = await _coverage(parts, now)
             last_coverage = loop.time()
         live.status_json = encode_bounded(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, now))
@@ -360,8 +360,9 @@ def _preview(
     return None if preview is None else live.complete(parts, pipeline, preview)
 
 
-def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
-    """Minute classes of the last 24 hours that have had time to be fetched."""
+async def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
+    """Minute classes of the last 24 hours that have had time to be fetched (a symbol at a
+    time, the event loop getting a turn between symbols)."""
     end = now - parts.config.broker.history_safety_delay_ms - 2 * MINUTE_MS
     end -= end % MINUTE_MS
     start = end - 24 * HOUR_MS
@@ -371,6 +372,7 @@ def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
         opens = np.fromiter((b.open_ms for b in finals), np.int64)
         fetched = parts.store.fetched_intervals(symbol, start, end)
         out[symbol] = count(classify(start, end, calendar, opens, fetched))
+        await asyncio.sleep(0)
     return out
 
 
