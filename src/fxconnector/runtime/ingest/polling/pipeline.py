@@ -40,6 +40,9 @@ from fxconnector.runtime.publish.sink import EventSink
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 
 HistoryFetch = Callable[[str, int, int], Awaitable[list[OhlcvEvent]]]
+#: Runs blocking store work (the fsync of a flush) off the event loop: asyncio.to_thread. A test
+#: that drives fake time by loop turns runs it inline instead.
+Offload = Callable[[Callable[[], None]], Awaitable[None]]
 FAST_PATH = "fast_path"
 #: Work of one derive slice (a few ms) before the event loop gets its turn back, in minutes of
 #: 1m read (see derived_builder.BUCKET_COST_MINUTES): one 1d bucket, or two 5m buckets.
@@ -108,8 +111,10 @@ class Pipeline:
         retry_cap_ms: int = 60_000,
         flush_each_advance: bool = True,
         budget: HistoryBudget | None = None,
+        offload: Offload = asyncio.to_thread,
     ) -> None:
         self._raw_history = history
+        self._offload = offload
         self._budget = budget
         self._store = store
         self._calendars = calendars
@@ -379,6 +384,8 @@ class Pipeline:
         end = min(to_ms, now_ms - self._safety_delay_ms)
         end -= end % MINUTE_MS
         chunks = _chunks(calendar.open_intervals(start, end), self._max_chunk_ms)
+        # The command's buckets are its own: the live loop's advance never does its heavy work.
+        builder = DerivedBuilder(self._store, self._calendars, self.timeframes)
         result = RangeResult(symbol=symbol, from_ms=start, to_ms=max(start, end))
         for index, (a, b) in enumerate(chunks):
             try:
@@ -394,16 +401,16 @@ class Pipeline:
                 result.new_bars += sum(1 for e in fresh if e.rev == 0)
                 result.revisions += sum(1 for e in fresh if e.rev > 0)
                 self._store.mark_fetched(symbol, a, b)
-                self.derived.touch(symbol, a, b)
+                builder.touch(symbol, a, b)
                 result.bars_fetched += len(accepted)
             # Per chunk (a few files), off the event loop.
-            await asyncio.to_thread(self._store.flush)
+            await self._offload(self._store.flush)
             if progress is not None:
                 progress(index + 1, len(chunks))
             # A slice ends here: the fast path, HTTP and the surface get the loop back.
             await asyncio.sleep(0)
-        await asyncio.to_thread(self._store.flush)  # the 1m finals are durable before publishing
-        new, revised = await self.derive_ready(now_ms)
+        await self._offload(self._store.flush)  # the 1m finals are durable before publishing
+        new, revised = await self.derive_ready(now_ms, builder=builder)
         result.derived += new + revised
         await self._publish_durable((), True)  # the 1m finals, when nothing above was ready
         return result
@@ -461,7 +468,7 @@ class Pipeline:
         events = [*self._pending_publish, *derived]
         self._pending_publish.clear()
         if flush and (events or coverage):
-            await asyncio.to_thread(self._store.flush)
+            await self._offload(self._store.flush)
         self._publish(events)
 
     def _publish(self, events: Sequence[OhlcvEvent]) -> None:
