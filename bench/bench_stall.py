@@ -128,7 +128,10 @@ def run() -> list[Row]:
     ):
         with tempfile.TemporaryDirectory() as tmp:
             probe, sink, took, what = asyncio.run(scenario(Path(tmp), year, calendar))
-        print(f"bench_stall: {name}: {what}; {probe.figures()}; {sink.previews_seen} previews")
+        print(
+            f"bench_stall: {name}: {what} in {took:.0f} s; {probe.figures()}; "
+            f"{sink.previews_seen} previews"
+        )
         rows.append(
             Row(
                 f"{name}: {probe.figures()}, {sink.previews_seen} previews",
