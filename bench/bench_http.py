@@ -247,6 +247,12 @@ async def _drive(port: int, requests: int, latencies: list[float]) -> None:
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
+async def _no_history(
+    symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None, limit: int
+) -> list[OhlcvEvent]:
+    return []
+
+
 def _serve(kind: str, redis_url: str, conn: Connection) -> None:
     """The server process: bind a free loopback port, report it, serve until SIGTERM."""
     import uvicorn
@@ -267,7 +273,7 @@ def _serve(kind: str, redis_url: str, conn: Connection) -> None:
             reader=SurfaceReader(connect_redis(redis_url, Secrets()), SurfaceKeys()),
             symbols=("EURUSD",),
             timeframes=(Timeframe.M1,),
-            history=lambda symbol, tf, from_ms, to_ms, limit: [],
+            history=_no_history,
             preview=lambda symbol, tf: None,
             status=lambda: b"{}",
             ready=lambda: (True, ""),

@@ -66,6 +66,7 @@ def main() -> int:
         bench_commands,
         bench_http,
         bench_pipeline,
+        bench_stall,
         bench_store,
         bench_surface,
     )
@@ -78,6 +79,7 @@ def main() -> int:
         bench_surface,
         bench_http,
         bench_commands,
+        bench_stall,
     )
     for module in modules:
         rows.extend(module.run())

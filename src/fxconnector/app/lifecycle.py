@@ -49,6 +49,7 @@ from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.ingest.commands.auto_repair import RepairScheduler
 from fxconnector.runtime.ingest.commands.control import SOCKET_NAME, ControlServer
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
+from fxconnector.runtime.ingest.polling.live import advance_loop, preview_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
@@ -57,6 +58,7 @@ from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from fxconnector.runtime.status.builder import Facts, encode_bounded
 from fxconnector.runtime.status.health import readiness
+from fxconnector.runtime.store.cache_tail import first_finals, last_finals
 from fxconnector.runtime.store.lock import WriterLock
 
 log = logging.getLogger("fxconnector.lifecycle")
@@ -353,16 +355,19 @@ async def _sessions(parts: Parts, pipeline: Pipeline, live: _Live) -> None:
 async def _clock_loop(
     parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, stop: asyncio.Event
 ) -> None:
-    """Advance the pipeline (close detection, derive) and pump coalesced previews."""
+    """Close detection and derivation (may wait on the broker) beside the preview pump (never
+    waits on it): a slow history call must not stop previews or the tick cache."""
     period_s = max(parts.config.surface.preview_interval_ms, 50) / 1000
-    while not stop.is_set():
-        await pipeline.advance(parts.clock.now_ms())
+
+    def ssot_state() -> None:
         if live.ssot_state is SsotState.LOADING or live.ssot_state is SsotState.EMPTY:
             has_final = any(
                 parts.store.last_open_ms(s, Timeframe.M1) is not None
                 for s in parts.config.broker.symbols
             )
             live.ssot_state = SsotState.OK if has_final else SsotState.EMPTY
+
+    def pump() -> None:
         for symbol in list(live.dirty):
             surface.previews(
                 [live.complete(parts, pipeline, p) for p in pipeline.builder.previews(symbol)]
@@ -372,7 +377,12 @@ async def _clock_loop(
                 surface.tick(tick)
         live.dirty.clear()
         parts.surface_backlog = surface.backlog
-        await asyncio.sleep(period_s)
+
+    now = parts.clock.now_ms
+    await asyncio.gather(
+        advance_loop(pipeline, now, period_s, stop, ssot_state),
+        preview_loop(pipeline, now, period_s, stop, pump),
+    )
 
 
 async def _status_loop(
@@ -386,7 +396,7 @@ async def _status_loop(
         _summarize(parts, pipeline, live, summary, now)
         _show_command(live)
         if loop.time() - last_coverage >= COVERAGE_PERIOD_S:
-            live.coverage = _coverage(parts, now)
+            live.coverage = await _coverage(parts, now)
             live.underived = await _underived(parts, pipeline, now)
             parts.metrics.derived_incomplete.set(sum(live.underived.values()))
             last_coverage = loop.time()
@@ -520,8 +530,9 @@ async def _underived(parts: Parts, pipeline: Pipeline, now: int) -> dict[str, in
     return out
 
 
-def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
-    """Minute classes of the last 24 hours that have had time to be fetched."""
+async def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
+    """Minute classes of the last 24 hours that have had time to be fetched (a symbol at a
+    time, the event loop getting a turn between symbols)."""
     start, end = _status_window(parts, now)
     out = {}
     for symbol, calendar in parts.calendars.items():
@@ -529,13 +540,14 @@ def _coverage(parts: Parts, now: int) -> dict[str, CoverageCounts]:
         opens = np.fromiter((b.open_ms for b in finals), np.int64)
         fetched = parts.store.fetched_intervals(symbol, start, end)
         out[symbol] = count(classify(start, end, calendar, opens, fetched))
+        await asyncio.sleep(0)
     return out
 
 
 def _api_deps(
     parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, reader: SurfaceReader
 ) -> ApiDeps:
-    def history(
+    async def history(
         symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[OhlcvEvent]:
         if from_ms is None:
@@ -544,8 +556,13 @@ def _api_deps(
             cached = parts.tail.tail(symbol, tf, limit, None, to_ms)
             if len(cached) >= limit or len(cached) < parts.tail.window:
                 return [bar.event() for bar in cached]
-        bars = [bar.event() for bar in parts.store.bars(symbol, tf, from_ms, to_ms)]
-        return bars[-limit:] if from_ms is None else bars[:limit]
+            newest = await asyncio.to_thread(last_finals, parts.store, symbol, tf, limit, to_ms)
+            return [bar.event() for bar in newest]
+        # At most `limit` bars read, off the event loop, whatever the range.
+        stored = await asyncio.to_thread(
+            first_finals, parts.store, symbol, tf, from_ms, to_ms, limit
+        )
+        return [bar.event() for bar in stored]
 
     return ApiDeps(
         reader=reader,

@@ -173,7 +173,7 @@ class FakeConnector:
     ready_reason: str = ""
     history_calls: int = 0
 
-    def history(
+    async def history(
         self, symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[OhlcvEvent]:
         self.history_calls += 1

@@ -15,7 +15,9 @@ Rules:
   is down). Without a snapshot (cursor None) nothing is cached. The cache is an LRU bounded in
   bytes. Every body served carries the cursor its bars reflect, whatever its age.
 - Range windows (from/to) come from the SSOT alone and carry no cursor (they are not tied to a
-  stream position), so they are served while Redis is down.
+  stream position), so they are served while Redis is down. At most `limit` bars are read,
+  whatever the range (`from_ms=0` reads from the first stored day, not the whole history), and
+  `history` reads the store off the event loop.
 - The preview is never cached: it is added on request, only when it opens after the last final
   of the window (and inside the range, for a range window).
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -35,7 +37,7 @@ from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 
-History = Callable[[str, Timeframe, int | None, int | None, int], list[OhlcvEvent]]
+History = Callable[[str, Timeframe, int | None, int | None, int], Awaitable[list[OhlcvEvent]]]
 Preview = Callable[[str, Timeframe], OhlcvEvent | None]
 
 
@@ -114,7 +116,7 @@ class BarsService:
             return window.body
         return encode(BarsBody(symbol, tf.value, msgspec.Raw(window.bars), preview, window.cursor))
 
-    def range(
+    async def range(
         self,
         symbol: str,
         tf: Timeframe,
@@ -127,7 +129,7 @@ class BarsService:
         """The newest `limit` finals with `from_ms <= open_ms < to_ms`, from the SSOT alone."""
         bars = [
             _public(bar)
-            for bar in self._history(symbol, tf, from_ms, to_ms, limit)
+            for bar in await self._history(symbol, tf, from_ms, to_ms, limit)
             if (from_ms is None or bar.open_ms >= from_ms)
             and (to_ms is None or bar.open_ms < to_ms)
         ][-limit:]
@@ -181,12 +183,12 @@ class BarsService:
         checked_at = self._clock()
         bars_json, cursor = await self._reader.snapshot(symbol, tf)
         self._seen[(symbol, tf)] = (cursor, checked_at)
-        window = self._build(symbol, tf, limit, bars_json, cursor)
+        window = await self._build(symbol, tf, limit, bars_json, cursor)
         if cursor is not None:
             self._remember((symbol, tf, limit), window)
         return window
 
-    def _build(
+    async def _build(
         self, symbol: str, tf: Timeframe, limit: int, bars_json: bytes, cursor: str | None
     ) -> _Window:
         try:
@@ -201,7 +203,7 @@ class BarsService:
         if missing > 0:
             older = [
                 _public(bar)
-                for bar in self._history(symbol, tf, None, first_open_ms, missing)
+                for bar in await self._history(symbol, tf, None, first_open_ms, missing)
                 if first_open_ms is None or bar.open_ms < first_open_ms
             ][-missing:]
             if older:

@@ -113,7 +113,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 query.symbol, query.tf, query.limit, with_preview=query.with_preview
             )
         else:
-            body = bars.range(
+            body = await bars.range(
                 query.symbol,
                 query.tf,
                 query.from_ms,

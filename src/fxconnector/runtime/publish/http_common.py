@@ -98,14 +98,15 @@ class ApiDeps:
     tail-window miss with a short snapshot it is called as
     `(symbol, tf, None, first_snapshot_open_ms, missing)`: serve that from the tail cache when
     it can, not by scanning the store.
-    `history`, `preview`, `status` and `ready` are called on the event loop: they must be quick
-    (in-memory), like the tail cache and the in-process status builder.
+    `history` is awaited: what it cannot answer from memory it reads off the event loop (a
+    worker thread), at most `limit` bars. `preview`, `status` and `ready` are called on the
+    event loop: they must be quick (in-memory), like the in-process status builder.
     """
 
     reader: SurfaceReader
     symbols: tuple[str, ...]
     timeframes: tuple[Timeframe, ...]
-    history: Callable[[str, Timeframe, int | None, int | None, int], list[OhlcvEvent]]
+    history: Callable[[str, Timeframe, int | None, int | None, int], Awaitable[list[OhlcvEvent]]]
     preview: Callable[[str, Timeframe], OhlcvEvent | None]
     status: Callable[[], bytes]
     ready: Callable[[], tuple[bool, str]]

@@ -10,6 +10,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, insort
 from collections import deque
 
@@ -40,7 +41,7 @@ class TailCache:
         """Forget everything and load the last `window` finals of every series of `store`."""
         self._series = {}
         for symbol, tf in store.series():
-            for stored in _last_finals(store, symbol, tf, self.window):
+            for stored in last_finals(store, symbol, tf, self.window):
                 self.apply(stored)
 
     def apply(self, stored: StoredFinal) -> None:
@@ -89,21 +90,33 @@ class TailCache:
         return [window.by_open[open_ms] for open_ms in opens[low:high]]
 
 
-def _last_finals(store: FinalStore, symbol: str, tf: Timeframe, count: int) -> deque[StoredFinal]:
-    """The newest `count` finals of one series, reading back in widening spans.
+def last_finals(
+    store: FinalStore, symbol: str, tf: Timeframe, count: int, to_ms: int | None = None
+) -> deque[StoredFinal]:
+    """The newest `count` finals of one series (opening before `to_ms`), reading back in
+    widening spans.
 
     Reading the whole series would cost a year of 1m bars per start; closed hours and weekends
     mean `count` bars span more than `count * tf_ms`, so the span doubles until it is enough.
     """
     last = store.last_open_ms(symbol, tf)
-    found: deque[StoredFinal] = deque(maxlen=count)
-    if last is None:
+    found: deque[StoredFinal] = deque(maxlen=max(count, 0))
+    if last is None or count <= 0:
         return found
+    end = last + 1 if to_ms is None else min(to_ms, last + 1)
     span = 2 * count * tf.ms
     while True:
-        from_ms = max(0, last - span)
+        from_ms = max(0, end - span)
         found.clear()
-        found.extend(store.bars(symbol, tf, from_ms, last + 1))
+        found.extend(store.bars(symbol, tf, from_ms, end))
         if len(found) >= count or from_ms == 0:
             return found
         span *= 2
+
+
+def first_finals(
+    store: FinalStore, symbol: str, tf: Timeframe, from_ms: int, to_ms: int | None, count: int
+) -> list[StoredFinal]:
+    """The first `count` finals with `from_ms <= open_ms < to_ms`; reads no further than it
+    needs (the store reads lazily, a day at a time)."""
+    return list(itertools.islice(store.bars(symbol, tf, from_ms, to_ms), max(count, 0)))

@@ -14,17 +14,27 @@ Rules:
 - Durability: `flush()` fsyncs every file written since the last flush and the directories that
   gained entries. There is no background thread: appends older than `fsync_interval_ms` are
   flushed by the next `append()`/`mark_fetched()`, so the interval bounds the delay only while
-  writes keep coming. Whoever needs an acknowledgement calls `flush()`.
+  writes keep coming. Whoever needs an acknowledgement calls `flush()`. A flush fsyncs outside
+  the store's lock (it may run in a worker thread while the loop appends) and two flushes never
+  overlap, so one returns only after every append before it is on disk, including appends an
+  earlier, still running flush took; the interval flush is skipped while another one runs.
 - `open()` is recovery: any file not ending in a newline loses its torn tail (reported); every
   line is decoded and checked against the contract, its file and the rev sequence. A bad line
   in the middle of a file (or a file with a foreign name) is skipped and reported in
-  `RecoveryReport.corrupt_lines` as "path:LINE: reason"; every other line is served. The UTC
-  day of a skipped 1m line loses its fetched coverage, so its minutes are `missing` (asked
-  again), never `quiet`. A later revision whose predecessor line is unreadable is kept (the
-  gap is reported). The bytes on disk are never rewritten: `fxconnector audit` shows the same.
+  `RecoveryReport.corrupt_lines` as "path:LINE: reason"; every other line is served (a day read
+  later on demand applies the same checks, silently: open() reported them). The UTC day of a
+  skipped 1m line loses its fetched coverage, so its minutes are `missing` (asked again), never
+  `quiet`. A later revision whose predecessor line is unreadable is kept (the gap is reported).
+  The bytes on disk are never rewritten: `fxconnector audit` shows the same.
 - `open()` settles the manifest (creates it in a new store, refuses a store that is not what
   the writer wants); `append()` refuses a bar off the manifest's grid (`manifest.GridCheck`).
-- Single-threaded: one writer task owns the store; readers in the same process share its index.
+- Memory is bounded, whatever the history's length (issue 11 point 5): `open()` checks every
+  line but keeps only a small index per day file (first/last open_ms, key count); the bars of a
+  day are read from its file on demand into an LRU of days bounded in bars (`cache_bars`).
+  Reads touch only the day files of the range asked for, lazily, a day at a time; appends find
+  the latest revision of a key in its (cached) day. A day is cached whole or not at all.
+- One writer owns the store; readers may call from other threads (the HTTP range reads run off
+  the event loop): every public method holds one lock, briefly (a lazy read takes it per day).
 - A failed write or fsync leaves disk and index possibly out of step, so the store refuses
   further use until it is closed and reopened (recovery rebuilds the index from disk).
 """
@@ -34,8 +44,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,6 +67,9 @@ T = TypeVar("T")
 FETCHED_NAME: Final = "fetched.jsonl"
 #: Open append descriptors kept at once; a live connector writes a few files per minute.
 MAX_OPEN_FILES: Final = 64
+#: Bars of whole day files kept in memory (about 0.5 KB each): today's files of every series of
+#: a live connector with 10 symbols hold about 25k at the end of the day.
+CACHE_BARS: Final = 50_000
 #: Unreadable lines listed one by one per file; the rest are counted in one entry.
 MAX_REPORTED_LINES: Final = 100
 _EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
@@ -75,7 +89,7 @@ _FETCHED_DECODER: Final = msgspec.json.Decoder(FetchedLine)
 
 
 class _Series:
-    """The latest revision of every key of one symbol/tf, with open_ms kept sortable."""
+    """The latest revision of every key of one symbol/tf day file, open_ms kept sortable."""
 
     __slots__ = ("by_open", "order", "ordered")
 
@@ -96,6 +110,69 @@ class _Series:
             self.order.sort()
             self.ordered = True
         return self.order
+
+
+class _DayInfo:
+    """What the index knows of one day file without holding its bars."""
+
+    __slots__ = ("count", "first_open", "last_open")
+
+    def __init__(self, count: int, first_open: int, last_open: int) -> None:
+        self.count = count  # distinct keys
+        self.first_open = first_open
+        self.last_open = last_open
+
+
+class _SeriesIndex:
+    """The day files of one symbol/tf: their days ascending and what each holds."""
+
+    __slots__ = ("days", "info")
+
+    def __init__(self) -> None:
+        self.days: list[int] = []
+        self.info: dict[int, _DayInfo] = {}
+
+    def add(self, day: int, info: _DayInfo) -> None:
+        if not self.days or day > self.days[-1]:
+            self.days.append(day)  # the usual case: a new newest day
+        else:
+            insort(self.days, day)
+        self.info[day] = info
+
+
+_DayKey = tuple[str, Timeframe, int]
+
+
+class _DayCache:
+    """Whole days of bars in an LRU bounded in bars (the newest day is never evicted)."""
+
+    def __init__(self, max_bars: int) -> None:
+        self._max_bars = max_bars
+        self._days: OrderedDict[_DayKey, _Series] = OrderedDict()
+        self.bars = 0
+
+    def get(self, key: _DayKey) -> _Series | None:
+        day = self._days.get(key)
+        if day is not None:
+            self._days.move_to_end(key)
+        return day
+
+    def put(self, key: _DayKey, day: _Series) -> None:
+        old = self._days.pop(key, None)
+        if old is not None:
+            self.bars -= len(old.by_open)
+        self._days[key] = day
+        self.grew(len(day.by_open))
+
+    def grew(self, count: int) -> None:
+        self.bars += count
+        while self.bars > self._max_bars and len(self._days) > 1:
+            _, dropped = self._days.popitem(last=False)
+            self.bars -= len(dropped.by_open)
+
+    def clear(self) -> None:
+        self._days.clear()
+        self.bars = 0
 
 
 class _Files:
@@ -136,17 +213,14 @@ class _Files:
             os.close(old_fd)
         return fd
 
-    def sync(self) -> None:
-        for path in sorted(self._dirty):
-            os.fsync(self._fds[path])
+    def take_sync(self) -> tuple[list[int], list[Path]]:
+        """What the next sync must fsync, handed over: duplicated descriptors of the dirty files
+        (valid even if the LRU closes the originals meanwhile) and the directories."""
+        fds = [os.dup(self._fds[path]) for path in sorted(self._dirty)]
+        dirs = sorted(self._dirs)
         self._dirty.clear()
-        for directory in sorted(self._dirs):
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
         self._dirs.clear()
+        return fds, dirs
 
     def close(self) -> None:
         while self._fds:
@@ -157,6 +231,23 @@ class _Files:
         self._dirs.clear()
 
 
+def _sync(fds: list[int], dirs: list[Path]) -> None:
+    """fsync taken descriptors (closing them) and directories; no store state is touched, so
+    this runs outside the store's lock (and off the event loop when the caller wants)."""
+    try:
+        for fd in fds:
+            os.fsync(fd)
+        for directory in dirs:
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 class JsonlStore:
     """FinalStore on JSON-lines files under `root`."""
 
@@ -164,6 +255,7 @@ class JsonlStore:
         self,
         root: Path,
         fsync_interval_ms: int = 50,
+        cache_bars: int = CACHE_BARS,
         *,
         identity: manifest.StoreIdentity | None = None,
     ) -> None:
@@ -174,8 +266,11 @@ class JsonlStore:
         self.grid: manifest.GridCheck | None = None
         self._interval_s = fsync_interval_ms / 1000
         self._lock = WriterLock(root)
+        self._guard = threading.RLock()
+        self._sync_lock = threading.Lock()  # held by the one flush that is fsyncing
         self._files = _Files(MAX_OPEN_FILES)
-        self._series: dict[tuple[str, Timeframe], _Series] = {}
+        self._index: dict[tuple[str, Timeframe], _SeriesIndex] = {}
+        self._cache = _DayCache(cache_bars)
         self._fetched: dict[str, list[rules.Interval]] = {}
         self._day_names: dict[int, str] = {}
         self._state = "unopened"
@@ -188,13 +283,14 @@ class JsonlStore:
         if self._state == "open":
             raise StoreError(f"JSONL store {self.root} is already open")
         self._lock.acquire()
-        self._series, self._fetched = {}, {}
+        self._index, self._fetched = {}, {}
+        self._cache.clear()
         torn: list[str] = []
         corrupt: list[str] = []
         try:
             with rules.bulk(rules.BULK_MIN):  # a store may hold millions of lines
                 files = self._load_all(torn, corrupt)
-            empty = not self._fetched and not any(s.by_open for s in self._series.values())
+            empty = not self._fetched and not any(index.days for index in self._index.values())
             self.grid = manifest.open_guard(self.root, self._identity, empty=empty)
         except OSError as exc:
             self._lock.release()
@@ -203,7 +299,7 @@ class JsonlStore:
             self._lock.release()
             raise
         self._state, self._unflushed_since = "open", None
-        loaded = sum(len(series.by_open) for series in self._series.values())
+        loaded = sum(d.count for index in self._index.values() for d in index.info.values())
         return RecoveryReport(
             files_checked=files, bars_loaded=loaded, torn_tails=torn, corrupt_lines=corrupt
         )
@@ -217,6 +313,7 @@ class JsonlStore:
                 self.flush()
         finally:
             self._files.close()
+            self._cache.clear()
             self._lock.release()
             self._state = "closed"
 
@@ -224,8 +321,8 @@ class JsonlStore:
 
     def append(self, bars: Sequence[OhlcvEvent], reason: str = "") -> list[AppendResult]:
         """Append final bars; see `rules` for validation and outcomes."""
-        self._require_open()
-        with rules.bulk(len(bars)):
+        with self._guard, rules.bulk(len(bars)):
+            self._require_open()
             return self._append(bars, reason)
 
     def _append(self, bars: Sequence[OhlcvEvent], reason: str) -> list[AppendResult]:
@@ -244,26 +341,60 @@ class JsonlStore:
                 ]
             )
             for bar in writes:
-                series = self._series.get((bar.symbol, bar.tf))
-                if series is None:
-                    series = self._series[(bar.symbol, bar.tf)] = _Series()
-                series.put(bar)
+                self._indexed(bar)
         return results
 
+    def _indexed(self, bar: StoredFinal) -> None:
+        """Bring the index (and the cached day, if any) up to date with a written bar."""
+        key = (bar.symbol, bar.tf)
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = _SeriesIndex()
+        day = bar.open_ms // DAY_MS
+        info = index.info.get(day)
+        if info is None:  # a new file: cached whole from its first bar
+            index.add(day, _DayInfo(1, bar.open_ms, bar.open_ms))
+            fresh = _Series()
+            fresh.put(bar)
+            self._cache.put((*key, day), fresh)
+            return
+        if bar.rev == 0:
+            info.count += 1
+            info.first_open = min(info.first_open, bar.open_ms)
+            info.last_open = max(info.last_open, bar.open_ms)
+        cached = self._cache.get((*key, day))
+        if cached is not None:  # an uncached day is read from its file, which has the bar
+            cached.put(bar)
+            self._cache.grew(1 if bar.rev == 0 else 0)
+
     def flush(self) -> None:
-        """Make every append so far durable."""
-        self._require_open()
+        """Make every append so far durable. The fsyncs run outside the store's lock, so a
+        caller may run this in a worker thread while the event loop goes on appending."""
+        with self._sync_lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Take what is dirty (under the lock), fsync it (outside). The caller holds
+        `_sync_lock`."""
+        with self._guard:
+            self._require_open()
+            fds, dirs = self._files.take_sync()
+            self._unflushed_since = None
         try:
-            self._files.sync()
+            _sync(fds, dirs)
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the dirty pages: nothing written
             # since the last good sync can be trusted, so only a reopen (recovery) may go on.
-            self._state = "failed"
+            with self._guard:
+                self._state = "failed"
             raise StoreError(f"fsync failed in JSONL store {self.root}: {exc}") from exc
-        self._unflushed_since = None
 
     def mark_fetched(self, symbol: str, from_ms: int, to_ms: int) -> None:
         """Record that 1m history for `[from_ms, to_ms)` was fetched; nothing if already known."""
+        with self._guard:
+            self._mark_fetched(symbol, from_ms, to_ms)
+
+    def _mark_fetched(self, symbol: str, from_ms: int, to_ms: int) -> None:
         self._require_open()
         rules.check_interval(symbol, from_ms, to_ms)
         known = self._fetched.get(symbol, [])
@@ -285,30 +416,52 @@ class JsonlStore:
         now = time.monotonic()
         if self._unflushed_since is None:
             self._unflushed_since = now
-        if now - self._unflushed_since >= self._interval_s:
-            self.flush()
+        # Bounding the delay only: when another flush is fsyncing, it is skipped (never waits).
+        if now - self._unflushed_since >= self._interval_s and self._sync_lock.acquire(False):
+            try:
+                self._flush()
+            finally:
+                self._sync_lock.release()
 
     # -- reads -----------------------------------------------------------------------------
 
     def fetched_intervals(self, symbol: str, from_ms: int, to_ms: int) -> list[tuple[int, int]]:
         """Merged fetched intervals overlapping `[from_ms, to_ms)`, clipped, ascending."""
-        self._require_open()
-        return rules.clip(self._fetched.get(symbol, []), from_ms, to_ms)
+        with self._guard:
+            self._require_open()
+            return rules.clip(self._fetched.get(symbol, []), from_ms, to_ms)
 
     def bars(
         self, symbol: str, tf: Timeframe, from_ms: int | None = None, to_ms: int | None = None
     ) -> Iterator[StoredFinal]:
-        """Latest revision of each key with `from_ms <= open_ms < to_ms`, by open_ms."""
-        self._require_open()
-        series = self._series.get((symbol, tf))
-        if series is None:
-            return iter(())
-        opens = series.opens()
-        low = 0 if from_ms is None else bisect_left(opens, from_ms)
-        high = len(opens) if to_ms is None else bisect_left(opens, to_ms)
-        by_open = series.by_open
-        # A list, not a generator: appends while the caller iterates must not disturb it.
-        return iter([by_open[open_ms] for open_ms in opens[low:high]])
+        """Latest revision of each key with `from_ms <= open_ms < to_ms`, by open_ms.
+
+        Lazy: the day files of the range are read one at a time as the caller iterates (each
+        day is a snapshot: appends while the caller iterates do not disturb it)."""
+        with self._guard:
+            self._require_open()
+            index = self._index.get((symbol, tf))
+            if index is None:
+                return iter(())
+            days = index.days
+            low = 0 if from_ms is None else bisect_left(days, from_ms // DAY_MS)
+            high = len(days) if to_ms is None else bisect_left(days, -(-to_ms // DAY_MS))
+            wanted = days[low:high]
+        return self._read_days(symbol, tf, wanted, from_ms, to_ms)
+
+    def _read_days(
+        self, symbol: str, tf: Timeframe, days: list[int], from_ms: int | None, to_ms: int | None
+    ) -> Iterator[StoredFinal]:
+        for day in days:
+            with self._guard:
+                self._require_open()
+                series = self._day(symbol, tf, day)
+                opens = series.opens()
+                low = 0 if from_ms is None else bisect_left(opens, from_ms)
+                high = len(opens) if to_ms is None else bisect_left(opens, to_ms)
+                by_open = series.by_open
+                chunk = [by_open[open_ms] for open_ms in opens[low:high]]
+            yield from chunk
 
     def revisions(self, symbol: str, tf: Timeframe, open_ms: int) -> list[StoredFinal]:
         """Every stored revision of one key, rev ascending (re-read from its day file)."""
@@ -319,7 +472,8 @@ class JsonlStore:
             return [latest]
         path = self._day_path(symbol, tf, open_ms // DAY_MS)
         try:
-            data = path.read_bytes()
+            with self._guard:  # no append is half-written while the file is read
+                data = path.read_bytes()
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         _, values = _decode_lines(_FINAL_DECODER, path, data, [])  # open() reported bad lines
@@ -328,19 +482,29 @@ class JsonlStore:
 
     def latest(self, symbol: str, tf: Timeframe, open_ms: int) -> StoredFinal | None:
         """The latest revision of one key, or None."""
-        self._require_open()
-        return self._lookup(symbol, tf, open_ms)
+        with self._guard:
+            self._require_open()
+            return self._lookup(symbol, tf, open_ms)
 
     def last_open_ms(self, symbol: str, tf: Timeframe) -> int | None:
         """open_ms of the newest stored bar of symbol/tf, or None."""
-        self._require_open()
-        series = self._series.get((symbol, tf))
-        return series.opens()[-1] if series is not None and series.order else None
+        with self._guard:
+            self._require_open()
+            index = self._index.get((symbol, tf))
+            if index is None or not index.days:
+                return None
+            return index.info[index.days[-1]].last_open
 
     def series(self) -> list[tuple[str, Timeframe]]:
         """Every (symbol, tf) with at least one stored bar, sorted."""
-        self._require_open()
-        return sorted(key for key, series in self._series.items() if series.by_open)
+        with self._guard:
+            self._require_open()
+            return sorted(key for key, index in self._index.items() if index.days)
+
+    @property
+    def cached_bars(self) -> int:
+        """Bars of whole days held in memory now (at most `cache_bars`, or one day)."""
+        return self._cache.bars
 
     # -- internals -------------------------------------------------------------------------
 
@@ -354,8 +518,32 @@ class JsonlStore:
         raise StoreError(f"JSONL store {self.root} is {self._state}: call open() before using it")
 
     def _lookup(self, symbol: str, tf: Timeframe, open_ms: int) -> StoredFinal | None:
-        series = self._series.get((symbol, tf))
-        return None if series is None else series.by_open.get(open_ms)
+        index = self._index.get((symbol, tf))
+        if index is None:
+            return None
+        day = open_ms // DAY_MS
+        info = index.info.get(day)
+        if info is None or not info.first_open <= open_ms <= info.last_open:
+            return None  # known absent without reading the day
+        return self._day(symbol, tf, day).by_open.get(open_ms)
+
+    def _day(self, symbol: str, tf: Timeframe, day: int) -> _Series:
+        """The bars of one indexed day file, from the cache or read from disk into it."""
+        key = (symbol, tf, day)
+        series = self._cache.get(key)
+        if series is not None:
+            return series
+        path = self._day_path(symbol, tf, day)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        series = _Series()
+        with rules.bulk(rules.BULK_MIN):  # open() reported what these checks skip
+            series.by_open = _good_bars(path, data, symbol, tf, day, [], set())
+        series.order = sorted(series.by_open)
+        self._cache.put(key, series)
+        return series
 
     def _day_path(self, symbol: str, tf: Timeframe, day: int) -> Path:
         name = self._day_names.get(day)
@@ -390,46 +578,19 @@ class JsonlStore:
         corrupt: list[str],
         unsure_days: set[int],
     ) -> int:
-        """Load one symbol/tf folder; bad lines go to `corrupt`, the 1m days they hit to
-        `unsure_days`."""
-        series = self._series.setdefault((symbol, tf), _Series())
-        by_open = series.by_open
+        """Check every line of every day file of one series; keep only the index of each. Bad
+        lines go to `corrupt`, the 1m days they hit to `unsure_days`."""
+        index = self._index.setdefault((symbol, tf), _SeriesIndex())
         paths = sorted(tf_dir.glob("*.jsonl"))
         for path in paths:
             day = _day_of(path)
             if day is None:
                 corrupt.append(f"{path}: not a day file name (YYYY-MM-DD.jsonl); not read")
                 continue
-            before = len(corrupt)
-            numbers, values = _decode_lines(
-                _FINAL_DECODER, path, _read_repaired(path, torn), corrupt
-            )
-            for line_number, bar in zip(numbers, values, strict=True):
-                problem = rules.final_problem(bar)
-                if problem is None and (bar.symbol != symbol or bar.tf is not tf):
-                    problem = f"a {bar.symbol} {bar.tf} bar in the {symbol}/{tf} folder"
-                if problem is None and bar.open_ms // DAY_MS != day:
-                    problem = f"open_ms {bar.open_ms} is not on this file's UTC day"
-                if problem is None:
-                    previous = by_open.get(bar.open_ms)
-                    expected = 0 if previous is None else previous.rev + 1
-                    if bar.rev < expected:
-                        problem = f"rev {bar.rev} of open_ms {bar.open_ms}, expected {expected}"
-                    elif bar.rev > expected:  # kept: the newest word on its key
-                        corrupt.append(
-                            f"{path}:{line_number}: rev {bar.rev} of open_ms {bar.open_ms} "
-                            f"kept, but rev {expected} before it is missing"
-                        )
-                if problem is not None:
-                    corrupt.append(f"{path}:{line_number}: {problem}")
-                    if tf is Timeframe.M1:
-                        unsure_days.add(bar.open_ms // DAY_MS)
-                    continue
-                by_open[bar.open_ms] = bar
-            if tf is Timeframe.M1 and len(corrupt) > before:
-                unsure_days.add(day)
-        series.order = sorted(by_open)
-        series.ordered = True
+            data = _read_repaired(path, torn)
+            latest = _good_bars(path, data, symbol, tf, day, corrupt, unsure_days)
+            if latest:  # an empty file (a crash before its first line) holds nothing
+                index.add(day, _DayInfo(len(latest), min(latest), max(latest)))
         return len(paths)
 
     def _load_fetched(self, path: Path, symbol: str, torn: list[str], corrupt: list[str]) -> int:
@@ -479,6 +640,48 @@ def _without(intervals: list[rules.Interval], start: int, end: int) -> list[rule
         if high > end:
             out.append((end, high))
     return out
+
+
+def _good_bars(
+    path: Path,
+    data: bytes,
+    symbol: str,
+    tf: Timeframe,
+    day: int,
+    corrupt: list[str],
+    unsure_days: set[int],
+) -> dict[int, StoredFinal]:
+    """The latest readable revision of each key of one day file. A line that breaks the
+    contract, its file or the rev sequence is skipped and reported in `corrupt` (its 1m day in
+    `unsure_days`); a revision whose predecessor is lost is kept, and the gap reported."""
+    before = len(corrupt)
+    numbers, values = _decode_lines(_FINAL_DECODER, path, data, corrupt)
+    latest: dict[int, StoredFinal] = {}
+    for line_number, bar in zip(numbers, values, strict=True):
+        problem = rules.final_problem(bar)
+        if problem is None and (bar.symbol != symbol or bar.tf is not tf):
+            problem = f"a {bar.symbol} {bar.tf} bar in the {symbol}/{tf} folder"
+        if problem is None and bar.open_ms // DAY_MS != day:
+            problem = f"open_ms {bar.open_ms} is not on this file's UTC day"
+        if problem is None:
+            previous = latest.get(bar.open_ms)
+            expected = 0 if previous is None else previous.rev + 1
+            if bar.rev < expected:
+                problem = f"rev {bar.rev} of open_ms {bar.open_ms}, expected {expected}"
+            elif bar.rev > expected:  # kept: the newest word on its key
+                corrupt.append(
+                    f"{path}:{line_number}: rev {bar.rev} of open_ms {bar.open_ms} "
+                    f"kept, but rev {expected} before it is missing"
+                )
+        if problem is not None:
+            corrupt.append(f"{path}:{line_number}: {problem}")
+            if tf is Timeframe.M1:
+                unsure_days.add(bar.open_ms // DAY_MS)
+            continue
+        latest[bar.open_ms] = bar
+    if tf is Timeframe.M1 and len(corrupt) > before:
+        unsure_days.add(day)
+    return latest
 
 
 def _read_repaired(path: Path, torn: list[str]) -> bytes:

@@ -16,7 +16,9 @@ Rules:
   transaction older than `fsync_interval_ms` is committed by the next append/mark_fetched.
 - One append is atomic (a savepoint): a failing call writes nothing. Reads on this connection
   see uncommitted appends, like the JSONL store's index.
-- Single-threaded like the JSONL store: one owner calls it, never two threads at once.
+- One writer, readers in other threads too (the HTTP range reads run off the event loop): every
+  public method holds one lock (`@_guarded`), and `bars()` reads lazily in pages of `_PAGE`
+  keys, taking the lock per page, so a huge range never sits in memory or holds the lock long.
 - `open()` recovery is SQLite's own WAL replay; `PRAGMA quick_check` then proves the file
   readable, and a damaged file raises StoreCorrupt naming it.
 """
@@ -24,10 +26,11 @@ Rules:
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 from fxconnector.core.errors import StoreCorrupt, StoreError
 from fxconnector.core.model.bar import OhlcvEvent, Source, StoredFinal
@@ -39,6 +42,8 @@ from fxconnector.runtime.store.port import AppendResult, RecoveryReport
 DB_NAME: Final = "ssot.sqlite3"
 #: SQLite's default limit on bound parameters is 999 in old builds; stay well below it.
 _CHUNK: Final = 500
+#: Keys a lazy `bars()` reads per query (and per hold of the lock).
+_PAGE: Final = 2_000
 _TIMEFRAMES: Final = {tf.value: tf for tf in Timeframe}
 _SOURCES: Final = {source.value: source for source in Source}
 
@@ -90,6 +95,21 @@ _INSERT: Final = (
 )
 
 Row = tuple[int, int, int, float, float, float, float, float, int, str, int, str]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(
+    method: Callable[Concatenate[SqliteStore, _P], _R],
+) -> Callable[Concatenate[SqliteStore, _P], _R]:
+    """Run the method holding the store's lock (one thread in the connection at a time)."""
+
+    def call(self: SqliteStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._guard:
+            return method(self, *args, **kwargs)
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
 
 
 class SqliteStore:
@@ -110,6 +130,7 @@ class SqliteStore:
         self.db_path = path / DB_NAME
         self._interval_s = fsync_interval_ms / 1000
         self._lock = WriterLock(path)
+        self._guard = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._state = "unopened"
         self._series: set[tuple[str, Timeframe]] = set()
@@ -117,6 +138,7 @@ class SqliteStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @_guarded
     def open(self) -> RecoveryReport:
         """Take the writer lock, open the database (WAL replay), check it and load series."""
         if self._state == "open":
@@ -154,6 +176,7 @@ class SqliteStore:
         self._db, self._state, self._unflushed_since = db, "open", None
         return RecoveryReport(files_checked=1, bars_loaded=loaded, torn_tails=[])
 
+    @_guarded
     def close(self) -> None:
         """Commit, close the database and release the lock. Idempotent."""
         if self._state == "closed" or self._db is None:
@@ -169,6 +192,7 @@ class SqliteStore:
 
     # -- writes ----------------------------------------------------------------------------
 
+    @_guarded
     def append(self, bars: Sequence[OhlcvEvent], reason: str = "") -> list[AppendResult]:
         """Append final bars; see `rules` for validation and outcomes."""
         db = self._require_open()
@@ -195,6 +219,7 @@ class SqliteStore:
             self._series.update((bar.symbol, bar.tf) for bar in writes)
         return results
 
+    @_guarded
     def flush(self) -> None:
         """Commit the open transaction (fsynced: synchronous=FULL)."""
         db = self._require_open()
@@ -206,6 +231,7 @@ class SqliteStore:
                 raise StoreError(f"commit failed in SQLite store {self.db_path}: {exc}") from exc
         self._unflushed_since = None
 
+    @_guarded
     def mark_fetched(self, symbol: str, from_ms: int, to_ms: int) -> None:
         """Record that 1m history for `[from_ms, to_ms)` was fetched, merged with its neighbours."""
         db = self._require_open()
@@ -255,6 +281,7 @@ class SqliteStore:
 
     # -- reads -----------------------------------------------------------------------------
 
+    @_guarded
     def fetched_intervals(self, symbol: str, from_ms: int, to_ms: int) -> list[tuple[int, int]]:
         """Merged fetched intervals overlapping `[from_ms, to_ms)`, clipped, ascending."""
         db = self._require_open()
@@ -268,31 +295,50 @@ class SqliteStore:
     def bars(
         self, symbol: str, tf: Timeframe, from_ms: int | None = None, to_ms: int | None = None
     ) -> Iterator[StoredFinal]:
-        """Latest revision of each key with `from_ms <= open_ms < to_ms`, by open_ms."""
-        db = self._require_open()
-        sql = _LATEST
-        args: list[str | int] = [symbol, tf.value]
-        if from_ms is not None:
-            sql, args = sql + " AND open_ms >= ?", [*args, from_ms]
-        if to_ms is not None:
-            sql, args = sql + " AND open_ms < ?", [*args, to_ms]
-        with rules.bulk(rules.BULK_MIN if to_ms is None or from_ms is None else 0):
-            rows = db.execute(sql + " GROUP BY open_ms ORDER BY open_ms", args).fetchall()
-            # Materialised: appends while the caller iterates must not disturb a live cursor.
-            return iter([self._final(symbol, tf, row) for row in rows])
+        """Latest revision of each key with `from_ms <= open_ms < to_ms`, by open_ms.
 
+        Lazy, a page of keys per query: appends while the caller iterates never disturb a live
+        cursor (each page is fetched whole)."""
+        with self._guard:
+            self._require_open()
+        return self._pages(symbol, tf, from_ms, to_ms)
+
+    def _pages(
+        self, symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None
+    ) -> Iterator[StoredFinal]:
+        while True:
+            sql = _LATEST
+            args: list[str | int] = [symbol, tf.value]
+            if from_ms is not None:
+                sql, args = sql + " AND open_ms >= ?", [*args, from_ms]
+            if to_ms is not None:
+                sql, args = sql + " AND open_ms < ?", [*args, to_ms]
+            with self._guard, rules.bulk(_PAGE):
+                db = self._require_open()
+                rows = db.execute(
+                    sql + " GROUP BY open_ms ORDER BY open_ms LIMIT ?", [*args, _PAGE]
+                ).fetchall()
+                page = [self._final(symbol, tf, row) for row in rows]
+            yield from page
+            if len(rows) < _PAGE:
+                return
+            from_ms = rows[-1][0] + 1
+
+    @_guarded
     def revisions(self, symbol: str, tf: Timeframe, open_ms: int) -> list[StoredFinal]:
         """Every stored revision of one key, rev ascending."""
         db = self._require_open()
         rows = db.execute(_REVISIONS, (symbol, tf.value, open_ms)).fetchall()
         return [self._final(symbol, tf, row) for row in rows]
 
+    @_guarded
     def latest(self, symbol: str, tf: Timeframe, open_ms: int) -> StoredFinal | None:
         """The latest revision of one key, or None."""
         db = self._require_open()
         row = db.execute(_LATEST_ONE, (symbol, tf.value, open_ms)).fetchone()
         return None if row is None else self._final(symbol, tf, row)
 
+    @_guarded
     def last_open_ms(self, symbol: str, tf: Timeframe) -> int | None:
         """open_ms of the newest stored bar of symbol/tf, or None."""
         db = self._require_open()
@@ -301,6 +347,7 @@ class SqliteStore:
         ).fetchone()[0]
         return value
 
+    @_guarded
     def series(self) -> list[tuple[str, Timeframe]]:
         """Every (symbol, tf) with at least one stored bar, sorted."""
         self._require_open()

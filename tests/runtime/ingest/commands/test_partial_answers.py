@@ -108,7 +108,7 @@ def test_an_answer_that_ends_early_is_asked_again_from_where_it_ended(
         (T0 + 20 * MINUTE_MS, T0 + HOUR_MS),
         (T0 + 40 * MINUTE_MS, T0 + HOUR_MS),
     ]
-    coverage = audit(ctx, "EURUSD", T0, T0 + HOUR_MS)["coverage"]
+    coverage = asyncio.run(audit(ctx, "EURUSD", T0, T0 + HOUR_MS))["coverage"]
     assert (coverage["final"], coverage["quiet"], coverage["missing"]) == (60, 0, 0)
     [hour] = [e for e in sink.log if e.tf is Timeframe.H1]
     assert same(hour, derive(hour_of_truth(history), Timeframe.H1, ctx.calendars["EURUSD"])[0])
@@ -124,7 +124,7 @@ def test_minutes_the_broker_has_not_passed_stay_missing_and_the_hour_waits(
         ctx.pipeline.fetch_range("EURUSD", T0, T0 + HOUR_MS, caller="backfill", now_ms=now)
     )
     assert result.pending == [(T0 + 30 * MINUTE_MS, T0 + HOUR_MS)]
-    before = audit(ctx, "EURUSD", T0, T0 + HOUR_MS)
+    before = asyncio.run(audit(ctx, "EURUSD", T0, T0 + HOUR_MS))
     coverage = before["coverage"]
     assert (coverage["final"], coverage["quiet"], coverage["missing"]) == (30, 0, 30)
     assert before["missing_ranges_ms"] == [(T0 + 30 * MINUTE_MS, T0 + HOUR_MS)]
@@ -134,7 +134,7 @@ def test_minutes_the_broker_has_not_passed_stay_missing_and_the_hour_waits(
     asyncio.run(
         ctx.pipeline.fetch_range("EURUSD", T0, T0 + HOUR_MS, caller="tail_guard", now_ms=now)
     )
-    coverage = audit(ctx, "EURUSD", T0, T0 + HOUR_MS)["coverage"]
+    coverage = asyncio.run(audit(ctx, "EURUSD", T0, T0 + HOUR_MS))["coverage"]
     assert (coverage["final"], coverage["quiet"], coverage["missing"]) == (60, 0, 0)
     [hour] = [e for e in sink.log if e.tf is Timeframe.H1]
     assert same(hour, derive(hour_of_truth(history), Timeframe.H1, ctx.calendars["EURUSD"])[0])

@@ -11,16 +11,21 @@ Rules:
   `repair_window_hours`), re-derives what they touched and publishes the changes as revisions.
   Work over a cap is reported as deferred, never silently dropped.
 - Results are plain JSON-able dicts (they go to status and to the CLI).
+- Heavy work never holds the event loop (issue 11 point 4): ranges are derived a day at a time
+  in bounded slices (`Pipeline.derive_ready`), audits read the store a day at a time and yield
+  between days, and every slice is flushed and published before the next one starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from fxconnector.core.buckets import bucket_open_array
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify, count, runs
 from fxconnector.core.errors import CommandError
@@ -32,12 +37,16 @@ from fxconnector.core.model.command import (
     TailGuardCommand,
     WarmupCommand,
 )
-from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe, iso_utc
+from fxconnector.core.time_geom import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe, iso_utc
+from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline, RangeResult
 from fxconnector.runtime.publish.sink import EventSink
+from fxconnector.runtime.store.cache_tail import last_finals
 from fxconnector.runtime.store.port import FinalStore
 
 Progress = Callable[[int, int], None]
+#: Finals handed to the sink between two yields by republish_tail.
+REPUBLISH_SLICE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,19 +92,42 @@ async def execute(
     if isinstance(command, RepublishTailCommand):
         tail = command.args
         _known(ctx, tail.symbol)
-        bars = list(ctx.store.bars(tail.symbol, tail.tf))[-tail.bars :]
-        ctx.sink.finals(bars)
+        bars = list(last_finals(ctx.store, tail.symbol, tail.tf, tail.bars))
+        for start in range(0, len(bars), REPUBLISH_SLICE):
+            ctx.sink.finals(bars[start : start + REPUBLISH_SLICE])
+            await asyncio.sleep(0)
         return {"republished": len(bars)}
     if isinstance(command, RebuildDerivedCommand):
         span = command.args
         _range_ok(span.from_ms, span.to_ms)
         _known(ctx, span.symbol)
-        ctx.pipeline.derived.touch(span.symbol, span.from_ms, span.to_ms)
-        changed = ctx.pipeline.derived.run(now_ms)
-        ctx.store.flush()
-        ctx.sink.finals(changed)
-        return {"rederived": len(changed), "revisions": sum(1 for e in changed if e.rev)}
+        new, revised = await rederive(ctx, span.symbol, span.from_ms, span.to_ms, now_ms, progress)
+        return {"rederived": new + revised, "revisions": revised}
     raise CommandError(f"unknown command {command!r}")  # pragma: no cover - the union is closed
+
+
+async def rederive(
+    ctx: CommandContext,
+    symbol: str,
+    from_ms: int,
+    to_ms: int,
+    now_ms: int,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
+    """Re-derive every bucket over `[from_ms, to_ms)`, a day at a time in bounded slices (a
+    year would otherwise hold the loop for tens of seconds); (new, revised) bars published.
+    The command's buckets are its own (not the live loop's), so its counts are whole."""
+    new = revised = 0
+    days = max(1, -(-(to_ms - from_ms) // DAY_MS))
+    builder = DerivedBuilder(ctx.store, ctx.calendars, ctx.timeframes)
+    for index, start in enumerate(range(from_ms, to_ms, DAY_MS)):
+        builder.touch(symbol, start, min(to_ms, start + DAY_MS))
+        done = await ctx.pipeline.derive_ready(now_ms, builder=builder)
+        new, revised = new + done[0], revised + done[1]
+        if progress is not None:
+            progress(index + 1, days)
+        await asyncio.sleep(0)
+    return new, revised
 
 
 async def _ranges(
@@ -130,7 +162,7 @@ async def tail_guard(
     budget = ctx.caps.max_bars_per_run
     for symbol in args.symbols:
         _known(ctx, symbol)
-        before = audit(ctx, symbol, start, end)
+        before = await audit(ctx, symbol, start, end)
         entry: dict[str, Any] = {"before": before}
         if args.repair:
             repair_from = max(start, end - ctx.caps.repair_window_hours * HOUR_MS)
@@ -144,34 +176,42 @@ async def tail_guard(
                 budget -= (b - a) // MINUTE_MS
                 if progress is not None:
                     progress(index + 1, len(gaps))
-            # Only the buckets the store says are underived or stale (the gaps' own buckets
-            # were derived by fetch_range).
-            ctx.pipeline.derived.recover(symbol, start, end)
-            rederived = ctx.pipeline.derived.run(now_ms)
-            ctx.store.flush()
-            ctx.sink.finals(rederived)
+            new, revised = await rederive(ctx, symbol, start, end, now_ms)
             entry["repaired"] = repaired
-            entry["rederived"] = len(rederived)
+            entry["rederived"] = new + revised
             entry["deferred_ranges"] = [[iso_utc(a), iso_utc(b)] for a, b in deferred]
             entry["deferred_minutes"] = sum((b - a) // MINUTE_MS for a, b in deferred)
-            entry["after"] = audit(ctx, symbol, start, end)
+            entry["after"] = await audit(ctx, symbol, start, end)
         report[symbol] = entry
     return {"window": [iso_utc(start), iso_utc(end)], "symbols": report}
 
 
-def audit(ctx: CommandContext, symbol: str, start: int, end: int) -> dict[str, Any]:
-    """Coverage of 1m over `[start, end)` and derived buckets that should exist but do not
-    (or differ from their minutes)."""
+async def audit(ctx: CommandContext, symbol: str, start: int, end: int) -> dict[str, Any]:
+    """Coverage of 1m over `[start, end)` and derived buckets that should exist but do not.
+
+    The store is read a day at a time with a yield between days; the rest is vectorised."""
     calendar = ctx.calendars[symbol]
-    finals = list(ctx.store.bars(symbol, Timeframe.M1, start, end))
-    opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
+    opens = await _opens(ctx.store, symbol, Timeframe.M1, start, end)
     fetched = ctx.store.fetched_intervals(symbol, start, end)
     states = classify(start, end, calendar, opens, fetched)
     counts = count(states)
     missing = runs(start, states, MinuteState.MISSING)
-    derived_missing = {
-        tf.value: len(opens) for tf, opens in ctx.pipeline.derived.gaps(symbol, start, end).items()
-    }
+    # missing_before[i]: missing minutes among the first i of the window.
+    missing_before = np.concatenate(([0], np.cumsum(states == MinuteState.MISSING, dtype=np.int64)))
+    derived_missing: dict[str, int] = {}
+    for tf in ctx.timeframes:
+        if tf is Timeframe.M1:
+            continue
+        have = await _opens(ctx.store, symbol, tf, start, end)
+        buckets = np.unique(bucket_open_array(opens, tf, calendar))
+        lo, hi = (buckets - start) // MINUTE_MS, (buckets + tf.ms - start) // MINUTE_MS
+        inside = (lo >= 0) & (hi <= len(states))  # a bucket cut by the window's edge is skipped
+        buckets, lo, hi = buckets[inside], lo[inside], hi[inside]
+        complete = missing_before[hi] == missing_before[lo]
+        lacking = int(np.count_nonzero(complete & ~np.isin(buckets, have)))
+        if lacking:
+            derived_missing[tf.value] = lacking
+        await asyncio.sleep(0)
     return {
         "coverage": {
             "final": counts.final,
@@ -183,6 +223,18 @@ def audit(ctx: CommandContext, symbol: str, start: int, end: int) -> dict[str, A
         "missing_ranges_ms": missing,
         "derived_missing": derived_missing,
     }
+
+
+async def _opens(
+    store: FinalStore, symbol: str, tf: Timeframe, start: int, end: int
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """open_ms of the finals of `tf` in `[start, end)`, read a day at a time."""
+    parts = []
+    for day in range(start, end, DAY_MS):
+        bars = store.bars(symbol, tf, day, min(end, day + DAY_MS))
+        parts.append(np.fromiter((b.open_ms for b in bars), np.int64))
+        await asyncio.sleep(0)
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 def _plan(

@@ -30,6 +30,9 @@ from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 from fxconnector.runtime.store.rules import same_bar
 
 REDERIVED = "rederived from revised 1m"
+#: The fixed work of one bucket (store read, coverage, derive, append) in minutes of 1m read:
+#: a 5m bucket costs about as much as 125 minutes of a 1d one. Slices are bounded in these.
+BUCKET_COST_MINUTES = 120
 
 
 class DerivedBuilder:
@@ -46,6 +49,7 @@ class DerivedBuilder:
         self._timeframes = tuple(tf for tf in timeframes if tf is not Timeframe.M1)
         self._dirty: dict[tuple[str, Timeframe], set[int]] = {}
         self.waiting_on_missing = 0
+        self.more_ready = False  # the last `run` stopped at its budget with ready buckets left
 
     def touch(self, symbol: str, from_ms: int, to_ms: int) -> None:
         """Minutes in `[from_ms, to_ms)` changed state: their buckets need a look."""
@@ -73,25 +77,36 @@ class DerivedBuilder:
             1 for (_, tf), opens in self._dirty.items() for o in opens if o + tf.ms <= now_ms
         )
 
-    def run(self, now_ms: int, max_buckets: int | None = None) -> list[OhlcvEvent]:
-        """Derive ready dirty buckets (at most `max_buckets`, the rest stay dirty for the next
-        call); return new and revised derived bars."""
+    def run(
+        self, now_ms: int, max_buckets: int | None = None, max_minutes: int | None = None
+    ) -> list[OhlcvEvent]:
+        """Derive ready dirty buckets (at most `max_buckets`, and at most `max_minutes` of work
+        counted as each bucket's minutes plus BUCKET_COST_MINUTES: one slice of bounded work;
+        the rest stay dirty for the next call, and `more_ready` says so); return new and
+        revised derived bars."""
         published: list[OhlcvEvent] = []
         waiting = 0
         budget = max_buckets if max_buckets is not None else -1
+        minutes_left = max_minutes if max_minutes is not None else -1
+        self.more_ready = False
         for (symbol, tf), opens in self._dirty.items():
             calendar = self._calendars[symbol]
             for open_ms in sorted(opens):
                 end_ms = open_ms + tf.ms
                 if end_ms > now_ms:
                     continue
-                if budget == 0:
+                if budget == 0 or minutes_left == 0:
+                    self.more_ready = True
                     break
                 budget -= 1
+                if max_minutes is not None:  # a bucket bigger than what is left still runs
+                    cost = tf.ms // MINUTE_MS + BUCKET_COST_MINUTES
+                    minutes_left = max(0, minutes_left - cost)
                 opens.discard(open_ms)
-                finals = [
-                    bar.event() for bar in self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
-                ]
+                # Stored finals are events (a subclass): derive reads them as they are.
+                finals: list[OhlcvEvent] = list(
+                    self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
+                )
                 final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
                 fetched = self._store.fetched_intervals(symbol, open_ms, end_ms)
                 states = classify(open_ms, end_ms, calendar, final_opens, fetched)

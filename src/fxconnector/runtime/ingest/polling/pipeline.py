@@ -53,9 +53,13 @@ from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 #: A broker's `history_1m`; a plain list of bars is an answer with no refused candle and no
 #: completeness signal.
 HistoryFetch = Callable[[str, int, int], Awaitable[HistoryAnswer | Sequence[OhlcvEvent]]]
+#: Runs blocking store work (the fsync of a flush) off the event loop: asyncio.to_thread. A test
+#: that drives fake time by loop turns runs it inline instead.
+Offload = Callable[[Callable[[], None]], Awaitable[None]]
 FAST_PATH = "fast_path"
-#: Buckets a command derives between two yields to the event loop.
-DERIVE_SLICE = 50
+#: Work of one derive slice (a few ms) before the event loop gets its turn back, in minutes of
+#: 1m read (see derived_builder.BUCKET_COST_MINUTES): one 1d bucket, or two 5m buckets.
+DERIVE_SLICE_MINUTES = 250
 BROKER_CORRECTION = "broker correction"
 #: Re-asks of one command chunk whose answers end early, before its tail is left pending.
 MAX_ASKS_PER_CHUNK = 12
@@ -138,8 +142,10 @@ class Pipeline:
         flush_each_advance: bool = True,
         budget: HistoryBudget | None = None,
         stall_after_ms: int = 600_000,
+        offload: Offload = asyncio.to_thread,
     ) -> None:
         self._raw_history = history
+        self._offload = offload
         self._budget = budget
         self._store = store
         self._calendars = calendars
@@ -252,22 +258,43 @@ class Pipeline:
 
     # -- time -------------------------------------------------------------------------------
 
-    async def advance(self, now_ms: int) -> None:
-        """Move to `now_ms`: close previews, fetch ended minutes, derive, publish."""
-        self._now_ms = max(self._now_ms, now_ms)
+    def close_previews(self, now_ms: int) -> None:
+        """Close the preview buckets that ended by `now_ms` (no broker call, never waits)."""
         closed = self.builder.close_until(now_ms)
         if closed:
             self._closed_previews(closed)
+
+    async def advance(self, now_ms: int) -> None:
+        """Move to `now_ms`: close previews, fetch ended minutes, derive, publish."""
+        self._now_ms = max(self._now_ms, now_ms)
+        self.close_previews(now_ms)
         wrote = False
         for symbol, progress in self._progress.items():
             wrote |= await self._fast_path(symbol, progress, now_ms)
             wrote |= await self._retry_empty(symbol, progress, now_ms)
-        derived = self.derived.run(now_ms)
-        if derived:
-            wrote = True
-        if wrote and self._flush_each_advance:
-            self._store.flush()
-        self._publish(derived)
+        derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
+        more = self.derived.more_ready
+        await self._publish_durable(derived, self._flush_each_advance, coverage=wrote)
+        if more:
+            await self.derive_ready(now_ms, flush=self._flush_each_advance)
+
+    async def derive_ready(
+        self, now_ms: int, *, flush: bool = True, builder: DerivedBuilder | None = None
+    ) -> tuple[int, int]:
+        """Derive every ready dirty bucket (of `builder`, by default the live one) in bounded
+        slices; each slice is flushed, then published, then the event loop gets a turn.
+        Returns (new, revised) bars published."""
+        derived_builder = self.derived if builder is None else builder
+        new = revised = 0
+        while True:
+            derived = derived_builder.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
+            more = derived_builder.more_ready  # read before awaiting: another task may run
+            await self._publish_durable(derived, flush)
+            revised += sum(1 for e in derived if e.rev)
+            new += sum(1 for e in derived if not e.rev)
+            if not more:
+                return new, revised
+            await asyncio.sleep(0)
 
     def flush(self) -> None:
         """Make everything appended so far durable."""
@@ -351,7 +378,7 @@ class Pipeline:
         # ticks then), are not proven quiet by an answer without a bar for them.
         seen = {m for m in progress.ticked if from_ms <= m < to_ms}
         seen |= self._outage_minutes(from_ms, to_ms)
-        _, proof = self._take_answer(symbol, answer, from_ms, to_ms, now_ms, seen)
+        _, proof, _ = self._take_answer(symbol, answer, from_ms, to_ms, now_ms, seen)
         # A minute with ticks but no bar: asked alone again with backoff, whether the broker has
         # passed it (held back from quiet) or not yet (its history lags "now").
         tail = (m for m in seen if m >= proof.proven_until_ms)
@@ -446,25 +473,21 @@ class Pipeline:
         end = min(to_ms, safe_end)
         end -= end % MINUTE_MS
         chunks = _chunks(calendar.open_intervals(start, end), self._max_chunk_ms)
+        # The command's buckets are its own: the live loop's advance never does its heavy work.
+        builder = DerivedBuilder(self._store, self._calendars, self.timeframes)
         result = RangeResult(symbol=symbol, from_ms=start, to_ms=max(start, end))
-        before = len(self._pending_publish)
         for index, (a, b) in enumerate(chunks):
-            await self._fetch_chunk(symbol, a, b, caller, now_ms, safe_end, result)
-            self._store.flush()  # per chunk: a few files to fsync, never the whole range at once
+            await self._fetch_chunk(symbol, a, b, caller, now_ms, safe_end, result, builder)
+            # Per chunk (a few files), off the event loop.
+            await self._offload(self._store.flush)
             if progress is not None:
                 progress(index + 1, len(chunks))
             # A slice ends here: the fast path, HTTP and the surface get the loop back.
             await asyncio.sleep(0)
-        fresh = self._pending_publish[before:]
-        result.new_bars = sum(1 for e in fresh if e.rev == 0)
-        result.revisions = sum(1 for e in fresh if e.rev > 0)
-        while self.derived.pending(now_ms):
-            derived = self.derived.run(now_ms, max_buckets=DERIVE_SLICE)
-            self._store.flush()
-            result.derived += len(derived)
-            self._publish(derived)
-            await asyncio.sleep(0)
-        self._publish(())  # the 1m finals, when nothing above them was ready to derive
+        await self._offload(self._store.flush)  # the 1m finals are durable before publishing
+        new, revised = await self.derive_ready(now_ms, builder=builder)
+        result.derived += new + revised
+        await self._publish_durable((), True)  # the 1m finals, when nothing above was ready
         return result
 
     async def _fetch_chunk(
@@ -476,6 +499,7 @@ class Pipeline:
         now_ms: int,
         safe_end: int,
         result: RangeResult,
+        builder: DerivedBuilder,
     ) -> None:
         """One command chunk: asked again from where an answer ended early; when an answer has
         nothing past the last proven minute, a probe looks past the chunk for a later bar.
@@ -496,8 +520,12 @@ class Pipeline:
             self._stats.history_requests += 1
             seen = set() if progress is None else set(progress.ticked)
             refused_before = sum(self._stats.candles_refused.values())
-            accepted, proof = self._take_answer(symbol, answer, cursor, ask_to, now_ms, seen)
+            accepted, proof, fresh = self._take_answer(
+                symbol, answer, cursor, ask_to, now_ms, seen, builder
+            )
             result.bars_fetched += len(accepted)
+            result.new_bars += sum(1 for e in fresh if e.rev == 0)
+            result.revisions += sum(1 for e in fresh if e.rev > 0)
             result.refused += sum(self._stats.candles_refused.values()) - refused_before
             if proof.proven_until_ms >= to_ms:
                 return
@@ -526,9 +554,12 @@ class Pipeline:
         to_ms: int,
         now_ms: int,
         seen: set[int],
-    ) -> tuple[list[OhlcvEvent], AnswerProof]:
+        builder: DerivedBuilder | None = None,
+    ) -> tuple[list[OhlcvEvent], AnswerProof, list[OhlcvEvent]]:
         """Check, store and prove one answer to `[from_ms, to_ms)`: the good bars are stored,
-        the proven-quiet ranges recorded, the buckets above them marked for derivation."""
+        the proven-quiet ranges recorded, the buckets above them marked for derivation (in
+        `builder`, a command's own, else the live loop's); (accepted, proof, the new bars and
+        revisions stored)."""
         accepted, refused = self._check_history(symbol, answer, from_ms, to_ms, now_ms)
         if None in refused:
             # A candle whose minute could not be read: no empty minute of this answer is proven.
@@ -544,11 +575,11 @@ class Pipeline:
                 | _minutes_in(answer.unproven, from_ms, to_ms),
                 passed_until_ms=answer.passed_until_ms,
             )
-        self._store_finals(symbol, accepted)
+        fresh = self._store_finals(symbol, accepted)
         for a, b in proof.quiet:
             self._store.mark_fetched(symbol, a, b)
-        self.derived.touch(symbol, from_ms, to_ms)
-        return accepted, proof
+        (self.derived if builder is None else builder).touch(symbol, from_ms, to_ms)
+        return accepted, proof, fresh
 
     def _check_history(
         self, symbol: str, answer: HistoryAnswer, from_ms: int, to_ms: int, now_ms: int
@@ -609,20 +640,36 @@ class Pipeline:
                 out[symbol] = lag
         return out
 
-    def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> None:
+    def _store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> list[OhlcvEvent]:
+        """Append `bars`; the new bars and revisions (queued for publishing) are returned."""
         if not bars:
-            return
+            return []
         try:
             results = self._store.append(bars, reason=BROKER_CORRECTION)
         except ContractViolation as exc:  # pragma: no cover - _check_history refused these
             self._error(self._now_ms, "store.refused", f"{symbol}: {exc}")
-            return
-        fresh = [r.stored for r in results if r.outcome is not AppendOutcome.DUPLICATE]
+            return []
+        fresh: list[OhlcvEvent] = [
+            r.stored for r in results if r.outcome is not AppendOutcome.DUPLICATE
+        ]
         self._pending_publish.extend(fresh)
+        return fresh
 
-    def _publish(self, derived: Sequence[OhlcvEvent]) -> None:
+    async def _publish_durable(
+        self, derived: Sequence[OhlcvEvent], flush: bool, *, coverage: bool = False
+    ) -> None:
+        """Flush (off the event loop) then publish what is pending now and `derived`.
+
+        The events are taken before the flush starts, so the flush covers every one of them
+        even when another task (a command, the live loop) appends or publishes meanwhile;
+        `coverage` flushes even with nothing to publish (coverage lines were written)."""
         events = [*self._pending_publish, *derived]
         self._pending_publish.clear()
+        if flush and (events or coverage):
+            await self._offload(self._store.flush)
+        self._publish(events)
+
+    def _publish(self, events: Sequence[OhlcvEvent]) -> None:
         if not events:
             return
         for event in events:
