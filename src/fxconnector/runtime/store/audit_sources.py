@@ -26,9 +26,10 @@ from fxconnector.core.model.bar import StoredFinal
 from fxconnector.core.time_geom import DAY_MS, RANGE_END_MS, RANGE_START_MS, Timeframe
 from fxconnector.runtime.store import rules
 from fxconnector.runtime.store.audit import AuditProblem, AuditRule, Interval, Read
+from fxconnector.runtime.store.jsonl_files import FETCHED_NAME, FetchedLine
 from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.port import FinalStore
-from fxconnector.runtime.store.ssot_jsonl import FETCHED_NAME, FetchedLine, JsonlStore
+from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from fxconnector.runtime.store.ssot_sqlite import SqliteStore
 
 T = TypeVar("T")

@@ -41,211 +41,43 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import threading
 import time
-from bisect import bisect_left, insort
-from collections import OrderedDict
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
-
-import msgspec
+from typing import Final
 
 from fxconnector.core.errors import ContractViolation, StoreError
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.time_geom import DAY_MS, Timeframe
 from fxconnector.core.utils import json_codec
 from fxconnector.runtime.store import manifest, rules
+from fxconnector.runtime.store.jsonl_files import (
+    EPOCH_ORDINAL,
+    FETCHED_DECODER,
+    FETCHED_NAME,
+    FINAL_DECODER,
+    MAX_OPEN_FILES,
+    DayFiles,
+    FetchedLine,
+    day_of,
+    decode_lines,
+    good_bars,
+    read_repaired,
+    rewrite,
+    sync,
+    without,
+)
+from fxconnector.runtime.store.jsonl_index import DayCache, DayInfo, DaySeries, SeriesIndex
 from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.port import AppendResult, RecoveryReport
 
-T = TypeVar("T")
-
-FETCHED_NAME: Final = "fetched.jsonl"
-#: Open append descriptors kept at once; a live connector writes a few files per minute.
-MAX_OPEN_FILES: Final = 64
 #: Bars of whole day files kept in memory (about 0.5 KB each): today's files of every series of
 #: a live connector with 10 symbols hold about 25k at the end of the day.
 CACHE_BARS: Final = 50_000
-#: Unreadable lines listed one by one per file; the rest are counted in one entry.
-MAX_REPORTED_LINES: Final = 100
-_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
 _TIMEFRAMES: Final = {tf.value: tf for tf in Timeframe}
-_DECODE_ERRORS: Final = (msgspec.ValidationError, msgspec.DecodeError)
-
-
-class FetchedLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One coverage line: broker 1m history for `[from_ms, to_ms)` was fetched."""
-
-    from_ms: int
-    to_ms: int
-
-
-_FINAL_DECODER: Final = msgspec.json.Decoder(StoredFinal)
-_FETCHED_DECODER: Final = msgspec.json.Decoder(FetchedLine)
-
-
-class _Series:
-    """The latest revision of every key of one symbol/tf day file, open_ms kept sortable."""
-
-    __slots__ = ("by_open", "order", "ordered")
-
-    def __init__(self) -> None:
-        self.by_open: dict[int, StoredFinal] = {}
-        self.order: list[int] = []
-        self.ordered = True
-
-    def put(self, bar: StoredFinal) -> None:
-        if bar.open_ms not in self.by_open:
-            if self.order and bar.open_ms < self.order[-1]:
-                self.ordered = False  # sorted lazily: appends are nearly always the newest bar
-            self.order.append(bar.open_ms)
-        self.by_open[bar.open_ms] = bar
-
-    def opens(self) -> list[int]:
-        if not self.ordered:
-            self.order.sort()
-            self.ordered = True
-        return self.order
-
-
-class _DayInfo:
-    """What the index knows of one day file without holding its bars."""
-
-    __slots__ = ("count", "first_open", "last_open")
-
-    def __init__(self, count: int, first_open: int, last_open: int) -> None:
-        self.count = count  # distinct keys
-        self.first_open = first_open
-        self.last_open = last_open
-
-
-class _SeriesIndex:
-    """The day files of one symbol/tf: their days ascending and what each holds."""
-
-    __slots__ = ("days", "info")
-
-    def __init__(self) -> None:
-        self.days: list[int] = []
-        self.info: dict[int, _DayInfo] = {}
-
-    def add(self, day: int, info: _DayInfo) -> None:
-        if not self.days or day > self.days[-1]:
-            self.days.append(day)  # the usual case: a new newest day
-        else:
-            insort(self.days, day)
-        self.info[day] = info
-
-
-_DayKey = tuple[str, Timeframe, int]
-
-
-class _DayCache:
-    """Whole days of bars in an LRU bounded in bars (the newest day is never evicted)."""
-
-    def __init__(self, max_bars: int) -> None:
-        self._max_bars = max_bars
-        self._days: OrderedDict[_DayKey, _Series] = OrderedDict()
-        self.bars = 0
-
-    def get(self, key: _DayKey) -> _Series | None:
-        day = self._days.get(key)
-        if day is not None:
-            self._days.move_to_end(key)
-        return day
-
-    def put(self, key: _DayKey, day: _Series) -> None:
-        old = self._days.pop(key, None)
-        if old is not None:
-            self.bars -= len(old.by_open)
-        self._days[key] = day
-        self.grew(len(day.by_open))
-
-    def grew(self, count: int) -> None:
-        self.bars += count
-        while self.bars > self._max_bars and len(self._days) > 1:
-            _, dropped = self._days.popitem(last=False)
-            self.bars -= len(dropped.by_open)
-
-    def clear(self) -> None:
-        self._days.clear()
-        self.bars = 0
-
-
-class _Files:
-    """Append descriptors in a bounded LRU, and what must be fsynced at the next sync."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._fds: OrderedDict[Path, int] = OrderedDict()
-        self._dirty: set[Path] = set()
-        self._dirs: set[Path] = set()  # directories that gained an entry since the last sync
-
-    def append(self, path: Path, data: bytes) -> None:
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = self._open(path)
-        else:
-            self._fds.move_to_end(path)
-        view = memoryview(data)
-        while view:  # a regular file takes it all at once; loop for the rare short write
-            view = view[os.write(fd, view) :]
-        self._dirty.add(path)
-
-    def _open(self, path: Path) -> int:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:
-            missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.update(p.parent for p in missing)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._dirs.add(path.parent)
-        self._fds[path] = fd
-        while len(self._fds) > self._capacity:
-            old_path, old_fd = self._fds.popitem(last=False)
-            if old_path in self._dirty:  # sync before closing: a later sync cannot reach it
-                os.fsync(old_fd)
-                self._dirty.discard(old_path)
-            os.close(old_fd)
-        return fd
-
-    def take_sync(self) -> tuple[list[int], list[Path]]:
-        """What the next sync must fsync, handed over: duplicated descriptors of the dirty files
-        (valid even if the LRU closes the originals meanwhile) and the directories."""
-        fds = [os.dup(self._fds[path]) for path in sorted(self._dirty)]
-        dirs = sorted(self._dirs)
-        self._dirty.clear()
-        self._dirs.clear()
-        return fds, dirs
-
-    def close(self) -> None:
-        while self._fds:
-            _, fd = self._fds.popitem()
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._dirty.clear()
-        self._dirs.clear()
-
-
-def _sync(fds: list[int], dirs: list[Path]) -> None:
-    """fsync taken descriptors (closing them) and directories; no store state is touched, so
-    this runs outside the store's lock (and off the event loop when the caller wants)."""
-    try:
-        for fd in fds:
-            os.fsync(fd)
-        for directory in dirs:
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 class JsonlStore:
@@ -268,9 +100,9 @@ class JsonlStore:
         self._lock = WriterLock(root)
         self._guard = threading.RLock()
         self._sync_lock = threading.Lock()  # held by the one flush that is fsyncing
-        self._files = _Files(MAX_OPEN_FILES)
-        self._index: dict[tuple[str, Timeframe], _SeriesIndex] = {}
-        self._cache = _DayCache(cache_bars)
+        self._files = DayFiles(MAX_OPEN_FILES)
+        self._index: dict[tuple[str, Timeframe], SeriesIndex] = {}
+        self._cache = DayCache(cache_bars)
         self._fetched: dict[str, list[rules.Interval]] = {}
         self._day_names: dict[int, str] = {}
         self._state = "unopened"
@@ -349,12 +181,12 @@ class JsonlStore:
         key = (bar.symbol, bar.tf)
         index = self._index.get(key)
         if index is None:
-            index = self._index[key] = _SeriesIndex()
+            index = self._index[key] = SeriesIndex()
         day = bar.open_ms // DAY_MS
         info = index.info.get(day)
         if info is None:  # a new file: cached whole from its first bar
-            index.add(day, _DayInfo(1, bar.open_ms, bar.open_ms))
-            fresh = _Series()
+            index.add(day, DayInfo(1, bar.open_ms, bar.open_ms))
+            fresh = DaySeries()
             fresh.put(bar)
             self._cache.put((*key, day), fresh)
             return
@@ -378,10 +210,10 @@ class JsonlStore:
         `_sync_lock`."""
         with self._guard:
             self._require_open()
-            fds, dirs = self._files.take_sync()
+            fds, dirs = self._files.takesync()
             self._unflushed_since = None
         try:
-            _sync(fds, dirs)
+            sync(fds, dirs)
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the dirty pages: nothing written
             # since the last good sync can be trusted, so only a reopen (recovery) may go on.
@@ -476,7 +308,7 @@ class JsonlStore:
                 data = path.read_bytes()
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
-        _, values = _decode_lines(_FINAL_DECODER, path, data, [])  # open() reported bad lines
+        _, values = decode_lines(FINAL_DECODER, path, data, [])  # open() reported bad lines
         found = [bar for bar in values if bar.open_ms == open_ms]
         return sorted(found, key=lambda bar: bar.rev)
 
@@ -527,7 +359,7 @@ class JsonlStore:
             return None  # known absent without reading the day
         return self._day(symbol, tf, day).by_open.get(open_ms)
 
-    def _day(self, symbol: str, tf: Timeframe, day: int) -> _Series:
+    def _day(self, symbol: str, tf: Timeframe, day: int) -> DaySeries:
         """The bars of one indexed day file, from the cache or read from disk into it."""
         key = (symbol, tf, day)
         series = self._cache.get(key)
@@ -538,9 +370,9 @@ class JsonlStore:
             data = path.read_bytes()
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
-        series = _Series()
+        series = DaySeries()
         with rules.bulk(rules.BULK_MIN):  # open() reported what these checks skip
-            series.by_open = _good_bars(path, data, symbol, tf, day, [], set())
+            series.by_open = good_bars(path, data, symbol, tf, day, [], set())
         series.order = sorted(series.by_open)
         self._cache.put(key, series)
         return series
@@ -548,7 +380,7 @@ class JsonlStore:
     def _day_path(self, symbol: str, tf: Timeframe, day: int) -> Path:
         name = self._day_names.get(day)
         if name is None:
-            name = self._day_names[day] = f"{dt.date.fromordinal(_EPOCH_ORDINAL + day)}.jsonl"
+            name = self._day_names[day] = f"{dt.date.fromordinal(EPOCH_ORDINAL + day)}.jsonl"
         return self.root / symbol / tf.value / name
 
     def _load_all(self, torn: list[str], corrupt: list[str]) -> int:
@@ -564,7 +396,7 @@ class JsonlStore:
                 if tf is not None:
                     files += self._load_series(tf_dir, symbol, tf, torn, corrupt, unsure_days)
             for day in sorted(unsure_days):
-                self._fetched[symbol] = _without(
+                self._fetched[symbol] = without(
                     self._fetched.get(symbol, []), day * DAY_MS, (day + 1) * DAY_MS
                 )
         return files
@@ -580,26 +412,24 @@ class JsonlStore:
     ) -> int:
         """Check every line of every day file of one series; keep only the index of each. Bad
         lines go to `corrupt`, the 1m days they hit to `unsure_days`."""
-        index = self._index.setdefault((symbol, tf), _SeriesIndex())
+        index = self._index.setdefault((symbol, tf), SeriesIndex())
         paths = sorted(tf_dir.glob("*.jsonl"))
         for path in paths:
-            day = _day_of(path)
+            day = day_of(path)
             if day is None:
                 corrupt.append(f"{path}: not a day file name (YYYY-MM-DD.jsonl); not read")
                 continue
-            data = _read_repaired(path, torn)
-            latest = _good_bars(path, data, symbol, tf, day, corrupt, unsure_days)
+            data = read_repaired(path, torn)
+            latest = good_bars(path, data, symbol, tf, day, corrupt, unsure_days)
             if latest:  # an empty file (a crash before its first line) holds nothing
-                index.add(day, _DayInfo(len(latest), min(latest), max(latest)))
+                index.add(day, DayInfo(len(latest), min(latest), max(latest)))
         return len(paths)
 
     def _load_fetched(self, path: Path, symbol: str, torn: list[str], corrupt: list[str]) -> int:
         if not path.exists():
             return 0
         before = len(corrupt)
-        numbers, decoded = _decode_lines(
-            _FETCHED_DECODER, path, _read_repaired(path, torn), corrupt
-        )
+        numbers, decoded = decode_lines(FETCHED_DECODER, path, read_repaired(path, torn), corrupt)
         lines = []
         for line_number, line in zip(numbers, decoded, strict=True):
             try:
@@ -613,133 +443,5 @@ class JsonlStore:
         self._fetched[symbol] = merged
         # Compacting would erase a corrupt line's evidence: only a clean file is rewritten.
         if len(lines) > 2 * len(merged) + 64 and len(corrupt) == before:
-            _rewrite(path, json_codec.encode_lines([FetchedLine(a, b) for a, b in merged]))
+            rewrite(path, json_codec.encode_lines([FetchedLine(a, b) for a, b in merged]))
         return 1
-
-
-def _day_of(path: Path) -> int | None:
-    """The UTC day index a day file is named after; None for a foreign name."""
-    try:
-        day = dt.date.fromisoformat(path.stem)
-    except ValueError:
-        return None
-    if path.name != f"{day.isoformat()}.jsonl":
-        return None
-    return day.toordinal() - _EPOCH_ORDINAL
-
-
-def _without(intervals: list[rules.Interval], start: int, end: int) -> list[rules.Interval]:
-    """`intervals` (merged, ascending) minus `[start, end)`."""
-    out: list[rules.Interval] = []
-    for low, high in intervals:
-        if high <= start or low >= end:
-            out.append((low, high))
-            continue
-        if low < start:
-            out.append((low, start))
-        if high > end:
-            out.append((end, high))
-    return out
-
-
-def _good_bars(
-    path: Path,
-    data: bytes,
-    symbol: str,
-    tf: Timeframe,
-    day: int,
-    corrupt: list[str],
-    unsure_days: set[int],
-) -> dict[int, StoredFinal]:
-    """The latest readable revision of each key of one day file. A line that breaks the
-    contract, its file or the rev sequence is skipped and reported in `corrupt` (its 1m day in
-    `unsure_days`); a revision whose predecessor is lost is kept, and the gap reported."""
-    before = len(corrupt)
-    numbers, values = _decode_lines(_FINAL_DECODER, path, data, corrupt)
-    latest: dict[int, StoredFinal] = {}
-    for line_number, bar in zip(numbers, values, strict=True):
-        problem = rules.final_problem(bar)
-        if problem is None and (bar.symbol != symbol or bar.tf is not tf):
-            problem = f"a {bar.symbol} {bar.tf} bar in the {symbol}/{tf} folder"
-        if problem is None and bar.open_ms // DAY_MS != day:
-            problem = f"open_ms {bar.open_ms} is not on this file's UTC day"
-        if problem is None:
-            previous = latest.get(bar.open_ms)
-            expected = 0 if previous is None else previous.rev + 1
-            if bar.rev < expected:
-                problem = f"rev {bar.rev} of open_ms {bar.open_ms}, expected {expected}"
-            elif bar.rev > expected:  # kept: the newest word on its key
-                corrupt.append(
-                    f"{path}:{line_number}: rev {bar.rev} of open_ms {bar.open_ms} "
-                    f"kept, but rev {expected} before it is missing"
-                )
-        if problem is not None:
-            corrupt.append(f"{path}:{line_number}: {problem}")
-            if tf is Timeframe.M1:
-                unsure_days.add(bar.open_ms // DAY_MS)
-            continue
-        latest[bar.open_ms] = bar
-    if tf is Timeframe.M1 and len(corrupt) > before:
-        unsure_days.add(day)
-    return latest
-
-
-def _read_repaired(path: Path, torn: list[str]) -> bytes:
-    """The file's bytes after cutting a torn last line (a crash mid-write), which is reported."""
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return data
-    keep = data.rfind(b"\n") + 1
-    with path.open("r+b") as handle:
-        handle.truncate(keep)
-        os.fsync(handle.fileno())
-    torn.append(f"{path}: dropped {len(data) - keep} bytes")
-    return data[:keep]
-
-
-def _decode_lines(
-    decoder: msgspec.json.Decoder[T], path: Path, data: bytes, corrupt: list[str]
-) -> tuple[Sequence[int], list[T]]:
-    """(line numbers, values) of every readable line; each unreadable one is reported in
-    `corrupt` as "path:LINE: reason" and skipped."""
-    try:
-        values = decoder.decode_lines(data)
-    except _DECODE_ERRORS:
-        values = None
-    # decode_lines skips blank lines; a count mismatch means one is there, and it is corrupt.
-    if values is not None and len(values) == data.count(b"\n"):
-        return range(1, len(values) + 1), values
-    numbers: list[int] = []
-    good: list[T] = []
-    bad = 0
-    for line_number, line in enumerate(data.split(b"\n")[:-1], start=1):
-        problem = "empty line" if not line.strip() else None
-        if problem is None:
-            try:
-                good.append(decoder.decode(line))
-            except _DECODE_ERRORS as exc:
-                problem = str(exc)
-            else:
-                numbers.append(line_number)
-                continue
-        bad += 1
-        if bad <= MAX_REPORTED_LINES:
-            corrupt.append(f"{path}:{line_number}: {problem}")
-    if bad > MAX_REPORTED_LINES:
-        corrupt.append(f"{path}: {bad - MAX_REPORTED_LINES} more unreadable lines not listed")
-    return numbers, good
-
-
-def _rewrite(path: Path, data: bytes) -> None:
-    """Replace a file atomically: temp file, fsync, rename, fsync the directory."""
-    temp = path.with_name(path.name + ".tmp")
-    with temp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
