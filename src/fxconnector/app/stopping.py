@@ -106,9 +106,11 @@ async def shutdown(
     await asyncio.gather(*loops, return_exceptions=True)
     step("publishers_stopped")
     # A stop in the middle of an advance leaves buckets marked but not derived: derive them now
-    # so a clean stop leaves a complete store (a crash is covered by the start-up recovery).
-    surface.finals(pipeline.derived.run(parts.clock.now_ms()))
+    # so a clean stop leaves a complete store (a crash is covered by the start-up recovery);
+    # published once durable, like every final.
+    derived = pipeline.derived.run(parts.clock.now_ms())
     pipeline.flush()
+    surface.finals(derived)
     step("store_flushed")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(surface.drain(), timeout=SHUTDOWN_BUDGET_S / 3)
