@@ -4,8 +4,9 @@
 What a new user does: clone (with ../shared beside the clone), `make run` with the relative
 default workdir `var` on a free port. Then, in order, each step bounded:
 1. /api/health/ready answers 200 (the first `make run` also creates .venv);
-2. one final 1m bar arrives over /api/stream (SSE; the demo finalises a minute ~2 s after it
-   ends, so within ~150 s), and it keeps the contract (event_ts == close_ms, source history);
+2. one live final 1m bar (of a minute that opened after ready, not the catch-up) arrives over
+   /api/stream (SSE; the demo finalises a minute ~2 s after it ends, so within ~150 s); it
+   keeps the contract (event_ts == close_ms, source history);
 3. SIGINT to make's child (the connector): make exits 0 within 5 s;
 4. `make run` again on the same workdir, SIGINT to the whole process group as a terminal's
    Ctrl-C does: every process of it is gone within 5 s, with no traceback;
@@ -170,8 +171,9 @@ def _tail(path: Path, lines: int = 25) -> str:
         return f"(cannot read: {exc})"
 
 
-def one_final_1m(url: str) -> dict[str, object]:
-    """The first final 1m bar that arrives over /api/stream."""
+def one_final_1m(url: str, after_ms: int) -> dict[str, object]:
+    """The first final 1m bar over /api/stream of a minute opening at or after `after_ms`: a
+    live final of the fast path, not one of the startup catch-up."""
     deadline = time.monotonic() + FINAL_TIMEOUT_S
     request = urllib.request.Request(
         f"{url}/api/stream?tfs=1m", headers={"Accept": "text/event-stream"}
@@ -190,7 +192,8 @@ def one_final_1m(url: str) -> dict[str, object]:
             elif not line:
                 if event == "bar" and data:
                     bar = json.loads("\n".join(data))
-                    if bar["complete"] and bar["tf"] == "1m":
+                    live = isinstance(bar["open_ms"], int) and bar["open_ms"] >= after_ms
+                    if bar["complete"] and bar["tf"] == "1m" and live:
                         return dict(bar)
                 event, data = "", []
     raise SmokeFailed(f"no final 1m bar over /api/stream within {FINAL_TIMEOUT_S:g} s")
@@ -221,10 +224,11 @@ def smoke(source: Path, work: Path) -> None:
         say(f"make run HTTP=127.0.0.1:{first.url.rsplit(':', 1)[1]}: waiting for ready")
         say(f"ready after {first.wait_ready(READY_TIMEOUT_S):.0f} s")
         started = time.monotonic()
-        bar = one_final_1m(first.url)
+        now_ms = time.time_ns() // 1_000_000
+        bar = one_final_1m(first.url, now_ms - now_ms % MINUTE_MS)
         check_final(bar)
         say(
-            f"final {bar['symbol']} 1m open_ms={bar['open_ms']} over /api/stream after "
+            f"live final {bar['symbol']} 1m open_ms={bar['open_ms']} over /api/stream after "
             f"{time.monotonic() - started:.0f} s"
         )
         child = first.child()
