@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -14,21 +13,13 @@ from fxconnector.app import lifecycle
 from fxconnector.app.composition import build
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
-from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import ErrorEntry, SurfaceState
 from fxconnector.core.time_geom import MINUTE_MS
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.publish.redis_surface import RedisSurface
+from tests.sinks import RecordingSink
 
 START = 1_709_733_600_000  # Wednesday 2024-03-06 14:00 UTC
-
-
-class Sink:
-    def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        pass
-
-    def previews(self, events: Sequence[OhlcvEvent]) -> None:
-        pass
 
 
 class Surface:
@@ -47,7 +38,7 @@ def test_finals_that_stop_advancing_are_a_degraded_reason_and_a_metric(tmp_path:
     clock = ManualClock(START)
     parts = build(config, Secrets(), clock)
     parts.store.open()
-    pipeline = parts.make_pipeline(Sink(), {"EURUSD": START - 5 * MINUTE_MS})
+    pipeline = parts.make_pipeline(RecordingSink(), {"EURUSD": START - 5 * MINUTE_MS})
     asyncio.run(pipeline.advance(clock.now_ms()))  # the fast path is up to date
     surface = cast(RedisSurface, Surface())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -25,22 +25,12 @@ from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairC
 from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.sinks import RecordingSink
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z
 HOURS = 4
 TFS = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.H1)
 OUTAGES = [(T0 + 60 * MINUTE_MS, T0 + 75 * MINUTE_MS), (T0 + 200 * MINUTE_MS, T0 + 203 * MINUTE_MS)]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.finals_seen: list[OhlcvEvent] = []
-
-    def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        self.finals_seen.extend(events)
-
-    def previews(self, events: Sequence[OhlcvEvent]) -> None:
-        pass
 
 
 class Outages:
@@ -61,7 +51,7 @@ def command(text: str) -> Command:
     return checked.value
 
 
-LiveRun = tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore]
+LiveRun = tuple[CommandContext, Outages, RecordingSink, ManualClock, JsonlStore]
 
 
 @pytest.fixture
@@ -73,7 +63,7 @@ def live_run(tmp_path: Path, always_open: CalendarProfile) -> Iterator[LiveRun]:
     history = Outages(broker, list(OUTAGES))
     store = JsonlStore(tmp_path / "ssot")
     store.open()
-    sink = Sink()
+    sink = RecordingSink()
     pipeline = Pipeline(
         history=history,
         store=store,
@@ -105,7 +95,7 @@ def live_run(tmp_path: Path, always_open: CalendarProfile) -> Iterator[LiveRun]:
 
 
 def test_tail_guard_finds_exactly_the_outages_and_repairs_them(
-    live_run: tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore],
+    live_run: tuple[CommandContext, Outages, RecordingSink, ManualClock, JsonlStore],
 ) -> None:
     ctx, history, sink, clock, store = live_run
     now = clock.now_ms()
@@ -166,7 +156,7 @@ def test_tail_guard_finds_exactly_the_outages_and_repairs_them(
 
 
 def test_backfill_of_a_corrected_range_publishes_revisions(
-    live_run: tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore],
+    live_run: tuple[CommandContext, Outages, RecordingSink, ManualClock, JsonlStore],
 ) -> None:
     ctx, history, sink, clock, store = live_run
     now = clock.now_ms()
@@ -216,7 +206,7 @@ def test_backfill_of_a_corrected_range_publishes_revisions(
 
 
 def test_republish_and_rebuild(
-    live_run: tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore],
+    live_run: tuple[CommandContext, Outages, RecordingSink, ManualClock, JsonlStore],
 ) -> None:
     ctx, _, sink, clock, store = live_run
     now = clock.now_ms()
@@ -257,7 +247,7 @@ class _Records(logging.Handler):
 
 
 def test_every_command_is_logged_with_its_arguments_and_result(
-    live_run: tuple[CommandContext, Outages, Sink, ManualClock, JsonlStore],
+    live_run: tuple[CommandContext, Outages, RecordingSink, ManualClock, JsonlStore],
 ) -> None:
     ctx, _, _, clock, _ = live_run
     now = clock.now_ms()

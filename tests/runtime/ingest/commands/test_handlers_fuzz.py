@@ -32,7 +32,7 @@ from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.conftest import calendar_profile
-from tests.runtime.ingest.commands.test_handlers import Sink
+from tests.sinks import RecordingSink
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z
 NOW = T0 + 6 * 3_600_000
@@ -94,7 +94,7 @@ def _context(root: Path, start_ms: int) -> tuple[CommandContext, JsonlStore]:
     broker = SimBroker(TickGenerator(7, calendars, 30), ["EURUSD"], clock, BarSpec(), calendars)
     store = JsonlStore(root)
     store.open()
-    sink = Sink()
+    sink = RecordingSink()
     pipeline = Pipeline(
         history=broker.history_1m,
         store=store,

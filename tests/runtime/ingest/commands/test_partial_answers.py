@@ -9,7 +9,6 @@ stays missing, and the 1h bar waits for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
 from fxconnector.core.builders.derive import derive
@@ -25,20 +24,10 @@ from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairCaps, audit
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.sinks import RecordingSink
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z
 TFS = (Timeframe.M1, Timeframe.H1)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.log: list[OhlcvEvent] = []
-
-    def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        self.log.extend(events)
-
-    def previews(self, events: Sequence[OhlcvEvent]) -> None:
-        pass
 
 
 class Truncating:
@@ -61,14 +50,16 @@ class Truncating:
         return HistoryAnswer(bars)
 
 
-def setup(tmp_path: Path, profile: CalendarProfile) -> tuple[CommandContext, Truncating, Sink]:
+def setup(
+    tmp_path: Path, profile: CalendarProfile
+) -> tuple[CommandContext, Truncating, RecordingSink]:
     calendars = {"EURUSD": profile.default}
     clock = ManualClock(T0 + 3 * HOUR_MS)
     generator = TickGenerator(5, calendars, 30)
     history = Truncating(SimBroker(generator, ["EURUSD"], clock, BarSpec(), calendars))
     store = JsonlStore(tmp_path / "ssot")
     store.open()
-    sink = Sink()
+    sink = RecordingSink()
     pipeline = Pipeline(
         history=history,
         store=store,
@@ -110,7 +101,7 @@ def test_an_answer_that_ends_early_is_asked_again_from_where_it_ended(
     ]
     coverage = asyncio.run(audit(ctx, "EURUSD", T0, T0 + HOUR_MS))["coverage"]
     assert (coverage["final"], coverage["quiet"], coverage["missing"]) == (60, 0, 0)
-    [hour] = [e for e in sink.log if e.tf is Timeframe.H1]
+    [hour] = [e for e in sink.finals_seen if e.tf is Timeframe.H1]
     assert same(hour, derive(hour_of_truth(history), Timeframe.H1, ctx.calendars["EURUSD"])[0])
 
 
@@ -128,7 +119,7 @@ def test_minutes_the_broker_has_not_passed_stay_missing_and_the_hour_waits(
     coverage = before["coverage"]
     assert (coverage["final"], coverage["quiet"], coverage["missing"]) == (30, 0, 30)
     assert before["missing_ranges_ms"] == [(T0 + 30 * MINUTE_MS, T0 + HOUR_MS)]
-    assert not [e for e in sink.log if e.tf is Timeframe.H1]  # never half an hour as final
+    assert not [e for e in sink.finals_seen if e.tf is Timeframe.H1]  # never half an hour as final
     # The broker catches up; asking again completes the hour, now derived from 60 minutes.
     history.lag_until = None
     asyncio.run(
@@ -136,5 +127,5 @@ def test_minutes_the_broker_has_not_passed_stay_missing_and_the_hour_waits(
     )
     coverage = asyncio.run(audit(ctx, "EURUSD", T0, T0 + HOUR_MS))["coverage"]
     assert (coverage["final"], coverage["quiet"], coverage["missing"]) == (60, 0, 0)
-    [hour] = [e for e in sink.log if e.tf is Timeframe.H1]
+    [hour] = [e for e in sink.finals_seen if e.tf is Timeframe.H1]
     assert same(hour, derive(hour_of_truth(history), Timeframe.H1, ctx.calendars["EURUSD"])[0])

@@ -7,7 +7,7 @@ show how much work ran between two turns of the loop, whatever the machine's spe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from fxconnector.core.validation.validator import validate_command
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairCaps, execute
 from fxconnector.runtime.ingest.polling.pipeline import DERIVE_SLICE_MINUTES, Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.sinks import RecordingSink
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z, Monday
 DAYS = 6
@@ -43,17 +44,6 @@ class LoggingStore(JsonlStore):
             assert to_ms is not None
             self.log.append(("read", (to_ms - from_ms) // MINUTE_MS))
         return super().bars(symbol, tf, from_ms, to_ms)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.finals_seen: list[OhlcvEvent] = []
-
-    def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        self.finals_seen.extend(events)
-
-    def previews(self, events: Sequence[OhlcvEvent]) -> None:
-        pass
 
 
 async def _no_history(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
@@ -80,7 +70,7 @@ def _bar(open_ms: int) -> OhlcvEvent:
     )
 
 
-Setup = tuple[CommandContext, LoggingStore, Sink, list[tuple[str, int]]]
+Setup = tuple[CommandContext, LoggingStore, RecordingSink, list[tuple[str, int]]]
 
 
 @pytest.fixture
@@ -92,7 +82,7 @@ def setup(tmp_path: Path, always_open: CalendarProfile) -> Iterator[Setup]:
     store.mark_fetched("EURUSD", T0, T0 + DAYS * DAY_MS)
     store.flush()
     calendars = {"EURUSD": always_open.default}
-    sink = Sink()
+    sink = RecordingSink()
     pipeline = Pipeline(
         history=_no_history,
         store=store,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -46,6 +45,7 @@ from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairC
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.conftest import calendar_profile
+from tests.sinks import RecordingSink
 
 SYMBOLS = ("EURUSD", "GBPUSD")
 TFS = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.H1, Timeframe.H4, Timeframe.D1)
@@ -109,17 +109,6 @@ class FaultBroker:
         return HistoryAnswer(bars, rejected)
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.log: list[OhlcvEvent] = []
-
-    def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        self.log.extend(events)
-
-    def previews(self, events: Sequence[OhlcvEvent]) -> None:
-        pass
-
-
 def key(bar: OhlcvEvent) -> tuple[float, float, float, float, float, int]:
     return (bar.open, bar.high, bar.low, bar.close, float(bar.volume), bar.tick_count)
 
@@ -152,13 +141,13 @@ async def live_day(pipeline: Pipeline, generator: TickGenerator, clock: ManualCl
 
 def check_against_truth(
     store: JsonlStore,
-    sink: Sink,
+    sink: RecordingSink,
     truth: dict[str, dict[int, OhlcvEvent]],
     calendars: dict[str, TradingCalendar],
 ) -> dict[str, int]:
     """Assert the three invariants; return the missing-minute count per symbol."""
     missing: dict[str, int] = {}
-    published_1m = [e for e in sink.log if e.tf is Timeframe.M1]
+    published_1m = [e for e in sink.finals_seen if e.tf is Timeframe.M1]
     for event in published_1m:
         assert key(event) == key(truth[event.symbol][event.open_ms]), event
     for symbol in SYMBOLS:
@@ -181,7 +170,7 @@ def check_against_truth(
         assert quiet_with_candle.size == 0, [int(m) for m in quiet_with_candle[:5]]
         missing[symbol] = int(np.sum(states == MinuteState.MISSING))
         # Every derived final ever published equals the aggregation of the broker's candles.
-        for event in sink.log:
+        for event in sink.finals_seen:
             if event.symbol != symbol or event.tf is Timeframe.M1:
                 continue
             inside = [c for m, c in sorted(candles.items()) if event.open_ms <= m < event.close_ms]
@@ -200,7 +189,7 @@ def test_a_day_against_a_faulty_broker_gives_only_true_finals(tmp_path: Path, se
     broker = FaultBroker(sim, clock, seed)
     store = JsonlStore(tmp_path / "ssot")
     store.open()
-    sink = Sink()
+    sink = RecordingSink()
     pipeline = Pipeline(
         history=broker.history_1m,
         store=store,
@@ -238,7 +227,7 @@ def test_a_day_against_a_faulty_broker_gives_only_true_finals(tmp_path: Path, se
     assert max(stalled_at) < HISTORY_STALL[1] + 5 * MINUTE_MS
     missing = check_against_truth(store, sink, truth, calendars)
     # Finals were published during the day, HTF ones too.
-    assert {e.tf for e in sink.log} >= {Timeframe.M1, Timeframe.M5, Timeframe.H1}
+    assert {e.tf for e in sink.finals_seen} >= {Timeframe.M1, Timeframe.M5, Timeframe.H1}
 
     # Repair (faults off): everything missing is fetched and proven; the day completes.
     broker.enabled = False
@@ -255,8 +244,8 @@ def test_a_day_against_a_faulty_broker_gives_only_true_finals(tmp_path: Path, se
         )
     )
     assert sum(missing.values()) > 0, "the faults left nothing to repair"
-    finals_1m = sum(1 for e in sink.log if e.tf is Timeframe.M1)
-    finals_htf = sum(1 for e in sink.log if e.tf is not Timeframe.M1)
+    finals_1m = sum(1 for e in sink.finals_seen if e.tf is Timeframe.M1)
+    finals_htf = sum(1 for e in sink.finals_seen if e.tf is not Timeframe.M1)
     print(
         f"\nseed {seed}: injected {broker.injected}; history requests {stats.history_requests}, "
         f"failures {stats.history_failures}, refused {dict(stats.candles_refused)}; published "

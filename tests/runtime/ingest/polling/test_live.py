@@ -18,23 +18,12 @@ from fxconnector.runtime.ingest.polling.live import advance_loop, preview_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.store.port import AppendResult
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.sinks import RecordingSink
 
 T0 = 1_549_238_400_000  # 2019-02-04T00:00:00Z, Monday
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 #: Loop turns a condition may take to come true before the test gives up.
 TURNS = 10_000
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.closed_previews: list[OhlcvEvent] = []
-        self.finals_seen: list[OhlcvEvent] = []
-
-    def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        self.finals_seen.extend(events)
-
-    def previews(self, events: Sequence[OhlcvEvent]) -> None:
-        self.closed_previews.extend(events)
 
 
 class GatedHistory:
@@ -92,7 +81,7 @@ def test_previews_flow_while_a_history_call_is_pending(
     calendars = dict.fromkeys(SYMBOLS, always_open.default)
     clock = ManualClock(T0 + 10_000)
     history = GatedHistory()
-    sink = Sink()
+    sink = RecordingSink()
     store = JsonlStore(tmp_path / "ssot")
     store.open()
     pipeline = Pipeline(
@@ -176,7 +165,7 @@ class DurabilityStore(JsonlStore):
             self.durable |= covered
 
 
-class CheckingSink(Sink):
+class CheckingSink(RecordingSink):
     def __init__(self, store: DurabilityStore) -> None:
         super().__init__()
         self.store = store
