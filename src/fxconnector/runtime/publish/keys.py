@@ -1,19 +1,42 @@
 """Every Redis key name of the public surface, in one place (DESIGN §7).
 
-Layout under the namespace `NS` (config `surface.namespace`, default `fxconnector`):
+Layout under the namespace `NS` (config `surface.namespace`, default `fxconnector`). Two layouts
+share one set of names; `cluster` (config `surface.cluster`) only changes how a symbol is
+spelled inside a key: `{SYMBOL}` (a Redis Cluster hash tag, so every key of one symbol lives in
+one slot and the atomic event+snapshot write is a single-slot script) instead of `SYMBOL`.
 
-- `NS:ohlcv:events` STREAM, trimmed with `MAXLEN ~ surface.events_maxlen`. Each entry has one
-  field, `event`, holding the canonical `ohlcv_event_v1` JSON of a bar update (finals and
-  previews, every symbol and timeframe).
-- `NS:ohlcv:snap:{symbol}:{tf}` HASH with two fields, written atomically together with the
-  events they reflect (one Lua script): `bars`, a JSON array of the last N final bars of that
-  series (canonical `ohlcv_event_v1` objects, ascending open_ms, latest revision of each key),
-  and `cursor`, the id of the newest stream entry already reflected in `bars`. A consumer that
+Single node (the default, `cluster = false`):
+
+- `NS:ohlcv:events` STREAM of every symbol's bar updates. Each entry has one field, `event`,
+  holding the canonical `ohlcv_event_v1` JSON of a bar update (finals and previews).
+- `NS:ohlcv:snap:SYMBOL:TF` HASH with two fields, written atomically together with the events
+  they reflect (one Lua script): `bars`, a JSON array of the last N final bars of that series
+  (canonical `ohlcv_event_v1` objects, ascending open_ms, latest revision of each key), and
+  `cursor`, the id of the newest stream entry already reflected in `bars`. A consumer that
   reads the hash, then XREADs from `cursor`, sees every later update exactly once.
 - `NS:price_tik` HASH: symbol -> canonical `tick_v1` JSON of the last tick.
-- `NS:status` STRING: the live `status_v2` JSON, refreshed on a period, with an expiry of a few
-  periods so a dead connector's status disappears instead of going stale.
+
+Cluster (`cluster = true`): the same, per symbol, so nothing of one symbol crosses a slot:
+
+- `NS:ohlcv:events:{SYMBOL}` STREAM of that symbol's bar updates (the snapshot's cursor is an
+  id of this stream). Readers merge the per-symbol streams.
+- `NS:ohlcv:snap:{SYMBOL}:TF` HASH, as above.
+- `NS:tick:{SYMBOL}` STRING: canonical `tick_v1` JSON of the symbol's last tick.
+- `NS:lease:{SYMBOL}` STRING: the process id holding the symbol, with an expiry renewed while
+  the process runs (one writer per symbol across processes).
+
+Both layouts:
+
+- `NS:symbols` SET: every symbol some process of the namespace publishes (readers use it to
+  find the per-symbol keys; written once at start).
+- `NS:status` STRING: the live `status_v2` summary JSON of the namespace's (single) process,
+  refreshed on a period with an expiry of a few periods so a dead connector's status
+  disappears instead of going stale. `NS:status:proc:PROCESS` is the same per process when
+  several processes share a namespace (`PROCESS` = the status `process.id`).
+- `NS:status:sym:SYMBOL` (`{SYMBOL}` in cluster) STRING: that symbol's status detail.
 - `NS:status:snapshot` STRING: JSON `{"last_command": ..., "errors": [...]}` (bounded).
+
+Streams are trimmed by time (MINID, `surface.events_retention_s`), not by count.
 
 There is deliberately no command key or channel: nothing commands the connector through Redis.
 """
@@ -32,16 +55,26 @@ SNAPSHOT_CURSOR_FIELD: Final = "cursor"
 
 @dataclass(frozen=True, slots=True)
 class SurfaceKeys:
-    """Key names under one namespace."""
+    """Key names under one namespace, in the single-node or the cluster layout."""
 
     namespace: str = "fxconnector"
+    cluster: bool = False
+
+    def tag(self, symbol: str) -> str:
+        """How `symbol` is spelled inside a key: `{SYMBOL}` (hash tag) in the cluster layout."""
+        return f"{{{symbol}}}" if self.cluster else symbol
 
     @property
     def events(self) -> str:
+        """The single-node layout's one events stream."""
         return f"{self.namespace}:ohlcv:events"
 
+    def events_for(self, symbol: str) -> str:
+        """The stream holding `symbol`'s events: its own in the cluster layout."""
+        return f"{self.namespace}:ohlcv:events:{{{symbol}}}" if self.cluster else self.events
+
     def snapshot(self, symbol: str, tf: Timeframe) -> str:
-        return f"{self.namespace}:ohlcv:snap:{symbol}:{tf.value}"
+        return f"{self.namespace}:ohlcv:snap:{self.tag(symbol)}:{tf.value}"
 
     @property
     def snapshot_pattern(self) -> str:
@@ -50,11 +83,29 @@ class SurfaceKeys:
 
     @property
     def price_tik(self) -> str:
+        """The single-node layout's last-tick hash (symbol -> tick JSON)."""
         return f"{self.namespace}:price_tik"
+
+    def tick(self, symbol: str) -> str:
+        """The cluster layout's last-tick string of `symbol`."""
+        return f"{self.namespace}:tick:{{{symbol}}}"
+
+    def lease(self, symbol: str) -> str:
+        return f"{self.namespace}:lease:{{{symbol}}}"
+
+    @property
+    def symbols(self) -> str:
+        return f"{self.namespace}:symbols"
 
     @property
     def status(self) -> str:
         return f"{self.namespace}:status"
+
+    def status_process(self, process_id: str) -> str:
+        return f"{self.namespace}:status:proc:{process_id}"
+
+    def status_symbol(self, symbol: str) -> str:
+        return f"{self.namespace}:status:sym:{self.tag(symbol)}"
 
     @property
     def status_snapshot(self) -> str:
