@@ -42,7 +42,9 @@ SNAPSHOT_BARS: Final = 500  # the config default
 PREVIEW_SERIES: Final = 20
 PREVIEWS: Final = 50_000
 PREVIEW_BURST: Final = 100
-EVENTS_MAXLEN: Final = 100_000  # the config default
+EVENTS_RETENTION_S: Final = 300  # the config default
+#: The baseline's trim (the count the surface trimmed to before trimming by time).
+EVENTS_MAXLEN: Final = 100_000
 KEYS: Final = SurfaceKeys("bench")
 
 
@@ -96,7 +98,7 @@ def _surface(client: redis.asyncio.Redis, preview_interval_ms: int) -> RedisSurf
         client,
         KEYS,
         TailCache(SNAPSHOT_BARS),
-        events_maxlen=EVENTS_MAXLEN,
+        events_retention_s=EVENTS_RETENTION_S,
         snapshot_bars=SNAPSHOT_BARS,
         preview_interval_ms=preview_interval_ms,
         clock=SystemClock(),
