@@ -458,7 +458,7 @@ class RedisSurface:
             by_stream.setdefault(self._keys.events_for(event.symbol), []).append(encode(event))
         minid = self._minid()
         for stream, encoded in by_stream.items():
-            pipe.evalsha(PREVIEWS_SHA, 1, stream, minid, *encoded)
+            pipe.execute_command("EVALSHA", PREVIEWS_SHA, 1, stream, minid, *encoded)
 
     def _queue_ticks(self, pipe: SurfacePipeline, ticks: dict[str, Tick]) -> None:
         """One HSET of `price_tik`, or a SET of each symbol's tick key in the cluster layout."""
@@ -489,7 +489,9 @@ class RedisSurface:
     ) -> None:
         snapshot = self._encoder.snapshot(series, bars)  # first: events reuse its bytes
         encoded = [self._encoder.event(series, event) for event in events]
-        pipe.evalsha(
+        # Not `pipe.evalsha`: redis-py's cluster pipeline blocks that method (not the command).
+        pipe.execute_command(
+            "EVALSHA",
             FINALS_SHA,
             2,
             self._keys.events_for(series[0]),
