@@ -111,7 +111,8 @@ def test_every_key_of_a_symbol_is_in_its_slot_and_holds_only_that_symbol(
             assert await client.smembers(KEYS.symbols) == {s.encode() for s in SYMBOLS}
             keys: set[bytes] = set()
             for node in client.get_primaries():
-                keys |= set(await client.keys(f"{KEYS.namespace}:*", target_nodes=node))
+                found = await client.keys(f"{KEYS.namespace}:*", target_nodes=node)
+                keys |= {key for key in found if isinstance(key, bytes)}
             return keys
 
     keys = asyncio.run(scenario())
@@ -158,6 +159,7 @@ def test_a_master_restarted_empty_is_noticed_and_its_symbols_rebuilt(
                 snapshot = await client.hget(
                     KEYS.snapshot(symbol, Timeframe.M1), SNAPSHOT_BARS_FIELD
                 )
+                assert snapshot is not None
                 assert _BARS.decode(snapshot) == [make_bar(i, symbol=symbol) for i in range(10, 30)]
 
     asyncio.run(scenario())

@@ -45,34 +45,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final, TypeAlias
-
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline
+from typing import Final
 
 from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.model.status import ErrorEntry, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.leases import SymbolLeases
 from fxconnector.runtime.publish.redis_connect import SurfaceClient
 from fxconnector.runtime.publish.redis_errors import redis_errors, refused_credentials
-from fxconnector.runtime.publish.surface_lua import (
-    FINALS_LUA,
-    PREVIEWS_LUA,
-    Series,
-    SnapshotEncoder,
-)
+from fxconnector.runtime.publish.surface_lua import Series
+from fxconnector.runtime.publish.surface_writes import SCRIPTS, SurfacePipeline, SurfaceWrites
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.rules import to_stored
 
@@ -91,15 +82,6 @@ REBUILD_SERIES_PER_CALL: Final = 16
 
 Key = tuple[str, Timeframe, int]
 PublishedHook = Callable[[OhlcvEvent, float], None]
-SurfacePipeline: TypeAlias = Pipeline | ClusterPipeline
-
-
-def _sha(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-
-
-FINALS_SHA: Final = _sha(FINALS_LUA)
-PREVIEWS_SHA: Final = _sha(PREVIEWS_LUA)
 
 
 class RedisSurface:
@@ -128,7 +110,6 @@ class RedisSurface:
         self._redis = redis_client
         self._keys = keys
         self._tail = tail
-        self._retention_ms = events_retention_s * 1000
         self._symbols = tuple(symbols)
         self._leases = leases
         self._registered: set[str] = set()  # symbols already in NS:symbols
@@ -137,7 +118,7 @@ class RedisSurface:
         self._clock = clock
         self._on_published = on_published
         self._on_redis_error = on_redis_error
-        self._encoder = SnapshotEncoder()
+        self._writes = SurfaceWrites(keys, retention_ms=events_retention_s * 1000, clock=clock)
         self._finals: deque[tuple[OhlcvEvent, float]] = deque()
         self._previews: dict[Series, OhlcvEvent] = {}
         self._ticks: dict[str, Tick] = {}
@@ -346,9 +327,9 @@ class RedisSurface:
                 self._lose(await self._leases.ensure())
             with redis_errors("SCRIPT LOAD"):
                 # Every primary of a cluster: a restarted node has lost its script cache.
-                await self._redis.script_load(FINALS_LUA)
-                await self._redis.script_load(PREVIEWS_LUA)
-            self._encoder = SnapshotEncoder()
+                for script in SCRIPTS:
+                    await self._redis.script_load(script)
+            self._writes.reset()
             self._streams_written = set()
             self._registered = set()
             await self._register({s for s, _ in self._tail.series()} | set(self._symbols))
@@ -370,7 +351,7 @@ class RedisSurface:
                 bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
                 if not bars:
                     continue
-                self._call_script(pipe, series, bars, bars)
+                self._writes.finals(pipe, series, bars, bars)
                 written = True
                 for bar in bars:
                     covered[bar.key] = bar.rev
@@ -433,8 +414,8 @@ class RedisSurface:
             await self._register(symbols | set(ticks))
             async with self._redis.pipeline(transaction=False) as pipe:
                 self._queue_finals(pipe, batch)
-                self._queue_previews(pipe, previews)
-                self._queue_ticks(pipe, ticks)
+                self._writes.previews(pipe, previews)
+                self._writes.ticks(pipe, ticks)
                 with redis_errors("publish"):
                     await pipe.execute()
         except SurfaceUnavailable:
@@ -447,30 +428,6 @@ class RedisSurface:
             event, enqueued_s = self._finals.popleft()
             self._published(event, ack_s - enqueued_s)
 
-    def _minid(self) -> int:
-        """The oldest stream id time (ms) kept: now less the retention."""
-        return max(0, self._clock.now_ms() - self._retention_ms)
-
-    def _queue_previews(self, pipe: SurfacePipeline, previews: list[OhlcvEvent]) -> None:
-        """One script call per stream (the one stream, or a symbol's in the cluster layout)."""
-        by_stream: dict[str, list[bytes]] = {}
-        for event in previews:
-            by_stream.setdefault(self._keys.events_for(event.symbol), []).append(encode(event))
-        minid = self._minid()
-        for stream, encoded in by_stream.items():
-            pipe.execute_command("EVALSHA", PREVIEWS_SHA, 1, stream, minid, *encoded)
-
-    def _queue_ticks(self, pipe: SurfacePipeline, ticks: dict[str, Tick]) -> None:
-        """One HSET of `price_tik`, or a SET of each symbol's tick key in the cluster layout."""
-        if not ticks:
-            return
-        if self._keys.cluster:
-            for symbol, tick in ticks.items():
-                pipe.set(self._keys.tick(symbol), encode(tick))
-            return
-        fields = [x for symbol, tick in ticks.items() for x in (symbol, encode(tick))]
-        pipe.hset(self._keys.price_tik, items=fields)
-
     def _queue_finals(self, pipe: SurfacePipeline, batch: list[tuple[OhlcvEvent, float]]) -> None:
         """One script call per series, with the snapshot the tail holds now."""
         by_series: dict[Series, list[OhlcvEvent]] = {}
@@ -478,28 +435,7 @@ class RedisSurface:
             by_series.setdefault((event.symbol, event.tf), []).append(event)
         for series, events in by_series.items():
             bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
-            self._call_script(pipe, series, events, bars)
-
-    def _call_script(
-        self,
-        pipe: SurfacePipeline,
-        series: Series,
-        events: Sequence[OhlcvEvent],
-        bars: Sequence[OhlcvEvent],
-    ) -> None:
-        snapshot = self._encoder.snapshot(series, bars)  # first: events reuse its bytes
-        encoded = [self._encoder.event(series, event) for event in events]
-        # Not `pipe.evalsha`: redis-py's cluster pipeline blocks that method (not the command).
-        pipe.execute_command(
-            "EVALSHA",
-            FINALS_SHA,
-            2,
-            self._keys.events_for(series[0]),
-            self._keys.snapshot(*series),
-            self._minid(),
-            snapshot,
-            *encoded,
-        )
+            self._writes.finals(pipe, series, events, bars)
 
     def _take_previews(self) -> list[OhlcvEvent]:
         taken: list[OhlcvEvent] = []
