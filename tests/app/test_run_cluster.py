@@ -14,7 +14,6 @@ from typing import Final
 
 import msgspec
 import pytest
-import redis
 
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
@@ -26,6 +25,7 @@ from fxconnector.runtime.publish.keys import (
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.connector import Connector
 from tests.redis_cluster import RedisClusterNodes
+from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -125,10 +125,10 @@ def test_two_processes_share_a_cluster_and_a_master_outage_loses_nothing(
                         for _, fields in client.xrange(KEYS.events_for(symbol))
                     ]
                     assert {e.symbol for e in events} == {symbol}
-                    published = {e.key + (e.rev,) for e in events if e.complete}
+                    published = {(*e.key, e.rev) for e in events if e.complete}
                     for tf in Timeframe:
                         stored = [b.event() for b in store.bars(symbol, tf, 0, 2**62)]
-                        missing = [b for b in stored if b.key + (b.rev,) not in published]
+                        missing = [b for b in stored if (*b.key, b.rev) not in published]
                         assert not missing, (name, symbol, tf, missing[:3])
                         if not stored:
                             continue
@@ -137,3 +137,23 @@ def test_two_processes_share_a_cluster_and_a_master_outage_loses_nothing(
                         assert _BARS.decode(raw) == stored[-500:], (name, symbol, tf)
             finally:
                 store.close()
+
+
+def test_on_one_redis_server_a_symbol_held_by_another_process_is_refused_too(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    first = Connector(
+        tmp_path / "p1", "--redis-url", redis_server.url, "--set", 'broker.symbols=["EURUSD"]'
+    )
+    with running(first):
+        first.wait_ready()
+        other = Connector(
+            tmp_path / "p2", "--redis-url", redis_server.url, "--set", 'broker.symbols=["EURUSD"]'
+        )
+        code, lines = other.wait_exit()
+        assert code == 2, lines
+        assert "symbol EURUSD is published by another connector process" in "\n".join(lines)
+        assert first.stop() == 0
+    # A clean stop released the lease: the symbol can be taken at once.
+    with redis_server.client() as client:
+        assert client.get(SurfaceKeys().lease("EURUSD")) is None

@@ -149,10 +149,12 @@ async def run(
             embedded.start()
             url = embedded.url
         redis = connect_surface(url, parts.secrets, cluster=config.surface.cluster)
-        # One writer per symbol in the namespace: refused (SymbolLeased) when another holds one.
-        leases = await take_leases(
-            redis, parts.keys, parts.workdir, config.broker.symbols, parts.clock
-        )
+        # One writer per symbol in a shared namespace: refused (SymbolLeased) when another
+        # process holds one. The embedded Redis is this process's alone: no leases there.
+        if embedded is None:
+            leases = await take_leases(
+                redis, parts.keys, parts.workdir, config.broker.symbols, parts.clock
+            )
         surface = RedisSurface(
             redis,
             parts.keys,
