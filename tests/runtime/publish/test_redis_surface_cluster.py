@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from fxconnector.config.secrets import Secrets
+from fxconnector.core.errors import ConfigError
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import SurfaceState
 from fxconnector.core.time_geom import Timeframe
@@ -170,3 +171,11 @@ def test_a_master_restarted_empty_is_noticed_and_its_symbols_rebuilt(
         asyncio.run(scenario())
     finally:
         gc.collect()
+
+
+def test_a_cluster_url_follows_the_single_node_rules_without_echoing_a_secret() -> None:
+    with pytest.raises(ConfigError, match="secrets file") as refused:
+        connect_cluster("redis://:hunter2@127.0.0.1:7000", Secrets())
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(ConfigError, match="must start with"):
+        connect_cluster("http://127.0.0.1:7000", Secrets())
