@@ -3,13 +3,14 @@
 Order of start: open the store (the same recovery path as after a crash), rebuild the tail
 cache, connect Redis (starting the embedded server when no URL is configured; a Redis Cluster
 with `surface.cluster`), take the leases of the configured symbols (an external Redis only: a
-symbol another process holds is refused, exit 2), rebuild the surface from the SSOT, mark the derived buckets the store says are still to derive (crash-only:
-that set is never only in memory), connect the broker, catch the pipeline up from the newest
-stored final (through the broker's history), then serve HTTP and start the scheduled repair.
+symbol another process holds is refused, exit 2), rebuild the surface from the SSOT, mark the
+derived buckets the store says are still to derive (crash-only: that set is never only in
+memory), connect the broker, catch the pipeline up from the newest stored final (through the
+broker's history), then serve HTTP and start the scheduled repair.
 Order of stop (SIGINT/SIGTERM): stop accepting HTTP connections, end the push streams cleanly
 (SSE end, WebSocket close 1001) while Redis is still up, stop HTTP, then the publishers (broker
-intake, loops), flush and fsync the store, drain the surface, release the leases, close Redis, stop the embedded
-server, release the store lock. Nothing waits on a client's timeout.
+intake, loops), flush and fsync the store, drain the surface, release the leases, close Redis,
+stop the embedded server, release the store lock. Nothing waits on a client's timeout.
 Exit: 0 after a stop request; a task that fails or ends on its own stops the process the same
 way, then its error is raised (`fxconnector run` turns it into one line and exit code 1).
 """
