@@ -14,13 +14,9 @@ Rules:
   events stream), then ticks (one HSET, or a SET per symbol in the cluster layout); all of one
   cycle in one pipelined round trip (per cluster node: redis-py's cluster pipeline groups the
   commands by node, and every command or script touches one symbol's slot only).
-- Layouts (keys.py): single node, one events stream; cluster (`SurfaceKeys.cluster`), a stream
-  per symbol and every key of a symbol in its slot. The code paths are the same; only the key
-  of a symbol's stream and the tick write differ.
-- Streams are trimmed by time: every script call trims its stream to `MINID ~ (clock now -
-  events_retention_s)` (surface_lua.py), whatever the event rate or the number of symbols.
-- `NS:symbols` lists the symbols this process publishes (SADD at every rebuild, and when a
-  symbol is first published), for readers of the per-symbol keys.
+- Both layouts (keys.py) take the same paths; what differs (a symbol's stream key, the tick
+  write) is in surface_writes.py. Streams are trimmed by time (`MINID ~ now - retention`).
+- `NS:symbols` gets this process's symbols (SADD at every rebuild and on a first publish).
 - Leases (leases.py, when given): taken or extended at every rebuild and every third of their
   TTL; a symbol lost to another process is no longer published (its queued and later events are
   dropped and counted in `unpublished`, never silently: one `lease.lost` entry in `errors`).
@@ -397,11 +393,9 @@ class RedisSurface:
                 for stream in streams:
                     pipe.exists(stream)
                 found = await pipe.execute()
-        gone = [stream for stream, exists in zip(streams, found, strict=True) if not exists]
-        if gone:
-            raise SurfaceUnavailable(
-                f"redis lost the events stream {gone[0]} (restarted or flushed)"
-            )
+        for stream, exists in zip(streams, found, strict=True):
+            if not exists:
+                raise SurfaceUnavailable(f"redis lost the stream {stream} (restarted or flushed)")
 
     async def _flush(self) -> None:
         batch = list(self._finals)
