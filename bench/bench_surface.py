@@ -6,24 +6,34 @@ the events with the canonical codec inside the timed part.
 - finals: `RedisSurface.finals()` in batches of one series, published through the Lua script
   (XADD each event + the snapshot's bars and cursor, atomically), until drained; vs pipelined
   XADD of the same events, one round trip per batch, no snapshot.
+- finals, same atomic work: the surface vs redis-py calling the same finals script per batch
+  (EVALSHA: XADD the batch + the snapshot's bars and cursor, snapshot encoded in full).
 - previews: `RedisSurface.previews()` in bursts over many series, coalesced to the latest per
   series (`preview_interval_ms = 0`: every cycle publishes what accumulated during the last
   round trip), until drained; vs pipelined XADD of every preview.
+- preview cycle CPU: the client process's CPU time (`time.process_time`) to publish one cycle
+  of previews of PREVIEW_SYMBOLS symbols x 7 timeframes (what the connector does every 250 ms),
+  through the surface vs the pre-cluster way (one pipelined `XADD ... MAXLEN ~` per preview),
+  A/B interleaved, repeated; the figure is ms of CPU per symbol per second at 4 cycles/s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import redis.asyncio
 
 from bench.runner import Row, best_of
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.model.bar import OhlcvEvent, Source
+from fxconnector.core.model.status import SurfaceState
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.clock import SystemClock
@@ -31,6 +41,7 @@ from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
 from fxconnector.runtime.publish.redis_connect import connect_redis
 from fxconnector.runtime.publish.redis_surface import RedisSurface
+from fxconnector.runtime.publish.surface_lua import FINALS_LUA
 from fxconnector.runtime.store.cache_tail import TailCache
 
 #: 2019-02-04T00:00:00Z.
@@ -42,8 +53,14 @@ SNAPSHOT_BARS: Final = 500  # the config default
 PREVIEW_SERIES: Final = 20
 PREVIEWS: Final = 50_000
 PREVIEW_BURST: Final = 100
-EVENTS_MAXLEN: Final = 100_000  # the config default
+EVENTS_RETENTION_S: Final = 300  # the config default
+#: The baseline's trim (the count the surface trimmed to before trimming by time).
+EVENTS_MAXLEN: Final = 100_000
 KEYS: Final = SurfaceKeys("bench")
+PREVIEW_SYMBOLS: Final = 50
+PREVIEW_CYCLES: Final = 100
+CPU_REPEATS: Final = 7
+TFS: Final = tuple(Timeframe)[:7]
 
 
 def run() -> list[Row]:
@@ -55,8 +72,10 @@ def run() -> list[Row]:
         url = server.url
         surface_finals = best_of(lambda: _session(url, lambda c: _surface_finals(c, batches)), 3)
         raw_finals = best_of(lambda: _session(url, lambda c: _raw_xadd(c, batches)), 3)
+        script_finals = best_of(lambda: _session(url, lambda c: _raw_script(c, batches)), 3)
         surface_previews = best_of(lambda: _session(url, lambda c: _surface_previews(c, bursts)), 3)
         raw_previews = best_of(lambda: _session(url, lambda c: _raw_xadd(c, bursts)), 3)
+        cpu_surface, cpu_raw = _preview_cpu(url)
     return [
         Row(
             f"surface finals, Lua + snapshot, {FINALS_BATCH}/batch",
@@ -65,6 +84,22 @@ def run() -> list[Row]:
             surface_finals,
             "redis-py pipelined XADD",
             raw_finals,
+        ),
+        Row(
+            f"surface finals, Lua + snapshot, {FINALS_BATCH}/batch",
+            len(finals),
+            "events",
+            surface_finals,
+            "redis-py EVALSHA, same script+snapshot",
+            script_finals,
+        ),
+        Row(
+            f"preview cycle CPU, {PREVIEW_SYMBOLS} symbols x {len(TFS)} tf",
+            PREVIEW_SYMBOLS * PREVIEW_CYCLES,
+            "symbol-cycles/CPU",
+            cpu_surface,
+            "pipelined XADD MAXLEN~ per preview",
+            cpu_raw,
         ),
         Row(
             f"surface previews, coalesced, {PREVIEW_SERIES} series",
@@ -96,7 +131,7 @@ def _surface(client: redis.asyncio.Redis, preview_interval_ms: int) -> RedisSurf
         client,
         KEYS,
         TailCache(SNAPSHOT_BARS),
-        events_maxlen=EVENTS_MAXLEN,
+        events_retention_s=EVENTS_RETENTION_S,
         snapshot_bars=SNAPSHOT_BARS,
         preview_interval_ms=preview_interval_ms,
         clock=SystemClock(),
@@ -125,6 +160,84 @@ async def _surface_previews(client: redis.asyncio.Redis, bursts: list[list[Ohlcv
     await surface.stop()
     await task
     assert surface.published_previews >= PREVIEW_SERIES
+
+
+async def _raw_script(client: redis.asyncio.Redis, batches: list[list[OhlcvEvent]]) -> None:
+    """The finals script called directly: the same atomic work, no queue, no encoder cache."""
+    sha = await client.script_load(FINALS_LUA)
+    windows: dict[tuple[str, Timeframe], list[OhlcvEvent]] = {}
+    for batch in batches:
+        series = (batch[0].symbol, batch[0].tf)
+        window = (windows.get(series, []) + batch)[-SNAPSHOT_BARS:]
+        windows[series] = window
+        snapshot = b"[" + b",".join(encode(bar) for bar in window) + b"]"
+        await client.evalsha(
+            sha,
+            2,
+            KEYS.events_for(series[0]),
+            KEYS.snapshot(*series),
+            0,
+            snapshot,
+            *(encode(event) for event in batch),
+        )
+
+
+def _preview_cycles() -> list[list[OhlcvEvent]]:
+    return [
+        [
+            msgspec.structs.replace(_bar(f"SYM{s}", 0, final=False, step=cycle), tf=tf)
+            for s in range(PREVIEW_SYMBOLS)
+            for tf in TFS
+        ]
+        for cycle in range(PREVIEW_CYCLES)
+    ]
+
+
+def _preview_cpu(url: str) -> tuple[float, float]:
+    """Median CPU seconds of PREVIEW_CYCLES cycles, surface and baseline interleaved; the
+    min-max of each is printed."""
+    cycles = _preview_cycles()
+    surface_cpu: list[float] = []
+    raw_cpu: list[float] = []
+
+    async def surface_side(client: redis.asyncio.Redis) -> None:
+        surface = _surface(client, preview_interval_ms=0)
+        task = asyncio.create_task(surface.run())
+        while surface.state is not SurfaceState.OK:  # noqa: ASYNC110 - state, not an event
+            await asyncio.sleep(0.001)  # the start's rebuild, untimed
+        start = time.process_time()
+        for cycle in cycles:
+            surface.previews(cycle)
+            await surface.drain()
+        surface_cpu.append(time.process_time() - start)
+        await surface.stop()
+        await task
+        assert surface.published_previews == len(cycles) * len(cycles[0])
+
+    async def raw_side(client: redis.asyncio.Redis) -> None:
+        start = time.process_time()
+        for cycle in cycles:
+            async with client.pipeline(transaction=False) as pipe:
+                for event in cycle:
+                    pipe.xadd(
+                        KEYS.events,
+                        {STREAM_FIELD: encode(event)},
+                        maxlen=EVENTS_MAXLEN,
+                        approximate=True,
+                    )
+                await pipe.execute()
+        raw_cpu.append(time.process_time() - start)
+
+    for _ in range(CPU_REPEATS):
+        _session(url, surface_side)
+        _session(url, raw_side)
+    per = 4 * 1000 / (PREVIEW_SYMBOLS * PREVIEW_CYCLES)  # ms CPU per symbol per second
+    for name, got in (("surface", surface_cpu), ("baseline", raw_cpu)):
+        print(
+            f"preview CPU {name}: {statistics.median(got) * per:.3f} ms/symbol/s "
+            f"(min {min(got) * per:.3f}, max {max(got) * per:.3f}, {CPU_REPEATS} runs)"
+        )
+    return statistics.median(surface_cpu), statistics.median(raw_cpu)
 
 
 async def _raw_xadd(client: redis.asyncio.Redis, batches: Sequence[list[OhlcvEvent]]) -> None:

@@ -59,7 +59,11 @@ def test_config_is_frozen() -> None:
         ("[bars]\ntimeframes = ['1m', '1m']\n", "twice"),
         ("[broker]\nsymbols = ['EURUSD', 'EURUSD']\n", "twice"),
         ("[broker]\nsymbols = ['eurusd']\n", "broker.symbols"),
-        ("[surface]\nevents_maxlen = 10\n", "surface.events_maxlen"),
+        ("[surface]\nevents_maxlen = 100000\n", "surface.events_maxlen is gone"),
+        ("[surface]\nevents_retention_s = 1\n", "surface.events_retention_s"),
+        ("[surface]\ncluster = true\n", "cluster = true needs surface.redis_url"),
+        ("[surface]\ncluster = true\nredis_url = 'unix:///r.sock'\n", "over TCP only"),
+        ("[surface]\ncluster = true\nredis_url = 'redis://h:7000/2'\n", "database 0 only"),
         ("[surface]\nredis_url = 'redis://:hunter2@localhost:6379/0'\n", "secrets file"),
         ("[surface]\nredis_url = 'http://localhost'\n", "redis://"),
         ("[surface]\nredis_url = 'redis://[::1'\n", "surface.redis_url is not a valid URL"),
@@ -106,7 +110,7 @@ path = "var/ssot"
 [surface]
 redis_url = ""
 namespace = "fxconnector"
-events_maxlen = 100000
+events_retention_s = 300
 preview_interval_ms = 250
 [http]
 bind = "127.0.0.1:8088"

@@ -29,7 +29,7 @@ from fxconnector.app.composition import build
 from fxconnector.app.lifecycle import run
 from fxconnector.config.loader import PROFILES, load_config
 from fxconnector.config.secrets import load_secrets
-from fxconnector.core.errors import ConfigError, FxConnectorError
+from fxconnector.core.errors import ConfigError, FxConnectorError, SymbolLeased
 from fxconnector.runtime.clock import SystemClock
 
 log = logging.getLogger("fxconnector.run")
@@ -39,11 +39,13 @@ EXIT_CODES: Final = """exit codes:
   0  stopped cleanly on SIGINT/SIGTERM (Ctrl-C)
   1  runtime failure after the config was accepted (the HTTP port is taken, the broker
      rejects the credentials, Redis or a child process fails, ...)
-  2  bad usage or config (flags, config file, secrets, workdir, Redis URL, bind host)
+  2  bad usage or config (flags, config file, secrets, workdir, Redis URL, bind host), or
+     a symbol of broker.symbols that another process of the namespace publishes
 A failure is one line on stderr that names what to fix; the JSON log lines before it say more.
 """
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -180,6 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
+    except SymbolLeased as exc:  # refused: the config overlaps another process's
+        sys.stderr.write(f"fxconnector run: error: {exc}\n")
+        return EXIT_USAGE
     except FxConnectorError as exc:  # a ConfigError too: after start it is a runtime failure
         return _failed(str(exc))
     except Exception as exc:  # a bug: the traceback goes to the log, one line to the operator

@@ -194,7 +194,7 @@ def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
         store=store,
         tail=TailCache(max(TAIL_WINDOW, config.surface.snapshot_bars)),
         broker=_broker(config, secrets, clock, spec, calendars),
-        keys=SurfaceKeys(config.surface.namespace),
+        keys=SurfaceKeys(config.surface.namespace, config.surface.cluster),
         status_builder=StatusBuilder(
             version=__version__,
             pid=os.getpid(),

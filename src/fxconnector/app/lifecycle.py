@@ -1,14 +1,16 @@
 """Start, run and stop one connector process (DESIGN §12: crash-only, graceful on signals).
 
 Order of start: open the store (the same recovery path as after a crash), rebuild the tail
-cache, connect Redis (starting the embedded server when no URL is configured), rebuild the
-surface from the SSOT, mark the derived buckets the store says are still to derive (crash-only:
-that set is never only in memory), connect the broker, catch the pipeline up from the newest
-stored final (through the broker's history), then serve HTTP and start the scheduled repair.
+cache, connect Redis (starting the embedded server when no URL is configured; a Redis Cluster
+with `surface.cluster`), take the leases of the configured symbols (an external Redis only: a
+symbol another process holds is refused, exit 2), rebuild the surface from the SSOT, mark the
+derived buckets the store says are still to derive (crash-only: that set is never only in
+memory), connect the broker, catch the pipeline up from the newest stored final (through the
+broker's history), then serve HTTP and start the scheduled repair.
 Order of stop (SIGINT/SIGTERM): stop accepting HTTP connections, end the push streams cleanly
 (SSE end, WebSocket close 1001) while Redis is still up, stop HTTP, then the publishers (broker
-intake, loops), flush and fsync the store, drain the surface, close Redis, stop the embedded
-server, release the store lock. Nothing waits on a client's timeout.
+intake, loops), flush and fsync the store, drain the surface, release the leases, close Redis,
+stop the embedded server, release the store lock. Nothing waits on a client's timeout.
 Exit: 0 after a stop request; a task that fails or ends on its own stops the process the same
 way, then its error is raised (`fxconnector run` turns it into one line and exit code 1).
 """
@@ -26,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import uvicorn
-from redis.asyncio import Redis
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
@@ -53,7 +54,8 @@ from fxconnector.runtime.ingest.polling.live import advance_loop, preview_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
-from fxconnector.runtime.publish.redis_connect import connect_redis
+from fxconnector.runtime.publish.leases import SymbolLeases, take_leases
+from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_surface
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from fxconnector.runtime.status.builder import Facts, encode_bounded
@@ -137,7 +139,8 @@ async def run(
     _report_corrupt_lines(parts, report.corrupt_lines)
     live = _Live(corrupt_lines=report.corrupt_lines)
     embedded: EmbeddedRedis | None = None
-    redis: Redis | None = None
+    redis: SurfaceClient | None = None
+    leases: SymbolLeases | None = None
     control: ControlServer | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -147,15 +150,23 @@ async def run(
             embedded = EmbeddedRedis(parts.workdir / "redis", take_over=True)
             embedded.start()
             url = embedded.url
-        redis = connect_redis(url, parts.secrets)
+        redis = connect_surface(url, parts.secrets, cluster=config.surface.cluster)
+        # One writer per symbol in a shared namespace: refused (SymbolLeased) when another
+        # process holds one. The embedded Redis is this process's alone: no leases there.
+        if embedded is None:
+            leases = await take_leases(
+                redis, parts.keys, parts.workdir, config.broker.symbols, parts.clock
+            )
         surface = RedisSurface(
             redis,
             parts.keys,
             parts.tail,
-            events_maxlen=config.surface.events_maxlen,
+            events_retention_s=config.surface.events_retention_s,
             snapshot_bars=config.surface.snapshot_bars,
             preview_interval_ms=config.surface.preview_interval_ms,
             clock=parts.clock,
+            symbols=config.broker.symbols,
+            leases=leases,
             on_published=lambda _event, seconds: parts.metrics.publish_latency.observe(seconds),
             on_redis_error=parts.metrics.redis_errors.inc,
         )
@@ -233,6 +244,8 @@ async def run(
         if control is not None:
             await control.close()  # removes the socket: no stale control.sock is left behind
         listener.close()
+        if leases is not None:
+            await leases.release_quietly()
         if redis is not None:
             await redis.aclose()
         if embedded is not None:

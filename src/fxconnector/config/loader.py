@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from fxconnector.config.redis_url import check_redis_url
+from fxconnector.config.redis_url import check_cluster_url, check_redis_url
 from fxconnector.config.schema import Config
 from fxconnector.core.errors import ConfigError
 
@@ -59,6 +59,7 @@ def load_config(
             "simulator (an always-open calendar, 6000 history requests a minute); leave "
             "--profile out (a real broker gets the fx profile) or give --profile fx"
         )
+    _removed_keys(mine, path)
     merged = _read_profile(profile)
     _merge(merged, mine, "")
     try:
@@ -150,6 +151,17 @@ def _explain(exc: msgspec.ValidationError, path: Path | None) -> str:
     return f"{where}: {text.replace('$.', '')}"
 
 
+def _removed_keys(settings: dict[str, Any], path: Path | None) -> None:
+    """A key an older version accepted: a ConfigError saying what replaced it."""
+    surface = settings.get("surface")
+    if isinstance(surface, dict) and "events_maxlen" in surface:
+        where = f"config file {path}" if path else "config"
+        raise ConfigError(
+            f"{where}: surface.events_maxlen is gone: the events stream is trimmed by time "
+            "now; remove it and set surface.events_retention_s (seconds, default 300) instead"
+        )
+
+
 def _check(config: Config) -> None:
     if "1m" not in config.bars.timeframes:
         raise ConfigError("config: bars.timeframes must include 1m (every final derives from it)")
@@ -161,3 +173,5 @@ def _check(config: Config) -> None:
         raise ConfigError("config: broker.symbols lists a symbol twice")
     if config.surface.redis_url:
         check_redis_url(config.surface.redis_url)
+    if config.surface.cluster:
+        check_cluster_url(config.surface.redis_url)

@@ -9,6 +9,7 @@ Rules:
   over keyword arguments, so a URL secret would silently override the secrets file and end up
   in config files and logs.
 - Messages name the scheme and host only, never the rest of the URL.
+- With `surface.cluster = true` the URL names any node of the cluster: TCP only, database 0.
 """
 
 from __future__ import annotations
@@ -60,6 +61,22 @@ def check_redis_url(url: str, setting: str = "surface.redis_url") -> None:
             f"{setting} {where}: unknown option {', '.join(map(repr, unknown))} "
             "(redis-py has no such connection option; remove it from the URL)"
         )
+
+
+def check_cluster_url(url: str, setting: str = "surface.redis_url") -> None:
+    """ConfigError unless `url` can name a node of a Redis Cluster (`surface.cluster = true`):
+    a TCP URL (redis:// or rediss://) of database 0; the embedded server is no cluster."""
+    if not url:
+        raise ConfigError(
+            "surface.cluster = true needs surface.redis_url naming a node of the cluster "
+            "(the embedded Redis is a single node); set it or leave surface.cluster false"
+        )
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        raise ConfigError(f"{setting} {describe(url)}: a Redis Cluster is reached over TCP only")
+    options = parse_url(url)
+    if options.get("db", 0):
+        raise ConfigError(f"{setting} {describe(url)}: a Redis Cluster has database 0 only")
 
 
 def describe(url: str) -> str:

@@ -51,8 +51,11 @@ class StoreConfig(_Section, frozen=True):
 
 class SurfaceConfig(_Section, frozen=True):
     redis_url: str = ""
+    #: Redis Cluster layout (`{SYMBOL}` hash tags, a stream per symbol); needs `redis_url`.
+    cluster: bool = False
     namespace: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")] = "fxconnector"
-    events_maxlen: Annotated[int, msgspec.Meta(ge=1_000, le=100_000_000)] = 100_000
+    #: The events stream(s) keep this much time (XADD/XTRIM MINID ~), whatever the event rate.
+    events_retention_s: Annotated[int, msgspec.Meta(ge=10, le=7 * 86_400)] = 300
     preview_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 250
     snapshot_bars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
 

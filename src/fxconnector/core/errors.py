@@ -8,6 +8,7 @@
     │   ├── StoreLocked        another process holds the writer lock
     │   └── StoreCorrupt       a stored line or row cannot be read back
     ├── CommandError           a command was refused (unknown, bad args, over budget)
+    ├── SymbolLeased           another process of the namespace publishes a configured symbol
     └── TransientIOError       retryable: the same call may succeed later
         ├── BrokerDisconnected the broker session or stream is gone
         └── SurfaceUnavailable Redis cannot be reached
@@ -47,6 +48,10 @@ class StoreCorrupt(StoreError):
 
 class CommandError(FxConnectorError):
     """A command was refused."""
+
+
+class SymbolLeased(FxConnectorError):
+    """Another connector process sharing the namespace holds a configured symbol's lease."""
 
 
 class TransientIOError(FxConnectorError):

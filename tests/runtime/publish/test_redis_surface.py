@@ -22,7 +22,7 @@ from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.model.status import SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.runtime.clock import SystemClock
+from fxconnector.runtime.clock import Clock, ManualClock, SystemClock
 from fxconnector.runtime.publish.keys import (
     SNAPSHOT_BARS_FIELD,
     SNAPSHOT_CURSOR_FIELD,
@@ -83,12 +83,13 @@ async def running(
     url: str,
     tail: TailCache | None = None,
     *,
-    events_maxlen: int = 100_000,
+    events_retention_s: int = 600,
     snapshot_bars: int = 50,
     preview_interval_ms: int = 20,
     on_redis_error: Callable[[], None] | None = None,
     on_published: Callable[[OhlcvEvent, float], None] | None = None,
     secrets: Secrets | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[tuple[RedisSurface, redis.asyncio.Redis]]:
     """A surface publishing to `url` with its run() task, stopped and closed afterwards."""
     client = connect_redis(url, secrets or Secrets())
@@ -96,10 +97,10 @@ async def running(
         client,
         KEYS,
         tail if tail is not None else TailCache(max(snapshot_bars, 100)),
-        events_maxlen=events_maxlen,
+        events_retention_s=events_retention_s,
         snapshot_bars=snapshot_bars,
         preview_interval_ms=preview_interval_ms,
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         on_published=on_published,
         on_redis_error=on_redis_error,
     )
@@ -213,20 +214,50 @@ def test_the_keyspace_is_exactly_the_documented_keys(redis_server: RedisServer) 
     assert not [key for key in keys if b"command" in key]
 
 
-def test_the_stream_is_bounded_by_maxlen(redis_server: RedisServer) -> None:
-    maxlen = 1000
+def test_the_stream_keeps_its_retention_by_time_not_a_count(redis_server: RedisServer) -> None:
+    """Entries older than the retention are trimmed (MINID ~), every newer one is kept however
+    many there are, and a clock far ahead of Redis's never trims the newest entry."""
+    retention_s, old, fresh = 60, 1_000, 5_000
 
-    async def scenario() -> int:
-        async with running(redis_server.url, events_maxlen=maxlen) as (surface, client):
-            for start in range(0, 5 * maxlen, 250):
+    async def scenario() -> None:
+        async with redis.asyncio.Redis.from_url(redis_server.url) as setup:
+            seconds, micros = await setup.time()
+            redis_now_ms = seconds * 1000 + micros // 1000
+            for i in range(old):  # written long ago (ids are times): past the retention
+                await setup.xadd(
+                    KEYS.events,
+                    {STREAM_FIELD: b"{}"},
+                    id=f"{redis_now_ms - 2 * retention_s * 1000}-{i + 1}",
+                )
+        clock = ManualClock(redis_now_ms)
+        async with running(redis_server.url, events_retention_s=retention_s, clock=clock) as (
+            surface,
+            client,
+        ):
+            for start in range(0, fresh, 250):
                 surface.finals([make_bar(i) for i in range(start, start + 250)])
                 await asyncio.sleep(0)
             await settled(surface)
-            assert surface.published_finals == 5 * maxlen
-            return int(await client.xlen(KEYS.events))
+            assert surface.published_finals == fresh
+            ids = [parse_id(entry_id) for entry_id, _ in entries(await client.xrange(KEYS.events))]
+            kept_old = [i for i in ids if i[0] < redis_now_ms - retention_s * 1000]
+            assert len(ids) - len(kept_old) >= fresh  # no count bound on what is recent
+            assert len(kept_old) < 100  # approximate: at most one stream node of old entries
+            # The connector's clock far ahead of Redis's: the newest entry and the snapshot's
+            # cursor survive the trim.
+            clock.advance(10 * retention_s * 1000)
+            surface.finals([make_bar(fresh)])
+            await settled(surface)
+            cursor = await client.hget(KEYS.snapshot("EURUSD", Timeframe.M1), SNAPSHOT_CURSOR_FIELD)
+            assert cursor is not None
+            assert len(entries(await client.xrange(KEYS.events, min=cursor, max=cursor))) == 1
 
-    length = asyncio.run(scenario())
-    assert maxlen <= length < 2 * maxlen
+    asyncio.run(scenario())
+
+
+def parse_id(entry_id: bytes) -> tuple[int, int]:
+    ms, seq = entry_id.split(b"-")
+    return int(ms), int(seq)
 
 
 # -- consistency ---------------------------------------------------------------------------
@@ -493,7 +524,7 @@ def test_a_bug_is_not_mistaken_for_a_redis_error(redis_server: RedisServer) -> N
             client,
             KEYS,
             TailCache(10),
-            events_maxlen=1000,
+            events_retention_s=600,
             snapshot_bars=10,
             preview_interval_ms=20,
             clock=SystemClock(),

@@ -113,4 +113,4 @@ class SurfaceKeys:
 
     def all_fixed(self) -> tuple[str, ...]:
         """The keys that do not depend on a series."""
-        return (self.events, self.price_tik, self.status, self.status_snapshot)
+        return (self.events, self.price_tik, self.symbols, self.status, self.status_snapshot)

@@ -1,4 +1,5 @@
-"""One way to open a Redis client for the public surface: URL + secrets -> `redis.asyncio.Redis`.
+"""One way to open a Redis client for the public surface: URL + secrets -> `redis.asyncio.Redis`,
+or `redis.asyncio.cluster.RedisCluster` with `surface.cluster = true` (the URL names any node).
 
 Rules:
 - URL schemes `redis://`, `rediss://` (TLS) and `unix://`. Query options (`ssl_ca_certs`,
@@ -12,18 +13,23 @@ Rules:
 - Bounded: connect timeout 2 s, socket timeout 5 s, a health-check PING on connections idle
   longer than 15 s, and no redis-py retry loop: the surface owns backoff, and a failed call
   must surface at once so a Redis restart is noticed (and the surface rebuilt).
-- Nothing connects here: the client connects on its first command.
+- Nothing connects here: the client connects on its first command (a cluster client learns
+  the cluster's nodes and slots then, from the node the URL names).
+- Cluster: the same rules (secrets, timeouts, no retry loop: a failed node or a CLUSTERDOWN
+  surfaces at once); redis-py follows MOVED/ASK redirections itself.
 
 This module must not know key names or what is published.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeAlias
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 
 from fxconnector.config.redis_url import check_redis_url, describe
 from fxconnector.config.secrets import Secrets
@@ -32,6 +38,33 @@ from fxconnector.core.errors import ConfigError
 CONNECT_TIMEOUT_S: Final = 2.0
 SOCKET_TIMEOUT_S: Final = 5.0
 HEALTH_CHECK_INTERVAL_S: Final = 15
+
+#: The client the surface writes and reads with: one server, or a Redis Cluster.
+SurfaceClient: TypeAlias = redis.asyncio.Redis | RedisCluster
+
+
+def connect_surface(url: str, secrets: Secrets, *, cluster: bool) -> SurfaceClient:
+    """`connect_cluster` when `cluster`, else `connect_redis`."""
+    return connect_cluster(url, secrets) if cluster else connect_redis(url, secrets)
+
+
+def connect_cluster(url: str, secrets: Secrets) -> RedisCluster:
+    """A Redis Cluster client from the node `url` names (nothing is sent until first use)."""
+    check_redis_url(url)
+    username, password = secrets.redis_username, secrets.redis_password
+    try:
+        return RedisCluster.from_url(
+            url,
+            decode_responses=False,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            retry=Retry(NoBackoff(), 0),
+            username=None if username is None else username.reveal(),
+            password=None if password is None else password.reveal(),
+        )
+    except (ValueError, RedisClusterException) as exc:
+        raise ConfigError(f"surface.redis_url {describe(url)}: {exc}") from None
 
 
 def connect_redis(url: str, secrets: Secrets) -> redis.asyncio.Redis:

@@ -10,13 +10,22 @@ Rules:
   open_ms (checked when it is queued and again when it is flushed).
 - `run()` publishes every cycle, at most `preview_interval_ms` apart and at once when finals are
   queued: finals first (one script call per series batch: XADD the events, then the snapshot's
-  bars and cursor, atomically; see surface_lua.py), then coalesced previews (XADD), then ticks
-  (one HSET); all of one cycle in one pipelined round trip.
+  bars and cursor, atomically; see surface_lua.py), then coalesced previews (one script call per
+  events stream), then ticks (one HSET, or a SET per symbol in the cluster layout); all of one
+  cycle in one pipelined round trip (per cluster node: redis-py's cluster pipeline groups the
+  commands by node, and every command or script touches one symbol's slot only).
+- Both layouts (keys.py) take the same paths; what differs (a symbol's stream key, the tick
+  write) is in surface_writes.py. Streams are trimmed by time (`MINID ~ now - retention`).
+- `NS:symbols` gets this process's symbols (SADD at every rebuild and on a first publish).
+- Leases (leases.py, when given): taken or extended at every rebuild and every third of their
+  TTL; a symbol lost to another process is no longer published (its queued and later events are
+  dropped and counted in `unpublished`, never silently: one `lease.lost` entry in `errors`).
 - Redis is a surface, never the truth: any Redis error (refused, timeout, NOSCRIPT after a
   restart, ...) marks the surface DEGRADED, keeps every final queued, counts the error and
   retries with capped exponential backoff and jitter. Recovery always starts with `rebuild()`
   from the tail (itself rebuilt from the SSOT), then publishes the queue. A Redis that restarted
-  between two calls is noticed by a periodic probe (the events stream is gone) and rebuilt too.
+  between two calls is noticed by a periodic probe (a stream it wrote is gone: one EXISTS per
+  stream, so a cluster master restarted empty is noticed too) and rebuilt too.
   Delivery is at least once: an event may appear twice after a recovery, never zero times.
 - Redis exceptions are translated at this boundary into SurfaceUnavailable; `run()` never raises
   for them, and anything else (a bug) propagates.
@@ -39,24 +48,18 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-import redis.asyncio
-from redis.asyncio.client import Pipeline
-from redis.exceptions import (
-    AuthenticationError,
-    AuthenticationWrongNumberOfArgsError,
-    NoPermissionError,
-    RedisError,
-)
-
 from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.model.status import ErrorEntry, SurfaceState
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.clock import Clock
-from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
-from fxconnector.runtime.publish.surface_lua import FINALS_LUA, Series, SnapshotEncoder
+from fxconnector.runtime.publish.keys import SurfaceKeys
+from fxconnector.runtime.publish.leases import SymbolLeases
+from fxconnector.runtime.publish.redis_connect import SurfaceClient
+from fxconnector.runtime.publish.redis_errors import redis_errors, refused_credentials
+from fxconnector.runtime.publish.surface_lua import Series
+from fxconnector.runtime.publish.surface_writes import SCRIPTS, SurfacePipeline, SurfaceWrites
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.rules import to_stored
 
@@ -82,32 +85,36 @@ class RedisSurface:
 
     def __init__(
         self,
-        redis_client: redis.asyncio.Redis,
+        redis_client: SurfaceClient,
         keys: SurfaceKeys,
         tail: TailCache,
         *,
-        events_maxlen: int,
+        events_retention_s: int,
         snapshot_bars: int,
         preview_interval_ms: int,
         clock: Clock,
+        symbols: Sequence[str] = (),
+        leases: SymbolLeases | None = None,
         on_published: PublishedHook | None = None,
         on_redis_error: Callable[[], None] | None = None,
     ) -> None:
-        if events_maxlen < 1 or snapshot_bars < 1 or preview_interval_ms < 0:
+        if events_retention_s < 1 or snapshot_bars < 1 or preview_interval_ms < 0:
             raise ContractViolation(
-                "surface: events_maxlen and snapshot_bars must be >= 1, preview_interval_ms >= 0"
+                "surface: events_retention_s and snapshot_bars must be >= 1, "
+                "preview_interval_ms >= 0"
             )
         self._redis = redis_client
         self._keys = keys
         self._tail = tail
-        self._maxlen = events_maxlen
+        self._symbols = tuple(symbols)
+        self._leases = leases
+        self._registered: set[str] = set()  # symbols already in NS:symbols
         self._snapshot_bars = snapshot_bars
         self._interval_ms = preview_interval_ms
         self._clock = clock
         self._on_published = on_published
         self._on_redis_error = on_redis_error
-        self._script = redis_client.register_script(FINALS_LUA)
-        self._encoder = SnapshotEncoder()
+        self._writes = SurfaceWrites(keys, retention_ms=events_retention_s * 1000, clock=clock)
         self._finals: deque[tuple[OhlcvEvent, float]] = deque()
         self._previews: dict[Series, OhlcvEvent] = {}
         self._ticks: dict[str, Tick] = {}
@@ -120,12 +127,14 @@ class RedisSurface:
         self._done = asyncio.Event()
         self._running = False
         self._flushing = False
-        self._stream_written = False
+        self._streams_written: set[str] = set()
         self._next_probe_ms = 0
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
         self.published_finals = 0
         self.published_previews = 0
         self.nomix_dropped = 0
+        #: Events of a symbol whose lease another process took (not published; in the SSOT).
+        self.unpublished = 0
         self.last_error: str | None = None  # the last Redis error
         #: Outages (one entry each) for status errors[], newest last.
         self.errors: deque[ErrorEntry] = deque(maxlen=ERRORS_KEPT)
@@ -142,9 +151,12 @@ class RedisSurface:
         for event in events:
             if not event.complete:
                 raise ContractViolation(f"surface.finals got a preview: {event.key}")
-            self._finals.append((event, now_s))
             stored = event if isinstance(event, StoredFinal) else to_stored(event, event.rev, "")
             self._tail.apply(stored)
+            if not self._owns(event.symbol):
+                self.unpublished += 1
+                continue
+            self._finals.append((event, now_s))
             series = (event.symbol, event.tf)
             if event.open_ms > final_open.get(series, -1):
                 final_open[series] = event.open_ms
@@ -154,6 +166,9 @@ class RedisSurface:
         """Queue previews, keeping the latest per (symbol, tf); NoMix ones are dropped."""
         for event in events:
             series = (event.symbol, event.tf)
+            if not self._owns(event.symbol):
+                self.unpublished += 1
+                continue
             if event.open_ms <= self._final_open.get(series, -1):
                 self.nomix_dropped += 1
                 continue
@@ -164,7 +179,9 @@ class RedisSurface:
             self._wake.set()
 
     def tick(self, tick: Tick) -> None:
-        """Queue the last tick of a symbol for `price_tik`."""
+        """Queue the last tick of a symbol for the tick cache."""
+        if not self._owns(tick.symbol):
+            return
         self._ticks[tick.symbol] = tick
         if self._interval_ms == 0:
             self._wake.set()
@@ -189,14 +206,14 @@ class RedisSurface:
 
     async def write_status(self, status_json: bytes, ttl_s: int) -> bool:
         """SET the live status with an expiry; False (counted) when Redis is unavailable."""
-        with self._counting(), _redis_errors("SET status"):
+        with self._counting(), redis_errors("SET status"):
             await self._redis.set(self._keys.status, status_json, ex=ttl_s)
             return True
         return False
 
     async def write_status_snapshot(self, json: bytes) -> bool:
         """SET `last_command` and `errors[]`; False (counted) when Redis is unavailable."""
-        with self._counting(), _redis_errors("SET status snapshot"):
+        with self._counting(), redis_errors("SET status snapshot"):
             await self._redis.set(self._keys.status_snapshot, json)
             return True
         return False
@@ -251,6 +268,8 @@ class RedisSurface:
     async def _cycle(self) -> None:
         self._wake.clear()  # finals queued from here on wake the next cycle
         async with self._lock:
+            if self._leases is not None and self._leases.due(self._clock.now_ms()):
+                self._lose(await self._leases.ensure())
             await self._probe()
             self._flushing = True
             try:
@@ -300,12 +319,18 @@ class RedisSurface:
         window) count as published and leave the queue; the rest are published next cycle.
         """
         async with self._lock:
-            with _redis_errors("SCRIPT LOAD"):
-                await self._redis.script_load(self._script.script)
-            self._encoder = SnapshotEncoder()
-            self._stream_written = False
+            if self._leases is not None:
+                self._lose(await self._leases.ensure())
+            with redis_errors("SCRIPT LOAD"):
+                # Every primary of a cluster: a restarted node has lost its script cache.
+                for script in SCRIPTS:
+                    await self._redis.script_load(script)
+            self._writes.reset()
+            self._streams_written = set()
+            self._registered = set()
+            await self._register({s for s, _ in self._tail.series()} | set(self._symbols))
             covered: dict[Key, int] = {}
-            series = self._tail.series()
+            series = [s for s in self._tail.series() if self._owns(s[0])]
             for start in range(0, len(series), REBUILD_SERIES_PER_CALL):
                 await self._rebuild_series(series[start : start + REBUILD_SERIES_PER_CALL], covered)
             self._settle_covered(covered)
@@ -322,7 +347,7 @@ class RedisSurface:
                 bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
                 if not bars:
                     continue
-                self._call_script(pipe, series, bars, bars)
+                self._writes.finals(pipe, series, bars, bars)
                 written = True
                 for bar in bars:
                     covered[bar.key] = bar.rev
@@ -330,9 +355,9 @@ class RedisSurface:
                 self._final_open[series] = max(final_open, bars[-1].open_ms)
             if not written:
                 return
-            with _redis_errors("rebuild"):
+            with redis_errors("rebuild"):
                 await pipe.execute()
-        self._stream_written = True
+        self._streams_written.update(self._keys.events_for(s) for s, _ in chunk)
 
     def _settle_covered(self, covered: dict[Key, int]) -> None:
         """Drop the queued finals a rebuild published (their key at the same or a newer rev)."""
@@ -347,16 +372,30 @@ class RedisSurface:
                 kept.append((event, enqueued_s))
         self._finals = kept
 
+    async def _register(self, symbols: set[str]) -> None:
+        """SADD the symbols not yet in `NS:symbols` (lost ones excepted)."""
+        new = sorted(s for s in symbols - self._registered if self._owns(s))
+        if not new:
+            return
+        with redis_errors("SADD symbols"):
+            await self._redis.sadd(self._keys.symbols, *new)
+        self._registered.update(new)
+
     async def _probe(self) -> None:
-        """Raise SurfaceUnavailable when the stream we wrote is gone (Redis restarted empty)."""
+        """Raise SurfaceUnavailable when a stream we wrote is gone (Redis restarted empty)."""
         now_ms = self._clock.now_ms()
-        if not self._stream_written or now_ms < self._next_probe_ms:
+        if not self._streams_written or now_ms < self._next_probe_ms:
             return
         self._next_probe_ms = now_ms + PROBE_INTERVAL_MS
-        with _redis_errors("EXISTS events"):
-            exists = await self._redis.exists(self._keys.events)
-        if not exists:
-            raise SurfaceUnavailable("redis lost the events stream (restarted or flushed)")
+        streams = sorted(self._streams_written)
+        with redis_errors("EXISTS events"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream in streams:
+                    pipe.exists(stream)
+                found = await pipe.execute()
+        for stream, exists in zip(streams, found, strict=True):
+            if not exists:
+                raise SurfaceUnavailable(f"redis lost the stream {stream} (restarted or flushed)")
 
     async def _flush(self) -> None:
         batch = list(self._finals)
@@ -364,58 +403,33 @@ class RedisSurface:
         ticks, self._ticks = self._ticks, {}
         if not (batch or previews or ticks):
             return
+        symbols = {event.symbol for event, _ in batch} | {event.symbol for event in previews}
         try:
+            await self._register(symbols | set(ticks))
             async with self._redis.pipeline(transaction=False) as pipe:
                 self._queue_finals(pipe, batch)
-                for event in previews:
-                    pipe.xadd(
-                        self._keys.events,
-                        {STREAM_FIELD: encode(event)},
-                        maxlen=self._maxlen,
-                        approximate=True,
-                    )
-                if ticks:
-                    fields = [x for symbol, tick in ticks.items() for x in (symbol, encode(tick))]
-                    pipe.hset(self._keys.price_tik, items=fields)
-                with _redis_errors("publish"):
+                self._writes.previews(pipe, previews)
+                self._writes.ticks(pipe, ticks)
+                with redis_errors("publish"):
                     await pipe.execute()
         except SurfaceUnavailable:
             self._restore(previews, ticks)
             raise
-        self._stream_written = self._stream_written or bool(batch or previews)
+        self._streams_written.update(self._keys.events_for(symbol) for symbol in symbols)
         self.published_previews += len(previews)
         ack_s = time.monotonic()
         for _ in batch:
             event, enqueued_s = self._finals.popleft()
             self._published(event, ack_s - enqueued_s)
 
-    def _queue_finals(self, pipe: Pipeline, batch: list[tuple[OhlcvEvent, float]]) -> None:
+    def _queue_finals(self, pipe: SurfacePipeline, batch: list[tuple[OhlcvEvent, float]]) -> None:
         """One script call per series, with the snapshot the tail holds now."""
         by_series: dict[Series, list[OhlcvEvent]] = {}
         for event, _ in batch:
             by_series.setdefault((event.symbol, event.tf), []).append(event)
         for series, events in by_series.items():
             bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
-            self._call_script(pipe, series, events, bars)
-
-    def _call_script(
-        self,
-        pipe: Pipeline,
-        series: Series,
-        events: Sequence[OhlcvEvent],
-        bars: Sequence[OhlcvEvent],
-    ) -> None:
-        snapshot = self._encoder.snapshot(series, bars)  # first: events reuse its bytes
-        encoded = [self._encoder.event(series, event) for event in events]
-        pipe.evalsha(
-            self._script.sha,
-            2,
-            self._keys.events,
-            self._keys.snapshot(*series),
-            self._maxlen,
-            snapshot,
-            *encoded,
-        )
+            self._writes.finals(pipe, series, events, bars)
 
     def _take_previews(self) -> list[OhlcvEvent]:
         taken: list[OhlcvEvent] = []
@@ -433,6 +447,33 @@ class RedisSurface:
             self._previews.setdefault((event.symbol, event.tf), event)
         for symbol, tick in ticks.items():
             self._ticks.setdefault(symbol, tick)
+
+    def _owns(self, symbol: str) -> bool:
+        return self._leases is None or self._leases.holds(symbol)
+
+    def _lose(self, symbols: list[str]) -> None:
+        """Stop publishing `symbols` (another process holds their lease now): drop what is
+        queued for them (counted) and say so once in `errors`."""
+        if not symbols or self._leases is None:
+            return
+        lost = set(symbols)
+        kept = deque(item for item in self._finals if item[0].symbol not in lost)
+        self.unpublished += len(self._finals) - len(kept)
+        self._finals = kept
+        self._previews = {k: v for k, v in self._previews.items() if k[0] not in lost}
+        self._ticks = {k: v for k, v in self._ticks.items() if k not in lost}
+        for symbol in sorted(lost):
+            holder = self._leases.lost.get(symbol, "?")
+            self.errors.append(
+                ErrorEntry(
+                    ts=self._clock.now_ms(),
+                    code="lease.lost",
+                    message=(
+                        f"{symbol}: its lease is held by another process ({holder}); this "
+                        "process no longer publishes it (restart it with other symbols)"
+                    )[:500],
+                )
+            )
 
     def _published(self, event: OhlcvEvent, latency_s: float) -> None:
         self.published_finals += 1
@@ -453,31 +494,9 @@ class RedisSurface:
     def _note(self, exc: SurfaceUnavailable) -> None:
         """Remember the error; the first of an outage (or of another kind) goes to `errors`."""
         self.last_error = str(exc)
-        code = "redis.auth_failed" if _refused_credentials(exc) else "redis.unavailable"
+        code = "redis.auth_failed" if refused_credentials(exc) else "redis.unavailable"
         if code != self._outage_code:
             self._outage_code = code
             self.errors.append(
                 ErrorEntry(ts=self._clock.now_ms(), code=code, message=str(exc)[:500])
             )
-
-
-@contextlib.contextmanager
-def _redis_errors(what: str) -> Iterator[None]:
-    """Translate redis-py and socket errors into SurfaceUnavailable (the one boundary)."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        # redis-py messages name the host and the command, never a credential.
-        raise SurfaceUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _refused_credentials(exc: BaseException) -> bool:
-    """True when Redis refused our username/password or what the ACL lets us do."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(
-            cause, AuthenticationError | AuthenticationWrongNumberOfArgsError | NoPermissionError
-        ):
-            return True
-        cause = cause.__cause__
-    return False

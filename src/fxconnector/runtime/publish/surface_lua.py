@@ -1,10 +1,15 @@
-"""The finals script of the Redis surface and the bytes it is called with (DESIGN §7, keys.py).
+"""The scripts of the Redis surface and the bytes they are called with (DESIGN §7, keys.py).
 
 Rules:
-- One script call per (symbol, tf) batch does, atomically: XADD every event of the batch to the
-  events stream (`MAXLEN ~`, field `event`), then HSET the series' snapshot hash: `bars` (given,
-  already encoded) and `cursor` (the id of the batch's last XADD). A consumer therefore never sees
-  a snapshot whose cursor disagrees with the stream.
+- One finals script call per (symbol, tf) batch does, atomically: XADD every event of the batch
+  to the symbol's events stream (field `event`), then HSET the series' snapshot hash: `bars`
+  (given, already encoded) and `cursor` (the id of the batch's last XADD). A consumer therefore
+  never sees a snapshot whose cursor disagrees with the stream. Its two keys are one symbol's, so
+  in the cluster layout (`{SYMBOL}` hash tags) the call is single-slot.
+- One previews script call per stream XADDs a batch of previews.
+- Trimming is by time: after its XADDs each call trims its stream with `XTRIM MINID ~ T`, T =
+  the caller's `now - retention` (its injected clock), but never past the entry it just added
+  (a clock far ahead of Redis's cannot empty the stream or orphan a snapshot's cursor).
 - Everything is encoded here in Python with the canonical codec; the script never builds JSON.
 - Snapshot bars are public `ohlcv_event_v1` objects: a stored revision's `reason` is dropped.
 - The encoder keeps the encoded bytes of the bars of each series' last snapshot, so a batch
@@ -29,15 +34,35 @@ from fxconnector.runtime.publish.keys import (
 
 Series = tuple[str, Timeframe]
 
-#: KEYS[1] events stream, KEYS[2] snapshot hash; ARGV[1] MAXLEN (approximate), ARGV[2] the
-#: snapshot's `bars` JSON, ARGV[3..] the events in publishing order. Returns the last id.
+#: Trim KEYS[1] to MINID ~ min(ARGV[1], the ms of `id`, the entry just added).
+_TRIM: Final = """
+local newest = tonumber(string.match(id, '^(%d+)'))
+local minid = math.min(tonumber(ARGV[1]), newest)
+redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', minid))
+"""
+
+#: KEYS[1] events stream, KEYS[2] snapshot hash; ARGV[1] MINID (ms), ARGV[2] the snapshot's
+#: `bars` JSON, ARGV[3..] the events in publishing order. Returns the last id.
 FINALS_LUA: Final = f"""
 local id = false
 for i = 3, #ARGV do
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{STREAM_FIELD}', ARGV[i])
+  id = redis.call('XADD', KEYS[1], '*', '{STREAM_FIELD}', ARGV[i])
 end
 if id then
   redis.call('HSET', KEYS[2], '{SNAPSHOT_BARS_FIELD}', ARGV[2], '{SNAPSHOT_CURSOR_FIELD}', id)
+{_TRIM}
+end
+return id
+"""
+
+#: KEYS[1] events stream; ARGV[1] MINID (ms), ARGV[2..] the previews. Returns the last id.
+PREVIEWS_LUA: Final = f"""
+local id = false
+for i = 2, #ARGV do
+  id = redis.call('XADD', KEYS[1], '*', '{STREAM_FIELD}', ARGV[i])
+end
+if id then
+{_TRIM}
 end
 return id
 """

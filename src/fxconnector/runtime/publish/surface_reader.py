@@ -19,7 +19,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-import redis.asyncio
 from redis.exceptions import RedisError
 
 from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
@@ -30,6 +29,7 @@ from fxconnector.runtime.publish.keys import (
     STREAM_FIELD,
     SurfaceKeys,
 )
+from fxconnector.runtime.publish.redis_connect import SurfaceClient
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ def _as_bytes(value: bytes | str) -> bytes:
 class SurfaceReader:
     """Reads the surface written by the surface writer; every method is one Redis round trip."""
 
-    def __init__(self, redis_client: redis.asyncio.Redis, keys: SurfaceKeys) -> None:
+    def __init__(self, redis_client: SurfaceClient, keys: SurfaceKeys) -> None:
         self._redis = redis_client
         self._keys = keys
 

@@ -130,7 +130,7 @@ def test_the_scheduled_repair_fetches_the_lost_minute_and_publishes_the_buckets_
             client,
             KEYS,
             TailCache(500),
-            events_maxlen=100_000,
+            events_retention_s=600,
             snapshot_bars=500,
             preview_interval_ms=20,
             clock=SystemClock(),  # only paces previews; the pipeline runs on the manual clock
