@@ -56,6 +56,7 @@ from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
+from fxconnector.runtime.publish.status_writer import StatusPayloads, write_status
 from fxconnector.runtime.publish.surface_lua import FINALS_LUA, Series, SnapshotEncoder
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.rules import to_stored
@@ -187,10 +188,12 @@ class RedisSurface:
 
     # -- direct writes --------------------------------------------------------------------------
 
-    async def write_status(self, status_json: bytes, ttl_s: int) -> bool:
-        """SET the live status with an expiry; False (counted) when Redis is unavailable."""
-        with self._counting(), _redis_errors("SET status"):
-            await self._redis.set(self._keys.status, status_json, ex=ttl_s)
+    async def write_status(self, payloads: StatusPayloads, ttl_s: int) -> bool:
+        """Write the live status (summary and per-symbol details, see status_writer) with an
+        expiry; False (counted) when Redis is unavailable."""
+        with self._counting(), _redis_errors("write status"):
+            now_ms = self._clock.now_ms()
+            await write_status(self._redis, self._keys, payloads, ttl_s=ttl_s, now_ms=now_ms)
             return True
         return False
 
