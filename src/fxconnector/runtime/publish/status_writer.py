@@ -16,8 +16,9 @@ Rules:
   A process is seen as gone one expiry after its last write (host clocks are assumed to agree
   to well under that, as NTP keeps them).
 - Every write is one pipelined round trip (no transaction: the keys may live in different
-  cluster slots), plus a second: the SET (alone) or DEL (not alone) of `NS:status`. Redis errors propagate to
-  the caller (RedisSurface translates and counts them); this module holds no state.
+  cluster slots), plus a second: the SET (alone) or DEL (not alone) of `NS:status`. Redis
+  errors propagate to the caller (RedisSurface translates and counts them); this module holds
+  no state.
 """
 
 from __future__ import annotations
