@@ -584,7 +584,7 @@ def test_acl_credentials_come_from_the_secrets(
     async def scenario() -> None:
         good = Secrets(redis_username=Secret("fx"), redis_password=Secret("s3cret-pw"))
         async with running(redis_server.url, secrets=good) as (surface, client):
-            assert await surface.write_status(b"{}", ttl_s=5)
+            assert await surface.write_status(StatusPayloads("host:1", b"{}", {}), ttl_s=5)
             assert await client.acl_whoami() == "fx"
         bad = Secrets(redis_username=Secret("fx"), redis_password=Secret("wrong-pw-9"))
         async with running(redis_server.url, secrets=bad) as (surface, _client):
