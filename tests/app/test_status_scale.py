@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from fxconnector.runtime.publish.redis_connect import connect_redis
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from fxconnector.runtime.status.builder import HARD_LIMIT_BYTES
+from tests.app.test_cli_cmd import cli
 from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import LiveServer
 from tests.runtime.store.test_store_suite import make_bar
@@ -63,7 +65,7 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
 
 
 def test_a_thousand_symbols_status_is_bounded_counted_and_served_per_symbol(
-    parts: Parts, redis_server: RedisServer
+    parts: Parts, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parts.store.append(
         [make_bar(symbol=s, open_ms=START - 2 * MINUTE_MS) for s in SYMBOLS if s not in NO_FINAL]
@@ -141,6 +143,16 @@ def test_a_thousand_symbols_status_is_bounded_counted_and_served_per_symbol(
             assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_request")
             processes = http.get("/api/status/processes").json()["processes"]
             assert [p["process"]["id"] for p in processes] == [process]
+        # The CLI: every symbol counted, the worst named, one symbol's detail on demand.
+        where = server.url.removeprefix("http://")
+        _code, out, _err = cli(capsys, "status", "--http", where)
+        assert "symbols   1000: 995 current, 3 lagging, 0 stalled, 2 no final yet" in out
+        assert re.search(r"worst +S000XX +no_final", out), out
+        assert len(out.splitlines()) < 40
+        code, out, _err = cli(capsys, "status", "--http", where, "--symbol", "S003XX")
+        assert (code, out.split()[:2]) == (0, ["S003XX", "lagging"])
+        code, out, _err = cli(capsys, "status", "--http", where, "--processes")
+        assert (code, out.split()[0]) == (0, process)
     finally:
         server.stop()
 
