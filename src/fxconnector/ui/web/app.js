@@ -51,6 +51,7 @@ const app = {
   loads: 0,
   lastEventAt: null,
   status: null,
+  symbolStatus: null, // the shown symbol's detail (status_symbol_v1)
   streamNotice: null,
   hovered: null,
 };
@@ -301,9 +302,17 @@ function decimals(bar) {
 
 // --- the status panel ----------------------------------------------------------------------------
 
+// The summary (status_v2) counts every symbol; the shown symbol's detail (status_symbol_v1)
+// comes from /api/status?symbol=.
 async function pollStatus() {
+  const symbol = app.symbol;
   try {
-    app.status = await getJson("/api/status");
+    const [summary, detail] = await Promise.all([
+      getJson("/api/status"),
+      getJson(`/api/status?symbol=${encodeURIComponent(symbol)}`),
+    ]);
+    app.status = summary;
+    if (symbol === app.symbol) app.symbolStatus = detail;
     app.statusOk = true;
   } catch {
     app.statusOk = false;
@@ -311,6 +320,18 @@ async function pollStatus() {
   renderStatus();
   updateBanner();
   setTimeout(pollStatus, STATUS_PERIOD_MS);
+}
+
+/** The detail of a newly chosen symbol, at once (the poll refreshes it afterwards). */
+async function loadSymbolStatus() {
+  const symbol = app.symbol;
+  try {
+    const detail = await getJson(`/api/status?symbol=${encodeURIComponent(symbol)}`);
+    if (symbol === app.symbol) app.symbolStatus = detail;
+  } catch {
+    // the poll says so (statusOk) on its next turn
+  }
+  renderStatus();
 }
 
 function row(table, label, value, tone = null) {
@@ -372,15 +393,46 @@ function renderStatus() {
   row(surface, "redis surface", `${s.surface.state} (backlog ${s.surface.backlog})`,
     s.surface.state === "ok" ? "good" : "bad");
   row(surface, "ssot", s.ssot.state, s.ssot.state === "ok" ? "good" : "warn");
-  const coverage = s.ssot.coverage?.[app.symbol];
-  if (coverage) {
-    row(surface, "last 24 h minutes",
-      `${coverage.final} final · ${coverage.quiet} quiet · ${coverage.missing} missing · ` +
-      `${coverage.closed} closed`, coverage.missing ? "warn" : null);
+
+  const n = s.symbols;
+  const symbols = section(`Symbols · ${n.total}`);
+  const unwell = n.lagging + n.stalled + n.no_final;
+  row(symbols, "current", `${n.current} of ${n.total}`, unwell ? "warn" : "good");
+  if (unwell) {
+    row(symbols, "not current",
+      `${n.stalled} stalled · ${n.lagging} lagging · ${n.no_final} no final yet`,
+      n.stalled ? "bad" : "warn");
+  }
+  if (n.with_missing_minutes || n.with_underived) {
+    row(symbols, "gaps", `${n.with_missing_minutes} with missing minutes · ` +
+      `${n.with_underived} with derived bars pending`, "warn");
+  }
+  for (const w of n.worst) {
+    row(symbols, w.symbol, w.state.replace("_", " ") +
+      (w.final_lag_ms ? ` · lag ${formatAge(w.final_lag_ms)}` : "") +
+      (w.missing_minutes ? ` · ${w.missing_minutes} min missing` : "") +
+      (w.underived ? ` · ${w.underived} derived pending` : ""),
+      w.state === "stalled" ? "bad" : "warn").classList.add("worst");
+  }
+
+  const d = app.symbolStatus?.symbol === app.symbol ? app.symbolStatus : null;
+  const mine = section(`This symbol · ${app.symbol}`);
+  if (!d) {
+    row(mine, "status", "loading…");
+  } else {
+    row(mine, "state", d.state.replace("_", " "), d.state === "current" ? "good" : "warn");
+    const tickAgeOf = d.last_tick_ts_ms === null ? null : d.ts - d.last_tick_ts_ms;
+    row(mine, "last tick", tickAgeOf === null ? "none yet" : `${formatAge(tickAgeOf)} ago`);
+    const coverage = d.coverage;
+    if (coverage) {
+      row(mine, "last 24 h minutes",
+        `${coverage.final} final · ${coverage.quiet} quiet · ${coverage.missing} missing · ` +
+        `${coverage.closed} closed`, coverage.missing ? "warn" : null);
+    }
   }
 
   const finals = section(`Last final bar (open time) · ${app.symbol}`);
-  const lastFinal = s.ssot.last_final_ms?.[app.symbol] ?? {};
+  const lastFinal = d?.last_final_ms ?? {};
   const tfs = Object.keys(lastFinal).sort((a, b) => (TF_MS[a] ?? 0) - (TF_MS[b] ?? 0));
   for (const tf of tfs) {
     const closeMs = lastFinal[tf];
@@ -388,7 +440,7 @@ function renderStatus() {
       row(finals, tf, "none yet", "warn");
       continue;
     }
-    const lag = s.ts - closeMs;
+    const lag = d.ts - closeMs;
     // A final is due a little after its bucket closes; more than a bucket late is worth a look.
     const late = s.market.is_open && lag > (TF_MS[tf] ?? 60_000) + 120_000;
     const openMs = closeMs + 1 - (TF_MS[tf] ?? 0);
@@ -506,6 +558,7 @@ async function start() {
     writeHash();
     load();
     renderStatus();
+    loadSymbolStatus();
   });
   $("tf").addEventListener("change", (event) => {
     app.tf = event.target.value;
