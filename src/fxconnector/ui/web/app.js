@@ -1,5 +1,6 @@
 // The chart page: pickers, bootstrap from /api/bars, live from the SSE push stream, the merge
-// policy (merge.js), the status panel and the lost-connection banner.
+// policy (merge.js), the status panel (status_panel.js: the summary and the shown symbol's detail,
+// polled from /api/status and /api/status?symbol=) and the lost-connection banner.
 //
 // Rules:
 // - Every bar drawn comes out of the merge book (final > preview, NoMix, revisions by rev), the
@@ -15,19 +16,15 @@
 // - Server data reaches the DOM as text only (textContent), never as HTML.
 // - `window.__fx` is a small read-only debug hook (the browser tests read the chart's data).
 
-import {
-  createChartAdapter,
-  localOffsetMs,
-  TF_MS,
-} from "./chart_adapter.js";
+import { createChartAdapter, localOffsetMs } from "./chart_adapter.js";
 import { applyUpdates, createState, getBar, loadSnapshot, seriesBars } from "./merge.js";
+import { renderPanel } from "./status_panel.js";
 
 const BARS_LIMIT = 1500;
 const STATUS_PERIOD_MS = 3000;
 const FETCH_TIMEOUT_MS = 4000;
 const RETRY_MS = 1500;
 const FLUSH_MS = 40; // SSE events are merged and drawn in small batches
-const ERRORS_SHOWN = 5;
 
 const $ = (id) => document.getElementById(id);
 
@@ -334,34 +331,6 @@ async function loadSymbolStatus() {
   renderStatus();
 }
 
-function row(table, label, value, tone = null) {
-  const tr = document.createElement("tr");
-  const th = document.createElement("th");
-  th.textContent = label;
-  const td = document.createElement("td");
-  td.textContent = value;
-  if (tone) td.className = tone;
-  tr.append(th, td);
-  table.append(tr);
-  return tr;
-}
-
-function section(title) {
-  const box = document.createElement("section");
-  const h = document.createElement("h2");
-  h.textContent = title;
-  const table = document.createElement("table");
-  box.append(h, table);
-  $("status-body").append(box);
-  return table;
-}
-
-function parseMoment(value) {
-  if (value === null || value === undefined) return null;
-  const ms = typeof value === "number" ? value : Date.parse(value);
-  return Number.isFinite(ms) ? ms : null;
-}
-
 function renderStatus() {
   const s = app.status;
   const stale = app.statusOk === false;
@@ -371,109 +340,12 @@ function renderStatus() {
   $("status-updated").className = stale ? "bad" : "";
   $("status-body").classList.toggle("stale", stale);
   if (!s) return;
-  $("status-body").replaceChildren();
-
-  const market = section("Market");
-  row(market, "market", s.market.is_open ? "open" : "closed", s.market.is_open ? "good" : "warn");
-  if (!s.market.is_open) {
-    row(market, "next open", formatTime(parseMoment(s.market.next_open_utc)));
-  } else if (s.market.next_pause_utc) {
-    row(market, "next pause", formatTime(parseMoment(s.market.next_pause_utc)));
-  }
-  row(market, "calendar", s.market.calendar_tag);
-
-  const broker = section("Broker");
-  const brokerTone = s.broker.state === "connected" ? "good" : "bad";
-  row(broker, s.broker.kind, s.broker.state, brokerTone);
-  const tickAge = s.broker.last_tick_ts_ms === null ? null : s.ts - s.broker.last_tick_ts_ms;
-  row(broker, "last tick", tickAge === null ? "none yet" : `${formatAge(tickAge)} ago`);
-  row(broker, "reconnects", String(s.broker.reconnects));
-
-  const surface = section("Surface and store");
-  row(surface, "redis surface", `${s.surface.state} (backlog ${s.surface.backlog})`,
-    s.surface.state === "ok" ? "good" : "bad");
-  row(surface, "ssot", s.ssot.state, s.ssot.state === "ok" ? "good" : "warn");
-
-  const n = s.symbols;
-  const symbols = section(`Symbols · ${n.total}`);
-  const unwell = n.lagging + n.stalled + n.no_final;
-  row(symbols, "current", `${n.current} of ${n.total}`, unwell ? "warn" : "good");
-  if (unwell) {
-    row(symbols, "not current",
-      `${n.stalled} stalled · ${n.lagging} lagging · ${n.no_final} no final yet`,
-      n.stalled ? "bad" : "warn");
-  }
-  if (n.with_missing_minutes || n.with_underived) {
-    row(symbols, "gaps", `${n.with_missing_minutes} with missing minutes · ` +
-      `${n.with_underived} with derived bars pending`, "warn");
-  }
-  for (const w of n.worst) {
-    row(symbols, w.symbol, w.state.replace("_", " ") +
-      (w.final_lag_ms ? ` · lag ${formatAge(w.final_lag_ms)}` : "") +
-      (w.missing_minutes ? ` · ${w.missing_minutes} min missing` : "") +
-      (w.underived ? ` · ${w.underived} derived pending` : ""),
-      w.state === "stalled" ? "bad" : "warn").classList.add("worst");
-  }
-
-  const d = app.symbolStatus?.symbol === app.symbol ? app.symbolStatus : null;
-  const mine = section(`This symbol · ${app.symbol}`);
-  if (!d) {
-    row(mine, "status", "loading…");
-  } else {
-    row(mine, "state", d.state.replace("_", " "), d.state === "current" ? "good" : "warn");
-    const tickAgeOf = d.last_tick_ts_ms === null ? null : d.ts - d.last_tick_ts_ms;
-    row(mine, "last tick", tickAgeOf === null ? "none yet" : `${formatAge(tickAgeOf)} ago`);
-    const coverage = d.coverage;
-    if (coverage) {
-      row(mine, "last 24 h minutes",
-        `${coverage.final} final · ${coverage.quiet} quiet · ${coverage.missing} missing · ` +
-        `${coverage.closed} closed`, coverage.missing ? "warn" : null);
-    }
-  }
-
-  const finals = section(`Last final bar (open time) · ${app.symbol}`);
-  const lastFinal = d?.last_final_ms ?? {};
-  const tfs = Object.keys(lastFinal).sort((a, b) => (TF_MS[a] ?? 0) - (TF_MS[b] ?? 0));
-  for (const tf of tfs) {
-    const closeMs = lastFinal[tf];
-    if (closeMs === null) {
-      row(finals, tf, "none yet", "warn");
-      continue;
-    }
-    const lag = d.ts - closeMs;
-    // A final is due a little after its bucket closes; more than a bucket late is worth a look.
-    const late = s.market.is_open && lag > (TF_MS[tf] ?? 60_000) + 120_000;
-    const openMs = closeMs + 1 - (TF_MS[tf] ?? 0);
-    const tr = row(finals, tf, `${formatTime(openMs)} · lag ${formatAge(lag)}`,
-      late ? "warn" : null);
-    if (tf === app.tf) tr.classList.add("current");
-  }
-
-  const preview = section("Live previews");
-  row(preview, "late ticks dropped", String(s.preview.late_ticks_dropped),
-    s.preview.late_ticks_dropped ? "warn" : null);
-  const rejected = Object.entries(s.preview.rejected);
-  row(preview, "rejected ticks",
-    rejected.length ? rejected.map(([reason, n]) => `${reason} ${n}`).join(" · ") : "none",
-    rejected.length ? "warn" : null);
-
-  const command = section("Last command");
-  const last = s.last_command;
-  if (last) {
-    row(command, last.cmd, `${last.state} (${last.req_id})`,
-      last.state === "failed" ? "bad" : null);
-    row(command, "finished", last.finished_ts ? formatTime(last.finished_ts, { seconds: true }) : "—");
-  } else {
-    row(command, "command", "none");
-  }
-
-  const errors = section("Recent errors");
-  if (s.errors.length === 0) row(errors, "errors", "none", "good");
-  for (const error of s.errors.slice(-ERRORS_SHOWN).reverse()) {
-    row(errors, formatTime(error.ts, { seconds: true }).replace(/ (UTC|local)$/, ""),
-      `${error.code}: ${error.message}`, "bad");
-  }
-  if (s.degraded.length) row(errors, "degraded", s.degraded.join(", "), "warn");
+  renderPanel($("status-body"), s, app.symbolStatus, {
+    symbol: app.symbol,
+    tf: app.tf,
+    formatTime,
+    formatAge,
+  });
 }
 
 function renderStreamState() {
