@@ -276,6 +276,7 @@ def _serve(kind: str, redis_url: str, conn: Connection) -> None:
             history=_no_history,
             preview=lambda symbol, tf: None,
             status=lambda: b"{}",
+            status_symbol=lambda symbol: b"{}",
             ready=lambda: (True, ""),
             metrics_registry=CollectorRegistry(),
         )

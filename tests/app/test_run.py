@@ -63,7 +63,11 @@ def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
     with redis.Redis(unix_socket_path=str(connector.workdir / "redis" / "redis.sock")) as r:
         found = {k.decode() for k in r.scan_iter("*")}
     snaps = {k for k in found if k.startswith("fxconnector:ohlcv:snap:")}
-    assert found - snaps <= set(keys.all_fixed())
+    statuses = {
+        k for k in found if k.startswith(("fxconnector:status:proc:", "fxconnector:status:sym:"))
+    }
+    assert found - snaps - statuses <= set(keys.all_fixed())
+    assert {k.split(":")[3] for k in statuses if ":sym:" in k} == {"EURUSD", "GBPUSD", "USDJPY"}
     assert keys.events in found
     assert keys.status in found
     assert {k.split(":")[3] for k in snaps} == {"EURUSD", "GBPUSD", "USDJPY"}

@@ -134,6 +134,12 @@ class Run:
         status: dict[str, Any] = answer.json()
         return status
 
+    def symbol_status(self, symbol: str) -> dict[str, Any]:
+        answer = self.http.get("/api/status", params={"symbol": symbol})
+        assert answer.status_code == 200, answer.text
+        detail: dict[str, Any] = answer.json()
+        return detail
+
     def close(self) -> None:
         self.http.close()
 
@@ -237,8 +243,9 @@ def check_run(
         # The status counts coverage over the last 24 hours; a 120-minute lookback leaves the
         # rest of that day missing, which is all it may call degraded.
         assert final["degraded"] in ([], ["ssot_missing_minutes"]), final["degraded"]
+        assert final["symbols"]["total"] == len(SYMBOLS)
         for symbol in SYMBOLS:
-            coverage = final["ssot"]["coverage"][symbol]
+            coverage = run.symbol_status(symbol)["coverage"]
             assert coverage["final"] >= LOOKBACK_MINS - 5, coverage
             assert coverage["missing"] <= 24 * 60 - LOOKBACK_MINS + 5, coverage
         status_text = run.http.get("/api/status").text

@@ -13,7 +13,7 @@ from fxconnector.app import lifecycle
 from fxconnector.app.composition import build
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
-from fxconnector.core.model.status import ErrorEntry, SurfaceState
+from fxconnector.core.model.status import ErrorEntry, SurfaceState, SymbolState
 from fxconnector.core.time_geom import MINUTE_MS
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.publish.redis_surface import RedisSurface
@@ -49,7 +49,9 @@ def test_finals_that_stop_advancing_are_a_degraded_reason_and_a_metric(tmp_path:
     assert degraded() == []
     # Nothing advances for 6 minutes (every history call failing looks the same): stalled.
     clock.set(START + 6 * MINUTE_MS)
-    assert degraded() == ["finals_stalled_EURUSD"]
+    assert degraded() == ["finals_stalled"]
+    facts = lifecycle._facts(parts, pipeline, surface, lifecycle._Live(), clock.now_ms())
+    assert [(s.symbol, s.state) for s in facts.symbols] == [("EURUSD", SymbolState.STALLED)]
     text = generate_latest(parts.metrics.registry).decode()
     assert 'fxconnector_finals_stalled{symbol="EURUSD"} 1.0' in text
     # The history answers again: the finals catch up and the reason goes away.

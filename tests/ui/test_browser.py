@@ -316,8 +316,17 @@ def test_page_loads_eurusd_1m_candles_without_console_errors(
     assert_server_finals_drawn(chart, connector, "1m", 5)
     chart.wait_for("window.__fx.state().stream === 'open'")
     chart.page.wait_for_selector("#status-body >> text=connected")
+    # The summary counts the symbols; the shown symbol's detail comes from /api/status?symbol=.
+    chart.page.wait_for_selector("#status-body >> text=Symbols · 3")
+    chart.page.wait_for_selector("#status-body >> text=This symbol · EURUSD")
+    chart.page.wait_for_selector("#status-body >> text=last 24 h minutes")
     assert chart.page.locator("#banner").is_hidden()
     chart.screenshot("01-eurusd-1m.png")
+    # Another symbol: its own detail at once.
+    chart.page.select_option("#symbol", "GBPUSD")
+    chart.page.wait_for_selector("#status-body >> text=This symbol · GBPUSD")
+    chart.page.wait_for_selector("#status-body >> text=Last final bar (open time) · GBPUSD")
+    chart.page.wait_for_selector("#status-body >> text=last 24 h minutes")
 
 
 def test_switches_to_1h(chart: ChartPage, connector: ConnectorProcess) -> None:

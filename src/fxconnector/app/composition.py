@@ -34,6 +34,7 @@ from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairC
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.sink import EventSink
+from fxconnector.runtime.publish.status_writer import this_process_id
 from fxconnector.runtime.status.builder import StatusBuilder
 from fxconnector.runtime.store import manifest
 from fxconnector.runtime.store.cache_tail import TailCache
@@ -197,9 +198,9 @@ def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
         keys=SurfaceKeys(config.surface.namespace, config.surface.cluster),
         status_builder=StatusBuilder(
             version=__version__,
+            process_id=this_process_id(os.getpid()),
             pid=os.getpid(),
             started_ms=now_ms,
-            symbols=symbols,
             calendar=profile.default,
         ),
         started_ms=now_ms,

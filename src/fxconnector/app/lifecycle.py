@@ -22,7 +22,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +57,9 @@ from fxconnector.runtime.publish.http_api import ApiDeps, create_app
 from fxconnector.runtime.publish.leases import SymbolLeases, take_leases
 from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_surface
 from fxconnector.runtime.publish.redis_surface import RedisSurface
+from fxconnector.runtime.publish.status_writer import StatusPayloads
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
-from fxconnector.runtime.status.builder import Facts, encode_bounded
+from fxconnector.runtime.status.builder import Facts, SymbolFacts, encode_bounded
 from fxconnector.runtime.status.health import readiness
 from fxconnector.runtime.store.cache_tail import first_finals, last_finals
 from fxconnector.runtime.store.lock import WriterLock
@@ -76,13 +77,14 @@ class _Live:
     ssot_state: SsotState = SsotState.LOADING
     broker_state: BrokerState = BrokerState.CONNECTING
     reconnects: int = 0
-    status_json: bytes = b"{}"
     coverage: dict[str, CoverageCounts] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     last_ticks: dict[str, Tick] = field(default_factory=dict)
     runner: CommandRunner | None = None
     repair: RepairScheduler | None = None
     underived: dict[str, int] = field(default_factory=dict)
+    #: Each symbol's status_symbol_v1 JSON as the status loop last built (and wrote) it.
+    status_symbols: dict[str, bytes] = field(default_factory=dict)
     #: The running command's progress on the console: (req_id, its task).
     command_shown: tuple[str, ProgressTask] | None = None
     head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
@@ -413,14 +415,27 @@ async def _status_loop(
             live.underived = await _underived(parts, pipeline, now)
             parts.metrics.derived_incomplete.set(sum(live.underived.values()))
             last_coverage = loop.time()
-        live.status_json = encode_bounded(
-            parts.status_builder.build(_facts(parts, pipeline, surface, live, now))
-        )
-        await surface.write_status(live.status_json, ttl_s=int(STATUS_PERIOD_S * 5))
+        await _write_status(parts, pipeline, surface, live, now)
         errors = _errors(pipeline, surface, live)[-20:]
         last = live.runner.last if live.runner is not None else None
         await surface.write_status_snapshot(encode({"last_command": last, "errors": errors}))
         await asyncio.sleep(STATUS_PERIOD_S)
+
+
+async def _write_status(
+    parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, now: int
+) -> bool:
+    """Build the summary and every symbol's detail, keep the details for `/api/status?symbol=`
+    and write them all to Redis (False: Redis unavailable, counted by the surface)."""
+    facts = _facts(parts, pipeline, surface, live, now)
+    builder = parts.status_builder
+    live.status_symbols = {s.symbol: encode(builder.build_symbol(now, s)) for s in facts.symbols}
+    payloads = StatusPayloads(
+        process_id=builder.process_id,
+        summary=encode_bounded(builder.build(facts)),
+        symbols=live.status_symbols,
+    )
+    return await surface.write_status(payloads, ttl_s=int(STATUS_PERIOD_S * 5))
 
 
 def _show_command(live: _Live) -> None:
@@ -463,16 +478,31 @@ def _report_corrupt_lines(parts: Parts, lines: list[str]) -> None:
     parts.metrics.ssot_corrupt_lines.inc(len(lines))
 
 
+def _symbol_facts(
+    parts: Parts, pipeline: Pipeline, live: _Live, symbol: str, now: int, stalled: Collection[str]
+) -> SymbolFacts:
+    last_final: dict[str, int | None] = {}
+    for tf in parts.config.bars.timeframes:
+        opened = parts.store.last_open_ms(symbol, tf)
+        last_final[tf.value] = None if opened is None else opened + tf.ms - 1
+    return SymbolFacts(
+        symbol=symbol,
+        last_final_ms=last_final,
+        last_tick_ts_ms=pipeline.builder.last_tick_ms(symbol),
+        final_lag_ms=pipeline.final_lag_ms(symbol, now),
+        stalled=symbol in stalled,
+        coverage=live.coverage.get(symbol),
+        underived=live.underived.get(symbol, 0),
+    )
+
+
 def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live, now: int) -> Facts:
     stats = pipeline.stats
-    last_final: dict[str, dict[str, int | None]] = {}
-    for symbol in parts.config.broker.symbols:
-        last_final[symbol] = {}
-        for tf in parts.config.bars.timeframes:
-            opened = parts.store.last_open_ms(symbol, tf)
-            last_final[symbol][tf.value] = None if opened is None else opened + tf.ms - 1
-    ticks = [pipeline.builder.last_tick_ms(s) for s in parts.config.broker.symbols]
-    known = [t for t in ticks if t is not None]
+    stalled = pipeline.stalled(now)
+    symbols = [
+        _symbol_facts(parts, pipeline, live, s, now, stalled) for s in parts.config.broker.symbols
+    ]
+    known = [s.last_tick_ts_ms for s in symbols if s.last_tick_ts_ms is not None]
     degraded = []
     if surface.state is not SurfaceState.OK:
         degraded.append(f"surface_{surface.state.value}")
@@ -487,7 +517,8 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
     repair = live.repair.status() if live.repair is not None else None
     if repair is not None and repair.last_run and repair.last_run.state is RepairState.FAILED:
         degraded.append("repair_failed")
-    degraded.extend(f"finals_stalled_{symbol}" for symbol in sorted(pipeline.stalled(now)))
+    if stalled:
+        degraded.append("finals_stalled")  # which: status symbols.worst, the detail, metrics
     if live.corrupt_lines:
         degraded.append("ssot_corrupt_lines")
     return Facts(
@@ -499,15 +530,25 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         surface_state=surface.state,
         backlog=surface.backlog,
         ssot_state=live.ssot_state,
-        last_final_ms=last_final,
-        coverage=live.coverage,
         late_ticks=pipeline.late_ticks,
         rejected=dict(stats.rejected),
         last_command=live.runner.last if live.runner is not None else None,
         errors=_errors(pipeline, surface, live),
         degraded=degraded,
         repair=repair,
+        symbols=symbols,
     )
+
+
+def _status_symbol(parts: Parts, pipeline: Pipeline, live: _Live, symbol: str) -> bytes:
+    """`/api/status?symbol=`: the detail the status loop wrote last (at most a period old),
+    built now before its first pass."""
+    written = live.status_symbols.get(symbol)
+    if written is not None:
+        return written
+    now = parts.clock.now_ms()
+    facts = _symbol_facts(parts, pipeline, live, symbol, now, pipeline.stalled(now))
+    return encode(parts.status_builder.build_symbol(now, facts))
 
 
 def _errors(pipeline: Pipeline, surface: RedisSurface, live: _Live) -> list[ErrorEntry]:
@@ -586,6 +627,7 @@ def _api_deps(
         status=lambda: encode_bounded(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, parts.clock.now_ms()))
         ),
+        status_symbol=lambda symbol: _status_symbol(parts, pipeline, live, symbol),
         ready=lambda: readiness(live.ssot_state, surface.state),
         metrics_registry=parts.metrics.registry,
         ui_dir=UI_DIR if (UI_DIR / "index.html").is_file() else None,

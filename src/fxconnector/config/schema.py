@@ -107,7 +107,7 @@ class OandaBrokerConfig(_Section, frozen=True):
 
 class BrokerConfig(_Section, frozen=True):
     kind: Literal["sim", "replay", "fxcm", "oanda"] = "sim"
-    symbols: Annotated[tuple[Symbol, ...], msgspec.Meta(min_length=1, max_length=256)] = (
+    symbols: Annotated[tuple[Symbol, ...], msgspec.Meta(min_length=1, max_length=1000)] = (
         "EURUSD",
         "GBPUSD",
         "USDJPY",

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.command import Command
-from fxconnector.core.model.status import StatusV2
+from fxconnector.core.model.status import StatusV2, SymbolStatus
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.validation.validator import decode_checked
 
@@ -27,6 +27,7 @@ MODELS: dict[ContractName, Any] = {
     ContractName.OHLCV_EVENT_V1: OhlcvEvent,
     ContractName.TICK_V1: Tick,
     ContractName.STATUS_V2: StatusV2,
+    ContractName.STATUS_SYMBOL_V1: SymbolStatus,
     ContractName.COMMANDS_V1: Command,
 }
 ANNOTATIONS = {"title", "description", "$schema", "$id", "$comment", "examples", "discriminator"}
@@ -222,7 +223,7 @@ def sample_status() -> dict[str, Any]:
     return {
         "ts": 1_700_000_000_000,
         "version": "0.1.0",
-        "process": {"pid": 1234, "started_ms": 1_700_000_000_000, "symbols": ["EURUSD"]},
+        "process": {"id": "host-a:1234", "pid": 1234, "started_ms": 1_700_000_000_000},
         "market": {
             "is_open": True,
             "next_open_utc": None,
@@ -236,10 +237,25 @@ def sample_status() -> dict[str, Any]:
             "reconnects": 0,
         },
         "surface": {"state": "ok", "backlog": 0},
-        "ssot": {
-            "state": "ok",
-            "last_final_ms": {"EURUSD": {"1m": 1_699_999_999_999, "1h": None}},
-            "coverage": {"EURUSD": {"final": 10, "quiet": 1, "missing": 0, "closed": 0}},
+        "ssot": {"state": "ok"},
+        "symbols": {
+            "total": 2,
+            "current": 1,
+            "lagging": 0,
+            "stalled": 1,
+            "no_final": 0,
+            "with_missing_minutes": 1,
+            "with_underived": 0,
+            "coverage": {"final": 10, "quiet": 1, "missing": 3, "closed": 0},
+            "worst": [
+                {
+                    "symbol": "USDJPY",
+                    "state": "stalled",
+                    "final_lag_ms": 900_000,
+                    "missing_minutes": 3,
+                    "underived": 0,
+                }
+            ],
         },
         "preview": {"late_ticks_dropped": 0, "rejected": {"bad_price": 2}},
         "last_command": {
@@ -261,3 +277,24 @@ def test_status_gets_the_same_verdict(how: str, data: st.DataObject) -> None:
     status = sample_status()
     assert same_verdict(ContractName.STATUS_V2, status)
     same_verdict(ContractName.STATUS_V2, mutate(status, how, data))
+
+
+def sample_symbol_status() -> dict[str, Any]:
+    return {
+        "ts": 1_700_000_000_000,
+        "symbol": "EURUSD",
+        "process_id": "host-a:1234",
+        "state": "current",
+        "final_lag_ms": 0,
+        "last_final_ms": {"1m": 1_699_999_999_999, "1h": None},
+        "last_tick_ts_ms": 1_699_999_999_000,
+        "coverage": {"final": 10, "quiet": 1, "missing": 0, "closed": 0},
+        "underived": 0,
+    }
+
+
+@given(how=MUTATIONS, data=st.data())
+def test_symbol_status_gets_the_same_verdict(how: str, data: st.DataObject) -> None:
+    status = sample_symbol_status()
+    assert same_verdict(ContractName.STATUS_SYMBOL_V1, status)
+    same_verdict(ContractName.STATUS_SYMBOL_V1, mutate(status, how, data))

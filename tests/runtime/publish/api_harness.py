@@ -36,6 +36,9 @@ from fxconnector.core.model.status import (
     StatusV2,
     SurfaceState,
     SurfaceStatus,
+    SymbolsStatus,
+    SymbolState,
+    SymbolStatus,
 )
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -143,7 +146,7 @@ def valid_status(now_ms: int = T0) -> bytes:
     status = StatusV2(
         ts=now_ms,
         version="test",
-        process=ProcessStatus(pid=1, started_ms=now_ms - 1000, symbols=list(SYMBOLS)),
+        process=ProcessStatus(id="test-host:1", pid=1, started_ms=now_ms - 1000),
         market=MarketStatus(
             is_open=True, next_open_utc=None, next_pause_utc=None, calendar_tag="always_open"
         ),
@@ -151,15 +154,37 @@ def valid_status(now_ms: int = T0) -> bytes:
             kind="sim", state=BrokerState.CONNECTED, last_tick_ts_ms=now_ms, reconnects=0
         ),
         surface=SurfaceStatus(state=SurfaceState.OK, backlog=0),
-        ssot=SsotStatus(
-            state=SsotState.OK,
-            last_final_ms={s: {tf.value: now_ms for tf in TIMEFRAMES} for s in SYMBOLS},
-            coverage={s: Coverage(final=10, quiet=0, missing=0, closed=0) for s in SYMBOLS},
+        ssot=SsotStatus(state=SsotState.OK),
+        symbols=SymbolsStatus(
+            total=len(SYMBOLS),
+            current=len(SYMBOLS),
+            lagging=0,
+            stalled=0,
+            no_final=0,
+            with_missing_minutes=0,
+            with_underived=0,
+            coverage=Coverage(final=10 * len(SYMBOLS), quiet=0, missing=0, closed=0),
+            worst=[],
         ),
         preview=PreviewStatus(late_ticks_dropped=0, rejected={}),
         last_command=None,
         errors=[],
         degraded=[],
+    )
+    return encode(status)
+
+
+def valid_symbol_status(symbol: str, now_ms: int = T0) -> bytes:
+    status = SymbolStatus(
+        ts=now_ms,
+        symbol=symbol,
+        process_id="test-host:1",
+        state=SymbolState.CURRENT,
+        final_lag_ms=0,
+        last_final_ms={tf.value: now_ms - 1 for tf in TIMEFRAMES},
+        last_tick_ts_ms=now_ms,
+        coverage=Coverage(final=10, quiet=0, missing=0, closed=0),
+        underived=0,
     )
     return encode(status)
 
@@ -209,6 +234,7 @@ def make_deps(
         history=connector.history,
         preview=connector.preview,
         status=valid_status,
+        status_symbol=valid_symbol_status,
         ready=connector.ready,
         metrics_registry=registry,
         ui_dir=ui_dir,

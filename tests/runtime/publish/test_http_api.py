@@ -318,6 +318,32 @@ def test_status_is_a_valid_status_v2(http: httpx.Client) -> None:
     Draft202012Validator(load_schema(ContractName.STATUS_V2)).validate(response.json())
 
 
+def test_status_of_one_symbol_is_a_valid_status_symbol_v1(shared_http: httpx.Client) -> None:
+    response = shared_http.get("/api/status", params={"symbol": "GBPUSD"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    Draft202012Validator(load_schema(ContractName.STATUS_SYMBOL_V1)).validate(response.json())
+    assert response.json()["symbol"] == "GBPUSD"
+
+
+@pytest.mark.parametrize(
+    ("symbol", "status", "code"),
+    [
+        ("USDJPY", 404, "unknown_symbol"),
+        ("eurusd", 400, "bad_request"),
+        ("", 400, "bad_request"),
+        ("EUR USD", 400, "bad_request"),
+        ("E" * 40, 400, "bad_request"),
+    ],
+)
+def test_status_of_an_unknown_or_bad_symbol_is_a_json_error(
+    shared_http: httpx.Client, symbol: str, status: int, code: str
+) -> None:
+    assert_error(shared_http.get("/api/status", params={"symbol": symbol}), status, code)
+    twice = shared_http.get("/api/status?symbol=EURUSD&symbol=EURUSD")
+    assert_error(twice, 400, "repeated_parameter")
+
+
 def test_health_symbols_and_metrics(stack: Stack, http: httpx.Client) -> None:
     live = http.get("/api/health/live")
     assert (live.status_code, live.json()) == (200, {"status": "live"})
@@ -441,6 +467,7 @@ def test_openapi_is_valid_and_fuzzing_finds_no_server_error(
         [
             "/api/bars",
             "/api/status",
+            "/api/status/processes",
             "/api/health/live",
             "/api/health/ready",
             "/api/symbols",

@@ -31,6 +31,7 @@ from fxconnector.runtime.publish.keys import (
 )
 from fxconnector.runtime.publish.redis_connect import connect_redis
 from fxconnector.runtime.publish.redis_surface import RedisSurface
+from fxconnector.runtime.publish.status_writer import StatusPayloads
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.port import AppendOutcome
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
@@ -188,7 +189,9 @@ def test_the_keyspace_is_exactly_the_documented_keys(redis_server: RedisServer) 
                     surface.finals([make_bar(i, symbol=symbol, tf=tf) for i in range(3)])
                     surface.previews([preview(3, symbol=symbol, tf=tf, step=5)])
                 surface.tick(tick(symbol, make_bar(3).open_ms + 5, 1.2))
-            await surface.write_status(b'{"ts":1}', ttl_s=30)
+            await surface.write_status(
+                StatusPayloads("host:1", b'{"ts":1}', {"EURUSD": b'{"ts":2}'}), ttl_s=30
+            )
             await surface.write_status_snapshot(b'{"errors":[],"last_command":null}')
             await settled(surface)
             assert surface.published_previews == 4
@@ -210,6 +213,7 @@ def test_the_keyspace_is_exactly_the_documented_keys(redis_server: RedisServer) 
     expected = {key.encode() for key in KEYS.all_fixed()} | {
         KEYS.snapshot(symbol, tf).encode() for symbol in symbols for tf in tfs
     }
+    expected |= {KEYS.status_process("host:1").encode(), KEYS.status_symbol("EURUSD").encode()}
     assert keys == expected
     assert not [key for key in keys if b"command" in key]
 
@@ -455,7 +459,7 @@ def test_a_redis_outage_degrades_and_recovery_loses_no_final(
                 assert merge(old[0], [e for e in later if e.symbol == symbol]) == expected
             assert_nomix([event for _, event in await stream_events(client)])
             redis_server.kill()  # a second outage after the recovery is a new entry
-            assert await surface.write_status(b"{}", ttl_s=5) is False
+            assert await surface.write_status(StatusPayloads("host:1", b"{}", {}), ttl_s=5) is False
             assert [e.code for e in surface.errors] == ["redis.unavailable"] * 2
             redis_server.start()
 
@@ -505,7 +509,7 @@ def test_an_unreachable_redis_degrades_counts_and_never_raises(tmp_path: Path) -
             assert surface.state is SurfaceState.DEGRADED
             assert surface.backlog == 1
             counted = len(errors)
-            assert await surface.write_status(b"{}", ttl_s=5) is False
+            assert await surface.write_status(StatusPayloads("host:1", b"{}", {}), ttl_s=5) is False
             assert await surface.write_status_snapshot(b"{}") is False
             assert len(errors) >= counted + 2
             assert surface.last_error is not None
@@ -611,11 +615,11 @@ def test_acl_credentials_come_from_the_secrets(
     async def scenario() -> None:
         good = Secrets(redis_username=Secret("fx"), redis_password=Secret("s3cret-pw"))
         async with running(redis_server.url, secrets=good) as (surface, client):
-            assert await surface.write_status(b"{}", ttl_s=5)
+            assert await surface.write_status(StatusPayloads("host:1", b"{}", {}), ttl_s=5)
             assert await client.acl_whoami() == "fx"
         bad = Secrets(redis_username=Secret("fx"), redis_password=Secret("wrong-pw-9"))
         async with running(redis_server.url, secrets=bad) as (surface, _client):
-            assert await surface.write_status(b"{}", ttl_s=5) is False
+            assert await surface.write_status(StatusPayloads("host:1", b"{}", {}), ttl_s=5) is False
             await wait_until(lambda: surface.state is SurfaceState.DEGRADED)
             assert surface.last_error is not None
             assert "AuthenticationError" in surface.last_error

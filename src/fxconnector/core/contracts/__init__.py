@@ -18,6 +18,7 @@ class ContractName(StrEnum):
     OHLCV_EVENT_V1 = "ohlcv_event_v1"
     TICK_V1 = "tick_v1"
     STATUS_V2 = "status_v2"
+    STATUS_SYMBOL_V1 = "status_symbol_v1"
     COMMANDS_V1 = "commands_v1"
 
 

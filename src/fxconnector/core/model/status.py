@@ -1,6 +1,9 @@
-"""Live status (`status_v2`, DESIGN §11): one field per fact, bounded in size.
+"""Live status (DESIGN §11): one field per fact, bounded in size.
 
-The size rail (hard 8 KiB, trimming past 6.5 KiB) is applied by the status builder; these structs
+Two payloads: `status_v2`, one process's summary, whose size does not grow with the number of
+symbols (it counts them by state and names only the worst few), and `status_symbol_v1`, the
+detail of one symbol (last finals per timeframe, coverage, lag, last tick). The size rail of the
+summary (hard 8 KiB, trimming past 6.5 KiB) is applied by the status builder; these structs
 only define the shape.
 """
 
@@ -55,10 +58,25 @@ class RepairState(StrEnum):
     SKIPPED = "skipped"  # an operator command held the heavy slot; tried at the next interval
 
 
+class SymbolState(StrEnum):
+    """How a symbol's finals are doing (the summary counts symbols by this)."""
+
+    CURRENT = "current"  # finals up to date (within LAGGING_AFTER_MS of open market time)
+    LAGGING = "lagging"  # behind by more than that, still moving or not yet stalled
+    STALLED = "stalled"  # no progress for longer than broker.finals_stall_s of open market time
+    NO_FINAL = "no_final"  # no final 1m bar stored yet
+
+
+#: The id of a process in status and in its status key: `HOSTNAME:PID`.
+ProcessId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern="^[A-Za-z0-9_.:-]+$")]
+
+
 class ProcessStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: `HOSTNAME:PID`, stable for the process's life, unique across the processes (and the
+    #: machines) sharing a namespace; names the process's status key `NS:status:proc:ID`.
+    id: ProcessId
     pid: Annotated[int, msgspec.Meta(ge=0)]
     started_ms: EpochMs
-    symbols: list[Label]
 
 
 class MarketStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -91,8 +109,37 @@ class Coverage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class SsotStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state: SsotState
-    last_final_ms: dict[Label, dict[Label, OptionalMs]]
-    coverage: dict[Label, Coverage]
+
+
+class WorstSymbol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One of the symbols most in need of a look (its detail: `/api/status?symbol=`)."""
+
+    symbol: Label
+    state: SymbolState
+    #: Open market time its proven finals trail the last fetchable minute.
+    final_lag_ms: Count
+    #: Missing minutes of its 24 h coverage window (0 before the first coverage pass).
+    missing_minutes: Count
+    #: Derived buckets of the window that should be final and are not.
+    underived: Count
+
+
+class SymbolsStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every symbol of the process, counted (the states add up to `total`)."""
+
+    total: Count
+    current: Count
+    lagging: Count
+    stalled: Count
+    no_final: Count
+    #: Symbols with missing minutes in their 24 h window, and with derived buckets not final.
+    with_missing_minutes: Count
+    with_underived: Count
+    #: Minutes of the 24 h window by class, summed over every symbol.
+    coverage: Coverage
+    #: The unhealthy symbols, worst first (stalled, no final, lagging; then most lag, most
+    #: missing minutes, most underived, name), at most 10; empty when every symbol is healthy.
+    worst: Annotated[list[WorstSymbol], msgspec.Meta(max_length=10)]
 
 
 class PreviewStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -160,9 +207,26 @@ class StatusV2(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     broker: BrokerStatus
     surface: SurfaceStatus
     ssot: SsotStatus
+    symbols: SymbolsStatus
     preview: PreviewStatus
     last_command: LastCommand | None
     errors: Annotated[list[ErrorEntry], msgspec.Meta(max_length=50)]
     degraded: list[Label]
     #: Absent (null) when the scheduled repair is disabled.
     repair: RepairStatus | None = None
+
+
+class SymbolStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`status_symbol_v1`: one symbol's detail, as one process sees it."""
+
+    ts: EpochMs
+    symbol: Label
+    process_id: ProcessId
+    state: SymbolState
+    final_lag_ms: Count
+    #: close_ms of the newest final bar per timeframe (null: none yet).
+    last_final_ms: dict[Label, OptionalMs]
+    last_tick_ts_ms: OptionalMs
+    #: Minutes of the 24 h window by class; null before the first coverage pass.
+    coverage: Coverage | None
+    underived: Count

@@ -124,8 +124,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return Response(body, media_type=JSON)
 
     async def get_status(request: Request) -> Response:
+        symbol = params.check_names(request.query_params, ("symbol",)).get("symbol")
+        if symbol is None:
+            return Response(deps.status(), media_type=JSON)
+        return Response(deps.status_symbol(params.status_symbol(symbol, deps)), media_type=JSON)
+
+    async def get_status_processes(request: Request) -> Response:
         params.check_names(request.query_params, ())
-        return Response(deps.status(), media_type=JSON)
+        found = await deps.reader.status_processes()
+        return Response(b'{"processes":[' + b",".join(found.values()) + b"]}", media_type=JSON)
 
     async def get_live(request: Request) -> Response:
         params.check_names(request.query_params, ())
@@ -164,8 +171,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
             "/api/status",
             get_status,
             "status",
-            "Live status (status_v2)",
-            doc.json_doc("Status", 400),
+            "This process's live status (status_v2), or one symbol's (status_symbol_v1)",
+            doc.status_doc(deps),
+        ),
+        (
+            "/api/status/processes",
+            get_status_processes,
+            "status_processes",
+            "The live status (status_v2) of every process of the namespace, from Redis",
+            doc.json_doc("StatusProcesses", 400, 503),
         ),
         ("/api/health/live", get_live, "live", "Liveness", doc.json_doc("Live", 400)),
         ("/api/health/ready", get_ready, "ready", "Readiness", doc.ready_doc()),

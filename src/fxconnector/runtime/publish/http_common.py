@@ -2,9 +2,10 @@
 
 Rules:
 - Every error a client gets is `{"error": {"code": ..., "message": ...}}` with a stable code:
-  `unknown_parameter`/`repeated_parameter`/`invalid_range` (400), `not_found`/`unknown_symbol`/
-  `unknown_timeframe` (404), `method_not_allowed` (405), `missing_parameter`/
-  `invalid_parameter` (422), `unavailable` (503, Redis), `internal` (500, a bug of ours).
+  `unknown_parameter`/`repeated_parameter`/`invalid_range`/`bad_request` (400),
+  `not_found`/`unknown_symbol`/`unknown_timeframe` (404), `method_not_allowed` (405),
+  `missing_parameter`/`invalid_parameter` (422), `unavailable` (503, Redis), `internal` (500,
+  a bug of ours).
 - Query parameters are parsed by hand, strictly: an unknown or repeated name is an error, numbers
   are plain non-negative decimal integers, and a message quotes at most 60 characters of input.
 - Nothing here does I/O; the dependencies are handed in by the composition root.
@@ -27,13 +28,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fxconnector.core.errors import ContractViolation
-from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.model.bar import SYMBOL_PATTERN, OhlcvEvent
 from fxconnector.core.time_geom import RANGE_END_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish.surface_reader import SurfaceReader, normalize_stream_id
 
 JSON: Final = "application/json"
 _DECIMAL = re.compile(r"^[0-9]{1,16}$")
+_SYMBOL = re.compile(SYMBOL_PATTERN)
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -92,6 +94,8 @@ class PushStreams:
 class ApiDeps:
     """Everything the read-only API needs, handed in by the composition root.
 
+    `status()` is this process's `status_v2` summary, `status_symbol(symbol)` the detail of
+    one of its symbols.
     `history(symbol, tf, from_ms, to_ms, limit)` gives final bars with
     `from_ms <= open_ms < to_ms` (None: unbounded) from the SSOT, ascending by open_ms: the first
     `limit` from `from_ms` when it is given, else the newest `limit` before `to_ms`. On a
@@ -109,6 +113,8 @@ class ApiDeps:
     history: Callable[[str, Timeframe, int | None, int | None, int], Awaitable[list[OhlcvEvent]]]
     preview: Callable[[str, Timeframe], OhlcvEvent | None]
     status: Callable[[], bytes]
+    #: One served symbol's `status_symbol_v1` JSON (quick, in memory, like `status`).
+    status_symbol: Callable[[str], bytes]
     ready: Callable[[], tuple[bool, str]]
     metrics_registry: CollectorRegistry
     ui_dir: Path | None = None
@@ -200,6 +206,15 @@ def symbol(text: str, symbols: Iterable[str]) -> str:
     if text not in symbols:
         raise ApiError(404, "unknown_symbol", f"unknown symbol {quote(text)}")
     return text
+
+
+def status_symbol(text: str, deps: ApiDeps) -> str:
+    """`/api/status?symbol=`: a served symbol (404 when unknown, 400 when not a symbol at all)."""
+    if not _SYMBOL.match(text):
+        raise ApiError(
+            400, "bad_request", f"symbol must match {_SYMBOL.pattern}, got {quote(text)}"
+        )
+    return symbol(text, deps.symbols)
 
 
 def timeframe(text: str, timeframes: Iterable[Timeframe]) -> Timeframe:

@@ -29,11 +29,15 @@ Both layouts:
 
 - `NS:symbols` SET: every symbol some process of the namespace publishes (readers use it to
   find the per-symbol keys; written once at start).
-- `NS:status` STRING: the live `status_v2` summary JSON of the namespace's (single) process,
-  refreshed on a period with an expiry of a few periods so a dead connector's status
-  disappears instead of going stale. `NS:status:proc:PROCESS` is the same per process when
-  several processes share a namespace (`PROCESS` = the status `process.id`).
-- `NS:status:sym:SYMBOL` (`{SYMBOL}` in cluster) STRING: that symbol's status detail.
+- `NS:status:proc:PROCESS` STRING: the live `status_v2` summary JSON of one process
+  (`PROCESS` = the status `process.id`, `HOSTNAME:PID`), refreshed on a period with an expiry
+  of a few periods so a dead connector's status disappears instead of going stale.
+- `NS:status:procs` SORTED SET: the namespace's live processes (member: process id, score: ms
+  of its last status write); entries older than the expiry are removed by the writers.
+- `NS:status` STRING: the same summary, written only while one process is alive in the
+  namespace (the single-process default); absent while several are (read the per-process keys).
+- `NS:status:sym:SYMBOL` (`{SYMBOL}` in cluster) STRING: that symbol's `status_symbol_v1`
+  detail, same expiry.
 - `NS:status:snapshot` STRING: JSON `{"last_command": ..., "errors": [...]}` (bounded).
 
 Streams are trimmed by time (MINID, `surface.events_retention_s`), not by count.
@@ -104,6 +108,10 @@ class SurfaceKeys:
     def status_process(self, process_id: str) -> str:
         return f"{self.namespace}:status:proc:{process_id}"
 
+    @property
+    def status_processes(self) -> str:
+        return f"{self.namespace}:status:procs"
+
     def status_symbol(self, symbol: str) -> str:
         return f"{self.namespace}:status:sym:{self.tag(symbol)}"
 
@@ -112,5 +120,12 @@ class SurfaceKeys:
         return f"{self.namespace}:status:snapshot"
 
     def all_fixed(self) -> tuple[str, ...]:
-        """The keys that do not depend on a series."""
-        return (self.events, self.price_tik, self.symbols, self.status, self.status_snapshot)
+        """The keys that do not depend on a series or a process."""
+        return (
+            self.events,
+            self.price_tik,
+            self.symbols,
+            self.status,
+            self.status_processes,
+            self.status_snapshot,
+        )

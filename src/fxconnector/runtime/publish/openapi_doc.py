@@ -3,8 +3,9 @@ whose parameters are parsed by hand, so there is nothing for FastAPI to infer).
 
 Rules: every operation lists its parameters with their constraints and every status it can
 answer with, each with a schema; the public contracts' JSON Schemas (`ohlcv_event_v1`,
-`status_v2`) are the components, their `$defs` moved beside them, so a client or a fuzzer can
-check every answer against the same contract the rest of the system obeys.
+`status_v2`, `status_symbol_v1`) are the components, their `$defs` moved beside them, so a
+client or a fuzzer can check every answer against the same contract the rest of the system
+obeys.
 """
 
 from __future__ import annotations
@@ -86,6 +87,24 @@ def metrics_doc() -> dict[str, Any]:
     }
 
 
+def status_doc(deps: ApiDeps) -> dict[str, Any]:
+    """`/api/status[?symbol=]`: the summary, or one symbol's detail."""
+    doc = json_doc("Status", 400, 404)
+    doc["responses"]["200"] = _json(
+        {"anyOf": [ref("Status"), ref("StatusSymbol")]},
+        "This process's summary (status_v2); with `symbol`, that symbol's detail "
+        "(status_symbol_v1)",
+    )
+    doc["parameters"] = [
+        query_parameter(
+            "symbol",
+            {"type": "string", "enum": list(deps.symbols)},
+            "A served symbol: answer its detail instead of the summary",
+        )
+    ]
+    return doc
+
+
 def bars_doc(deps: ApiDeps) -> dict[str, Any]:
     q = query_parameter
     epoch = {"type": "integer", "minimum": 0, "maximum": RANGE_END_MS}
@@ -143,6 +162,10 @@ def _components() -> dict[str, Any]:
     nullable_string = {"anyOf": [{"type": "string"}, {"type": "null"}]}
     components["BarEvent"] = _contract(ContractName.OHLCV_EVENT_V1, "BarEvent_", components)
     components["Status"] = _contract(ContractName.STATUS_V2, "Status_", components)
+    components["StatusSymbol"] = _contract(
+        ContractName.STATUS_SYMBOL_V1, "StatusSymbol_", components
+    )
+    components["StatusProcesses"] = _object(processes={"type": "array", "items": ref("Status")})
     components["Error"] = _object(
         error=_object(code={"type": "string"}, message={"type": "string"})
     )

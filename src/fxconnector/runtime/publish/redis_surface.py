@@ -58,6 +58,7 @@ from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.leases import SymbolLeases
 from fxconnector.runtime.publish.redis_connect import SurfaceClient
 from fxconnector.runtime.publish.redis_errors import redis_errors, refused_credentials
+from fxconnector.runtime.publish.status_writer import StatusPayloads, write_status
 from fxconnector.runtime.publish.surface_lua import Series
 from fxconnector.runtime.publish.surface_writes import SCRIPTS, SurfacePipeline, SurfaceWrites
 from fxconnector.runtime.store.cache_tail import TailCache
@@ -204,10 +205,12 @@ class RedisSurface:
 
     # -- direct writes --------------------------------------------------------------------------
 
-    async def write_status(self, status_json: bytes, ttl_s: int) -> bool:
-        """SET the live status with an expiry; False (counted) when Redis is unavailable."""
-        with self._counting(), redis_errors("SET status"):
-            await self._redis.set(self._keys.status, status_json, ex=ttl_s)
+    async def write_status(self, payloads: StatusPayloads, ttl_s: int) -> bool:
+        """Write the live status (summary and per-symbol details, see status_writer) with an
+        expiry; False (counted) when Redis is unavailable."""
+        with self._counting(), redis_errors("write status"):
+            now_ms = self._clock.now_ms()
+            await write_status(self._redis, self._keys, payloads, ttl_s=ttl_s, now_ms=now_ms)
             return True
         return False
 

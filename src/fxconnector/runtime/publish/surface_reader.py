@@ -154,6 +154,29 @@ class SurfaceReader:
         value = await self._call("GET status", lambda: self._redis.get(self._keys.status))
         return None if value is None else _as_bytes(value)
 
+    async def status_symbol(self, symbol: str) -> bytes | None:
+        """A symbol's `status_symbol_v1` JSON, or None when absent (expired or never written)."""
+        key = self._keys.status_symbol(symbol)
+        value = await self._call("GET status symbol", lambda: self._redis.get(key))
+        return None if value is None else _as_bytes(value)
+
+    async def status_processes(self) -> dict[str, bytes]:
+        """Process id -> `status_v2` JSON of every live process of the namespace (those listed
+        in `NS:status:procs` whose own status key has not expired), sorted by id."""
+        members: Any = await self._call(
+            "ZRANGE status procs", lambda: self._redis.zrange(self._keys.status_processes, 0, -1)
+        )
+        ids = sorted(_text(member) for member in members)
+
+        async def get_all() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            for process in ids:
+                pipe.get(self._keys.status_process(process))
+            return await pipe.execute()
+
+        values: Any = await self._call("GET status procs", get_all) if ids else []
+        return {p: _as_bytes(v) for p, v in zip(ids, values, strict=True) if v is not None}
+
     async def status_snapshot(self) -> bytes | None:
         """The `{"last_command": ..., "errors": [...]}` JSON, or None when absent."""
         value = await self._call(

@@ -1,5 +1,6 @@
 // The chart page: pickers, bootstrap from /api/bars, live from the SSE push stream, the merge
-// policy (merge.js), the status panel and the lost-connection banner.
+// policy (merge.js), the status panel (status_panel.js: the summary and the shown symbol's detail,
+// polled from /api/status and /api/status?symbol=) and the lost-connection banner.
 //
 // Rules:
 // - Every bar drawn comes out of the merge book (final > preview, NoMix, revisions by rev), the
@@ -15,19 +16,15 @@
 // - Server data reaches the DOM as text only (textContent), never as HTML.
 // - `window.__fx` is a small read-only debug hook (the browser tests read the chart's data).
 
-import {
-  createChartAdapter,
-  localOffsetMs,
-  TF_MS,
-} from "./chart_adapter.js";
+import { createChartAdapter, localOffsetMs } from "./chart_adapter.js";
 import { applyUpdates, createState, getBar, loadSnapshot, seriesBars } from "./merge.js";
+import { renderPanel } from "./status_panel.js";
 
 const BARS_LIMIT = 1500;
 const STATUS_PERIOD_MS = 3000;
 const FETCH_TIMEOUT_MS = 4000;
 const RETRY_MS = 1500;
 const FLUSH_MS = 40; // SSE events are merged and drawn in small batches
-const ERRORS_SHOWN = 5;
 
 const $ = (id) => document.getElementById(id);
 
@@ -51,6 +48,7 @@ const app = {
   loads: 0,
   lastEventAt: null,
   status: null,
+  symbolStatus: null, // the shown symbol's detail (status_symbol_v1)
   streamNotice: null,
   hovered: null,
 };
@@ -301,9 +299,17 @@ function decimals(bar) {
 
 // --- the status panel ----------------------------------------------------------------------------
 
+// The summary (status_v2) counts every symbol; the shown symbol's detail (status_symbol_v1)
+// comes from /api/status?symbol=.
 async function pollStatus() {
+  const symbol = app.symbol;
   try {
-    app.status = await getJson("/api/status");
+    const [summary, detail] = await Promise.all([
+      getJson("/api/status"),
+      getJson(`/api/status?symbol=${encodeURIComponent(symbol)}`),
+    ]);
+    app.status = summary;
+    if (symbol === app.symbol) app.symbolStatus = detail;
     app.statusOk = true;
   } catch {
     app.statusOk = false;
@@ -313,32 +319,16 @@ async function pollStatus() {
   setTimeout(pollStatus, STATUS_PERIOD_MS);
 }
 
-function row(table, label, value, tone = null) {
-  const tr = document.createElement("tr");
-  const th = document.createElement("th");
-  th.textContent = label;
-  const td = document.createElement("td");
-  td.textContent = value;
-  if (tone) td.className = tone;
-  tr.append(th, td);
-  table.append(tr);
-  return tr;
-}
-
-function section(title) {
-  const box = document.createElement("section");
-  const h = document.createElement("h2");
-  h.textContent = title;
-  const table = document.createElement("table");
-  box.append(h, table);
-  $("status-body").append(box);
-  return table;
-}
-
-function parseMoment(value) {
-  if (value === null || value === undefined) return null;
-  const ms = typeof value === "number" ? value : Date.parse(value);
-  return Number.isFinite(ms) ? ms : null;
+/** The detail of a newly chosen symbol, at once (the poll refreshes it afterwards). */
+async function loadSymbolStatus() {
+  const symbol = app.symbol;
+  try {
+    const detail = await getJson(`/api/status?symbol=${encodeURIComponent(symbol)}`);
+    if (symbol === app.symbol) app.symbolStatus = detail;
+  } catch {
+    // the poll says so (statusOk) on its next turn
+  }
+  renderStatus();
 }
 
 function renderStatus() {
@@ -350,78 +340,12 @@ function renderStatus() {
   $("status-updated").className = stale ? "bad" : "";
   $("status-body").classList.toggle("stale", stale);
   if (!s) return;
-  $("status-body").replaceChildren();
-
-  const market = section("Market");
-  row(market, "market", s.market.is_open ? "open" : "closed", s.market.is_open ? "good" : "warn");
-  if (!s.market.is_open) {
-    row(market, "next open", formatTime(parseMoment(s.market.next_open_utc)));
-  } else if (s.market.next_pause_utc) {
-    row(market, "next pause", formatTime(parseMoment(s.market.next_pause_utc)));
-  }
-  row(market, "calendar", s.market.calendar_tag);
-
-  const broker = section("Broker");
-  const brokerTone = s.broker.state === "connected" ? "good" : "bad";
-  row(broker, s.broker.kind, s.broker.state, brokerTone);
-  const tickAge = s.broker.last_tick_ts_ms === null ? null : s.ts - s.broker.last_tick_ts_ms;
-  row(broker, "last tick", tickAge === null ? "none yet" : `${formatAge(tickAge)} ago`);
-  row(broker, "reconnects", String(s.broker.reconnects));
-
-  const surface = section("Surface and store");
-  row(surface, "redis surface", `${s.surface.state} (backlog ${s.surface.backlog})`,
-    s.surface.state === "ok" ? "good" : "bad");
-  row(surface, "ssot", s.ssot.state, s.ssot.state === "ok" ? "good" : "warn");
-  const coverage = s.ssot.coverage?.[app.symbol];
-  if (coverage) {
-    row(surface, "last 24 h minutes",
-      `${coverage.final} final · ${coverage.quiet} quiet · ${coverage.missing} missing · ` +
-      `${coverage.closed} closed`, coverage.missing ? "warn" : null);
-  }
-
-  const finals = section(`Last final bar (open time) · ${app.symbol}`);
-  const lastFinal = s.ssot.last_final_ms?.[app.symbol] ?? {};
-  const tfs = Object.keys(lastFinal).sort((a, b) => (TF_MS[a] ?? 0) - (TF_MS[b] ?? 0));
-  for (const tf of tfs) {
-    const closeMs = lastFinal[tf];
-    if (closeMs === null) {
-      row(finals, tf, "none yet", "warn");
-      continue;
-    }
-    const lag = s.ts - closeMs;
-    // A final is due a little after its bucket closes; more than a bucket late is worth a look.
-    const late = s.market.is_open && lag > (TF_MS[tf] ?? 60_000) + 120_000;
-    const openMs = closeMs + 1 - (TF_MS[tf] ?? 0);
-    const tr = row(finals, tf, `${formatTime(openMs)} · lag ${formatAge(lag)}`,
-      late ? "warn" : null);
-    if (tf === app.tf) tr.classList.add("current");
-  }
-
-  const preview = section("Live previews");
-  row(preview, "late ticks dropped", String(s.preview.late_ticks_dropped),
-    s.preview.late_ticks_dropped ? "warn" : null);
-  const rejected = Object.entries(s.preview.rejected);
-  row(preview, "rejected ticks",
-    rejected.length ? rejected.map(([reason, n]) => `${reason} ${n}`).join(" · ") : "none",
-    rejected.length ? "warn" : null);
-
-  const command = section("Last command");
-  const last = s.last_command;
-  if (last) {
-    row(command, last.cmd, `${last.state} (${last.req_id})`,
-      last.state === "failed" ? "bad" : null);
-    row(command, "finished", last.finished_ts ? formatTime(last.finished_ts, { seconds: true }) : "—");
-  } else {
-    row(command, "command", "none");
-  }
-
-  const errors = section("Recent errors");
-  if (s.errors.length === 0) row(errors, "errors", "none", "good");
-  for (const error of s.errors.slice(-ERRORS_SHOWN).reverse()) {
-    row(errors, formatTime(error.ts, { seconds: true }).replace(/ (UTC|local)$/, ""),
-      `${error.code}: ${error.message}`, "bad");
-  }
-  if (s.degraded.length) row(errors, "degraded", s.degraded.join(", "), "warn");
+  renderPanel($("status-body"), s, app.symbolStatus, {
+    symbol: app.symbol,
+    tf: app.tf,
+    formatTime,
+    formatAge,
+  });
 }
 
 function renderStreamState() {
@@ -506,6 +430,7 @@ async function start() {
     writeHash();
     load();
     renderStatus();
+    loadSymbolStatus();
   });
   $("tf").addEventListener("change", (event) => {
     app.tf = event.target.value;

@@ -89,8 +89,6 @@ def status_of(scheduler: RepairScheduler, now: int, calendar: CalendarProfile) -
         surface_state=SurfaceState.OK,
         backlog=0,
         ssot_state=SsotState.OK,
-        last_final_ms={},
-        coverage={},
         late_ticks=0,
         rejected={},
         last_command=None,
@@ -99,7 +97,7 @@ def status_of(scheduler: RepairScheduler, now: int, calendar: CalendarProfile) -
         repair=scheduler.status(),
     )
     builder = StatusBuilder(
-        version="test", pid=1, started_ms=T0, symbols=["EURUSD"], calendar=calendar.default
+        version="test", process_id="test:1", pid=1, started_ms=T0, calendar=calendar.default
     )
     encoded = encode_bounded(builder.build(facts))
     Draft202012Validator(load_schema(ContractName.STATUS_V2)).validate(msgspec.json.decode(encoded))
