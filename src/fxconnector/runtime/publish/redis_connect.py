@@ -13,13 +13,17 @@ Rules:
   longer than 15 s, and no redis-py retry loop: the surface owns backoff, and a failed call
   must surface at once so a Redis restart is noticed (and the surface rebuilt).
 - Nothing connects here: the client connects on its first command.
+- Each role gets its own client (the publisher, the push fan-out's reader, the HTTP requests),
+  so none waits on another's connections. `max_connections` bounds a client's pool: a command
+  that finds every connection busy waits at most `pool_timeout_s`, then fails like a refused
+  connection (the HTTP API answers 503), instead of redis-py's immediate MaxConnectionsError.
 
 This module must not know key names or what is published.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -32,23 +36,37 @@ from fxconnector.core.errors import ConfigError
 CONNECT_TIMEOUT_S: Final = 2.0
 SOCKET_TIMEOUT_S: Final = 5.0
 HEALTH_CHECK_INTERVAL_S: Final = 15
+#: How long a command waits for a connection of a bounded pool before it fails.
+POOL_TIMEOUT_S: Final = 1.0
 
 
-def connect_redis(url: str, secrets: Secrets) -> redis.asyncio.Redis:
-    """A client for `url` with credentials from `secrets` (nothing is sent until first use)."""
+def connect_redis(
+    url: str,
+    secrets: Secrets,
+    *,
+    max_connections: int | None = None,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
+) -> redis.asyncio.Redis:
+    """A client for `url` with credentials from `secrets` (nothing is sent until first use);
+    with `max_connections`, its pool is bounded and a caller waits for a free connection."""
     check_redis_url(url)
     username, password = secrets.redis_username, secrets.redis_password
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry": Retry(NoBackoff(), 0),
+        "username": None if username is None else username.reveal(),
+        "password": None if password is None else password.reveal(),
+    }
     try:
-        return redis.asyncio.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            retry=Retry(NoBackoff(), 0),
-            username=None if username is None else username.reveal(),
-            password=None if password is None else password.reveal(),
+        if max_connections is None:
+            return redis.asyncio.Redis.from_url(url, **options)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout_s, **options
         )
+        return redis.asyncio.Redis.from_pool(pool)
     except ValueError as exc:
         # redis-py's messages name the bad option, never a credential (none is in the URL).
         raise ConfigError(f"surface.redis_url {describe(url)}: {exc}") from None
