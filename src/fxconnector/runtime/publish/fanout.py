@@ -242,6 +242,7 @@ class Fanout:
         self._groups: dict[tuple[frozenset[str], frozenset[str]], _Group] = {}
         self._seen: dict[tuple[str, str], OrderedDict[int, int]] = {}
         self._ready = asyncio.Event()
+        self._catch_ups = asyncio.Semaphore(settings.catch_up_reads)
         self._task: asyncio.Task[None] | None = None
         self._outage = False
         self.stats = FanoutStats()
@@ -402,7 +403,8 @@ class Fanout:
             if not behind:
                 return
             try:
-                read = await self._catch_up.read_streams(behind, count=self._settings.batch)
+                async with self._catch_ups:
+                    read = await self._catch_up.read_streams(behind, count=self._settings.batch)
             except SurfaceUnavailable as exc:
                 yield Notice("unavailable", str(exc)[:500])
                 await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))  # noqa: S311

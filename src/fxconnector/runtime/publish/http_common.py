@@ -55,6 +55,7 @@ class PushSettings:
     window: int = 10_000  # newest entries kept in memory for clients resuming from a cursor
     client_queue: int = 5_000  # entries queued per client before it is cut off as too slow
     poll_ms: int = 100  # cluster layout: pause between non-blocking reads while idle
+    catch_up_reads: int = 4  # concurrent Redis reads of clients catching up from a cursor
 
 
 class PushStreams:

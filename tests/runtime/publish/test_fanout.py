@@ -1,0 +1,380 @@
+"""The push fan-out with many real clients over a real uvicorn and a real Redis: every client
+gets every selected event once, slow clients are cut off with a reason and resume by cursor,
+invalid events never reach a client, and the cluster layout's per-symbol streams are merged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from bench.push_clients import Record, SseClient, open_sse, run_ws
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish.http_common import PushSettings
+from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
+from tests.redis_server import RedisServer
+from tests.runtime.publish.api_harness import SYMBOLS, T0, Stack, bar, running_stack
+
+pytestmark = pytest.mark.redis
+T = TypeVar("T")
+
+WAIT_S = 20.0
+PUSH = PushSettings(heartbeat_s=0.5, block_ms=200, backoff_max_s=0.5, window=1000)
+
+
+@pytest.fixture
+def stack(redis_server: RedisServer) -> Iterator[Stack]:
+    with running_stack(redis_server, push=PUSH) as stack:
+        yield stack
+
+
+_OPENED: list[asyncio.Transport] = []
+
+
+async def sse(port: int, query: dict[str, str], **options: Any) -> SseClient:
+    """An SSE client, closed when `run` ends."""
+    transport, client = await open_sse(port, query, **options)
+    _OPENED.append(transport)
+    return client
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, then close every client `main` opened and end its other tasks."""
+
+    async def wrapped() -> T:
+        try:
+            return await main
+        finally:
+            for transport in _OPENED:
+                transport.close()
+            _OPENED.clear()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            await asyncio.sleep(0.05)  # the transports' close callbacks
+
+    return asyncio.run(wrapped())
+
+
+def events(count: int, start: int = 0) -> list[OhlcvEvent]:
+    """Finals and previews of both symbols and timeframes, interleaved."""
+    out = []
+    for i in range(start, start + count):
+        tf = Timeframe.M1 if i % 3 else Timeframe.M5
+        out.append(bar(SYMBOLS[i % 2], tf, T0 + i * tf.ms, final=bool(i % 4)))
+    return out
+
+
+def expected_for(stack: Stack, query: dict[str, str], after: str = "0-0") -> list[str]:
+    symbols = set(query.get("symbols", ",".join(SYMBOLS)).split(","))
+    tfs = set(query.get("tfs", "1m,5m").split(","))
+    out = []
+    for entry_id, data in stack.writer.stream(after=after):
+        event = json.loads(data)
+        if event["symbol"] in symbols and event["tf"] in tfs:
+            out.append(entry_id)
+    return out
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not check():
+            await asyncio.sleep(0.02)
+    assert check(), what
+
+
+async def poll_bars(url: str, statuses: list[int], stop: asyncio.Event) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:
+        while not stop.is_set():
+            response = await http.get("/api/bars", params={"symbol": "EURUSD", "tf": "1m"})
+            statuses.append(response.status_code)
+            await asyncio.sleep(0.01)
+
+
+def test_hundreds_of_sse_and_websocket_clients_get_every_event_once(stack: Stack) -> None:
+    queries = [{}, {"symbols": "EURUSD"}, {"tfs": "1m"}, {"symbols": "GBPUSD", "tfs": "5m"}]
+    before = [stack.writer.publish(e) for e in events(30)]
+
+    async def main() -> tuple[list[tuple[dict[str, str], Record]], list[int]]:
+        clients: list[tuple[dict[str, str], Record]] = []
+        for i in range(240):
+            query = dict(queries[i % 4])
+            if i % 2:
+                query["cursor"] = before[9]  # half resume from an older cursor
+            client = await sse(stack.server.port, query)
+            clients.append((query, client.record))
+        ws_records = [(dict(queries[i % 4], cursor="0-0"), Record()) for i in range(40)]
+        ws_tasks = [
+            asyncio.create_task(run_ws(stack.server.port, q, r)) for q, r in ws_records
+        ]
+        statuses: list[int] = []
+        stop = asyncio.Event()
+        poller = asyncio.create_task(poll_bars(stack.url, statuses, stop))
+        await until(lambda: all(r.status == 200 for _, r in clients), "SSE connected")
+        await until(lambda: all(r.status == 101 for _, r in ws_records), "WS connected")
+        # Every no-cursor SSE client is live once it got a heartbeat-free start: publish live.
+        await asyncio.sleep(0.3)
+        for burst in range(5):
+            for event in events(20, start=30 + burst * 20):
+                stack.writer.publish(event)
+            await asyncio.sleep(0.05)
+        records = clients + ws_records
+        for query, record in records:
+            after = query.get("cursor", before[-1])
+            want = len(expected_for(stack, query, after))
+            await until(lambda r=record, n=want: len(r.ids) >= n, f"{query} got everything")
+        await asyncio.sleep(0.2)  # nothing more (no duplicate) arrives
+        stop.set()
+        await poller
+        return records, statuses
+
+    records, statuses = run(main())
+    for query, record in records:
+        after = query.get("cursor", before[-1])
+        assert record.ids == expected_for(stack, query, after), query  # no gap, no duplicate
+        assert record.errors == []
+    stored = dict(stack.writer.stream())
+    assert all(data == stored[i] for _, r in records for i, data in zip(r.ids, r.datas))
+    assert statuses and all(status == 200 for status in statuses)
+
+
+def test_a_slow_client_is_cut_off_with_a_reason_and_resumes_by_cursor(
+    redis_server: RedisServer,
+) -> None:
+    small = PushSettings(heartbeat_s=0.5, block_ms=200, client_queue=5, window=1000)
+    with running_stack(redis_server, push=small) as stack:
+        first = [stack.writer.publish(e) for e in events(2)]
+
+        def burst() -> list[str]:
+            # 20 events in one transaction: the fan-out reads them in one go, more than the
+            # client's queue of 5 takes.
+            pipe = stack.writer.client.pipeline(transaction=True)
+            for event in events(20, start=2):
+                pipe.xadd(stack.keys.events, {STREAM_FIELD: encode(event)})
+            return [i.decode() for i in pipe.execute()]
+
+        async def main() -> tuple[Record, Record, Record, list[str]]:
+            client = await sse(stack.server.port, {"cursor": first[0]})
+            slow = client.record
+            ws = Record()
+            ws_task = asyncio.create_task(run_ws(stack.server.port, {"cursor": first[0]}, ws))
+            await until(lambda: len(slow.ids) == 1 and len(ws.ids) == 1, "first event")
+            ids = burst()
+            await slow.ended.wait()
+            await ws.ended.wait()
+            await ws_task
+            again = await sse(stack.server.port, {}, last_event_id=slow.ids[-1])
+            await until(lambda: len(again.record.ids) == 20, "the rest after resuming")
+            return slow, ws, again.record, ids
+
+        slow, ws, resumed, ids = run(main())
+    assert slow.ids == [first[1]]
+    assert [e["error"]["code"] for e in slow.errors] == ["slow_consumer"]
+    assert [e["error"]["code"] for e in ws.errors] == ["slow_consumer"]
+    assert (ws.close_code, ws.close_reason) == (1013, "slow_consumer")
+    assert resumed.ids == ids  # exactly the rest: no gap, no duplicate
+
+
+def test_a_cursor_older_than_the_window_catches_up_from_redis_then_goes_live(
+    redis_server: RedisServer,
+) -> None:
+    tiny = PushSettings(heartbeat_s=0.5, block_ms=200, batch=7, window=10)
+    with running_stack(redis_server, push=tiny) as stack:
+
+        async def main() -> list[Record]:
+            # The fan-out starts with the first client: its window then fills with later ones.
+            warm = await sse(stack.server.port, {})
+            await until(lambda: warm.record.status == 200, "connected")
+            await asyncio.sleep(0.3)
+            for event in events(50):
+                stack.writer.publish(event)
+            await until(lambda: len(warm.record.ids) == 50, "live client")
+            clients = [await sse(stack.server.port, {"cursor": "0-0"}) for _ in range(5)]
+            await asyncio.sleep(0.1)
+            for event in events(10, start=50):
+                stack.writer.publish(event)
+            records = [c.record for c in clients]
+            await until(lambda: all(len(r.ids) >= 60 for r in records), "caught up")
+            await asyncio.sleep(0.2)
+            return records
+
+        records = run(main())
+        all_ids = [entry_id for entry_id, _ in stack.writer.stream()]
+    assert len(all_ids) == 60
+    assert all(record.ids == all_ids for record in records)
+
+
+def test_invalid_events_in_redis_never_reach_a_client(stack: Stack) -> None:
+    valid = events(3)
+    broken_final = bar("EURUSD", Timeframe.M1, T0 + 99 * MINUTE_MS)
+    raw_bad = [
+        b"not json",
+        encode(valid[0])[:-1] + b',"extra":1}',  # unknown field
+        encode(broken_final).replace(b'"event_ts":', b'"event_ts":1', 1),  # event_ts != close
+        encode(valid[0]).replace(b'"EURUSD"', b'"eurusd"'),  # not a symbol
+    ]
+
+    async def main() -> tuple[Record, Record]:
+        client = await sse(stack.server.port, {"cursor": "0-0"})
+        ws = Record()
+        task = asyncio.create_task(run_ws(stack.server.port, {"cursor": "0-0"}, ws))
+        for event, bad in zip(valid, raw_bad, strict=False):
+            stack.writer.client.xadd(stack.keys.events, {STREAM_FIELD: bad})
+            stack.writer.publish(event)
+        stack.writer.client.xadd(stack.keys.events, {STREAM_FIELD: raw_bad[-1]})
+        last = stack.writer.publish(bar("GBPUSD", Timeframe.M1, T0))
+        await until(lambda: client.record.ids[-1:] == [last], "SSE")
+        await until(lambda: ws.ids[-1:] == [last], "WS")
+        task.cancel()
+        return client.record, ws
+
+    over_sse, over_ws = run(main())
+    served = {entry_id: data for entry_id, data in stack.writer.stream()}
+    assert len(over_sse.ids) == 4 and over_sse.ids == over_ws.ids
+    assert all(json.loads(served[i])["symbol"] in SYMBOLS for i in over_sse.ids)
+    assert over_sse.datas == [served[i] for i in over_sse.ids]
+    assert not any(b"extra" in d or b"not json" in d for d in over_sse.datas + over_ws.datas)
+    metrics = httpx.get(f"{stack.url}/metrics").text
+    # Counted per read: a client catching up from Redis may read one the fan-out read too.
+    (line,) = [x for x in metrics.splitlines() if x.startswith("fxconnector_push_invalid_events_")]
+    assert float(line.split()[-1]) >= 4
+    codes = {entry.code for entry in stack.deps.rejects.samples}
+    assert codes == {"redis.invalid_event"}
+
+
+def test_a_republished_final_is_not_sent_twice_but_a_revision_is(stack: Stack) -> None:
+    final = bar("EURUSD", Timeframe.M1, T0)
+
+    async def main() -> Record:
+        client = await sse(stack.server.port, {})
+        await until(lambda: client.record.status == 200, "connected")
+        await asyncio.sleep(0.3)
+        stack.writer.publish(final)
+        stack.writer.publish(final)  # e.g. the writer's rebuild after a Redis outage
+        last = stack.writer.publish(bar("EURUSD", Timeframe.M1, T0, rev=1))
+        await until(lambda: client.record.ids[-1:] == [last], "the revision")
+        return client.record
+
+    record = run(main())
+    assert [json.loads(d)["rev"] for d in record.datas] == [0, 1]
+
+
+def test_a_malformed_snapshot_is_served_from_the_store_not_a_500(stack: Stack) -> None:
+    finals = [bar("EURUSD", Timeframe.M1, T0 + i * MINUTE_MS) for i in range(5)]
+    stack.connector.finals[("EURUSD", Timeframe.M1)] = finals
+    key = stack.keys.snapshot("EURUSD", Timeframe.M1)
+    with httpx.Client(base_url=stack.url, timeout=WAIT_S) as http:
+        for bad in (b"[{", b'[{"symbol":"EURUSD"}]', encode([finals[1], finals[0]])):
+            stack.writer.client.hset(key, mapping={"bars": bad, "cursor": "1-0"})
+            response = http.get("/api/bars", params={"symbol": "EURUSD", "tf": "1m"})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["cursor"] is None
+            assert [b["open_ms"] for b in body["bars"]] == [b.open_ms for b in finals]
+    assert {e.code for e in stack.deps.rejects.samples} == {"redis.invalid_snapshot"}
+
+
+# --- Host and Origin --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1:{port}", 200),
+        ("localhost:{port}", 200),
+        ("[::1]:{port}", 200),
+        ("app.localhost", 200),
+        ("evil.example:{port}", 400),
+        ("10.1.2.3", 400),
+        ("127.0.0.1.evil.example", 400),
+    ],
+)
+def test_the_server_answers_only_to_its_own_host_names(
+    stack: Stack, host: str, status: int
+) -> None:
+    headers = {"host": host.format(port=stack.server.port)}
+    response = httpx.get(f"{stack.url}/api/symbols", headers=headers)
+    assert response.status_code == status
+    if status == 400:
+        assert response.json()["error"]["code"] == "host_not_allowed"
+
+
+def test_the_websocket_refuses_a_foreign_origin(stack: Stack) -> None:
+    port = stack.server.port
+
+    async def attempt(origin: str) -> Record:
+        record = Record()
+        try:
+            await asyncio.wait_for(run_ws(port, {}, record, origin=origin), 0.5)
+        except TimeoutError:
+            pass  # connected and streaming
+        except Exception as exc:  # the handshake was refused
+            record.errors.append({"refused": str(exc)})
+        return record
+
+    async def main() -> dict[str, Record]:
+        origins = [f"http://127.0.0.1:{port}", "http://localhost", "http://evil.example", "null"]
+        return {origin: await attempt(origin) for origin in origins}
+
+    got = run(main())
+    assert got[f"http://127.0.0.1:{port}"].status == 101
+    assert got["http://localhost"].status == 0  # another host name than the request's Host
+    assert got["http://evil.example"].status == 0
+    assert "403" in got["http://evil.example"].errors[0]["refused"]
+    assert got["null"].status == 0
+
+
+# --- the cluster layout ----------------------------------------------------------------------
+
+
+def test_the_cluster_layout_merges_the_per_symbol_streams(redis_server: RedisServer) -> None:
+    keys = SurfaceKeys("fxtest", cluster=True)
+    with running_stack(redis_server, push=PUSH, keys=keys) as stack:
+        first = [stack.writer.publish(e) for e in events(10)]
+        per_symbol = {s: [i for i, _ in stack.writer.stream(symbol=s)] for s in SYMBOLS}
+
+        async def main() -> tuple[Record, Record, Record, Record]:
+            both = await sse(stack.server.port, {"cursor": "0-0"})
+            one = await sse(stack.server.port, {"symbols": "GBPUSD", "cursor": "0-0"})
+            ws = Record()
+            task = asyncio.create_task(run_ws(stack.server.port, {"cursor": "0-0"}, ws))
+            await until(lambda: len(both.record.ids) == 10 and len(ws.ids) == 10, "backlog")
+            for event in events(10, start=10):
+                stack.writer.publish(event)
+            await until(lambda: len(both.record.ids) == 20, "live")
+            resumed = await sse(
+                stack.server.port, {}, last_event_id=both.record.ids[12]
+            )
+            await until(lambda: len(resumed.record.ids) == 7, "resumed")
+            task.cancel()
+            return both.record, one.record, ws, resumed.record
+
+        both, one, ws, resumed = run(main())
+        gbp = [i for i, _ in stack.writer.stream(symbol="GBPUSD")]
+    assert first and per_symbol
+    assert one.ids == gbp  # one symbol: that stream's own ids
+    # Several symbols: composite cursors, one entry per symbol, every event once.
+    assert all(set(json.loads(d)["symbol"] for d in both.datas) <= set(SYMBOLS) for _ in [0])
+    assert len(set(both.ids)) == 20 and all(i.count(":") == 2 for i in both.ids)
+    assert sorted(both.datas) == sorted(
+        data for s in SYMBOLS for _, data in stack_stream(redis_server, keys, s)
+    )
+    assert ws.ids == both.ids[:10] + ws.ids[10:] and len(ws.ids) >= 10
+    assert resumed.datas == both.datas[13:]  # Last-Event-ID resumes every stream exactly
+
+
+def stack_stream(redis_server: RedisServer, keys: SurfaceKeys, symbol: str) -> list[Any]:
+    client = redis_server.client()
+    try:
+        entries: Any = client.xrange(keys.events_for(symbol))
+        return [(i.decode(), f[STREAM_FIELD.encode()]) for i, f in entries]
+    finally:
+        client.close()
+
