@@ -144,7 +144,7 @@ async def open_sse(
         transport, client = await loop.create_connection(
             lambda: SseClient(request, record), "127.0.0.1", port
         )
-    return cast(asyncio.Transport, transport), client
+    return transport, client
 
 
 async def run_ws(

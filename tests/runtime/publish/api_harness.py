@@ -39,8 +39,8 @@ from fxconnector.core.model.status import (
 )
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
-from fxconnector.runtime.publish.http_api import create_app
 from fxconnector.runtime.publish.host_guard import HostPolicy
+from fxconnector.runtime.publish.http_api import create_app
 from fxconnector.runtime.publish.http_common import ApiDeps, PushSettings
 from fxconnector.runtime.publish.keys import (
     SNAPSHOT_BARS_FIELD,

@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-
 from bench.push_clients import Record, SseClient, open_sse, run_ws
+
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish.http_common import PushSettings
 from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
+from fxconnector.runtime.publish.surface_reader import parse_stream_id
 from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import SYMBOLS, T0, Stack, bar, running_stack
 
@@ -44,6 +46,14 @@ async def sse(port: int, query: dict[str, str], **options: Any) -> SseClient:
     return client
 
 
+_TASKS: list[asyncio.Task[None]] = []
+
+
+def spawn(work: Coroutine[Any, Any, None]) -> None:
+    """A client task, ended when `run` ends."""
+    _TASKS.append(asyncio.create_task(work))
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, then close every client `main` opened and end its other tasks."""
 
@@ -54,6 +64,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
             for transport in _OPENED:
                 transport.close()
             _OPENED.clear()
+            _TASKS.clear()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in others:
                 task.cancel()
@@ -83,9 +94,13 @@ def expected_for(stack: Stack, query: dict[str, str], after: str = "0-0") -> lis
     return out
 
 
+def has_at_least(record: Record, count: int) -> bool:
+    return len(record.ids) >= count
+
+
 async def until(check: Callable[[], bool], what: str) -> None:
     async with asyncio.timeout(WAIT_S):
-        while not check():
+        while not check():  # noqa: ASYNC110 - a condition over many clients, no one event
             await asyncio.sleep(0.02)
     assert check(), what
 
@@ -111,9 +126,8 @@ def test_hundreds_of_sse_and_websocket_clients_get_every_event_once(stack: Stack
             client = await sse(stack.server.port, query)
             clients.append((query, client.record))
         ws_records = [(dict(queries[i % 4], cursor="0-0"), Record()) for i in range(40)]
-        ws_tasks = [
-            asyncio.create_task(run_ws(stack.server.port, q, r)) for q, r in ws_records
-        ]
+        for query, record in ws_records:
+            spawn(run_ws(stack.server.port, query, record))
         statuses: list[int] = []
         stop = asyncio.Event()
         poller = asyncio.create_task(poll_bars(stack.url, statuses, stop))
@@ -129,7 +143,7 @@ def test_hundreds_of_sse_and_websocket_clients_get_every_event_once(stack: Stack
         for query, record in records:
             after = query.get("cursor", before[-1])
             want = len(expected_for(stack, query, after))
-            await until(lambda r=record, n=want: len(r.ids) >= n, f"{query} got everything")
+            await until(partial(has_at_least, record, want), f"{query} got everything")
         await asyncio.sleep(0.2)  # nothing more (no duplicate) arrives
         stop.set()
         await poller
@@ -141,8 +155,9 @@ def test_hundreds_of_sse_and_websocket_clients_get_every_event_once(stack: Stack
         assert record.ids == expected_for(stack, query, after), query  # no gap, no duplicate
         assert record.errors == []
     stored = dict(stack.writer.stream())
-    assert all(data == stored[i] for _, r in records for i, data in zip(r.ids, r.datas))
-    assert statuses and all(status == 200 for status in statuses)
+    assert all(stored[i] == d for _, r in records for i, d in zip(r.ids, r.datas, strict=True))
+    assert statuses
+    assert all(status == 200 for status in statuses)
 
 
 def test_a_slow_client_is_cut_off_with_a_reason_and_resumes_by_cursor(
@@ -237,7 +252,8 @@ def test_invalid_events_in_redis_never_reach_a_client(stack: Stack) -> None:
 
     over_sse, over_ws = run(main())
     served = {entry_id: data for entry_id, data in stack.writer.stream()}
-    assert len(over_sse.ids) == 4 and over_sse.ids == over_ws.ids
+    assert len(over_sse.ids) == 4
+    assert over_sse.ids == over_ws.ids
     assert all(json.loads(served[i])["symbol"] in SYMBOLS for i in over_sse.ids)
     assert over_sse.datas == [served[i] for i in over_sse.ids]
     assert not any(b"extra" in d or b"not json" in d for d in over_sse.datas + over_ws.datas)
@@ -337,44 +353,46 @@ def test_the_websocket_refuses_a_foreign_origin(stack: Stack) -> None:
 def test_the_cluster_layout_merges_the_per_symbol_streams(redis_server: RedisServer) -> None:
     keys = SurfaceKeys("fxtest", cluster=True)
     with running_stack(redis_server, push=PUSH, keys=keys) as stack:
-        first = [stack.writer.publish(e) for e in events(10)]
-        per_symbol = {s: [i for i, _ in stack.writer.stream(symbol=s)] for s in SYMBOLS}
+        for event in events(10):
+            stack.writer.publish(event)
+        gbp_cursor = stack.writer.stream(symbol="GBPUSD")[1][0]
 
         async def main() -> tuple[Record, Record, Record, Record]:
             both = await sse(stack.server.port, {"cursor": "0-0"})
-            one = await sse(stack.server.port, {"symbols": "GBPUSD", "cursor": "0-0"})
+            one = await sse(stack.server.port, {"symbols": "GBPUSD", "cursor": gbp_cursor})
             ws = Record()
-            task = asyncio.create_task(run_ws(stack.server.port, {"cursor": "0-0"}, ws))
+            spawn(run_ws(stack.server.port, {"cursor": "0-0"}, ws))
             await until(lambda: len(both.record.ids) == 10 and len(ws.ids) == 10, "backlog")
             for event in events(10, start=10):
                 stack.writer.publish(event)
-            await until(lambda: len(both.record.ids) == 20, "live")
-            resumed = await sse(
-                stack.server.port, {}, last_event_id=both.record.ids[12]
-            )
+            await until(lambda: len(both.record.ids) == 20 and len(ws.ids) == 20, "live")
+            resumed = await sse(stack.server.port, {}, last_event_id=both.record.ids[12])
             await until(lambda: len(resumed.record.ids) == 7, "resumed")
-            task.cancel()
+            await asyncio.sleep(0.2)  # and nothing more
             return both.record, one.record, ws, resumed.record
 
         both, one, ws, resumed = run(main())
-        gbp = [i for i, _ in stack.writer.stream(symbol="GBPUSD")]
-    assert first and per_symbol
-    assert one.ids == gbp  # one symbol: that stream's own ids
-    # Several symbols: composite cursors, one entry per symbol, every event once.
-    assert all(set(json.loads(d)["symbol"] for d in both.datas) <= set(SYMBOLS) for _ in [0])
-    assert len(set(both.ids)) == 20 and all(i.count(":") == 2 for i in both.ids)
-    assert sorted(both.datas) == sorted(
-        data for s in SYMBOLS for _, data in stack_stream(redis_server, keys, s)
-    )
-    assert ws.ids == both.ids[:10] + ws.ids[10:] and len(ws.ids) >= 10
-    assert resumed.datas == both.datas[13:]  # Last-Event-ID resumes every stream exactly
+        streams = {symbol: stack.writer.stream(symbol=symbol) for symbol in SYMBOLS}
 
+    def by_symbol(datas: list[bytes]) -> dict[str, list[bytes]]:
+        return {s: [d for d in datas if json.loads(d)["symbol"] == s] for s in SYMBOLS}
 
-def stack_stream(redis_server: RedisServer, keys: SurfaceKeys, symbol: str) -> list[Any]:
-    client = redis_server.client()
-    try:
-        entries: Any = client.xrange(keys.events_for(symbol))
-        return [(i.decode(), f[STREAM_FIELD.encode()]) for i, f in entries]
-    finally:
-        client.close()
-
+    # One symbol: that stream's own ids, after the cursor /api/bars would give.
+    assert one.ids == [entry_id for entry_id, _ in streams["GBPUSD"][2:]]
+    # Several: every entry of every stream once, each stream in order, composite cursors.
+    want = {symbol: [data for _, data in entries] for symbol, entries in streams.items()}
+    assert by_symbol(both.datas) == want
+    assert by_symbol(ws.datas) == want
+    assert all(entry_id.startswith("EURUSD:") and ",GBPUSD:" in entry_id for entry_id in both.ids)
+    # Last-Event-ID resumes each stream exactly after its own position.
+    resume_at = dict(part.split(":") for part in both.ids[12].split(","))
+    expected = {
+        symbol: [
+            data
+            for entry_id, data in entries
+            if parse_stream_id(entry_id) > parse_stream_id(resume_at[symbol])
+        ]
+        for symbol, entries in streams.items()
+    }
+    assert by_symbol(resumed.datas) == expected
+    assert sum(map(len, expected.values())) == 7

@@ -18,7 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 
@@ -67,7 +67,9 @@ class Rejects:
     def add(self, kind: str, where: str, message: str) -> None:
         self.count += 1
         text = f"{where}: {message}"[:500]
-        self.samples.append(ErrorEntry(ts=self._now_ms(), code=f"redis.invalid_{kind}", message=text))
+        self.samples.append(
+            ErrorEntry(ts=self._now_ms(), code=f"redis.invalid_{kind}", message=text)
+        )
         if self._on_reject is not None:
             self._on_reject(kind)
         if self.count & (self.count - 1) == 0:
@@ -126,7 +128,6 @@ class EventCheck:
 
     def _problem(self, event: OhlcvEvent) -> str | None:
         calendar = self._calendars.get(event.symbol)
-        problems = bar_problems(
-            event, calendar if calendar is not None else _Trusted(event.open_ms)
-        )
+        grid = calendar if calendar is not None else cast(HasDayGrid, _Trusted(event.open_ms))
+        problems = bar_problems(event, grid)
         return problems[0].message if problems else None

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -365,7 +365,7 @@ class Fanout:
 
     # --- the clients --------------------------------------------------------------------------
 
-    async def follow(self, sub: Subscription) -> AsyncIterator[Item]:
+    async def follow(self, sub: Subscription) -> AsyncGenerator[Item, None]:
         """Everything `sub` selected after its cursor, then live, forever (module rules)."""
         self.start()
         await self._ready.wait()
@@ -524,4 +524,3 @@ class FanoutCollector(Collector):
 def register_metrics(fanout: Fanout, registry: CollectorRegistry) -> None:
     with contextlib.suppress(ValueError):  # already registered (one registry, one fan-out)
         registry.register(FanoutCollector(fanout))
-

@@ -46,9 +46,7 @@ def streams_of(keys: SurfaceKeys, symbols: Iterable[str]) -> dict[str, str]:
     return {keys.events_for(symbol): symbol for symbol in sorted(symbols)}
 
 
-def parse_cursor(
-    text: str, name: str, keys: SurfaceKeys, symbols: Iterable[str]
-) -> Positions:
+def parse_cursor(text: str, name: str, keys: SurfaceKeys, symbols: Iterable[str]) -> Positions:
     """The positions a cursor text stands for, for a client of `symbols` (ApiError if bad)."""
     streams = streams_of(keys, symbols)
     if ":" not in text:
@@ -74,9 +72,7 @@ def parse_cursor(
     out: Positions = {}
     for stream, symbol in streams.items():
         if symbol not in given:
-            raise ApiError(
-                422, "invalid_parameter", f"{name} has no position for {quote(symbol)}"
-            )
+            raise ApiError(422, "invalid_parameter", f"{name} has no position for {quote(symbol)}")
         out[stream] = given[symbol]
     return out
 
@@ -86,7 +82,9 @@ def format_cursor(positions: Mapping[str, Pos], streams: Mapping[str, str]) -> s
     if len(streams) == 1:
         (stream,) = streams
         return format_id(positions[stream])
-    return ",".join(f"{symbol}:{format_id(positions[stream])}" for stream, symbol in streams.items())
+    return ",".join(
+        f"{symbol}:{format_id(positions[stream])}" for stream, symbol in streams.items()
+    )
 
 
 def _pos(text: str, name: str) -> Pos:

@@ -45,7 +45,6 @@ from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
 from fxconnector.runtime.publish.event_check import EventCheck
 from fxconnector.runtime.publish.fanout import (
-    Batch,
     Fanout,
     Item,
     Notice,
@@ -56,7 +55,6 @@ from fxconnector.runtime.publish.fanout import (
 from fxconnector.runtime.publish.http_common import (
     ApiDeps,
     ApiError,
-    PushSettings,
     PushStreams,
     get_route,
 )
@@ -259,7 +257,10 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
         try:
             with streams.opened():
                 await _until_first(
-                    send_all, until_disconnect, streams.wait_closing, lambda: _cut_off_when_slow(sub)
+                    send_all,
+                    until_disconnect,
+                    streams.wait_closing,
+                    lambda: _cut_off_when_slow(sub),
                 )
                 with anyio.move_on_after(_LAST_WORDS_S):
                     if streams.closing:
