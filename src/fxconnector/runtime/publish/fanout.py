@@ -35,7 +35,7 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -229,7 +229,9 @@ class Fanout:
         check: EventCheck,
         symbols: tuple[str, ...],
         settings: PushSettings,
+        until: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._until = until
         self._reader = reader
         self._catch_up = catch_up
         self._check = check
@@ -255,9 +257,23 @@ class Fanout:
         return streams_of(self._keys, symbols)
 
     def start(self) -> None:
-        """Start the reader (once; the first client does it)."""
+        """Start the reader (once; the first client does it). It ends with `close()`, or when
+        `until` (e.g. the server's shutdown switch) returns."""
         if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="push-fanout")
+            self._task = asyncio.create_task(self._run_until(), name="push-fanout")
+
+    async def _run_until(self) -> None:
+        reader = asyncio.ensure_future(self.run())
+        if self._until is None:
+            await reader
+            return
+        stopper = asyncio.ensure_future(self._until())
+        try:
+            await asyncio.wait((reader, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            stopper.cancel()
+            await asyncio.gather(reader, stopper, return_exceptions=True)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -218,6 +218,7 @@ def make_fanout(deps: ApiDeps) -> Fanout:
         EventCheck(deps.rejects, deps.calendars),
         deps.symbols,
         deps.push,
+        until=deps.streams.wait_closing,
     )
 
 
