@@ -96,7 +96,9 @@ def bar(symbol: str, tf: Timeframe, open_ms: int, *, final: bool) -> OhlcvEvent:
         volume=10,
         tick_count=10,
         complete=final,
-        source=(Source.HISTORY if tf is Timeframe.M1 else Source.DERIVED) if final else Source.STREAM,
+        source=(Source.HISTORY if tf is Timeframe.M1 else Source.DERIVED)
+        if final
+        else Source.STREAM,
         event_ts=close_ms if final else open_ms + 1000,
         rev=0,
     )
@@ -255,7 +257,13 @@ def _write(url: str, minutes: int) -> Published:
             bars_json = encode(held)
         entry_id = script(
             keys=[keys.events, keys.snapshot(event.symbol, event.tf)],
-            args=[STREAM_FIELD, encode(event), bars_json, SNAPSHOT_BARS_FIELD, SNAPSHOT_CURSOR_FIELD],
+            args=[
+                STREAM_FIELD,
+                encode(event),
+                bars_json,
+                SNAPSHOT_BARS_FIELD,
+                SNAPSHOT_CURSOR_FIELD,
+            ],
         ).decode()
         published.at[entry_id] = time.time()
         published.ids.append((entry_id, event.symbol, event.tf.value, event.complete))
