@@ -182,7 +182,7 @@ async def _clients_main(port: int, sse: int, ws: int, conn: Connection) -> None:
         records.append(record)
         tasks.append(asyncio.create_task(run_ws(port, selection(i).query(), record)))
     async with asyncio.timeout(120):
-        while not all(r.status in (200, 101) for r in records):
+        while not all(r.status in (200, 101) for r in records):  # noqa: ASYNC110 - many
             await asyncio.sleep(0.05)
     await asyncio.sleep(1.5)  # every client has joined the fan-out (a heartbeat period)
     bars_status: Counter[int] = Counter()
