@@ -10,9 +10,10 @@ Rules:
   when nothing came it sleeps up to `MULTI_STREAM_POLL_MS` (at most `block_ms`) instead.
 - Bootstrap loads each subscribed series' snapshot and reads each stream from the MIN of the
   cursors of its series: nothing is missed, and events re-read for series whose snapshot is
-  newer are harmless because the merge is idempotent. A missing snapshot (nothing published yet, or Redis came back
-  empty) keeps that series' bars as they are and reads the stream from its start, as does a
-  snapshot whose cursor is beyond the stream (it belongs to an older stream).
+  newer are harmless because the merge is idempotent. A missing snapshot (nothing published
+  yet, or Redis came back empty) keeps that series' bars as they are and reads the stream
+  from its start, as does a snapshot whose cursor is beyond the stream (it belongs to an older
+  stream).
 - Each poll checks, in the XREAD's round trip, that each stream is still the one its cursor
   belongs to; a stream that vanished, whose last id is older than the cursor (recreated), or
   that was trimmed past the unread entries (the consumer fell behind MAXLEN) means bootstrap
