@@ -396,3 +396,41 @@ def test_the_cluster_layout_merges_the_per_symbol_streams(redis_server: RedisSer
     }
     assert by_symbol(resumed.datas) == expected
     assert sum(map(len, expected.values())) == 7
+
+
+FLOOD = 25_000  # events of ~370 bytes as SSE: 9 MB
+
+
+def test_a_client_that_reads_nothing_is_cut_off_and_the_others_go_on(
+    redis_server: RedisServer,
+) -> None:
+    queue = PushSettings(heartbeat_s=0.5, block_ms=200, client_queue=600, window=1000)
+    with running_stack(redis_server, push=queue) as stack:
+
+        def flood(start: int) -> None:
+            pipe = stack.writer.client.pipeline(transaction=True)
+            for event in events(500, start=start):
+                pipe.xadd(stack.keys.events, {STREAM_FIELD: encode(event)})
+            pipe.execute()
+
+        async def main() -> tuple[Record, Record]:
+            stuck = await sse(stack.server.port, {}, rcvbuf=4096)
+            healthy = await sse(stack.server.port, {})
+            await until(lambda: stuck.record.status == healthy.record.status == 200, "up")
+            await asyncio.sleep(0.3)
+            assert stuck.transport is not None
+            stuck.transport.pause_reading()  # reads nothing more: the server's writes block
+            # More than the kernel buffers (tcp_wmem's default cap is 4 MB) and the transport's.
+            for i in range(FLOOD // 500):
+                flood(i * 500)
+                await asyncio.sleep(0.02)
+            await until(partial(has_at_least, healthy.record, FLOOD), "the healthy one")
+            stuck.transport.resume_reading()
+            await asyncio.wait_for(stuck.record.ended.wait(), WAIT_S)  # the server cut it off
+            return stuck.record, healthy.record
+
+        stuck, healthy = run(main())
+        metrics = httpx.get(f"{stack.url}/metrics").text
+    assert len(healthy.ids) == FLOOD  # the others got everything
+    assert len(stuck.ids) < FLOOD
+    assert "fxconnector_push_slow_clients_total 1.0" in metrics

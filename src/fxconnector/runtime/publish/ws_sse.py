@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
@@ -264,7 +264,9 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
                     lambda: _cut_off_when_slow(sub),
                 )
                 with anyio.move_on_after(_LAST_WORDS_S):
-                    if streams.closing:
+                    if websocket.application_state is WebSocketState.DISCONNECTED:
+                        pass  # closed already (the slow_consumer notice closes it)
+                    elif streams.closing:
                         await websocket.close(_GOING_AWAY, "server shutting down")
                     elif sub.overflowed.is_set():
                         await websocket.close(_TRY_AGAIN_LATER, "slow_consumer")
