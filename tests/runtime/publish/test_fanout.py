@@ -434,3 +434,27 @@ def test_a_client_that_reads_nothing_is_cut_off_and_the_others_go_on(
     assert len(healthy.ids) == FLOOD  # the others got everything
     assert len(stuck.ids) < FLOOD
     assert "fxconnector_push_slow_clients_total 1.0" in metrics
+
+
+def test_clients_of_a_reader_started_while_redis_is_down_are_told_and_then_served(
+    stack: Stack,
+) -> None:
+    stack.redis_server.kill()
+
+    async def main() -> Record:
+        client = await sse(stack.server.port, {})
+        await until(lambda: len(client.record.errors) >= 1, "told")
+        stack.redis_server.restart()
+        await asyncio.sleep(1.0)  # the reader's backoff (at most 0.5 s here) and its start
+        last = ""
+        for i in range(50):  # until the client is live (it joined after its start position)
+            last = stack.writer.publish(bar("EURUSD", Timeframe.M1, T0 + i * MINUTE_MS))
+            if client.record.ids:
+                break
+            await asyncio.sleep(0.1)
+        await until(lambda: client.record.ids[-1:] == [last], "served")
+        return client.record
+
+    record = run(main())
+    assert {e["error"]["code"] for e in record.errors} == {"unavailable"}
+    assert len(record.ids) == len(set(record.ids))

@@ -247,6 +247,7 @@ class Fanout:
         self._catch_ups = asyncio.Semaphore(settings.catch_up_reads)
         self._task: asyncio.Task[None] | None = None
         self._outage = False
+        self._last_error = ""
         self.stats = FanoutStats()
 
     @property
@@ -293,6 +294,7 @@ class Fanout:
                     self._ready.set()
                 more = await self._read_once()
             except SurfaceUnavailable as exc:
+                self._last_error = str(exc)[:500]
                 if not self._outage:
                     self._outage = True
                     self._broadcast(Notice("unavailable", str(exc)[:500]))
@@ -384,7 +386,12 @@ class Fanout:
     async def follow(self, sub: Subscription) -> AsyncGenerator[Item, None]:
         """Everything `sub` selected after its cursor, then live, forever (module rules)."""
         self.start()
-        await self._ready.wait()
+        while not self._ready.is_set():  # Redis was down when the reader started
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.heartbeat_s):
+                    await self._ready.wait()
+            if not self._ready.is_set():
+                yield Notice("unavailable", self._last_error or "waiting for Redis")
         try:
             positions = sub.selection.positions
             if positions is not None:
@@ -439,7 +446,10 @@ class Fanout:
                 for entry_id, data in items:
                     pos = parse_stream_id(entry_id)
                     if pos > self._base[stream]:
-                        break  # the window has it from here
+                        # The window has it from here (whatever Redis still had up to the
+                        # window's start was read: the entry at the start may be trimmed).
+                        positions[stream] = self._base[stream]
+                        break
                     positions[stream] = pos
                     checked = self._entry(stream, entry_id, data)
                     if checked is not None and sub.selection.selects(checked[0]):
