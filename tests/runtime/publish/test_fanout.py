@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from typing import Any, TypeVar
@@ -150,6 +151,7 @@ def test_hundreds_of_sse_and_websocket_clients_get_every_event_once(stack: Stack
         return records, statuses
 
     records, statuses = run(main())
+    assert wait_for_metric(stack, "fxconnector_push_clients", 0.0)  # every client left
     for query, record in records:
         after = query.get("cursor", before[-1])
         assert record.ids == expected_for(stack, query, after), query  # no gap, no duplicate
@@ -158,6 +160,16 @@ def test_hundreds_of_sse_and_websocket_clients_get_every_event_once(stack: Stack
     assert all(stored[i] == d for _, r in records for i, d in zip(r.ids, r.datas, strict=True))
     assert statuses
     assert all(status == 200 for status in statuses)
+
+
+def wait_for_metric(stack: Stack, name: str, value: float) -> bool:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        for line in httpx.get(f"{stack.url}/metrics").text.splitlines():
+            if line.startswith(name + " ") and float(line.split()[-1]) == value:
+                return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_slow_client_is_cut_off_with_a_reason_and_resumes_by_cursor(

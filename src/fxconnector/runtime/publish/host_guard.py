@@ -30,6 +30,7 @@ from fxconnector.core.utils.json_codec import encode
 
 _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
 _POLICY_VIOLATION: Final = 1008
+_HOST_CACHE_MAX: Final = 1024
 
 
 def hostname(host: str) -> str:
@@ -84,6 +85,16 @@ class HostGuard:
     def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
         self._app = app
         self._policy = policy
+        # Decisions per Host value: a request costs a dict lookup, not a parse.
+        self._hosts: dict[str, bool] = {}
+
+    def _host_ok(self, host: str) -> bool:
+        known = self._hosts.get(host)
+        if known is None:
+            if len(self._hosts) >= _HOST_CACHE_MAX:
+                self._hosts.clear()
+            known = self._hosts[host] = self._policy.host_ok(host)
+        return known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"}:
@@ -92,7 +103,7 @@ class HostGuard:
         headers = {k: v for k, v in scope["headers"] if k in {b"host", b"origin"}}
         host = headers[b"host"].decode("latin-1") if b"host" in headers else None
         origin = headers[b"origin"].decode("latin-1") if b"origin" in headers else None
-        if host is not None and not self._policy.host_ok(host):
+        if host is not None and not self._host_ok(host):
             await self._refuse(scope, send, 400, "host_not_allowed", f"host {host[:60]!r}")
             return
         if (

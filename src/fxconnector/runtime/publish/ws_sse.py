@@ -103,18 +103,19 @@ def _error_chunk(notice: Notice) -> bytes:
 # --- SSE --------------------------------------------------------------------------------------
 
 
-async def sse_chunks(items: AsyncIterator[Item]) -> AsyncGenerator[bytes, None]:
+async def sse_chunks(items: AsyncGenerator[Item, None]) -> AsyncGenerator[bytes, None]:
     """The SSE body: events, errors and heartbeats, until the fan-out ends it."""
     yield b"retry: 1000\n\n"  # the reconnect delay; it also sends the headers at once
-    async for item in items:
-        if item is None:
-            yield b": ping\n\n"
-        elif isinstance(item, Notice):
-            yield _error_chunk(item)
-            if item.final:
-                return
-        else:
-            yield item.sse()
+    async with contextlib.aclosing(items):  # closing it leaves the fan-out at once
+        async for item in items:
+            if item is None:
+                yield b": ping\n\n"
+            elif isinstance(item, Notice):
+                yield _error_chunk(item)
+                if item.final:
+                    return
+            else:
+                yield item.sse()
 
 
 class EventStreamResponse(StreamingResponse):
