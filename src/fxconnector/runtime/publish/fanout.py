@@ -265,16 +265,20 @@ class Fanout:
 
     async def _run_until(self) -> None:
         reader = asyncio.ensure_future(self.run())
-        if self._until is None:
-            await reader
-            return
-        stopper = asyncio.ensure_future(self._until())
+        waits: list[asyncio.Future[None]] = [reader]
+        if self._until is not None:
+            waits.append(asyncio.ensure_future(self._until()))
         try:
-            await asyncio.wait((reader, stopper), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reader.cancel()
-            stopper.cancel()
-            await asyncio.gather(reader, stopper, return_exceptions=True)
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if not reader.cancelled() and reader.exception() is not None:
+            # A bug: logged, every client told to reconnect; the next client restarts it.
+            log.error("push fan-out failed", exc_info=reader.exception())
+            self._task = None
+            self._broadcast(Notice("internal", "the push reader failed; reconnect", final=True))
 
     async def close(self) -> None:
         if self._task is not None:
