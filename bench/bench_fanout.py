@@ -15,7 +15,8 @@ the minute" with the minute closed at publish), p50/p99/max; duplicates (an id r
 by one client), gaps (an id published and selected but not received), slow-client cut-offs,
 and `/api/bars` answers by status. Absolute figures, not a ratio: the previous per-client
 reader is gone from the code (it failed at 110 clients on the default pool, see issue 12).
-Run: `.venv/bin/python -m bench.bench_fanout` (`--sse N --ws N --minutes N` to vary).
+Run: `.venv/bin/python -m bench.bench_fanout` (`--sse N --ws N --minutes N` to vary; `--cluster`
+for the cluster key layout, one stream per symbol, on the same single Redis).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ async def _no_history(
     return []
 
 
-def _serve(redis_url: str, conn: Connection) -> None:
+def _serve(redis_url: str, cluster: bool, conn: Connection) -> None:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
@@ -122,7 +123,7 @@ def _serve(redis_url: str, conn: Connection) -> None:
     from fxconnector.runtime.publish.redis_connect import connect_redis
     from fxconnector.runtime.publish.surface_reader import SurfaceReader
 
-    keys = SurfaceKeys()
+    keys = SurfaceKeys(cluster=cluster)
     deps = ApiDeps(
         reader=SurfaceReader(connect_redis(redis_url, Secrets(), max_connections=16), keys),
         push_reader=SurfaceReader(connect_redis(redis_url, Secrets(), max_connections=2), keys),
@@ -163,11 +164,36 @@ class ClientReport:
     bars_status: Counter[int]
 
 
-def _clients(port: int, sse: int, ws: int, conn: Connection) -> None:
-    uvloop.run(_clients_main(port, sse, ws, conn))
+def _clients(port: int, sse: int, ws: int, cluster: bool, conn: Connection) -> None:
+    uvloop.run(_clients_main(port, sse, ws, cluster, conn))
 
 
-async def _clients_main(port: int, sse: int, ws: int, conn: Connection) -> None:
+def entry_keys(
+    ids: list[str], chosen: Selection, cluster: bool, tf_of: dict[str, str]
+) -> list[str]:
+    """`stream symbol/id` of each received id ("/id" in the single layout). A composite
+    cursor (cluster layout, several symbols) names the entry by the position that moved to an
+    entry the client selected (every stream starts empty: the clients connect before anything
+    is written; a position may also jump over entries the client did not select)."""
+    if not cluster:
+        return ["/" + entry_id for entry_id in ids]
+    if len(chosen.symbols) == 1:
+        return [f"{chosen.symbols[0]}/{entry_id}" for entry_id in ids]
+    out = []
+    previous = dict.fromkeys(chosen.symbols, "0-0")
+    for entry_id in ids:
+        current = dict(part.split(":") for part in entry_id.split(","))
+        (moved,) = [
+            s
+            for s in current
+            if current[s] != previous[s] and tf_of.get(f"{s}/{current[s]}") in chosen.tfs
+        ]
+        out.append(f"{moved}/{current[moved]}")
+        previous = current
+    return out
+
+
+async def _clients_main(port: int, sse: int, ws: int, cluster: bool, conn: Connection) -> None:
     records: list[Record] = []
     transports = []
     for i in range(sse):
@@ -189,7 +215,8 @@ async def _clients_main(port: int, sse: int, ws: int, conn: Connection) -> None:
     stop = asyncio.Event()
     poller = asyncio.create_task(_poll_bars(port, bars_status, stop))
     conn.send("ready")
-    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the writer is done
+    # The writer is done: it sends every entry's timeframe (to read composite cursors).
+    tf_of: dict[str, str] = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
     await asyncio.sleep(3.0)  # the last events arrive
     stop.set()
     await poller
@@ -199,9 +226,11 @@ async def _clients_main(port: int, sse: int, ws: int, conn: Connection) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     received, duplicates, errors = [], 0, Counter[str]()
-    for record in records:
+    chosen = [selection(i) for i in range(sse)] + [selection(i) for i in range(ws)]
+    for record, picked in zip(records, chosen, strict=True):
         first: dict[str, float] = {}
-        for entry_id, at in zip(record.ids, record.times, strict=True):
+        keyed = entry_keys(record.ids, picked, cluster, tf_of)
+        for entry_id, at in zip(keyed, record.times, strict=True):
             if entry_id in first:
                 duplicates += 1
             else:
@@ -241,8 +270,8 @@ class Published:
     at: dict[str, float]
 
 
-def _write(url: str, minutes: int) -> Published:
-    keys = SurfaceKeys()
+def _write(url: str, minutes: int, cluster: bool) -> Published:
+    keys = SurfaceKeys(cluster=cluster)
     client = redis.Redis.from_url(url)
     script = client.register_script(_PUBLISH)
     published = Published([], {})
@@ -256,7 +285,7 @@ def _write(url: str, minutes: int) -> Published:
             del held[:-500]
             bars_json = encode(held)
         entry_id = script(
-            keys=[keys.events, keys.snapshot(event.symbol, event.tf)],
+            keys=[keys.events_for(event.symbol), keys.snapshot(event.symbol, event.tf)],
             args=[
                 STREAM_FIELD,
                 encode(event),
@@ -265,8 +294,9 @@ def _write(url: str, minutes: int) -> Published:
                 SNAPSHOT_CURSOR_FIELD,
             ],
         ).decode()
-        published.at[entry_id] = time.time()
-        published.ids.append((entry_id, event.symbol, event.tf.value, event.complete))
+        key = f"{event.symbol if cluster else ''}/{entry_id}"
+        published.at[key] = time.time()
+        published.ids.append((key, event.symbol, event.tf.value, event.complete))
 
     try:
         start = time.monotonic()
@@ -291,13 +321,15 @@ def _write(url: str, minutes: int) -> Published:
     return published
 
 
-def run(sse: int, ws: int, minutes: int) -> dict[str, Any]:
+def run(sse: int, ws: int, minutes: int, cluster: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="fxbench") as tmp:
         embedded = EmbeddedRedis(Path(tmp) / "redis")
         embedded.start()
         server_end, server_child = context.Pipe()
-        server = context.Process(target=_serve, args=(embedded.url, server_child), daemon=True)
+        server = context.Process(
+            target=_serve, args=(embedded.url, cluster, server_child), daemon=True
+        )
         server.start()
         clients = None
         try:
@@ -307,13 +339,13 @@ def run(sse: int, ws: int, minutes: int) -> dict[str, Any]:
             time.sleep(1.0)
             client_end, client_child = context.Pipe()
             clients = context.Process(
-                target=_clients, args=(port, sse, ws, client_child), daemon=True
+                target=_clients, args=(port, sse, ws, cluster, client_child), daemon=True
             )
             clients.start()
             if not client_end.poll(180) or client_end.recv() != "ready":
                 raise RuntimeError("the clients did not connect")
-            published = _write(embedded.url, minutes)
-            client_end.send("done")
+            published = _write(embedded.url, minutes, cluster)
+            client_end.send({key: tf for key, _, tf, _ in published.ids})
             if not client_end.poll(120):
                 raise RuntimeError("no client report")
             report: ClientReport = client_end.recv()
@@ -325,7 +357,9 @@ def run(sse: int, ws: int, minutes: int) -> dict[str, Any]:
                     if process.is_alive():
                         process.kill()
             embedded.stop()
-    return _figures(sse, ws, minutes, published, report)
+    figures = _figures(sse, ws, minutes, published, report)
+    figures["layout"] = "cluster (per-symbol streams)" if cluster else "single stream"
+    return figures
 
 
 def _figures(
@@ -367,8 +401,9 @@ def main() -> int:
     parser.add_argument("--sse", type=int, default=1000)
     parser.add_argument("--ws", type=int, default=200)
     parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument("--cluster", action="store_true", help="the cluster key layout")
     args = parser.parse_args()
-    figures = run(args.sse, args.ws, args.minutes)
+    figures = run(args.sse, args.ws, args.minutes, args.cluster)
     for name, value in figures.items():
         print(f"{name}: {value}")
     ok = (
