@@ -44,14 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
 from fxconnector.runtime.publish.event_check import EventCheck
-from fxconnector.runtime.publish.fanout import (
-    Fanout,
-    Item,
-    Notice,
-    Selection,
-    Subscription,
-    register_metrics,
-)
+from fxconnector.runtime.publish.fanout import Fanout, register_metrics
 from fxconnector.runtime.publish.http_common import (
     ApiDeps,
     ApiError,
@@ -59,6 +52,7 @@ from fxconnector.runtime.publish.http_common import (
     get_route,
 )
 from fxconnector.runtime.publish.push_cursor import parse_cursor
+from fxconnector.runtime.publish.push_queue import Item, Notice, Selection, Subscription
 
 _STREAM_PARAMS: Final = ("symbols", "tfs", "cursor")
 _POLICY_VIOLATION: Final = 1008
