@@ -27,14 +27,14 @@ def test_a_batch_is_encoded_once_with_composite_cursors() -> None:
 
 
 def test_a_queue_overflows_instead_of_growing_and_then_takes_nothing() -> None:
-    async def main() -> tuple[list[object], bool, list[object]]:
+    async def main() -> tuple[list[Batch | Notice], bool, list[Batch | Notice]]:
         sub = Subscription(Selection(frozenset({"EURUSD"}), frozenset({"1m"}), None), STREAMS, 3)
         sub.push(Batch([entry(A, 1, "EURUSD"), entry(A, 2, "EURUSD")], {A: (0, 0)}, STREAMS))
         sub.push(Notice("unavailable", "x"))
-        first = list(await sub.take(0.01))
+        first = await sub.take(0.01)
         sub.push(Batch([entry(A, 3, "EURUSD")] * 4, {A: (2, 0)}, STREAMS))  # 4 > 3
         sub.push(Notice("unavailable", "y"))  # ignored once overflowed
-        return first, sub.overflowed.is_set(), list(await sub.take(0.01))
+        return first, sub.overflowed.is_set(), await sub.take(0.01)
 
     first, overflowed, after = asyncio.run(main())
     assert len(first) == 2
