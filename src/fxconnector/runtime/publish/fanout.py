@@ -20,6 +20,8 @@ Rules:
   the request connections, not the fan-out's) until its position is inside the in-memory
   window of the last `window` entries; then, without an await in between, the rest of its
   backlog is taken from the window and it joins the live fan-out: no gap and no duplicate.
+  A cursor ahead of what the reader has read (a fresh /api/bars cursor while the reader lags)
+  joins at once, and what the reader then reads up to that cursor is not sent to it.
   A cursor older than the oldest entry Redis still keeps gets a `cursor_expired` notice (the
   client reloads /api/bars), then the stream goes on from what is left.
 - Redis trouble never ends a stream: every client gets an `unavailable` notice (once per outage)
@@ -48,7 +50,7 @@ from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.runtime.publish.event_check import EventCheck
 from fxconnector.runtime.publish.http_common import PushSettings
 from fxconnector.runtime.publish.keys import SurfaceKeys
-from fxconnector.runtime.publish.push_cursor import Positions, format_id, streams_of
+from fxconnector.runtime.publish.push_cursor import ZERO, Positions, format_id, streams_of
 from fxconnector.runtime.publish.push_queue import (
     Batch,
     Entry,
@@ -239,10 +241,24 @@ class Fanout:
                 continue
             batch = Batch(selected, start, group.streams)
             for sub in list(group.subs):
-                sub.push(batch)
+                if sub.floor is None:
+                    sub.push(batch)
+                else:
+                    self._push_above_floor(sub, batch)
                 if sub.overflowed.is_set():
                     self.stats.slow_clients += 1
                     group.subs.discard(sub)
+
+    def _push_above_floor(self, sub: Subscription, batch: Batch) -> None:
+        """Push only what follows the client's cursor: it joined with a cursor ahead of what
+        the reader had read (e.g. /api/bars' newest snapshot cursor while the reader lagged)."""
+        floor = sub.floor or {}
+        kept = [entry for entry in batch.entries if entry.pos > floor.get(entry.stream, ZERO)]
+        if all(self._head[stream] >= pos for stream, pos in floor.items()):
+            sub.floor = None  # the reader has passed it: the shared batches fit from now on
+        if kept:
+            start = {s: max(pos, floor.get(s, ZERO)) for s, pos in batch.start.items()}
+            sub.push(Batch(kept, start, sub.streams))
 
     def _broadcast(self, notice: Notice) -> None:
         for group in self._groups.values():
@@ -350,6 +366,8 @@ class Fanout:
             replay = self._replay(sub, positions)
             if replay:
                 sub.push(Batch(replay, dict(positions), sub.streams), bounded=False)
+            ahead = {s: pos for s, pos in positions.items() if pos > self._head[s]}
+            sub.floor = ahead or None
         key = (sub.selection.symbols, sub.selection.tfs)
         group = self._groups.get(key)
         if group is None:

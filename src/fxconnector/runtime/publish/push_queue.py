@@ -127,6 +127,8 @@ class Subscription:
         self._queued = 0
         self._wake = asyncio.Event()
         self.overflowed = asyncio.Event()
+        #: Positions the client already has beyond what the reader had read when it joined.
+        self.floor: Positions | None = None
 
     def push(self, item: Batch | Notice, *, bounded: bool = True) -> None:
         if self.overflowed.is_set():
