@@ -72,8 +72,17 @@ def bar(
 class Producer:
     """Publishes batches the way the connector does; remembers every final (latest rev)."""
 
-    def __init__(self, redis: Redis, *, first_ms: int = 1_700_000_000_000, maxlen: int = 10_000):
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        first_ms: int = 1_700_000_000_000,
+        maxlen: int = 10_000,
+        keys: SurfaceKeys = KEYS,
+    ):
         self.redis = redis
+        self.keys = keys
+        self.stream_last: dict[str, StreamId] = {}  # each stream's newest id
         self.maxlen = maxlen
         self.window = 10_000  # bars per snapshot: more than any test publishes
         self.finals: dict[tuple[str, Timeframe], dict[int, OhlcvEvent]] = {}
@@ -87,10 +96,12 @@ class Producer:
         touched: set[tuple[str, Timeframe]] = set()
         async with self.redis.pipeline(transaction=True) as pipe:
             for event in events:
+                stream = self.keys.events_for(event.symbol)
+                self.stream_last[stream] = self._next_id()
                 pipe.xadd(
-                    KEYS.events,
+                    stream,
                     {STREAM_FIELD: encode(event)},
-                    id=str(self._next_id()),
+                    id=str(self.last_id),
                     maxlen=self.maxlen,
                     approximate=False,  # the connector trims with `~`; exact keeps tests exact
                 )
@@ -102,10 +113,11 @@ class Producer:
                     touched.add((event.symbol, event.tf))
             for symbol, tf in touched:
                 pipe.hset(
-                    KEYS.snapshot(symbol, tf),
+                    self.keys.snapshot(symbol, tf),
                     mapping={
                         SNAPSHOT_BARS_FIELD: encode(self.expected(symbol, tf)[-self.window :]),
-                        SNAPSHOT_CURSOR_FIELD: str(self.last_id),
+                        # the id of the symbol's own stream (the cluster layout has one each)
+                        SNAPSHOT_CURSOR_FIELD: str(self.stream_last[self.keys.events_for(symbol)]),
                     },
                 )
             await pipe.execute()
@@ -232,6 +244,34 @@ def test_bootstrap_and_poll_give_exactly_the_produced_finals(
         assert consumer.stats.malformed == 0
 
     run_with_clients(redis_server, body, **client)
+
+
+def test_the_cluster_layout_is_read_stream_by_stream(redis_server: RedisServer) -> None:
+    cluster = SurfaceKeys("fxtest", cluster=True)
+    series = [("EURUSD", M1), ("EURUSD", M5), ("GBPUSD", M1)]
+
+    async def body(producer_redis: Redis, consumer_redis: Redis) -> None:
+        producer = Producer(producer_redis, keys=cluster)
+        for k in range(10):
+            await producer.publish(minute_batch(k))
+        consumer = SurfaceConsumer(consumer_redis, cluster, series)
+        await consumer.bootstrap()
+        for k in range(10, 25):
+            await producer.publish(minute_batch(k))
+        await producer.publish([bar("GBPUSD", M1, 3, rev=1)])
+        streams = {cluster.events_for("EURUSD"), cluster.events_for("GBPUSD")}
+        assert set(consumer.cursors) == streams
+        async with asyncio.timeout(WAIT_S):
+            while consumer.cursors != {s: producer.stream_last[s] for s in streams}:
+                await consumer.poll(block_ms=50, count=7)
+        for symbol, tf in series:
+            assert consumer.book.finals(symbol, tf) == producer.expected(symbol, tf)
+        assert consumer.book.finals("GBPUSD", M1)[3].rev == 1
+        assert consumer.stats.bootstraps == 1
+        # Nothing was written to the single layout's stream.
+        assert await producer_redis.exists(cluster.events) == 0
+
+    run_with_clients(redis_server, body)
 
 
 def test_events_produced_while_the_consumer_is_down_are_caught_up(

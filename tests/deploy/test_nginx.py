@@ -88,6 +88,13 @@ def test_stream_and_websocket_locations_do_not_buffer_and_wait_long() -> None:
     assert "proxy_set_header Upgrade $http_upgrade;" in ws
     assert "proxy_set_header Connection $fxconnector_connection;" in ws
     assert "proxy_read_timeout 24h;" in ws
+    # nginx drops inherited proxy_set_header lines where a location sets its own: each
+    # location forwards the client's Host itself (the connector checks it).
+    for path in ("/api/stream", "/ws"):
+        assert "proxy_set_header Host $host;" in location(site, path), path
+    assert site.count("proxy_set_header Host $host;") == len(
+        re.findall(r"^ *location ", site, re.M)
+    )
 
 
 class Nginx:
@@ -184,6 +191,11 @@ def test_bars_sse_and_websocket_pass_through_nginx(proxied: tuple[Connector, Ngi
         assert bars[:-1] == direct.json()["bars"][-19:] or bars == direct.json()["bars"]
         cursor = through.json()["cursor"]
         assert http.get(f"{nginx.base}/api/health/ready").status_code == 200
+        # nginx forwards the client's Host: a name the connector does not answer to (DNS
+        # rebinding) is refused behind nginx too.
+        foreign = http.get(f"{nginx.base}/api/symbols", headers={"host": "evil.example"})
+        assert foreign.status_code == 400
+        assert foreign.json()["error"]["code"] == "host_not_allowed"
         assert "<html" in http.get(f"{nginx.base}/").text.lower()  # the chart page
 
         # SSE: a live event after the bars' cursor, streamed through (not buffered to the end).

@@ -2,7 +2,8 @@
 
 Order of start: open the store (the same recovery path as after a crash), rebuild the tail
 cache, connect Redis (starting the embedded server when no URL is configured; a Redis Cluster
-with `surface.cluster`), take the leases of the configured symbols (an external Redis only: a
+with `surface.cluster`; the publisher, the push fan-out and the HTTP requests each get a Redis
+client of their own), take the leases of the configured symbols (an external Redis only: a
 symbol another process holds is refused, exit 2), rebuild the surface from the SSOT, mark the
 derived buckets the store says are still to derive (crash-only: that set is never only in
 memory), connect the broker, catch the pipeline up from the newest stored final (through the
@@ -23,7 +24,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,8 @@ from fxconnector.runtime.ingest.commands.runner import CommandRunner
 from fxconnector.runtime.ingest.polling.live import advance_loop, preview_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 from fxconnector.runtime.publish.embedded import EmbeddedRedis
+from fxconnector.runtime.publish.event_check import Rejects
+from fxconnector.runtime.publish.host_guard import HostPolicy
 from fxconnector.runtime.publish.http_api import ApiDeps, create_app
 from fxconnector.runtime.publish.leases import SymbolLeases, take_leases
 from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_surface
@@ -68,6 +71,10 @@ log = logging.getLogger("fxconnector.lifecycle")
 STATUS_PERIOD_S = 1.0
 COVERAGE_PERIOD_S = 10.0
 UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "web"
+#: Redis connections of the push fan-out (one blocking reader; one spare for the next read).
+PUSH_REDIS_CONNECTIONS = 2
+#: Redis connections of the HTTP requests (/api/bars checks, push catch-ups); busy: 503.
+API_REDIS_CONNECTIONS = 16
 
 
 @dataclass(slots=True)
@@ -91,6 +98,8 @@ class _Live:
     #: Broker sessions lost (a failed login included), for status errors[].
     broker_errors: deque[ErrorEntry] = field(default_factory=lambda: deque(maxlen=20))
     corrupt_lines: list[str] = field(default_factory=list)  # skipped by the store's open()
+    #: Invalid events and snapshots read back from Redis by the API, for status errors[].
+    read_rejects: Rejects | None = None
 
     def complete(self, parts: Parts, pipeline: Pipeline, preview: OhlcvEvent) -> OhlcvEvent:
         """A higher-tf preview including the bucket's finals from before the first live tick."""
@@ -143,6 +152,7 @@ async def run(
     embedded: EmbeddedRedis | None = None
     redis: SurfaceClient | None = None
     leases: SymbolLeases | None = None
+    readers: list[SurfaceClient] = []
     control: ControlServer | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -152,7 +162,17 @@ async def run(
             embedded = EmbeddedRedis(parts.workdir / "redis", take_over=True)
             embedded.start()
             url = embedded.url
-        redis = connect_surface(url, parts.secrets, cluster=config.surface.cluster)
+        cluster = config.surface.cluster
+        # The publisher's own client: it never waits on readers.
+        redis = connect_surface(url, parts.secrets, cluster=cluster)
+        # The push fan-out's one reader and the HTTP requests' bounded pool (503 when busy).
+        push_redis = connect_surface(
+            url, parts.secrets, cluster=cluster, max_connections=PUSH_REDIS_CONNECTIONS
+        )
+        api_redis = connect_surface(
+            url, parts.secrets, cluster=cluster, max_connections=API_REDIS_CONNECTIONS
+        )
+        readers = [push_redis, api_redis]
         # One writer per symbol in a shared namespace: refused (SymbolLeased) when another
         # process holds one. The embedded Redis is this process's alone: no leases there.
         if embedded is None:
@@ -194,7 +214,9 @@ async def run(
             on_run=parts.metrics.repair_finished,
         )
         control = ControlServer(parts.workdir / SOCKET_NAME, runner)
-        deps = _api_deps(parts, pipeline, surface, live, SurfaceReader(redis, parts.keys))
+        live.read_rejects = Rejects(parts.clock.now_ms)
+        deps = _api_deps(parts, pipeline, surface, live, SurfaceReader(api_redis, parts.keys))
+        deps = replace(deps, push_reader=SurfaceReader(push_redis, parts.keys))
         server = _QuietServer(
             uvicorn.Config(
                 create_app(deps),
@@ -248,6 +270,8 @@ async def run(
         listener.close()
         if leases is not None:
             await leases.release_quietly()
+        for reader in readers:
+            await reader.aclose()
         if redis is not None:
             await redis.aclose()
         if embedded is not None:
@@ -555,7 +579,13 @@ def _errors(pipeline: Pipeline, surface: RedisSurface, live: _Live) -> list[Erro
     """status errors[]: the pipeline's (history, store), the surface's (Redis outages and
     authentication failures) and the broker's lost sessions (failed logins), oldest first."""
     return sorted(
-        [*pipeline.stats.errors, *surface.errors, *live.broker_errors], key=lambda e: e.ts
+        [
+            *pipeline.stats.errors,
+            *surface.errors,
+            *live.broker_errors,
+            *(live.read_rejects.samples if live.read_rejects is not None else ()),
+        ],
+        key=lambda e: e.ts,
     )
 
 
@@ -631,4 +661,11 @@ def _api_deps(
         ready=lambda: readiness(live.ssot_state, surface.state),
         metrics_registry=parts.metrics.registry,
         ui_dir=UI_DIR if (UI_DIR / "index.html").is_file() else None,
+        calendars=parts.calendars,
+        rejects=live.read_rejects or Rejects(parts.clock.now_ms),
+        guard=HostPolicy(
+            bind_host=parts.config.http.bind.rpartition(":")[0],
+            allowed_hosts=parts.config.http.allowed_hosts,
+            allowed_origins=parts.config.http.allowed_origins,
+        ),
     )

@@ -2,13 +2,19 @@
 
 Rules:
 - Read-only and layout-bound: HGETALL of `keys.snapshot(...)`, XINFO STREAM and XREAD of
-  `keys.events`, nothing else; the layout is `runtime.publish.keys`, never restated here.
-- Bootstrap loads each subscribed series' snapshot and reads the stream from the MIN of their
-  cursors: nothing is missed, and events re-read for series whose snapshot is newer are harmless
-  because the merge is idempotent. A missing snapshot (nothing published yet, or Redis came back
-  empty) keeps that series' bars as they are and reads the stream from its start, as does a
-  snapshot whose cursor is beyond the stream (it belongs to an older stream).
-- Each poll checks, in the XREAD's round trip, that the stream is still the one the cursor
+  `keys.events_for(symbol)`, nothing else; the layout is `runtime.publish.keys`, never restated
+  here. The single-node layout has one events stream; the cluster layout one per symbol, which
+  the consumer reads side by side (one XINFO + XREAD per stream in one pipelined round trip;
+  no multi-key command, so it works on Redis Cluster), each with its own cursor. With several
+  streams a poll does not block in Redis (a blocking XREAD of several keys would cross slots):
+  when nothing came it sleeps up to `MULTI_STREAM_POLL_MS` (at most `block_ms`) instead.
+- Bootstrap loads each subscribed series' snapshot and reads each stream from the MIN of the
+  cursors of its series: nothing is missed, and events re-read for series whose snapshot is
+  newer are harmless because the merge is idempotent. A missing snapshot (nothing published
+  yet, or Redis came back empty) keeps that series' bars as they are and reads the stream
+  from its start, as does a snapshot whose cursor is beyond the stream (it belongs to an older
+  stream).
+- Each poll checks, in the XREAD's round trip, that each stream is still the one its cursor
   belongs to; a stream that vanished, whose last id is older than the cursor (recreated), or
   that was trimmed past the unread entries (the consumer fell behind MAXLEN) means bootstrap
   again.
@@ -77,6 +83,8 @@ class StreamId:
 
 
 ZERO: Final = StreamId(0, 0)
+#: With several streams (cluster layout), the longest sleep of a poll that found nothing.
+MULTI_STREAM_POLL_MS: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,45 +157,60 @@ class SurfaceConsumer:
             dict.fromkeys((symbol, Timeframe(tf)) for symbol, tf in series)
         )
         self._wanted = frozenset(self._series)
+        self._streams: dict[str, list[SeriesKey]] = {}
+        for key in self._series:
+            self._streams.setdefault(keys.events_for(key[0]), []).append(key)
         self.book = book if book is not None else BarBook()
         self._on_change = on_change
         self._on_reload = on_reload
         self._backoff = backoff if backoff is not None else Backoff()
         # Jitter only; not a secret.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
-        self._cursor = ZERO
-        # The newest id known to exist in the current stream (its last id when the snapshots
-        # were read, then every entry read): the stream must never end before it.
-        self._verified = ZERO
+        self._cursor = dict.fromkeys(self._streams, ZERO)
+        # The newest id known to exist in each stream (its last id when the snapshots were
+        # read, then every entry read): the stream must never end before it.
+        self._verified = dict.fromkeys(self._streams, ZERO)
         self._needs_bootstrap = True
         self.stats = ConsumerStats()
 
     @property
     def cursor(self) -> StreamId:
-        """The id of the newest entry read (XREAD continues after it)."""
-        return self._cursor
+        """The id of the newest entry read (XREAD continues after it); with several streams
+        (cluster layout) the newest of their cursors (see `cursors`)."""
+        return max(self._cursor.values())
+
+    @property
+    def cursors(self) -> dict[str, StreamId]:
+        """Each events stream's cursor (one stream in the single-node layout)."""
+        return dict(self._cursor)
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
         return self._series
 
     async def bootstrap(self) -> None:
-        """Load every subscribed series' snapshot and set the cursor to the oldest of theirs."""
+        """Load every subscribed series' snapshot; set each stream's cursor to the oldest of
+        its series' snapshot cursors."""
         self._needs_bootstrap = True
+        streams = list(self._streams)
         async with self._redis.pipeline(transaction=False) as pipe:
             # XINFO before the snapshots bounds what they may miss (for the trim check), XINFO
             # after them bounds their cursors (for the stale-snapshot check).
-            pipe.xinfo_stream(self._keys.events)
+            for stream in streams:
+                pipe.xinfo_stream(stream)
             for symbol, tf in self._series:
                 pipe.hgetall(self._keys.snapshot(symbol, tf))
-            pipe.xinfo_stream(self._keys.events)
+            for stream in streams:
+                pipe.xinfo_stream(stream)
             replies = await self._execute(pipe)
-        before = self._stream_info(replies[0])
-        after = self._stream_info(replies[-1])
-        cursors: list[StreamId] = []
+        count = len(streams)
+        before = {s: self._stream_info(s, r) for s, r in zip(streams, replies[:count], strict=True)}
+        after = {s: self._stream_info(s, r) for s, r in zip(streams, replies[-count:], strict=True)}
+        cursors: dict[str, list[StreamId]] = {stream: [] for stream in streams}
         reloaded: list[SeriesKey] = []
-        for (symbol, tf), reply in zip(self._series, replies[1:-1], strict=True):
+        for (symbol, tf), reply in zip(self._series, replies[count:-count], strict=True):
             key = self._keys.snapshot(symbol, tf)
+            stream = self._keys.events_for(symbol)
             try:
                 snapshot = _parse_snapshot(key, reply)
                 if snapshot is not None:
@@ -196,28 +219,37 @@ class SurfaceConsumer:
                 self._malformed(f"{key}: {exc}")
                 snapshot = None
             if snapshot is None:
-                cursors.append(ZERO)
+                cursors[stream].append(ZERO)
                 continue
             reloaded.append((symbol, tf))
             cursor = snapshot[1]
-            if cursor > (after.last_id if after is not None else ZERO):
+            newest = after[stream]
+            if cursor > (newest.last_id if newest is not None else ZERO):
                 self.stats.resyncs["snapshot_ahead_of_stream"] += 1
                 cursor = ZERO
-            cursors.append(cursor)
-        self._cursor = min(cursors)
-        self._verified = before.last_id if before is not None else ZERO
+            cursors[stream].append(cursor)
+        for stream in streams:
+            self._cursor[stream] = min(cursors[stream])
+            info = before[stream]
+            self._verified[stream] = info.last_id if info is not None else ZERO
         self._needs_bootstrap = False
         self.stats.bootstraps += 1
         log.info(
             "client.bootstrapped",
-            extra={"fields": {"cursor": str(self._cursor), "reloaded": len(reloaded)}},
+            extra={
+                "fields": {
+                    "cursor": ",".join(str(c) for c in self._cursor.values()),
+                    "reloaded": len(reloaded),
+                }
+            },
         )
         if self._on_reload is not None:
             for symbol, tf in reloaded:
                 self._on_reload(symbol, tf)
 
     async def poll(self, block_ms: int = 0, count: int = 1000) -> int:
-        """Read up to `count` entries after the cursor, waiting up to `block_ms` (0: no wait).
+        """Read up to `count` entries per stream after its cursor, waiting up to `block_ms`
+        (0: no wait).
 
         Bootstraps first when needed. Returns how many events changed the book.
         """
@@ -226,25 +258,35 @@ class SurfaceConsumer:
         self._check_block(block_ms)
         if self._needs_bootstrap:
             await self.bootstrap()
+        streams = list(self._streams)
+        block = block_ms if block_ms > 0 and len(streams) == 1 else None
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xinfo_stream(self._keys.events)
-            pipe.xread(
-                {self._keys.events: str(self._cursor)},
-                count=count,
-                block=block_ms if block_ms > 0 else None,
-            )
-            info_reply, read_reply = await self._execute(pipe)
-        reason = self._resync_reason(self._stream_info(info_reply))
-        if reason is not None:
-            self.stats.resyncs[reason] += 1
-            log.warning(
-                "client.resync", extra={"fields": {"reason": reason, "cursor": str(self._cursor)}}
-            )
-            await self.bootstrap()
-            return 0
-        if isinstance(read_reply, Exception):
-            raise ContractViolation(f"XREAD {self._keys.events}: {read_reply}") from read_reply
-        return self._apply_entries(_entries(read_reply))
+            for stream in streams:
+                pipe.xinfo_stream(stream)
+                pipe.xread({stream: str(self._cursor[stream])}, count=count, block=block)
+            replies = await self._execute(pipe)
+        for i, stream in enumerate(streams):
+            reason = self._resync_reason(stream, self._stream_info(stream, replies[2 * i]))
+            if reason is not None:
+                self.stats.resyncs[reason] += 1
+                log.warning(
+                    "client.resync",
+                    extra={"fields": {"reason": reason, "cursor": str(self._cursor[stream])}},
+                )
+                await self.bootstrap()
+                return 0
+        applied = 0
+        read = 0
+        for i, stream in enumerate(streams):
+            read_reply = replies[2 * i + 1]
+            if isinstance(read_reply, Exception):
+                raise ContractViolation(f"XREAD {stream}: {read_reply}") from read_reply
+            entries = _entries(read_reply)
+            read += len(entries)
+            applied += self._apply_entries(stream, entries)
+        if not read and block_ms > 0 and len(streams) > 1:
+            await asyncio.sleep(min(block_ms, MULTI_STREAM_POLL_MS) / 1000)
+        return applied
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, count: int = 1000) -> None:
         """Poll until `stop` is set, riding out Redis outages; returns promptly on `stop`.
@@ -280,12 +322,12 @@ class SurfaceConsumer:
                 continue
             failures = 0
 
-    def _apply_entries(self, entries: list[tuple[Any, Any]]) -> int:
+    def _apply_entries(self, stream: str, entries: list[tuple[Any, Any]]) -> int:
         applied = 0
         for raw_id, fields in entries:
             entry_id = StreamId.parse(raw_id)
             # Advance first: a malformed entry is skipped for good, not re-read forever.
-            self._cursor = self._verified = entry_id
+            self._cursor[stream] = self._verified[stream] = entry_id
             self.stats.events_read += 1
             event = self._decode_entry(entry_id, fields)
             if event is None or (event.symbol, event.tf) not in self._wanted:
@@ -321,11 +363,11 @@ class SurfaceConsumer:
                 extra={"fields": {"count": self.stats.malformed, "sample": sample}},
             )
 
-    def _resync_reason(self, info: _StreamInfo | None) -> str | None:
-        """Why the stream no longer continues from the cursor, or None when it does."""
-        position = max(self._cursor, self._verified)
+    def _resync_reason(self, stream: str, info: _StreamInfo | None) -> str | None:
+        """Why `stream` no longer continues from its cursor, or None when it does."""
+        position = max(self._cursor[stream], self._verified[stream])
         if info is None:
-            return "stream_vanished" if self._verified > ZERO else None
+            return "stream_vanished" if self._verified[stream] > ZERO else None
         if position > info.last_id:
             return "stream_recreated"
         if position == ZERO:
@@ -338,13 +380,13 @@ class SurfaceConsumer:
             trimmed = info.first_id > position
         return "stream_trimmed" if trimmed else None
 
-    def _stream_info(self, reply: Any) -> _StreamInfo | None:
+    def _stream_info(self, stream: str, reply: Any) -> _StreamInfo | None:
         if isinstance(reply, redis_errors.ResponseError):
             if "no such key" in str(reply).lower():
                 return None
-            raise ContractViolation(f"XINFO STREAM {self._keys.events}: {reply}") from reply
+            raise ContractViolation(f"XINFO STREAM {stream}: {reply}") from reply
         if not isinstance(reply, dict):
-            raise ContractViolation(f"XINFO STREAM {self._keys.events}: unexpected {reply!r}")
+            raise ContractViolation(f"XINFO STREAM {stream}: unexpected {reply!r}")
         first = reply.get("first-entry")
         added = reply.get("entries-added")
         return _StreamInfo(

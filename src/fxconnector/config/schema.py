@@ -60,10 +60,19 @@ class SurfaceConfig(_Section, frozen=True):
     snapshot_bars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
 
 
+_HostName = Annotated[str, msgspec.Meta(pattern=r"^(\*|[A-Za-z0-9_.:\[\]-]{1,253})$")]
+_Origin = Annotated[str, msgspec.Meta(pattern=r"^(\*|https?://[A-Za-z0-9_.:\[\]-]{1,260})$")]
+
+
 class HttpConfig(_Section, frozen=True):
     bind: Annotated[str, msgspec.Meta(pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")] = (
         "127.0.0.1:8088"
     )
+    #: Host names the server answers to besides its bind address and loopback names (DNS
+    #: rebinding guard); behind a proxy, its public name. "*" turns the check off.
+    allowed_hosts: tuple[_HostName, ...] = ()
+    #: Origins (scheme://host[:port]) whose pages may open /ws besides the server's own host.
+    allowed_origins: tuple[_Origin, ...] = ()
 
 
 class TicksConfig(_Section, frozen=True):

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from fxconnector.core.model.status import (
 )
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish.host_guard import HostPolicy
 from fxconnector.runtime.publish.http_api import create_app
 from fxconnector.runtime.publish.http_common import ApiDeps, PushSettings
 from fxconnector.runtime.publish.keys import (
@@ -124,7 +125,7 @@ class FakeWriter:
             SNAPSHOT_BARS_FIELD,
             SNAPSHOT_CURSOR_FIELD,
         ]
-        entry_id = self._script(keys=[self.keys.events, snapshot_key], args=args)
+        entry_id = self._script(keys=[self.keys.events_for(event.symbol), snapshot_key], args=args)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     def set_snapshot(self, symbol: str, tf: Timeframe, bars: list[OhlcvEvent], cursor: str) -> None:
@@ -134,10 +135,11 @@ class FakeWriter:
             mapping={SNAPSHOT_BARS_FIELD: encode(bars), SNAPSHOT_CURSOR_FIELD: cursor},
         )
 
-    def stream(self, after: str = "0-0") -> list[tuple[str, bytes]]:
-        """Every entry after `after` (exclusive), as (id, event JSON)."""
+    def stream(self, after: str = "0-0", symbol: str = "") -> list[tuple[str, bytes]]:
+        """Every entry after `after` (exclusive), as (id, event JSON), of the events stream
+        (cluster layout: of `symbol`'s stream)."""
         entries: Any = self.client.xrange(
-            self.keys.events, min=f"({after}" if after != "0-0" else "-"
+            self.keys.events_for(symbol), min=f"({after}" if after != "0-0" else "-"
         )
         return [(entry_id.decode(), fields[STREAM_FIELD.encode()]) for entry_id, fields in entries]
 
@@ -307,6 +309,7 @@ class Stack:
     connector: FakeConnector
     redis_server: RedisServer
     keys: SurfaceKeys
+    deps: ApiDeps
 
     @property
     def url(self) -> str:
@@ -320,21 +323,24 @@ def running_stack(
     push: PushSettings | None = None,
     recheck_s: float = 0.1,
     ui_dir: Path | None = None,
+    keys: SurfaceKeys | None = None,
+    guard: HostPolicy | None = None,
 ) -> Iterator[Stack]:
     """The whole stack, running; stopped on exit."""
-    keys = SurfaceKeys("fxtest")
-    client = connect_redis(redis_server.url, Secrets())
+    keys = keys or SurfaceKeys("fxtest")
+    client = connect_redis(redis_server.url, Secrets(), max_connections=16)  # as lifecycle's
     connector = FakeConnector()
-    app = create_app(
-        make_deps(
-            SurfaceReader(client, keys), connector, push=push, recheck_s=recheck_s, ui_dir=ui_dir
-        )
+    deps = make_deps(
+        SurfaceReader(client, keys), connector, push=push, recheck_s=recheck_s, ui_dir=ui_dir
     )
+    if guard is not None:
+        deps = replace(deps, guard=guard)
+    app = create_app(deps)
     server = LiveServer(app, cleanup=client.aclose)
     sync_client = redis_server.client()
     try:
         server.start()
-        yield Stack(server, FakeWriter(sync_client, keys), connector, redis_server, keys)
+        yield Stack(server, FakeWriter(sync_client, keys), connector, redis_server, keys, deps)
     finally:
         server.stop()
         sync_client.close()

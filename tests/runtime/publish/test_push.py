@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -172,20 +173,23 @@ def test_sse_without_cursor_starts_after_the_newest_entry(stack: Stack, http: ht
         assert read_bars(messages, 1)[0][0] == new_id
 
 
-def test_sse_stops_reading_redis_when_the_client_leaves(redis_server: RedisServer) -> None:
+def test_many_clients_share_one_blocking_read_of_redis(redis_server: RedisServer) -> None:
     slow = PushSettings(heartbeat_s=0.2, block_ms=1500)
     with running_stack(redis_server, push=slow) as stack:
         probe = redis_server.client()
-
         try:
-            with (
-                httpx.Client(base_url=stack.url, timeout=WAIT_S) as http,
-                http.stream("GET", "/api/stream") as response,
-            ):
-                assert response.status_code == 200
-                assert wait_for(lambda: blocked_clients(probe) == 1)
-            # The loop is cancelled at once, in the middle of its 1.5 s blocking read.
-            assert wait_for(lambda: blocked_clients(probe) == 0, timeout_s=1.0)
+            with contextlib.ExitStack() as clients:
+                http = clients.enter_context(httpx.Client(base_url=stack.url, timeout=WAIT_S))
+                streams = [
+                    clients.enter_context(http.stream("GET", "/api/stream", params=query))
+                    for query in ({}, {"symbols": "EURUSD"}, {"tfs": "5m"}, {}, {})
+                ]
+                assert all(response.status_code == 200 for response in streams)
+                assert wait_for(lambda: blocked_clients(probe) == 1)  # the fan-out's read
+                (new_id,) = publish(stack, mixed_events(1))  # EURUSD 5m preview
+                for response in streams:
+                    assert read_bars(sse_messages(response.iter_lines()), 1)[0][0] == new_id
+                assert blocked_clients(probe) <= 1
         finally:
             probe.close()
 

@@ -18,6 +18,10 @@ Rules:
   stream position), so they are served while Redis is down. At most `limit` bars are read,
   whatever the range (`from_ms=0` reads from the first stored day, not the whole history), and
   `history` reads the store off the event loop.
+- A snapshot read back from Redis is validated (`event_check`) before it is served: a
+  malformed one is counted and sampled, and the window comes from the SSOT alone with no
+  cursor (as when there is no snapshot), never a 500. A snapshot found bad is not checked
+  again while its cursor stays the same.
 - The preview is never cached: it is added on request, only when it opens after the last final
   of the window (and inside the range, for a range window).
 """
@@ -35,6 +39,7 @@ from fxconnector.core.errors import ContractViolation
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish.event_check import EventCheck
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 
 History = Callable[[str, Timeframe, int | None, int | None, int], Awaitable[list[OhlcvEvent]]]
@@ -88,7 +93,10 @@ class BarsService:
         recheck_s: float = 0.1,
         max_cache_bytes: int = 64 << 20,
         clock: Callable[[], float] = time.monotonic,
+        check: EventCheck | None = None,
     ) -> None:
+        self._check = check
+        self._bad: dict[tuple[str, Timeframe], str | None] = {}
         self._reader = reader
         self._history = history
         self._preview = preview
@@ -183,6 +191,13 @@ class BarsService:
         checked_at = self._clock()
         bars_json, cursor = await self._reader.snapshot(symbol, tf)
         self._seen[(symbol, tf)] = (cursor, checked_at)
+        if bars_json != b"[]" and self._check is not None:
+            bad = self._bad.get((symbol, tf), "") == cursor or self._check.snapshot(
+                bars_json, symbol, tf, self._reader.keys.snapshot(symbol, tf)
+            )
+            if bad:
+                self._bad[(symbol, tf)] = cursor
+                return await self._build(symbol, tf, limit, b"[]", None)  # the SSOT alone
         window = await self._build(symbol, tf, limit, bars_json, cursor)
         if cursor is not None:
             self._remember((symbol, tf, limit), window)

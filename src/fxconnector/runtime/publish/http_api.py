@@ -5,6 +5,7 @@ Rules:
   Nothing here writes to Redis, the SSOT or the connector.
 - No global app: `create_app(deps)` builds one from the dependencies the composition root hands
   in (`ApiDeps`); the push stream (SSE, WebSocket) is mounted from `ws_sse`.
+- Every request passes `host_guard` first (Host check against DNS rebinding; WebSocket Origin).
 - Every error is `{"error": {"code", "message"}}` (codes in `http_common`): client mistakes are
   4xx, Redis trouble (SurfaceUnavailable, any TransientIOError) is 503 `unavailable`, and a 500
   `internal` means a bug of ours.
@@ -38,6 +39,8 @@ from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
 from fxconnector.runtime.publish.bars_window import BarsService
+from fxconnector.runtime.publish.event_check import EventCheck
+from fxconnector.runtime.publish.host_guard import HostGuard
 from fxconnector.runtime.publish.http_common import JSON, ApiDeps, ApiError, error_body, get_route
 from fxconnector.runtime.publish.openapi_doc import DEFAULT_LIMIT, MAX_LIMIT
 from fxconnector.runtime.publish.ws_sse import install_push
@@ -92,7 +95,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
         telemetry=_NO_TELEMETRY,
     )
     _install_error_handlers(app)
-    bars = BarsService(deps.reader, deps.history, deps.preview, recheck_s=deps.bars_recheck_s)
+    app.add_middleware(HostGuard, policy=deps.guard)
+    bars = BarsService(
+        deps.reader,
+        deps.history,
+        deps.preview,
+        recheck_s=deps.bars_recheck_s,
+        check=EventCheck(deps.rejects, deps.calendars),
+    )
     parsed_queries: dict[bytes, BarsQuery] = {}
     live_body = encode({"status": "live"})
     ready_body = encode({"status": "ready"})

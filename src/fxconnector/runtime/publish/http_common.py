@@ -2,10 +2,11 @@
 
 Rules:
 - Every error a client gets is `{"error": {"code": ..., "message": ...}}` with a stable code:
-  `unknown_parameter`/`repeated_parameter`/`invalid_range`/`bad_request` (400),
-  `not_found`/`unknown_symbol`/`unknown_timeframe` (404), `method_not_allowed` (405),
-  `missing_parameter`/`invalid_parameter` (422), `unavailable` (503, Redis), `internal` (500,
-  a bug of ours).
+  `unknown_parameter`/`repeated_parameter`/`invalid_range`/`bad_request` (400), `not_found`/
+  `unknown_symbol`/`unknown_timeframe` (404), `method_not_allowed` (405), `missing_parameter`/
+  `invalid_parameter` (422), `host_not_allowed` (400), `origin_not_allowed` (403),
+  `bad_surface` (502, a malformed value in Redis), `unavailable` (503, Redis), `internal`
+  (500, a bug of ours).
 - Query parameters are parsed by hand, strictly: an unknown or repeated name is an error, numbers
   are plain non-negative decimal integers, and a message quotes at most 60 characters of input.
 - Nothing here does I/O; the dependencies are handed in by the composition root.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +29,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fxconnector.core.buckets import HasDayGrid
 from fxconnector.core.errors import ContractViolation
 from fxconnector.core.model.bar import SYMBOL_PATTERN, OhlcvEvent
 from fxconnector.core.time_geom import RANGE_END_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish.event_check import Rejects
+from fxconnector.runtime.publish.host_guard import HostPolicy
 from fxconnector.runtime.publish.surface_reader import SurfaceReader, normalize_stream_id
 
 JSON: Final = "application/json"
@@ -48,6 +53,10 @@ class PushSettings:
     batch: int = 500  # entries per XREAD
     backoff_initial_s: float = 0.2  # Redis trouble: first wait, doubled per failure...
     backoff_max_s: float = 5.0  # ...up to this cap (with jitter)
+    window: int = 10_000  # newest entries kept in memory for clients resuming from a cursor
+    client_queue: int = 5_000  # entries queued per client before it is cut off as too slow
+    poll_ms: int = 100  # cluster layout: pause between non-blocking reads while idle
+    catch_up_reads: int = 4  # concurrent Redis reads of clients catching up from a cursor
 
 
 class PushStreams:
@@ -121,6 +130,18 @@ class ApiDeps:
     push: PushSettings = field(default_factory=PushSettings)
     streams: PushStreams = field(default_factory=PushStreams)
     bars_recheck_s: float = 0.1  # how long a cached /api/bars window is served unchecked
+    #: The fan-out's own Redis connection (the requests' `reader` when None).
+    push_reader: SurfaceReader | None = None
+    #: Calendars by symbol, for the bar checks of what is read back from Redis.
+    calendars: Mapping[str, HasDayGrid] = field(default_factory=dict)
+    #: Invalid values read from Redis (counted, sampled for status errors[]).
+    rejects: Rejects = field(default_factory=lambda: Rejects(wall_ms))
+    #: Who may call: see `host_guard` (the bind host, loopback names, these extra names).
+    guard: HostPolicy = field(default_factory=HostPolicy)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class ApiError(Exception):

@@ -11,12 +11,15 @@ Rules:
   `redis_connect.connect_redis` makes it); a blocking read needs a socket timeout longer than
   its `block_ms`.
 - Stream ids are compared as `(ms, seq)` integer pairs, never as strings.
+- Several streams (the cluster layout's per-symbol streams) are read with one non-blocking
+  XREAD per stream, pipelined: redis-py's RedisCluster refuses a multi-key XREAD across slots,
+  and per-stream commands in one pipeline are one round trip per node.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 from redis.exceptions import RedisError
@@ -67,6 +70,22 @@ def _text(value: bytes | str) -> str:
 
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
+
+
+def _entries(reply: Any) -> list[tuple[str, bytes]]:
+    """`(id, event JSON)` of a one-stream XREAD reply; entries without `event` are skipped."""
+    if not reply:
+        return []
+    # RESP2 gives [[key, entries]]; RESP3 gives {key: [entries]}.
+    entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+    out: list[tuple[str, bytes]] = []
+    for entry_id, fields in entries:
+        event = fields.get(_EVENT_FIELD)
+        if event is None:
+            event = fields.get(STREAM_FIELD)
+        if event is not None:
+            out.append((_text(entry_id), _as_bytes(event)))
+    return out
 
 
 class SurfaceReader:
@@ -122,31 +141,46 @@ class SurfaceReader:
             "XREAD",
             lambda: self._redis.xread({self._keys.events: start}, count=count, block=block),
         )
-        if not reply:
-            return []
-        # RESP2 gives [[key, entries]]; RESP3 gives {key: [entries]}.
-        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
-        out: list[tuple[str, bytes]] = []
-        for entry_id, fields in entries:
-            event = fields.get(_EVENT_FIELD)
-            if event is None:
-                event = fields.get(STREAM_FIELD)
-            if event is not None:
-                out.append((_text(entry_id), _as_bytes(event)))
+        return _entries(reply)
+
+    async def read_streams(
+        self, positions: Mapping[str, str], *, count: int
+    ) -> dict[str, list[tuple[str, bytes]]]:
+        """Up to `count` entries after each stream's position (exclusive), without waiting.
+
+        `positions` maps stream key -> id; the answer maps every stream that had entries to
+        its `(id, event JSON)` list, oldest first. One pipelined round trip (per node).
+        """
+        if count < 1:
+            raise ContractViolation(f"count must be >= 1, got {count}")
+        names = list(positions)
+        starts = [normalize_stream_id(positions[name]) for name in names]
+
+        async def run() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, start in zip(names, starts, strict=True):
+                    pipe.xread({name: start}, count=count)
+                return list(await pipe.execute())
+
+        replies = await self._call("XREAD (pipelined)", run)
+        out: dict[str, list[tuple[str, bytes]]] = {}
+        for name, reply in zip(names, replies, strict=True):
+            entries = _entries(reply)
+            if entries:
+                out[name] = entries
         return out
 
-    async def last_id(self) -> str:
-        """The id of the newest stream entry, or "0-0" when the stream is empty or absent."""
-        newest: Any = await self._call(
-            "XREVRANGE", lambda: self._redis.xrevrange(self._keys.events, count=1)
-        )
+    async def last_id(self, stream: str | None = None) -> str:
+        """The id of the newest entry of `stream` (default: the single layout's events
+        stream), or "0-0" when the stream is empty or absent."""
+        name = self._keys.events if stream is None else stream
+        newest: Any = await self._call("XREVRANGE", lambda: self._redis.xrevrange(name, count=1))
         return _text(newest[0][0]) if newest else STREAM_START
 
-    async def first_id(self) -> str | None:
+    async def first_id(self, stream: str | None = None) -> str | None:
         """The id of the oldest entry still in the (trimmed) stream, or None when it is empty."""
-        oldest: Any = await self._call(
-            "XRANGE", lambda: self._redis.xrange(self._keys.events, count=1)
-        )
+        name = self._keys.events if stream is None else stream
+        oldest: Any = await self._call("XRANGE", lambda: self._redis.xrange(name, count=1))
         return _text(oldest[0][0]) if oldest else None
 
     async def status(self) -> bytes | None:

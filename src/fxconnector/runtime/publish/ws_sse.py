@@ -1,19 +1,22 @@
 """The push stream (DESIGN §8): SSE at `/api/stream` and a WebSocket at `/ws`.
 
 Rules:
-- Both are fed only from the Redis events stream, read with bounded blocking XREADs from an
-  exclusive cursor: the `Last-Event-ID` header when present (SSE reconnects), else the `cursor`
-  query parameter (e.g. the one `/api/bars` gave), else the newest entry at connect time.
-  Reading from a cursor gives every later entry exactly once, in stream order.
-- Events go out as the bytes the writer stored (canonical `ohlcv_event_v1`), never re-encoded:
-  SSE `id: <stream id>` / `event: bar` / `data: <json>`; WebSocket text frames
-  `{"id": <stream id>, "event": {...}}`. `symbols` and `tfs` filter by the event's own fields.
-- Redis trouble never ends a stream: the client gets `{"error": {"code": "unavailable", ...}}`
-  (SSE `event: error`, no id, so Last-Event-ID is untouched) and the loop retries from the same
-  cursor with capped exponential backoff and jitter. A cursor older than the oldest entry kept
-  by the trimmed stream gets a `cursor_expired` error (reload /api/bars), then streaming goes on.
-- A stream ends when the client disconnects: a watcher task cancels the loop at once, even in
-  the middle of a blocking read. The loops write nothing and keep no state beyond the cursor.
+- Both are fed by the process's one events reader (`fanout`), never by a Redis read of their
+  own per client. A client starts after its cursor: the `Last-Event-ID` header when present
+  (SSE reconnects), else the `cursor` query parameter (e.g. the one `/api/bars` gave), else the
+  newest entry at connect time; it gets every later selected entry exactly once, in stream
+  order (per symbol's stream in the cluster layout). Cursors: see `push_cursor`.
+- Events go out as the bytes the writer stored (canonical `ohlcv_event_v1`, validated when read
+  back), never re-encoded: SSE `id: <cursor>` / `event: bar` / `data: <json>`; WebSocket text
+  frames `{"id": <cursor>, "event": {...}}`. `symbols` and `tfs` filter by the event's fields.
+- Notices never end a stream: `{"error": {"code": "unavailable", ...}}` while Redis is down,
+  `cursor_expired` when the cursor is older than what the trimmed stream keeps (reload
+  /api/bars), as SSE `event: error` (no id, so Last-Event-ID is untouched) or a WebSocket text
+  frame. One does: `slow_consumer`, when the client's bounded queue filled up; SSE then ends
+  the response after the error (EventSource reconnects with Last-Event-ID), a WebSocket gets
+  the error frame and close code 1013 (try again later) with reason `slow_consumer`. The
+  server never waits on a client: a client stuck in a write is cut off all the same.
+- A stream ends when the client disconnects: a watcher task cancels the writer at once.
 - A stream also ends at once when the server shuts down (`ApiDeps.streams.close()`), before
   Redis goes: SSE ends its response cleanly (a last `: shutdown` comment, then the end of the
   body; EventSource reconnects with Last-Event-ID), a WebSocket gets close code 1001 (going
@@ -24,82 +27,46 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
-import msgspec
 from fastapi import FastAPI
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from fxconnector.core.errors import SurfaceUnavailable
-from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
+from fxconnector.runtime.publish.event_check import EventCheck
+from fxconnector.runtime.publish.fanout import Fanout, register_metrics
 from fxconnector.runtime.publish.http_common import (
     ApiDeps,
     ApiError,
-    PushSettings,
     PushStreams,
     get_route,
 )
-from fxconnector.runtime.publish.surface_reader import (
-    STREAM_START,
-    SurfaceReader,
-    parse_stream_id,
-)
+from fxconnector.runtime.publish.push_cursor import parse_cursor
+from fxconnector.runtime.publish.push_queue import Item, Notice, Selection, Subscription
 
 _STREAM_PARAMS: Final = ("symbols", "tfs", "cursor")
 _POLICY_VIOLATION: Final = 1008
 _GOING_AWAY: Final = 1001
+_TRY_AGAIN_LATER: Final = 1013
 _SSE_SHUTDOWN: Final = b": shutdown\n\n"
-
-
-class _EventKey(msgspec.Struct):
-    symbol: str
-    tf: str
-
-
-_EVENT_KEY = msgspec.json.Decoder(_EventKey)
-
-
-class _Frame(msgspec.Struct):
-    id: str
-    event: msgspec.Raw
+_LAST_WORDS_S: Final = 1.0  # how long a cut-off client is given to take its error
 
 
 @dataclass(frozen=True, slots=True)
 class StreamRequest:
-    """What a push client asked for: a selection and where to start (None: the newest entry)."""
+    """A validated push request (the selection with its starting positions)."""
 
-    symbols: frozenset[str]
-    tfs: frozenset[str]
-    cursor: str | None
-
-    def selects(self, event: bytes) -> bool:
-        try:
-            key = _EVENT_KEY.decode(event)
-        except msgspec.DecodeError:
-            return False  # not an ohlcv event: the writer never stores one
-        return key.symbol in self.symbols and key.tf in self.tfs
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """An error for the client; the stream goes on."""
-
-    code: str
-    message: str
+    selection: Selection
 
 
 def parse_stream_request(
@@ -113,87 +80,50 @@ def parse_stream_request(
     chosen_tfs = [params.timeframe(tf, deps.timeframes).value for tf in tfs or []] or [
         tf.value for tf in deps.timeframes
     ]
+    keys = deps.reader.keys
     cursor = values.get("cursor")
+    positions = None
     if last_event_id:
-        cursor = params.stream_id(last_event_id, "Last-Event-ID")
+        positions = parse_cursor(last_event_id, "Last-Event-ID", keys, chosen_symbols)
     elif cursor is not None:
-        cursor = params.stream_id(cursor, "cursor")
-    return StreamRequest(frozenset(chosen_symbols), frozenset(chosen_tfs), cursor)
+        positions = parse_cursor(cursor, "cursor", keys, chosen_symbols)
+    return StreamRequest(Selection(frozenset(chosen_symbols), frozenset(chosen_tfs), positions))
 
 
-async def follow(
-    reader: SurfaceReader, request: StreamRequest, settings: PushSettings
-) -> AsyncGenerator[list[tuple[str, bytes]] | Notice, None]:
-    """Selected entries after the cursor, one (possibly empty) batch per read, forever."""
-    cursor = request.cursor
-    check_expiry = cursor is not None and cursor != STREAM_START
-    delay_s = settings.backoff_initial_s
-    while True:
-        try:
-            if cursor is None:
-                cursor = await reader.last_id()
-            if check_expiry:
-                check_expiry = False
-                oldest = await reader.first_id()
-                if oldest is not None and parse_stream_id(cursor) < parse_stream_id(oldest):
-                    yield Notice(
-                        "cursor_expired",
-                        f"entries after {cursor} were trimmed (oldest kept: {oldest}); "
-                        "reload /api/bars",
-                    )
-            entries = await reader.read_events(
-                cursor, block_ms=settings.block_ms, count=settings.batch
-            )
-        except SurfaceUnavailable as exc:
-            yield Notice("unavailable", str(exc)[:500])
-            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - backoff jitter, not a secret
-            await asyncio.sleep(delay_s * jitter)
-            delay_s = min(delay_s * 2, settings.backoff_max_s)
-            continue
-        delay_s = settings.backoff_initial_s
-        if entries:
-            cursor = entries[-1][0]
-        yield [(entry_id, data) for entry_id, data in entries if request.selects(data)]
+def _error_chunk(notice: Notice) -> bytes:
+    return b"event: error\ndata: " + notice.body() + b"\n\n"
 
 
 # --- SSE --------------------------------------------------------------------------------------
 
 
-def sse_event(entry_id: str, data: bytes) -> bytes:
-    """One SSE `bar` event (multi-line data is split into data lines, as SSE requires)."""
-    lines = b"".join(b"data: " + line + b"\n" for line in data.splitlines())
-    return b"id: " + entry_id.encode() + b"\nevent: bar\n" + lines + b"\n"
-
-
-async def sse_chunks(
-    reader: SurfaceReader, request: StreamRequest, settings: PushSettings
-) -> AsyncGenerator[bytes, None]:
-    """The SSE body: events, errors and heartbeats, forever."""
+async def sse_chunks(items: AsyncGenerator[Item, None]) -> AsyncGenerator[bytes, None]:
+    """The SSE body: events, errors and heartbeats, until the fan-out ends it."""
     yield b"retry: 1000\n\n"  # the reconnect delay; it also sends the headers at once
-    last_write = time.monotonic()
-    async with contextlib.aclosing(follow(reader, request, settings)) as items:
+    async with contextlib.aclosing(items):  # closing it leaves the fan-out at once
         async for item in items:
-            if isinstance(item, Notice):
-                chunk = b"event: error\ndata: " + params.error_body(item.code, item.message)
-                yield chunk + b"\n\n"
-            elif item:
-                yield b"".join(sse_event(entry_id, data) for entry_id, data in item)
-            elif time.monotonic() - last_write >= settings.heartbeat_s:
+            if item is None:
                 yield b": ping\n\n"
+            elif isinstance(item, Notice):
+                yield _error_chunk(item)
+                if item.final:
+                    return
             else:
-                continue
-            last_write = time.monotonic()
+                yield item.sse()
 
 
 class EventStreamResponse(StreamingResponse):
-    """A never-ending stream that is cancelled as soon as the client disconnects."""
+    """A never-ending stream, cancelled as soon as the client disconnects or falls behind."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncGenerator[bytes, None], streams: PushStreams) -> None:
+    def __init__(
+        self, chunks: AsyncGenerator[bytes, None], streams: PushStreams, sub: Subscription
+    ) -> None:
         super().__init__(chunks, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._chunks = chunks
         self._streams = streams
+        self._sub = sub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -214,6 +144,7 @@ class EventStreamResponse(StreamingResponse):
             await start()
             async for chunk in self._chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})  # cut off: ends the body
 
         async def until_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -221,15 +152,28 @@ class EventStreamResponse(StreamingResponse):
 
         try:
             with self._streams.opened():
-                await _until_first(send_all, until_disconnect, self._streams.wait_closing)
+                await _until_first(
+                    send_all,
+                    until_disconnect,
+                    self._streams.wait_closing,
+                    lambda: _cut_off_when_slow(self._sub),
+                )
                 if self._streams.closing:  # the server is shutting down: end the body cleanly
-                    await start()
-                    await send({"type": "http.response.body", "body": _SSE_SHUTDOWN})
+                    with anyio.move_on_after(_LAST_WORDS_S):
+                        await start()
+                        await send({"type": "http.response.body", "body": _SSE_SHUTDOWN})
         except* OSError:
             pass  # the client went away in the middle of a write
         finally:
             with anyio.CancelScope(shield=True):
                 await self._chunks.aclose()
+
+
+async def _cut_off_when_slow(sub: Subscription) -> None:
+    """Returns (cancelling the writer) once `sub` overflowed and its writer did not end the
+    stream itself within `_LAST_WORDS_S` (it is stuck writing to a client that reads nothing)."""
+    await sub.overflowed.wait()
+    await anyio.sleep(_LAST_WORDS_S)
 
 
 async def _until_first(*tasks: Callable[[], Awaitable[None]]) -> None:
@@ -247,26 +191,44 @@ async def _until_first(*tasks: Callable[[], Awaitable[None]]) -> None:
 # --- WebSocket --------------------------------------------------------------------------------
 
 
-async def _ws_send_all(
-    websocket: WebSocket, reader: SurfaceReader, request: StreamRequest, settings: PushSettings
-) -> None:
-    async with contextlib.aclosing(follow(reader, request, settings)) as items:
-        async for item in items:
-            if isinstance(item, Notice):
-                await websocket.send_text(params.error_body(item.code, item.message).decode())
-                continue
-            for entry_id, data in item:
-                await websocket.send_text(encode(_Frame(entry_id, msgspec.Raw(data))).decode())
+async def _ws_send_all(websocket: WebSocket, items: AsyncIterator[Item]) -> None:
+    async for item in items:
+        if item is None:
+            continue  # keep-alive is the protocol's ping
+        if isinstance(item, Notice):
+            await websocket.send_text(item.body().decode())
+            if item.final:
+                await websocket.close(_TRY_AGAIN_LATER, item.code)
+                return
+            continue
+        for frame in item.ws():
+            await websocket.send_text(frame)
+
+
+def make_fanout(deps: ApiDeps) -> Fanout:
+    """The process's one events reader for `deps` (install_push makes it)."""
+    return Fanout(
+        deps.push_reader or deps.reader,
+        deps.reader,
+        EventCheck(deps.rejects, deps.calendars),
+        deps.symbols,
+        deps.push,
+        until=deps.streams.wait_closing,
+    )
 
 
 def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
     """Mount `/api/stream` (SSE) and `/ws` (WebSocket) on `app`; the OpenAPI paths added."""
-    settings = deps.push
+    fanout = make_fanout(deps)
+    register_metrics(fanout, deps.metrics_registry)
+    app.state.fanout = fanout
 
     async def stream(request: Request) -> Response:
         last_event_id = request.headers.get("last-event-id")
         chosen = parse_stream_request(request.query_params, deps, last_event_id)
-        return EventStreamResponse(sse_chunks(deps.reader, chosen, settings), deps.streams)
+        sub = fanout.subscription(chosen.selection)
+        chunks = sse_chunks(fanout.follow(sub))
+        return EventStreamResponse(chunks, deps.streams, sub)
 
     async def websocket_stream(websocket: WebSocket) -> None:
         try:
@@ -277,23 +239,34 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
             await websocket.close(_POLICY_VIOLATION)
             return
         await websocket.accept()
+        sub = fanout.subscription(chosen.selection)
 
         async def until_disconnect() -> None:
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass  # a read-only stream: whatever the client sends is ignored
 
+        async def send_all() -> None:
+            async with contextlib.aclosing(fanout.follow(sub)) as items:
+                await _ws_send_all(websocket, items)
+
         streams = deps.streams
         try:
             with streams.opened():
                 await _until_first(
-                    lambda: _ws_send_all(websocket, deps.reader, chosen, settings),
+                    send_all,
                     until_disconnect,
                     streams.wait_closing,
+                    lambda: _cut_off_when_slow(sub),
                 )
-                if streams.closing:
-                    await websocket.close(_GOING_AWAY, "server shutting down")
-        except* (WebSocketDisconnect, OSError):
-            pass  # the client went away in the middle of a send
+                with anyio.move_on_after(_LAST_WORDS_S):
+                    if websocket.application_state is WebSocketState.DISCONNECTED:
+                        pass  # closed already (the slow_consumer notice closes it)
+                    elif streams.closing:
+                        await websocket.close(_GOING_AWAY, "server shutting down")
+                    elif sub.overflowed.is_set():
+                        await websocket.close(_TRY_AGAIN_LATER, "slow_consumer")
+        except* (WebSocketDisconnect, OSError, RuntimeError):
+            pass  # the client went away in the middle of a send (or was closed already)
 
     app.router.routes.append(get_route("/api/stream", stream))
     app.router.routes.append(WebSocketRoute("/ws", websocket_stream))
@@ -304,7 +277,7 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
 def _stream_doc(deps: ApiDeps) -> dict[str, Any]:
     q = doc.query_parameter
     comma = {"type": "string", "pattern": "^[^,]+(,[^,]+)*$"}
-    cursor = {"type": "string", "pattern": r"^\d+(-\d+)?$"}
+    cursor = {"type": "string", "pattern": r"^\d+(-\d+)?$|^[^:,]+:\d+(-\d+)?(,[^:,]+:\d+(-\d+)?)*$"}
     return {
         "parameters": [
             q("symbols", comma, f"Comma-separated symbols (default all: {','.join(deps.symbols)})"),
@@ -312,7 +285,8 @@ def _stream_doc(deps: ApiDeps) -> dict[str, Any]:
             q(
                 "cursor",
                 cursor,
-                "Start after this stream id (e.g. /api/bars' cursor); default: now",
+                "Start after this cursor (e.g. /api/bars' cursor; cluster layout, several "
+                "symbols: SYM:<ms>-<seq>,...); default: now",
             ),
             {
                 "name": "Last-Event-ID",
