@@ -61,6 +61,7 @@ class Facts:
     errors: Sequence[ErrorEntry]
     degraded: Sequence[str]
     repair: RepairStatus | None = None
+    final_lag_bound_s: float | None = None
 
 
 class StatusBuilder:
@@ -97,6 +98,7 @@ class StatusBuilder:
                 state=facts.broker_state,
                 last_tick_ts_ms=facts.last_tick_ts_ms,
                 reconnects=facts.reconnects,
+                final_lag_bound_s=facts.final_lag_bound_s,
             ),
             surface=SurfaceStatus(state=facts.surface_state, backlog=facts.backlog),
             ssot=SsotStatus(

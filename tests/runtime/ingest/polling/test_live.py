@@ -107,7 +107,7 @@ def test_previews_flow_while_a_history_call_is_pending(
     async def scenario() -> None:
         stop = asyncio.Event()
         loops = [
-            asyncio.create_task(advance_loop(pipeline, clock.now_ms, 0, stop)),
+            asyncio.create_task(advance_loop(pipeline, clock, stop)),
             asyncio.create_task(preview_loop(pipeline, clock.now_ms, 0, stop, pump)),
         ]
         tick(T0 + 10_000)
@@ -207,7 +207,7 @@ def test_a_final_is_published_only_once_durable_while_a_backfill_runs_beside(
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        live = asyncio.create_task(advance_loop(pipeline, clock.now_ms, 0, stop))
+        live = asyncio.create_task(advance_loop(pipeline, clock, stop))
         backfill = asyncio.create_task(
             pipeline.fetch_range(
                 "EURUSD", T0, start, caller="backfill", now_ms=start + 10 * MINUTE_MS
