@@ -105,9 +105,14 @@ class FastPath:
             for symbol, progress in self.progress.items():
                 await self._symbol(symbol, progress, now_ms, commit)
             return
-        async with asyncio.TaskGroup() as group:
-            for symbol, progress in self.progress.items():
-                group.create_task(self._symbol(symbol, progress, now_ms, commit))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for symbol, progress in self.progress.items():
+                    group.create_task(self._symbol(symbol, progress, now_ms, commit))
+        except BaseExceptionGroup as failed:
+            # The first failure as itself (a StoreError stays a StoreError); the other
+            # symbols' calls were cancelled with it.
+            raise failed.exceptions[0] from None
 
     async def _symbol(
         self,
