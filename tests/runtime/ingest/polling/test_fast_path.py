@@ -1,10 +1,13 @@
-"""The fast path (issue 12): it follows the history plan, wakes on the minute boundary, and
-publishes each symbol's final without waiting for the next symbol's call."""
+"""The fast path (issue 12): it follows the history plan, wakes on the minute boundary,
+publishes each symbol's final without waiting for the next symbol's call, and groups the flushes
+of answers that arrive together."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from fxconnector.core.builders.spec import BarSpec
@@ -16,6 +19,7 @@ from fxconnector.core.validation.ticks import TickRails
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.ingest.polling.live import advance_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+from fxconnector.runtime.store.port import AppendResult
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.runtime.ingest.polling.test_live import T0, _bar, _until
 from tests.sinks import RecordingSink
@@ -196,3 +200,70 @@ def test_a_final_is_published_while_the_next_symbols_call_is_in_flight(
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
     store.close()
+
+
+class GatedFlushStore(JsonlStore):
+    """The JSONL store whose flush (in a worker thread) waits for the test's gate; it counts
+    flushes and which appended bars each one covered."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.flushes = 0
+        self.appended = 0
+        self.covered: list[int] = []
+
+    def append(self, bars: Sequence[OhlcvEvent], reason: str = "") -> list[AppendResult]:
+        self.appended += len(bars)
+        return super().append(bars, reason)
+
+    def flush(self) -> None:
+        covered = self.appended
+        self.started.set()
+        self.gate.wait(timeout=10)
+        super().flush()
+        self.flushes += 1
+        self.covered.append(covered)
+
+
+def test_answers_that_arrive_during_a_flush_share_the_next_one(
+    tmp_path: Path, always_open: CalendarProfile
+) -> None:
+    """Group commit: while one flush runs, the finals stored meanwhile wait for one more flush
+    together, and none is handed over before a flush that covers it has ended."""
+    symbols = ["EURUSD", "GBPUSD", "USDJPY"]
+    store = GatedFlushStore(tmp_path / "ssot")
+    store.open()
+    sink = RecordingSink()
+    pipeline = Pipeline(
+        history=RecordingHistory(ManualClock(T0)),
+        store=store,
+        calendars=dict.fromkeys(symbols, always_open.default),
+        timeframes=(Timeframe.M1,),
+        spec=BarSpec(),
+        rails=TickRails(frozenset(symbols)),
+        sink=sink,
+        start_ms=dict.fromkeys(symbols, T0),
+    )
+
+    async def scenario() -> None:
+        first = asyncio.create_task(_store_and_commit(pipeline, "EURUSD"))
+        await _until(store.started.is_set, 0.001)  # EURUSD's flush is running
+        later = [asyncio.create_task(_store_and_commit(pipeline, s)) for s in ("GBPUSD", "USDJPY")]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert sink.finals_seen == []  # nothing handed over while its flush runs
+        store.gate.set()
+        await asyncio.gather(first, *later)
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert store.flushes == 2  # one for EURUSD, one shared by the two that came during it
+    assert store.covered == [1, 3]
+    store.close()
+    assert sorted(e.symbol for e in sink.finals_seen) == sorted(symbols)
+
+
+async def _store_and_commit(pipeline: Pipeline, symbol: str) -> None:
+    pipeline.store_finals(symbol, [_bar(symbol, T0)])
+    await pipeline.publish_durable((), True)
