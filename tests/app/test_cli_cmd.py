@@ -162,6 +162,7 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         )
         assert human.returncode == 0, human.stderr
         assert "broker    sim connected" in human.stdout
+        assert "finals within 6 s (planned)" in human.stdout
         assert "command   warmup" in human.stdout
         assert "EURUSD   last final 1m" in human.stdout
         assert "repair    every 300 s over 24 h; no run yet" in human.stdout
