@@ -3,8 +3,10 @@
 Rules (DESIGN §5):
 - A tick is validated (rails + calendar) and applied to the live builder; rejects and late ticks
   are counted by reason, never raised.
-- Close detection (the fast path): once a minute has ended plus the safety delay, its 1m bar is
-  fetched from the broker's history. History bars are checked against the contract; a bad
+- Close detection (the fast path, fast_path.py: when each symbol is asked, following the
+  history plan): once a minute has ended plus the safety delay, its 1m bar is fetched from the
+  broker's history. Commands' range fetches are range_fetch.py. History bars are checked
+  against the contract here; a bad
   candle (refused by the adapter or here: off its bucket, in a closed minute, ...) rejects
   itself only, counted by reason and sampled in `errors[]`; the rest of the answer is stored and
   the bad minute stays missing (repair's job).
@@ -17,11 +19,14 @@ Rules (DESIGN §5):
 - A failed history call is retried with capped backoff; the symbol's progress does not move.
   A symbol whose proven frontier trails "now" by more than `stall_after_ms` of open market
   time is reported by `stalled()` (a degraded reason and a metric, never silence).
-- Finals are appended to the store, made durable (flush), then handed to the sink. Derived bars
-  follow from the final 1m (DerivedBuilder). A repeated final is a no-op; a different one is a
-  revision and is republished.
-- `advance(now)` is the one entry point for time: the live runner calls it on a timer, a replay
-  calls it with tick time.
+- Finals are appended to the store, made durable (flush), then handed to the sink: per symbol,
+  as soon as its answer is stored. Flushes are group-committed: callers that arrive while one
+  runs share the next, and nothing is published before a flush that started after its append
+  has ended. Derived bars follow from the final 1m (DerivedBuilder). A repeated final is a
+  no-op; a different one is a revision and is republished.
+- `advance(now)` is the one entry point for time: the live loop calls it at `next_due_ms` (the
+  minute boundary plus the safety delay, or earlier for a retry or a catch-up), a replay calls
+  it with tick time.
 """
 
 from __future__ import annotations
@@ -120,7 +125,6 @@ class Pipeline:
         self._calendars = calendars
         self._rails = rails
         self._sink = sink
-        self._safety_delay_ms = safety_delay_ms
         self._max_chunk_ms = max_chunk_minutes * MINUTE_MS
         self._flush_each_advance = flush_each_advance
         self._stall_after_ms = stall_after_ms
