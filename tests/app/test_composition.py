@@ -4,14 +4,23 @@ refused before anything starts (exit 2), with N, B, the bound and the limit."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from fxconnector.app.composition import history_plan
+from fxconnector.app import lifecycle
+from fxconnector.app.composition import build, history_plan
 from fxconnector.app.main import main
 from fxconnector.config.loader import load_config
+from fxconnector.config.secrets import Secrets
 from fxconnector.core.errors import ConfigError
+from fxconnector.core.model.status import ErrorEntry, SurfaceState
+from fxconnector.runtime.clock import ManualClock
+from fxconnector.runtime.publish.redis_surface import RedisSurface
 from tests.redis_server import free_port
+from tests.sinks import RecordingSink
+
+START = 1_549_238_400_000  # 2019-02-04T00:00:00Z, Monday
 
 
 @pytest.mark.parametrize("profile", ["demo", "fx"])
@@ -75,3 +84,42 @@ def test_run_refuses_a_config_over_its_bound_with_exit_2(
     assert "worst-case final lag of 6 s" in err[0]
     assert "max_final_lag_s = 5 s" in err[0]
     assert not (tmp_path / "var" / "ssot").exists()  # nothing was opened
+
+
+def test_the_pipeline_and_the_budget_follow_the_plan(tmp_path: Path) -> None:
+    """The fast path gets the plan; the budget keeps a whole turn's tokens from heavy work;
+    status reports the bound."""
+    symbols = [f"S{i:05d}" for i in range(60)]
+    config = load_config(
+        profile="demo",
+        overrides={
+            "workdir": str(tmp_path),
+            "broker.symbols": symbols,
+            "broker.history_requests_per_min": 30,
+            "broker.max_final_lag_s": 300,
+        },
+    )
+    parts = build(config, Secrets(), ManualClock(START))
+    parts.store.open()
+    try:
+        pipeline = parts.make_pipeline(RecordingSink(), dict.fromkeys(symbols, START))
+        assert pipeline.plan is parts.plan
+        assert (parts.plan.every_minutes, parts.plan.group_size) == (3, 20)
+        assert parts.budget is not None
+        assert parts.budget.config.fast_reserve == 20
+        assert parts.budget.config.requests_per_min == 30
+        facts = lifecycle._facts(
+            parts, pipeline, cast(RedisSurface, _Surface()), lifecycle._Live(), START
+        )
+        status = parts.status_builder.build(facts)
+        assert status.broker.final_lag_bound_s == parts.plan.bound_ms / 1000 == 143
+    finally:
+        parts.store.close()
+
+
+class _Surface:
+    """What `_facts` reads of the surface."""
+
+    state = SurfaceState.OK
+    backlog = 0
+    errors: tuple[ErrorEntry, ...] = ()
