@@ -131,7 +131,8 @@ def test_previews_flow_while_a_history_call_is_pending(
         assert max(pumped) == 2 * len(SYMBOLS)  # while a minute was open: its 1m and the 5m
         # The gate opens: the finals follow, for every symbol.
         history.gate.set()
-        await _until(lambda: {e.symbol for e in sink.finals_seen} == set(SYMBOLS))
+        # Each symbol's finals follow its own flush (worker threads): time for them too.
+        await _until(lambda: {e.symbol for e in sink.finals_seen} == set(SYMBOLS), 0.002)
         stop.set()
         await asyncio.gather(*loops)
 
