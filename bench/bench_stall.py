@@ -226,7 +226,7 @@ async def _with_live(
 
     tasks = [
         asyncio.create_task(probe.run(stop)),
-        asyncio.create_task(advance_loop(pipeline, now_ms, 0.05, stop)),
+        asyncio.create_task(advance_loop(pipeline, _FnClock(now_ms), stop)),
         asyncio.create_task(preview_loop(pipeline, now_ms, 0.05, stop, pump)),
         asyncio.create_task(_ticks(pipeline, now_ms, stop)),
     ]
@@ -237,6 +237,18 @@ async def _with_live(
     stop.set()
     await asyncio.gather(*tasks)
     return probe, sink, took, what
+
+
+class _FnClock:
+    """A clock reading `now_ms` (the bench's shifted wall time), sleeping in wall time."""
+
+    def __init__(self, now_ms: Callable[[], int]) -> None:
+        self.now_ms = now_ms
+
+    async def sleep_until(self, ts_ms: int) -> None:
+        delay_ms = ts_ms - self.now_ms()
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
 
 
 async def _ticks(pipeline: Pipeline, now_ms: Callable[[], int], stop: asyncio.Event) -> None:

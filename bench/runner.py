@@ -64,6 +64,7 @@ def main() -> int:
     from bench import (
         bench_buckets,
         bench_commands,
+        bench_final_latency,
         bench_http,
         bench_pipeline,
         bench_stall,
@@ -80,6 +81,7 @@ def main() -> int:
         bench_http,
         bench_commands,
         bench_stall,
+        bench_final_latency,
     )
     for module in modules:
         rows.extend(module.run())

@@ -141,8 +141,15 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         busy = cmd("republish_tail", "--symbol", "EURUSD", "--tf", "1h", "--bars", "5")
         assert busy.returncode == 2
         assert "busy: warmup" in busy.stderr
+        # The status is rebuilt on a period: the warmup's first progress report shows up in the
+        # next pass after it (a pass may fall between the accept and the first report).
         with httpx.Client(timeout=5.0) as http:
-            status = http.get(f"{running.base}/api/status").json()
+            for _ in range(300):
+                status = http.get(f"{running.base}/api/status").json()
+                progress = status["last_command"].get("progress") or {}
+                if progress.get("total", 0) > 0 or status["last_command"]["state"] != "running":
+                    break
+                time.sleep(0.1)
         assert status["last_command"]["cmd"] == "warmup"
         assert status["last_command"]["state"] == "running"
         assert status["last_command"]["progress"]["total"] > 0
@@ -162,6 +169,7 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         )
         assert human.returncode == 0, human.stderr
         assert "broker    sim connected" in human.stdout
+        assert "finals within 6 s (planned)" in human.stdout
         assert "command   warmup" in human.stdout
         assert re.search(r"EURUSD +[a-z_]+ +last final 1m", human.stdout), human.stdout
         assert "symbols   3: " in human.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,8 @@ def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
         assert all(b["source"] == "derived" for b in hours)
         status = http.get(f"{connector.base}/api/status").json()
         assert status["broker"]["kind"] == "sim"
+        # The history plan: 3 symbols every minute, 2 s delay + (3 + 1) calls of 1 s.
+        assert status["broker"]["final_lag_bound_s"] == 6
         assert status["surface"]["state"] == "ok"
         metrics = http.get(f"{connector.base}/metrics").text
         assert "fxconnector_finals_total" in metrics
@@ -73,6 +76,14 @@ def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
     assert {k.split(":")[3] for k in snaps} == {"EURUSD", "GBPUSD", "USDJPY"}
     assert not any("command" in k for k in found)
     assert connector.stop() == 0
+    plans = [
+        json.loads(line)
+        for line in connector.log_path.read_text().splitlines()
+        if '"history.plan"' in line
+    ]
+    assert len(plans) == 1
+    assert plans[0]["final_lag_bound_s"] == 6
+    assert "3 symbols, 6000 history requests/min" in plans[0]["detail"]
     # The SSOT is intact: opens cleanly (no torn tail) with every final readable.
     store = JsonlStore(connector.workdir / "ssot")
     report = store.open()

@@ -91,6 +91,11 @@ def _ago(now_ms: int, ts_ms: int | None) -> str:
     return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
+def _bound(bound_s: float | None) -> str:
+    """The history plan's worst-case final lag, when the connector planned one."""
+    return "" if bound_s is None else f", finals within {bound_s:g} s (planned)"
+
+
 def symbol_line(detail: dict[str, Any], now_ms: int) -> str:
     """One symbol's detail on one line."""
     coverage = detail["coverage"] or {}
@@ -132,7 +137,8 @@ def summary(status: dict[str, Any], now_ms: int, details: Sequence[dict[str, Any
         f"market    {'open' if market['is_open'] else 'closed'} ({market['calendar_tag']}); "
         f"next pause {market['next_pause_utc'] or '-'}, next open {market['next_open_utc'] or '-'}",
         f"broker    {broker['kind']} {broker['state']}, last tick "
-        f"{_ago(now_ms, broker['last_tick_ts_ms'])}, reconnects {broker['reconnects']}",
+        f"{_ago(now_ms, broker['last_tick_ts_ms'])}, reconnects {broker['reconnects']}"
+        + _bound(broker.get("final_lag_bound_s")),
         f"surface   {status['surface']['state']}, backlog {status['surface']['backlog']}",
         f"ssot      {status['ssot']['state']}",
         f"symbols   {counts['total']}: {counts['current']} current, {counts['lagging']} "

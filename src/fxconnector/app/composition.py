@@ -21,6 +21,7 @@ from fxconnector.config.secrets import Secrets
 from fxconnector.core.builders.spec import BarSpec, OpenMode, PriceSide, VolumeMode
 from fxconnector.core.calendar import CalendarProfile, TradingCalendar
 from fxconnector.core.errors import ConfigError
+from fxconnector.core.history_plan import HistoryPlan, plan_history
 from fxconnector.core.validation.ticks import TickRails
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.governance.metrics import Metrics, PipelineCounts
@@ -63,6 +64,7 @@ class Parts:
     keys: SurfaceKeys
     status_builder: StatusBuilder
     started_ms: int
+    plan: HistoryPlan
     pipeline: Pipeline | None = None
     budget: HistoryBudget | None = None
     surface_backlog: int = 0
@@ -80,6 +82,11 @@ class Parts:
                 requests_per_min=broker.history_requests_per_min,
                 burst=broker.history_requests_per_min,
                 max_chunk_minutes=broker.history_chunk_minutes,
+                # A minute's turn of the plan finds its tokens: heavy work never takes them.
+                fast_reserve=min(
+                    max(self.plan.group_size, BudgetConfig().fast_reserve),
+                    broker.history_requests_per_min - 1,
+                ),
             ),
         )
         self.pipeline = Pipeline(
@@ -95,6 +102,7 @@ class Parts:
             max_chunk_minutes=broker.history_chunk_minutes,
             budget=self.budget,
             stall_after_ms=broker.finals_stall_s * 1000,
+            plan=self.plan,
         )
         return self.pipeline
 
@@ -144,6 +152,7 @@ def resolve(workdir: Path, path: str) -> Path:
 def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
     """Wire the parts of one connector process (nothing is opened yet)."""
     workdir = Path(config.workdir)
+    plan = history_plan(config)  # a config that cannot meet its own bound stops here
     now_ms = clock.now_ms()
     overrides = Path(config.calendar.overrides_path) if config.calendar.overrides_path else None
     profile = load_calendar(config.calendar.profile, now_ms=now_ms, path=overrides)
@@ -204,7 +213,39 @@ def build(config: Config, secrets: Secrets, clock: Clock) -> Parts:
             calendar=profile.default,
         ),
         started_ms=now_ms,
+        plan=plan,
     )
+
+
+def history_plan(config: Config) -> HistoryPlan:
+    """The fast path's plan for this config; ConfigError with the numbers when its worst-case
+    final lag exceeds `broker.max_final_lag_s` (or the budget leaves the fast path nothing)."""
+    broker = config.broker
+    symbols, budget = len(broker.symbols), broker.history_requests_per_min
+    try:
+        plan = plan_history(
+            symbols,
+            budget,
+            reserved_per_min=broker.history_reserved_per_min,
+            safety_delay_ms=broker.history_safety_delay_ms,
+            call_allowance_ms=broker.history_call_allowance_ms,
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"history plan: {exc} (N = {symbols} symbols, B = {budget} requests/min); "
+            "fix [broker] history_requests_per_min, history_reserved_per_min or "
+            "history_call_allowance_ms"
+        ) from None
+    if plan.bound_ms > broker.max_final_lag_s * 1000:
+        raise ConfigError(
+            f"history plan: N = {symbols} symbols on B = {budget} history requests/min "
+            f"({broker.history_reserved_per_min} reserved) give a worst-case final lag of "
+            f"{plan.bound_ms / 1000:g} s (each symbol asked every {plan.every_minutes} min), "
+            f"over the limit [broker] max_final_lag_s = {broker.max_final_lag_s} s; fewer "
+            "symbols per process, a larger history_requests_per_min or a larger "
+            "max_final_lag_s"
+        )
+    return plan
 
 
 def _broker(

@@ -193,6 +193,20 @@ async def run(
             on_redis_error=parts.metrics.redis_errors.inc,
         )
         pipeline = parts.make_pipeline(surface, _start_points(parts))
+        plan = parts.plan
+        logs.emit(
+            log,
+            logging.INFO,
+            "history.plan",
+            symbols=plan.symbols,
+            requests_per_min=plan.requests_per_min,
+            reserved_per_min=plan.reserved_per_min,
+            every_minutes=plan.every_minutes,
+            per_minute=plan.group_size,
+            final_lag_bound_s=plan.bound_ms / 1000,
+            max_final_lag_s=config.broker.max_final_lag_s,
+            detail=plan.describe(),
+        )
         _recover_derived(parts, pipeline)
         pipeline.stats.errors.extend(
             ErrorEntry(ts=parts.started_ms, code="ssot.corrupt_line", message=line[:500])
@@ -419,7 +433,7 @@ async def _clock_loop(
 
     now = parts.clock.now_ms
     await asyncio.gather(
-        advance_loop(pipeline, now, period_s, stop, ssot_state),
+        advance_loop(pipeline, parts.clock, stop, ssot_state),
         preview_loop(pipeline, now, period_s, stop, pump),
     )
 
@@ -561,6 +575,7 @@ def _facts(parts: Parts, pipeline: Pipeline, surface: RedisSurface, live: _Live,
         degraded=degraded,
         repair=repair,
         symbols=symbols,
+        final_lag_bound_s=parts.plan.bound_ms / 1000,
     )
 
 

@@ -128,6 +128,13 @@ class BrokerConfig(_Section, frozen=True):
     #: The history budget shared by everything that calls the broker (DESIGN §9).
     history_requests_per_min: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30
     history_chunk_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 240
+    #: Requests a minute the fast path's plan leaves to commands and the scheduled repair.
+    history_reserved_per_min: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 2
+    #: How long one history call may take, in the plan's bound (core.history_plan).
+    history_call_allowance_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 1_000
+    #: The worst-case final lag the plan may reach; a config whose bound exceeds it is refused
+    #: at start (exit 2) with the numbers.
+    max_final_lag_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 120
     #: A symbol whose finals stop advancing for longer than this (open market time) is a
     #: degraded reason in status and a metric (issue 11).
     finals_stall_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 600

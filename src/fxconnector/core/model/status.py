@@ -91,6 +91,9 @@ class BrokerStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state: BrokerState
     last_tick_ts_ms: OptionalMs
     reconnects: Count
+    #: The worst-case lag of a final 1m after its minute ends, planned from the symbols and
+    #: the history budget at start (core.history_plan); None when no plan applies (replay).
+    final_lag_bound_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
 class SurfaceStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -114,6 +114,7 @@ class Facts:
     repair: RepairStatus | None = None
     #: Every symbol of the process.
     symbols: Sequence[SymbolFacts] = field(default_factory=tuple)
+    final_lag_bound_s: float | None = None
 
 
 class StatusBuilder:
@@ -171,6 +172,7 @@ class StatusBuilder:
                 state=facts.broker_state,
                 last_tick_ts_ms=facts.last_tick_ts_ms,
                 reconnects=facts.reconnects,
+                final_lag_bound_s=facts.final_lag_bound_s,
             ),
             surface=SurfaceStatus(state=facts.surface_state, backlog=facts.backlog),
             ssot=SsotStatus(state=facts.ssot_state),

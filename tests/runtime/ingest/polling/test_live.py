@@ -107,7 +107,7 @@ def test_previews_flow_while_a_history_call_is_pending(
     async def scenario() -> None:
         stop = asyncio.Event()
         loops = [
-            asyncio.create_task(advance_loop(pipeline, clock.now_ms, 0, stop)),
+            asyncio.create_task(advance_loop(pipeline, clock, stop)),
             asyncio.create_task(preview_loop(pipeline, clock.now_ms, 0, stop, pump)),
         ]
         tick(T0 + 10_000)
@@ -131,7 +131,8 @@ def test_previews_flow_while_a_history_call_is_pending(
         assert max(pumped) == 2 * len(SYMBOLS)  # while a minute was open: its 1m and the 5m
         # The gate opens: the finals follow, for every symbol.
         history.gate.set()
-        await _until(lambda: {e.symbol for e in sink.finals_seen} == set(SYMBOLS))
+        # Each symbol's finals follow its own flush (worker threads): time for them too.
+        await _until(lambda: {e.symbol for e in sink.finals_seen} == set(SYMBOLS), 0.002)
         stop.set()
         await asyncio.gather(*loops)
 
@@ -207,7 +208,7 @@ def test_a_final_is_published_only_once_durable_while_a_backfill_runs_beside(
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        live = asyncio.create_task(advance_loop(pipeline, clock.now_ms, 0, stop))
+        live = asyncio.create_task(advance_loop(pipeline, clock, stop))
         backfill = asyncio.create_task(
             pipeline.fetch_range(
                 "EURUSD", T0, start, caller="backfill", now_ms=start + 10 * MINUTE_MS
