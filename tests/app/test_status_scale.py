@@ -51,7 +51,13 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
     config = msgspec.convert(
         {
             "workdir": str(tmp_path),
-            "broker": {"symbols": SYMBOLS},
+            # The sim answers locally: a budget and a call allowance that plan 1,000 symbols
+            # every minute (the default budget is refused at start, see test_composition).
+            "broker": {
+                "symbols": SYMBOLS,
+                "history_requests_per_min": 6000,
+                "history_call_allowance_ms": 20,
+            },
             "surface": {"namespace": "scale"},
         },
         Config,
