@@ -25,14 +25,15 @@ from fxconnector.core.builders.derive import complete_buckets, derive, derive_ea
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.core.time_geom import DAY_MS, MINUTE_MS, Timeframe
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 from fxconnector.runtime.store.rules import same_bar
 
 REDERIVED = "rederived from revised 1m"
-#: The fixed work of one bucket (store read, coverage, derive, append) in minutes of 1m read:
-#: a 5m bucket costs about as much as 125 minutes of a 1d one. Slices are bounded in these.
-BUCKET_COST_MINUTES = 120
+#: The fixed work of one bucket (its share of a span's store read, coverage and composition,
+#: and its append) in minutes of 1m read; buckets are derived a span at a time, so a 5m bucket
+#: costs about as much as 13 minutes of a 1d one. Slices are bounded in these.
+BUCKET_COST_MINUTES = 8
 
 
 class DerivedBuilder:
@@ -83,18 +84,19 @@ class DerivedBuilder:
         """Derive ready dirty buckets (at most `max_buckets`, and at most `max_minutes` of work
         counted as each bucket's minutes plus BUCKET_COST_MINUTES: one slice of bounded work;
         the rest stay dirty for the next call, and `more_ready` says so); return new and
-        revised derived bars."""
+        revised derived bars.
+
+        The buckets a call takes are derived a span at a time: one store read of the span's
+        1m finals, one coverage classification and one composition for all its buckets.
+        """
         published: list[OhlcvEvent] = []
         waiting = 0
         budget = max_buckets if max_buckets is not None else -1
         minutes_left = max_minutes if max_minutes is not None else -1
         self.more_ready = False
         for (symbol, tf), opens in self._dirty.items():
-            calendar = self._calendars[symbol]
-            for open_ms in sorted(opens):
-                end_ms = open_ms + tf.ms
-                if end_ms > now_ms:
-                    continue
+            taken: list[int] = []
+            for open_ms in sorted(o for o in opens if o + tf.ms <= now_ms):
                 if budget == 0 or minutes_left == 0:
                     self.more_ready = True
                     break
@@ -102,26 +104,52 @@ class DerivedBuilder:
                 if max_minutes is not None:  # a bucket bigger than what is left still runs
                     cost = tf.ms // MINUTE_MS + BUCKET_COST_MINUTES
                     minutes_left = max(0, minutes_left - cost)
-                opens.discard(open_ms)
-                # Stored finals are events (a subclass): derive reads them as they are.
-                finals: list[OhlcvEvent] = list(
-                    self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
-                )
-                final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
-                fetched = self._store.fetched_intervals(symbol, open_ms, end_ms)
-                states = classify(open_ms, end_ms, calendar, final_opens, fetched)
-                if np.any(states == MinuteState.MISSING):
-                    waiting += 1
+                taken.append(open_ms)
+            if not taken:
+                continue
+            opens.difference_update(taken)
+            for span in _spans(taken, tf):
+                bars, missing = self._derive_span(symbol, tf, span)
+                waiting += missing
+                if not bars:
                     continue
-                if not finals:
-                    continue  # an all-quiet bucket: no bar is invented
-                bars = derive(finals, tf, calendar)
                 for result in self._store.append(bars, reason=REDERIVED):
                     if result.outcome is not AppendOutcome.DUPLICATE:
                         published.append(result.stored)
         self._dirty = {key: opens for key, opens in self._dirty.items() if opens}
         self.waiting_on_missing = waiting
         return published
+
+    def _derive_span(
+        self, symbol: str, tf: Timeframe, opens: list[int]
+    ) -> tuple[list[OhlcvEvent], int]:
+        """Derived bars of the buckets at `opens` (ascending, one span) whose minutes are all
+        closed, final or quiet and hold a final 1m; and how many wait on a missing minute."""
+        calendar = self._calendars[symbol]
+        start, end = opens[0], opens[-1] + tf.ms
+        # Stored finals are events (a subclass): derive reads them as they are.
+        finals: list[OhlcvEvent] = list(self._store.bars(symbol, Timeframe.M1, start, end))
+        final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
+        fetched = self._store.fetched_intervals(symbol, start, end)
+        states = classify(start, end, calendar, final_opens, fetched)
+        missing = np.concatenate(([0], np.cumsum(states == MinuteState.MISSING)))
+        bucket_opens = np.asarray(opens, dtype=np.int64)
+        lo = (bucket_opens - start) // MINUTE_MS
+        hi = lo + tf.ms // MINUTE_MS
+        complete = missing[hi] == missing[lo]
+        held = (
+            np.searchsorted(final_opens, bucket_opens + tf.ms)
+            - np.searchsorted(final_opens, bucket_opens)
+        ) > 0
+        waiting = int(np.count_nonzero(~complete))
+        wanted = bucket_opens[complete & held]  # an all-quiet bucket: no bar is invented
+        if not wanted.size:
+            return [], waiting
+        # The finals of the wanted buckets only, each derived exactly as on its own.
+        of_bucket = bucket_open_array(final_opens, tf, calendar)
+        keep = np.isin(of_bucket, wanted).tolist()
+        chosen = [bar for bar, kept in zip(finals, keep, strict=True) if kept]
+        return derive(chosen, tf, calendar), waiting
 
     def gaps(self, symbol: str, from_ms: int, to_ms: int) -> dict[Timeframe, list[int]]:
         """Buckets overlapping `[from_ms, to_ms)` and ending by `to_ms` whose minutes are all
@@ -183,3 +211,15 @@ class DerivedBuilder:
             for open_ms in opens
             if open_ms not in self._dirty.get((symbol, tf), ())
         )
+
+
+def _spans(opens: list[int], tf: Timeframe) -> list[list[int]]:
+    """Ascending bucket opens cut where two buckets are more than a day apart: each span is
+    read from the store at once, without reading long stretches between distant buckets."""
+    spans: list[list[int]] = [[opens[0]]]
+    for open_ms in opens[1:]:
+        if open_ms - (spans[-1][-1] + tf.ms) > DAY_MS:
+            spans.append([open_ms])
+        else:
+            spans[-1].append(open_ms)
+    return spans
