@@ -30,6 +30,7 @@ from fxconnector.core.buckets import bucket_open
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import ConfigError
+from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.core.validation.ticks import TickRails, check_batch, count_reasons
@@ -103,6 +104,7 @@ async def run_replay(
     start = from_ms if from_ms is not None else bucket_open(first_ts, Timeframe.D1, calendar)
     end = to_ms if to_ms is not None else bucket_open(last_ts, Timeframe.D1, calendar) + 86_400_000
     broker = ReplayBroker(good, spec, calendar, speed)
+    published = sink if sink is not None else CountingSink()
     pipeline = Pipeline(
         history=broker.history_1m,
         store=store,
@@ -110,7 +112,7 @@ async def run_replay(
         timeframes=timeframes,
         spec=spec,
         rails=rails,
-        sink=sink if sink is not None else CountingSink(),
+        sink=published,
         start_ms={symbol: start},
         safety_delay_ms=0,
         flush_each_advance=False,
@@ -120,17 +122,31 @@ async def run_replay(
     step_ms = MINUTE_MS if speed > 0 else 60 * MINUTE_MS
     drive = _TickDrive if speed > 0 or per_tick else _MinuteDrive
     runner = drive(pipeline, broker, good, step_ms, progress, ack, ack_interval_s)
+    derived: list[OhlcvEvent] = []
     await broker.connect()
+    if drive is _MinuteDrive:
+        pipeline.derived.hold()
     last_minute = await runner.run()
-    await pipeline.advance(max(end, last_minute + MINUTE_MS))
+    final_ms = max(end, last_minute + MINUTE_MS)
+    await pipeline.advance(final_ms)
     await broker.close()
+    if drive is _MinuteDrive:
+        # Every bucket at once (one read of the 1m per timeframe), after the 1m are all final.
+        pipeline.derived.release()
+        derived = pipeline.derived.run(final_ms)
     pipeline.flush()
+    if derived:
+        published.finals(derived)  # durable since the flush above
     if ack is not None:
         ack(pipeline.progress_ms(symbol))
     if progress is not None:
         progress(len(good), len(good))
     applied, late = runner.applied()
-    return _summary(pipeline.stats, applied, late, batch, rejected, start, end, started)
+    summary = _summary(pipeline.stats, applied, late, batch, rejected, start, end, started)
+    for event in derived:
+        counts = summary.revisions if event.rev else summary.finals
+        counts[event.tf.value] = counts.get(event.tf.value, 0) + 1
+    return summary
 
 
 class _Drive(ABC):

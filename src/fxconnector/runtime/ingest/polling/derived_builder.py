@@ -51,6 +51,17 @@ class DerivedBuilder:
         self._dirty: dict[tuple[str, Timeframe], set[int]] = {}
         self.waiting_on_missing = 0
         self.more_ready = False  # the last `run` stopped at its budget with ready buckets left
+        self._held = False
+
+    def hold(self) -> None:
+        """Derive nothing until `release`; buckets still become dirty. A batch job (a replay at
+        full speed) derives every bucket once at its end: one store read per timeframe and
+        span, not one per slice."""
+        self._held = True
+
+    def release(self) -> None:
+        """Derive again from the next `run`."""
+        self._held = False
 
     def touch(self, symbol: str, from_ms: int, to_ms: int) -> None:
         """Minutes in `[from_ms, to_ms)` changed state: their buckets need a look."""
@@ -94,6 +105,8 @@ class DerivedBuilder:
         budget = max_buckets if max_buckets is not None else -1
         minutes_left = max_minutes if max_minutes is not None else -1
         self.more_ready = False
+        if self._held:
+            return published
         for (symbol, tf), opens in self._dirty.items():
             taken: list[int] = []
             for open_ms in sorted(o for o in opens if o + tf.ms <= now_ms):
