@@ -43,7 +43,7 @@ from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 try:  # a bench extra: the rows against polars are skipped, saying so, without it
     import polars as pl
 except ImportError:  # pragma: no cover - depends on the environment
-    pl = None
+    pl = None  # type: ignore[assignment]
 
 NOW_MS: Final = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 SYMBOL: Final = "GBPJPY"
@@ -249,9 +249,12 @@ def _polars_script(sym_dir: Path, calendar: TradingCalendar) -> Bars:
         .sort("open_ms")
     )
     done = _polars_nest(m1, REPLAY_TFS[1:], pl.col("ticks").sum())
+    names = ("open_ms", "open", "high", "low", "close")
     return {
-        tf: tuple(done[tf][name].to_numpy() for name in ("open_ms", "open", "high", "low", "close"))
-        + (done[tf]["ticks"].to_numpy().astype(np.int64),)
+        tf: (
+            *(done[tf][name].to_numpy() for name in names),
+            done[tf]["ticks"].to_numpy().astype(np.int64),
+        )
         for tf in REPLAY_TFS
     }
 
@@ -304,12 +307,9 @@ def _compose_rows(data: Path, calendar: TradingCalendar) -> list[Row]:
         return []
     opens, ohlc = fxcm_year(data / "fxcm" / "fxcm-gbpusd-m1-bid-2012.csv.zip")
     zeros = np.zeros(opens.size, dtype=np.int64)
-    columns = [ohlc[:, i].copy() for i in range(4)]
-    bars = BarColumns(opens, *columns, zeros, zeros, opens + 59_999)
-    m1 = pl.DataFrame(
-        {"open_ms": opens, "open": columns[0], "high": columns[1], "low": columns[2]}
-        | {"close": columns[3]}
-    )
+    o, h, lo, c = (ohlc[:, i].copy() for i in range(4))
+    bars = BarColumns(opens, o, h, lo, c, zeros, zeros, opens + 59_999)
+    m1 = pl.DataFrame({"open_ms": opens, "open": o, "high": h, "low": lo, "close": c})
 
     def ours() -> dict[Timeframe, BarColumns]:
         return compose_all(bars, HIGHER, calendar)
