@@ -16,12 +16,20 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from fxconnector.core.buckets import bucket_open, bucket_open_array
-from fxconnector.core.builders.derive import complete_buckets, derive, derive_each
+from fxconnector.core.builders.derive import (
+    complete_buckets,
+    derive,
+    derive_columns,
+    derive_each,
+    finals_columns,
+)
+from fxconnector.core.builders.vector import BarColumns
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify
 from fxconnector.core.model.bar import OhlcvEvent
@@ -107,8 +115,9 @@ class DerivedBuilder:
         self.more_ready = False
         if self._held:
             return published
+        taken: dict[tuple[str, Timeframe], list[int]] = {}
         for (symbol, tf), opens in self._dirty.items():
-            taken: list[int] = []
+            chosen: list[int] = []
             for open_ms in sorted(o for o in opens if o + tf.ms <= now_ms):
                 if budget == 0 or minutes_left == 0:
                     self.more_ready = True
@@ -117,12 +126,17 @@ class DerivedBuilder:
                 if max_minutes is not None:  # a bucket bigger than what is left still runs
                     cost = tf.ms // MINUTE_MS + BUCKET_COST_MINUTES
                     minutes_left = max(0, minutes_left - cost)
-                taken.append(open_ms)
-            if not taken:
-                continue
-            opens.difference_update(taken)
-            for span in _spans(taken, tf):
-                bars, missing = self._derive_span(symbol, tf, span)
+                chosen.append(open_ms)
+            if chosen:
+                opens.difference_update(chosen)
+                taken[(symbol, tf)] = chosen
+        reads = self._reads(taken)
+        for (symbol, tf), chosen in taken.items():
+            for span in _spans(chosen, tf):
+                minutes = reads.get(symbol)
+                if minutes is None or not minutes.covers(span[0], span[-1] + tf.ms):
+                    minutes = self._read(symbol, span[0], span[-1] + tf.ms)
+                bars, missing = _derive_span(minutes, tf, span, self._calendars[symbol])
                 waiting += missing
                 if not bars:
                     continue
@@ -133,36 +147,31 @@ class DerivedBuilder:
         self.waiting_on_missing = waiting
         return published
 
-    def _derive_span(
-        self, symbol: str, tf: Timeframe, opens: list[int]
-    ) -> tuple[list[OhlcvEvent], int]:
-        """Derived bars of the buckets at `opens` (ascending, one span) whose minutes are all
-        closed, final or quiet and hold a final 1m; and how many wait on a missing minute."""
-        calendar = self._calendars[symbol]
-        start, end = opens[0], opens[-1] + tf.ms
+    def _reads(self, taken: dict[tuple[str, Timeframe], list[int]]) -> dict[str, _Minutes]:
+        """One read per symbol of the 1m under every span taken, when that reads fewer minutes
+        than a read per span (the timeframes' spans overlap): the timeframes of a slice then
+        share one read instead of reading the same minutes once each."""
+        bounds: dict[str, list[tuple[int, int]]] = {}
+        for (symbol, tf), chosen in taken.items():
+            for span in _spans(chosen, tf):
+                bounds.setdefault(symbol, []).append((span[0], span[-1] + tf.ms))
+        reads = {}
+        for symbol, spans in bounds.items():
+            if len(spans) < 2:
+                continue
+            start, end = min(a for a, _ in spans), max(b for _, b in spans)
+            if end - start < sum(b - a for a, b in spans):
+                reads[symbol] = self._read(symbol, start, end)
+        return reads
+
+    def _read(self, symbol: str, start: int, end: int) -> _Minutes:
+        """The final 1m and the minute states of `[start, end)`, read from the store."""
         # Stored finals are events (a subclass): derive reads them as they are.
         finals: list[OhlcvEvent] = list(self._store.bars(symbol, Timeframe.M1, start, end))
-        final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
+        columns = finals_columns(finals)
         fetched = self._store.fetched_intervals(symbol, start, end)
-        states = classify(start, end, calendar, final_opens, fetched)
-        missing = np.concatenate(([0], np.cumsum(states == MinuteState.MISSING)))
-        bucket_opens = np.asarray(opens, dtype=np.int64)
-        lo = (bucket_opens - start) // MINUTE_MS
-        hi = lo + tf.ms // MINUTE_MS
-        complete = missing[hi] == missing[lo]
-        held = (
-            np.searchsorted(final_opens, bucket_opens + tf.ms)
-            - np.searchsorted(final_opens, bucket_opens)
-        ) > 0
-        waiting = int(np.count_nonzero(~complete))
-        wanted = bucket_opens[complete & held]  # an all-quiet bucket: no bar is invented
-        if not wanted.size:
-            return [], waiting
-        # The finals of the wanted buckets only, each derived exactly as on its own.
-        of_bucket = bucket_open_array(final_opens, tf, calendar)
-        keep = np.isin(of_bucket, wanted).tolist()
-        chosen = [bar for bar, kept in zip(finals, keep, strict=True) if kept]
-        return derive(chosen, tf, calendar), waiting
+        states = classify(start, end, self._calendars[symbol], columns.open_ms, fetched)
+        return _Minutes(symbol, start, end, columns, states)
 
     def gaps(self, symbol: str, from_ms: int, to_ms: int) -> dict[Timeframe, list[int]]:
         """Buckets overlapping `[from_ms, to_ms)` and ending by `to_ms` whose minutes are all
@@ -236,3 +245,48 @@ def _spans(opens: list[int], tf: Timeframe) -> list[list[int]]:
         else:
             spans[-1].append(open_ms)
     return spans
+
+
+@dataclass(frozen=True, slots=True)
+class _Minutes:
+    """One read of a symbol's 1m: the finals' columns and every minute's state."""
+
+    symbol: str
+    start: int
+    end: int
+    columns: BarColumns
+    states: npt.NDArray[np.int8]
+
+    def covers(self, start: int, end: int) -> bool:
+        return self.start <= start and end <= self.end
+
+
+def _derive_span(
+    minutes: _Minutes, tf: Timeframe, opens: list[int], calendar: TradingCalendar
+) -> tuple[list[OhlcvEvent], int]:
+    """Derived bars of the buckets at `opens` (ascending, one span inside `minutes`) whose
+    minutes are all closed, final or quiet and hold a final 1m; and how many wait on a
+    missing minute."""
+    start, end = opens[0], opens[-1] + tf.ms
+    all_opens = minutes.columns.open_ms
+    first, last = np.searchsorted(all_opens, [start, end])
+    final_opens = all_opens[first:last]
+    offset = (start - minutes.start) // MINUTE_MS
+    states = minutes.states[offset : offset + (end - start) // MINUTE_MS]
+    missing = np.concatenate(([0], np.cumsum(states == MinuteState.MISSING)))
+    bucket_opens = np.asarray(opens, dtype=np.int64)
+    lo = (bucket_opens - start) // MINUTE_MS
+    hi = lo + tf.ms // MINUTE_MS
+    complete = missing[hi] == missing[lo]
+    held = (
+        np.searchsorted(final_opens, bucket_opens + tf.ms)
+        - np.searchsorted(final_opens, bucket_opens)
+    ) > 0
+    waiting = int(np.count_nonzero(~complete))
+    wanted = bucket_opens[complete & held]  # an all-quiet bucket: no bar is invented
+    if not wanted.size:
+        return [], waiting
+    # The finals of the wanted buckets only, each derived exactly as on its own.
+    keep = np.flatnonzero(np.isin(bucket_open_array(final_opens, tf, calendar), wanted))
+    chosen = minutes.columns.take(keep + first)
+    return derive_columns(chosen, minutes.symbol, tf, calendar), waiting
