@@ -4,7 +4,10 @@ Rules: a minute that became final or quiet marks the buckets above it *dirty*. `
 derives each dirty bucket whose end has passed and whose minutes are all closed, final or quiet
 (DESIGN §5.6); a bucket with a missing minute waits until that minute is filled (which marks it
 dirty again). Derived bars go through the store (idempotent; a changed bar becomes a revision)
-and only new bars and revisions are returned for publishing.
+and only new bars and revisions are returned for publishing. The buckets one `run` takes are
+derived a span at a time (one store read, one coverage classification, one composition), and
+the timeframes share one read where their spans overlap. `hold` defers all derivation (a replay
+at full speed derives once at its end); `release` ends it.
 
 Crash-only: which buckets still need deriving is never kept only in memory. `gaps` reads it
 back from the store (every bucket whose minutes are all final or quiet but whose derived final
