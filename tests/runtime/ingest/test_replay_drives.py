@@ -134,3 +134,47 @@ def test_minute_drive_equals_tick_drive_over_a_given_range(
     assert ticked[2].finals["1m"] > 1000
     assert fast[0] == ticked[0]
     assert _by_series(fast[1]) == _by_series(ticked[1])
+
+
+@pytest.mark.slow
+def test_paced_replay_plays_ticks_live_and_stores_the_same_bars(
+    shared_data: Path, fx_ny: CalendarProfile, tmp_path: Path
+) -> None:
+    """A speed factor keeps the tick-by-tick drive (previews published, a minute per advance);
+    its bars are those of the full-speed drive."""
+    from_ms = to_ms(dt.datetime(2012, 12, 4, 9, 0, tzinfo=dt.UTC))
+    to_ms_ = to_ms(dt.datetime(2012, 12, 4, 11, 0, tzinfo=dt.UTC))
+    batch = read_ticks(shared_data / "dukascopy", "GBPJPY", "dukascopy", from_ms, to_ms_)
+    calendar = fx_ny.for_symbol("GBPJPY")
+    bars: dict[str, dict[Timeframe, list[tuple[object, ...]]]] = {}
+    sinks: dict[str, RecordingSink] = {}
+    for name, speed in (("paced", 1e6), ("max", 0.0)):
+        store = JsonlStore(tmp_path / name)
+        store.open()
+        sinks[name] = RecordingSink()
+        asyncio.run(
+            run_replay(
+                batch,
+                calendar=calendar,
+                timeframes=TIMEFRAMES,
+                spec=BarSpec(),
+                store=store,
+                from_ms=from_ms,
+                to_ms=to_ms_,
+                speed=speed,
+                now_ms=NOW_MS,
+                sink=sinks[name],
+            )
+        )
+        bars[name] = {
+            tf: [
+                (b.open_ms, b.open, b.high, b.low, b.close, b.volume)
+                for b in store.bars("GBPJPY", tf)
+            ]
+            for tf in TIMEFRAMES
+        }
+        store.close()
+    assert len(bars["max"][Timeframe.M1]) > 100
+    assert bars["paced"] == bars["max"]
+    assert sinks["paced"].closed_previews  # the live path ran
+    assert not sinks["max"].closed_previews  # nothing built previews nobody consumes
