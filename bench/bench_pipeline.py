@@ -1,11 +1,7 @@
-"""Pipeline throughput on real data, each figure next to a baseline run on the same arrays.
+"""Pipeline throughput on real data: the live path, tick validation + preview of every
+timeframe (Pipeline.on_tick), next to a bare loop over the same Tick objects.
 
-- live path: tick validation + preview of every timeframe (Pipeline.on_tick) vs a bare loop
-  over the same Tick objects;
-- replay aggregation of the GBPJPY December 2012 month: our vectorised 1m build (late-tick
-  rail, stable time order) vs pandas `resample().ohlc()` and vs a plain numpy reduceat;
-- 1m -> every higher timeframe on the FXCM GBPUSD 2012 year: our `compose` vs polars
-  `group_by_dynamic`.
+The replay (end to end) and 1m -> higher timeframes rows are in bench_replay.py.
 """
 
 from __future__ import annotations
@@ -14,15 +10,10 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import polars as pl
-
-from bench.data import fxcm_year, shared_data
+from bench.data import shared_data
 from bench.runner import Row, best_of
 from fxconnector.config.calendars import load_calendar
 from fxconnector.core.builders.spec import BarSpec
-from fxconnector.core.builders.vector import BarColumns, build, compose_all
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import TIMEFRAMES, Timeframe, to_ms
 from fxconnector.core.validation.ticks import TickRails
@@ -43,11 +34,7 @@ def run() -> list[Row]:
     profile = load_calendar("fx_ny", now_ms=now_ms)
     calendar = profile.for_symbol("GBPJPY")
     batch = read_ticks(data / "dukascopy", "GBPJPY", "dukascopy")
-    return [
-        _live_path(batch, calendar),
-        *_aggregation(batch, calendar),
-        _compose_year(data, profile.default),
-    ]
+    return [_live_path(batch, calendar)]
 
 
 def _live_path(batch: object, calendar: object) -> Row:
@@ -93,107 +80,3 @@ def _live_path(batch: object, calendar: object) -> Row:
 
 async def _no_history(symbol: str, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
     return []
-
-
-def _aggregation(batch: object, calendar: object) -> list[Row]:
-    from fxconnector.core.model.tick import TickBatch
-
-    assert isinstance(batch, TickBatch)
-    ts, bid = batch.ts_ms, batch.bid
-    spec = BarSpec()
-
-    def ours() -> None:
-        build(batch, (Timeframe.M1,), calendar, spec)  # type: ignore[arg-type]
-
-    def pandas_resample() -> None:
-        series = pd.Series(bid, index=pd.to_datetime(ts, unit="ms"))
-        resampled = series.resample("1min")
-        resampled.ohlc()
-        resampled.count()
-
-    def numpy_plain() -> None:
-        minutes = ts - ts % 60_000
-        starts = np.flatnonzero(np.concatenate(([True], minutes[1:] != minutes[:-1])))
-        ends = np.concatenate((starts[1:], [ts.size])) - 1
-        (
-            bid[starts],
-            np.maximum.reduceat(bid, starts),
-            np.minimum.reduceat(bid, starts),
-            bid[ends],
-            np.diff(np.concatenate((starts, [ts.size]))),
-        )
-
-    seconds = best_of(ours)
-    return [
-        Row(
-            "replay aggregation 1m, GBPJPY Dec 2012",
-            ts.size,
-            "ticks",
-            seconds,
-            "pandas resample().ohlc()",
-            best_of(pandas_resample),
-        ),
-        Row(
-            "replay aggregation 1m, GBPJPY Dec 2012",
-            ts.size,
-            "ticks",
-            seconds,
-            "plain numpy reduceat",
-            best_of(numpy_plain),
-        ),
-    ]
-
-
-def _compose_year(data: Path, calendar: object) -> Row:
-    opens, ohlc = fxcm_year(data / "fxcm" / "fxcm-gbpusd-m1-bid-2012.csv.zip")
-    zeros = np.zeros(opens.size, dtype=np.int64)
-    bars = BarColumns(
-        opens,
-        ohlc[:, 0].copy(),
-        ohlc[:, 1].copy(),
-        ohlc[:, 2].copy(),
-        ohlc[:, 3].copy(),
-        zeros,
-        zeros,
-        opens + 59_999,
-    )
-
-    def ours() -> None:
-        compose_all(bars, HIGHER, calendar)  # type: ignore[arg-type]
-
-    frame = pl.DataFrame(
-        {
-            "ts": pl.Series(opens).cast(pl.Datetime("ms")),
-            "open": ohlc[:, 0],
-            "high": ohlc[:, 1],
-            "low": ohlc[:, 2],
-            "close": ohlc[:, 3],
-        }
-    )
-    every = {
-        Timeframe.M3: "3m",
-        Timeframe.M5: "5m",
-        Timeframe.M15: "15m",
-        Timeframe.M30: "30m",
-        Timeframe.H1: "1h",
-        Timeframe.H4: "4h",
-        Timeframe.D1: "1d",
-    }
-
-    def polars_dynamic() -> None:
-        for tf in HIGHER:
-            frame.group_by_dynamic("ts", every=every[tf], closed="left", label="left").agg(
-                pl.col("open").first(),
-                pl.col("high").max(),
-                pl.col("low").min(),
-                pl.col("close").last(),
-            )
-
-    return Row(
-        "1m -> 7 higher tfs, FXCM GBPUSD 2012",
-        opens.size,
-        "bars",
-        best_of(ours),
-        "polars group_by_dynamic",
-        best_of(polars_dynamic),
-    )

@@ -20,6 +20,8 @@ class Row:
     seconds: float
     baseline_name: str
     baseline_seconds: float
+    #: The lowest and highest per-round ratio of an interleaved comparison (`interleaved`).
+    ratio_range: tuple[float, float] | None = None
 
     @property
     def rate(self) -> float:
@@ -41,6 +43,49 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+@dataclass(frozen=True, slots=True)
+class Interleaved:
+    """Timings of a subject and a baseline run alternately, round after round."""
+
+    subject: list[float]
+    baseline: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        """Baseline time over subject time, per round (> 1: the subject is faster)."""
+        return [b / s for s, b in zip(self.subject, self.baseline, strict=True)]
+
+    def row(self, name: str, items: int, unit: str, baseline_name: str) -> Row:
+        """A table row: median times, and the per-round ratios' range."""
+        ratios = self.ratios
+        return Row(
+            name,
+            items,
+            unit,
+            statistics.median(self.subject),
+            baseline_name,
+            statistics.median(self.baseline),
+            (min(ratios), max(ratios)),
+        )
+
+
+def interleaved(
+    subject: Callable[[], object], baseline: Callable[[], object], rounds: int = 7
+) -> Interleaved:
+    """Time `subject` and `baseline` alternately for `rounds` rounds (after one warm-up call of
+    each), swapping which goes first every round, so drifting machine load hits both alike."""
+    subject()
+    baseline()
+    times: dict[str, list[float]] = {"subject": [], "baseline": []}
+    for index in range(rounds):
+        pair = [("subject", subject), ("baseline", baseline)]
+        for key, fn in pair if index % 2 == 0 else pair[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return Interleaved(times["subject"], times["baseline"])
+
+
 def human(rate: float) -> str:
     """A rate with a k or M suffix."""
     if rate >= 1e6:
@@ -57,7 +102,8 @@ def print_table(rows: Iterable[Row]) -> None:
     for row in rows:
         rate = f"{human(row.rate)} {row.unit}/s"
         base = f"{row.baseline_name} {human(row.items / row.baseline_seconds)}/s"
-        print(f"{row.name:44} {rate:>16} {base:36} {row.ratio:>7.2f}x")
+        spread = "" if row.ratio_range is None else " ({:.2f}-{:.2f})".format(*row.ratio_range)
+        print(f"{row.name:44} {rate:>16} {base:36} {row.ratio:>7.2f}x{spread}")
 
 
 def main() -> int:
@@ -67,6 +113,7 @@ def main() -> int:
         bench_final_latency,
         bench_http,
         bench_pipeline,
+        bench_replay,
         bench_stall,
         bench_store,
         bench_surface,
@@ -76,6 +123,7 @@ def main() -> int:
     modules = (
         bench_buckets,
         bench_pipeline,
+        bench_replay,
         bench_store,
         bench_surface,
         bench_http,

@@ -104,8 +104,10 @@ def test_kill_minus_9_mid_replay_loses_nothing(
 ) -> None:
     root = tmp_path / "ssot"
     argv = ["replay", str(shared_data / "dukascopy"), "--symbol", "GBPJPY", "--store", str(root)]
+    # A month replays in well under a second: acknowledge often enough to be killed mid-way.
+    acking = ["--ack-interval", "0.01", "--log-level", "info"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fxconnector.app.main", *argv, "--log-level", "info"],
+        [sys.executable, "-m", "fxconnector.app.main", *argv, *acking],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

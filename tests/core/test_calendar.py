@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -127,3 +128,17 @@ def test_groups_share_the_profile_day_grid(fx_ny: CalendarProfile) -> None:
     assert metals.day_grid is fx_ny.default.day_grid
     assert fx_ny.for_symbol("EURUSD") is fx_ny.default
     assert [c.tag for c in fx_ny.calendars()] == ["fx_ny", "fx_ny/metals"]
+
+
+@given(start=window, seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_is_open_array_of_ascending_stamps_matches_the_scalar(
+    start: int, seed: int, fx_ny: CalendarProfile
+) -> None:
+    """Long ascending input (a recording) takes the per-session path; same answers, with stamps
+    on session edges, repeated stamps and stamps past the calendar's sessions."""
+    cal = fx_ny.default
+    steps = np.random.default_rng(seed).integers(0, 2 * DAY_MS // 1000, size=5000) * 1000
+    stamps = np.cumsum(np.concatenate(([start], steps)).astype(np.int64))
+    stamps[::7] -= stamps[::7] % MINUTE_MS  # whole minutes: session edges are hit
+    stamps = np.maximum.accumulate(stamps)
+    assert cal.is_open_array(stamps).tolist() == [cal.is_open(int(t)) for t in stamps]

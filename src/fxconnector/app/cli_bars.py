@@ -220,7 +220,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         PriceSide(settings.price), OpenMode(settings.open_mode), VolumeMode(settings.volume)
     )
     batch = read_ticks(args.path, symbol, cast(Format, args.format), from_ms, to_ms)
-    store = open_store(settings.store_kind, path, identity=identity)
+    # The replay acknowledges (flushes) every --ack-interval itself: the store's own interval
+    # flush, meant for a live writer, would only add fsyncs between those.
+    store = open_store(
+        settings.store_kind, path, round(args.ack_interval * 1000), identity=identity
+    )
     with writer_lock(path):
         report = store.open()
     for torn in report.torn_tails:

@@ -33,6 +33,8 @@ from fxconnector.core.time_geom import (
 
 _FIRST_DATE = dt.date(1969, 12, 25)
 _LAST_DATE = dt.date(2100, 1, 8)
+#: From this many stamps on, ascending input takes the per-session path of `is_open_array`.
+_SORTED_MIN = 4096
 
 
 class Weekday(IntEnum):
@@ -149,9 +151,25 @@ class TradingCalendar:
 
     def is_open_array(self, ts_ms: I64Array) -> np.ndarray[tuple[int], np.dtype[np.bool_]]:
         """Vectorised `is_open`."""
+        if ts_ms.size > _SORTED_MIN and bool(np.all(ts_ms[1:] >= ts_ms[:-1])):
+            return self._is_open_sorted(ts_ms)
         i = np.searchsorted(self._starts, ts_ms, side="right") - 1
         safe = np.maximum(i, 0)
         return (i >= 0) & (ts_ms < self._ends[safe]) if self._ends.size else i < -1
+
+    def _is_open_sorted(self, ts_ms: I64Array) -> np.ndarray[tuple[int], np.dtype[np.bool_]]:
+        """`is_open_array` of ascending stamps (a recording): each session's rows are found by
+        two binary searches into the stamps instead of one search per stamp."""
+        first = int(np.searchsorted(self._ends, ts_ms[0], side="right"))
+        last = int(np.searchsorted(self._starts, ts_ms[-1], side="right"))
+        lo = np.searchsorted(ts_ms, self._starts[first:last], side="left")
+        hi = np.searchsorted(ts_ms, self._ends[first:last], side="left")
+        # Sessions do not overlap: +1 where one's rows begin, -1 where they end.
+        edges = np.bincount(lo, minlength=ts_ms.size + 1) - np.bincount(
+            hi, minlength=ts_ms.size + 1
+        )
+        opened: np.ndarray[tuple[int], np.dtype[np.bool_]] = np.cumsum(edges[:-1]) > 0
+        return opened
 
     def next_open(self, ts_ms: int) -> int | None:
         """First moment after `ts_ms` at which a session starts; None past the range."""

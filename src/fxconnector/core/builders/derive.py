@@ -38,6 +38,18 @@ def derive_each(
     """`derive` for several timeframes from one read of the 1m columns."""
     if not finals_1m:
         return {}
+    columns = finals_columns(finals_1m)
+    symbol = finals_1m[0].symbol
+    return {tf: derive_columns(columns, symbol, tf, calendar) for tf in timeframes}
+
+
+def finals_columns(finals_1m: Sequence[OhlcvEvent]) -> BarColumns:
+    """The columns of one symbol's final 1m bars (ascending by open_ms): what derivation reads.
+
+    Anything else (a preview, another timeframe or symbol, bars out of order) is a
+    ContractViolation."""
+    if not finals_1m:
+        return BarColumns.from_events([])
     symbol = finals_1m[0].symbol
     previous = -1
     for bar in finals_1m:
@@ -46,11 +58,14 @@ def derive_each(
         if bar.symbol != symbol or bar.open_ms <= previous:
             raise ContractViolation("derive takes one symbol's 1m finals in ascending order")
         previous = bar.open_ms
-    columns = BarColumns.from_events(list(finals_1m))
-    return {
-        tf: compose(columns, tf, calendar).events(symbol, tf, complete=True, source=Source.DERIVED)
-        for tf in timeframes
-    }
+    return BarColumns.from_events(list(finals_1m))
+
+
+def derive_columns(
+    columns: BarColumns, symbol: str, tf: Timeframe, calendar: HasDayGrid
+) -> list[OhlcvEvent]:
+    """`derive` of 1m columns from `finals_columns` (or a `take` of them)."""
+    return compose(columns, tf, calendar).events(symbol, tf, complete=True, source=Source.DERIVED)
 
 
 def complete_buckets(

@@ -66,6 +66,19 @@ class BarColumns:
             )
         ]
 
+    def take(self, index: I64Array) -> BarColumns:
+        """The bars at `index` (ascending positions), as new columns."""
+        return BarColumns(
+            open_ms=self.open_ms[index],
+            open=self.open[index],
+            high=self.high[index],
+            low=self.low[index],
+            close=self.close[index],
+            volume=self.volume[index],
+            tick_count=self.tick_count[index],
+            last_ts=self.last_ts[index],
+        )
+
     @staticmethod
     def from_events(events: list[OhlcvEvent]) -> BarColumns:
         """Columns of events of one symbol and timeframe (ascending open_ms expected)."""

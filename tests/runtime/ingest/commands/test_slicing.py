@@ -151,7 +151,9 @@ def test_rebuild_derived_yields_between_bounded_slices(setup: Setup) -> None:
     # slice budget plus one bucket (a bucket is never cut).
     between = _reads_between_turns(log)
     total = sum(minutes for kind, minutes in log if kind == "read")
-    assert total == DAYS * 1440 * len(per_day)  # each bucket read its minutes once
+    # Each minute read at least once, and at most once per timeframe (the timeframes of a
+    # slice share one read where their buckets overlap).
+    assert DAYS * 1440 <= total <= DAYS * 1440 * len(per_day)
     assert max(between) <= DERIVE_SLICE_MINUTES + 1440
     assert sum(1 for kind, _ in log if kind == "turn") >= total // (DERIVE_SLICE_MINUTES + 1440)
 

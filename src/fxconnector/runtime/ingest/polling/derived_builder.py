@@ -4,7 +4,10 @@ Rules: a minute that became final or quiet marks the buckets above it *dirty*. `
 derives each dirty bucket whose end has passed and whose minutes are all closed, final or quiet
 (DESIGN §5.6); a bucket with a missing minute waits until that minute is filled (which marks it
 dirty again). Derived bars go through the store (idempotent; a changed bar becomes a revision)
-and only new bars and revisions are returned for publishing.
+and only new bars and revisions are returned for publishing. The buckets one `run` takes are
+derived a span at a time (one store read, one coverage classification, one composition), and
+the timeframes share one read where their spans overlap. `hold` defers all derivation (a replay
+at full speed derives once at its end); `release` ends it.
 
 Crash-only: which buckets still need deriving is never kept only in memory. `gaps` reads it
 back from the store (every bucket whose minutes are all final or quiet but whose derived final
@@ -16,23 +19,32 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from fxconnector.core.buckets import bucket_open, bucket_open_array
-from fxconnector.core.builders.derive import complete_buckets, derive, derive_each
+from fxconnector.core.builders.derive import (
+    complete_buckets,
+    derive,
+    derive_columns,
+    derive_each,
+    finals_columns,
+)
+from fxconnector.core.builders.vector import BarColumns
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import MinuteState, classify
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.core.time_geom import DAY_MS, MINUTE_MS, Timeframe
 from fxconnector.runtime.store.port import AppendOutcome, FinalStore
 from fxconnector.runtime.store.rules import same_bar
 
 REDERIVED = "rederived from revised 1m"
-#: The fixed work of one bucket (store read, coverage, derive, append) in minutes of 1m read:
-#: a 5m bucket costs about as much as 125 minutes of a 1d one. Slices are bounded in these.
-BUCKET_COST_MINUTES = 120
+#: The fixed work of one bucket (its share of a span's store read, coverage and composition,
+#: and its append) in minutes of 1m read; buckets are derived a span at a time, so a 5m bucket
+#: costs about as much as 13 minutes of a 1d one. Slices are bounded in these.
+BUCKET_COST_MINUTES = 8
 
 
 class DerivedBuilder:
@@ -50,6 +62,17 @@ class DerivedBuilder:
         self._dirty: dict[tuple[str, Timeframe], set[int]] = {}
         self.waiting_on_missing = 0
         self.more_ready = False  # the last `run` stopped at its budget with ready buckets left
+        self._held = False
+
+    def hold(self) -> None:
+        """Derive nothing until `release`; buckets still become dirty. A batch job (a replay at
+        full speed) derives every bucket once at its end: one store read per timeframe and
+        span, not one per slice."""
+        self._held = True
+
+    def release(self) -> None:
+        """Derive again from the next `run`."""
+        self._held = False
 
     def touch(self, symbol: str, from_ms: int, to_ms: int) -> None:
         """Minutes in `[from_ms, to_ms)` changed state: their buckets need a look."""
@@ -83,18 +106,22 @@ class DerivedBuilder:
         """Derive ready dirty buckets (at most `max_buckets`, and at most `max_minutes` of work
         counted as each bucket's minutes plus BUCKET_COST_MINUTES: one slice of bounded work;
         the rest stay dirty for the next call, and `more_ready` says so); return new and
-        revised derived bars."""
+        revised derived bars.
+
+        The buckets a call takes are derived a span at a time: one store read of the span's
+        1m finals, one coverage classification and one composition for all its buckets.
+        """
         published: list[OhlcvEvent] = []
         waiting = 0
         budget = max_buckets if max_buckets is not None else -1
         minutes_left = max_minutes if max_minutes is not None else -1
         self.more_ready = False
+        if self._held:
+            return published
+        taken: dict[tuple[str, Timeframe], list[int]] = {}
         for (symbol, tf), opens in self._dirty.items():
-            calendar = self._calendars[symbol]
-            for open_ms in sorted(opens):
-                end_ms = open_ms + tf.ms
-                if end_ms > now_ms:
-                    continue
+            chosen: list[int] = []
+            for open_ms in sorted(o for o in opens if o + tf.ms <= now_ms):
                 if budget == 0 or minutes_left == 0:
                     self.more_ready = True
                     break
@@ -102,26 +129,52 @@ class DerivedBuilder:
                 if max_minutes is not None:  # a bucket bigger than what is left still runs
                     cost = tf.ms // MINUTE_MS + BUCKET_COST_MINUTES
                     minutes_left = max(0, minutes_left - cost)
-                opens.discard(open_ms)
-                # Stored finals are events (a subclass): derive reads them as they are.
-                finals: list[OhlcvEvent] = list(
-                    self._store.bars(symbol, Timeframe.M1, open_ms, end_ms)
-                )
-                final_opens = np.fromiter((b.open_ms for b in finals), np.int64, len(finals))
-                fetched = self._store.fetched_intervals(symbol, open_ms, end_ms)
-                states = classify(open_ms, end_ms, calendar, final_opens, fetched)
-                if np.any(states == MinuteState.MISSING):
-                    waiting += 1
+                chosen.append(open_ms)
+            if chosen:
+                opens.difference_update(chosen)
+                taken[(symbol, tf)] = chosen
+        reads = self._reads(taken)
+        for (symbol, tf), chosen in taken.items():
+            for span in _spans(chosen, tf):
+                minutes = reads.get(symbol)
+                if minutes is None or not minutes.covers(span[0], span[-1] + tf.ms):
+                    minutes = self._read(symbol, span[0], span[-1] + tf.ms)
+                bars, missing = _derive_span(minutes, tf, span, self._calendars[symbol])
+                waiting += missing
+                if not bars:
                     continue
-                if not finals:
-                    continue  # an all-quiet bucket: no bar is invented
-                bars = derive(finals, tf, calendar)
                 for result in self._store.append(bars, reason=REDERIVED):
                     if result.outcome is not AppendOutcome.DUPLICATE:
                         published.append(result.stored)
         self._dirty = {key: opens for key, opens in self._dirty.items() if opens}
         self.waiting_on_missing = waiting
         return published
+
+    def _reads(self, taken: dict[tuple[str, Timeframe], list[int]]) -> dict[str, _Minutes]:
+        """One read per symbol of the 1m under every span taken, when that reads fewer minutes
+        than a read per span (the timeframes' spans overlap): the timeframes of a slice then
+        share one read instead of reading the same minutes once each."""
+        bounds: dict[str, list[tuple[int, int]]] = {}
+        for (symbol, tf), chosen in taken.items():
+            for span in _spans(chosen, tf):
+                bounds.setdefault(symbol, []).append((span[0], span[-1] + tf.ms))
+        reads = {}
+        for symbol, spans in bounds.items():
+            if len(spans) < 2:
+                continue
+            start, end = min(a for a, _ in spans), max(b for _, b in spans)
+            if end - start < sum(b - a for a, b in spans):
+                reads[symbol] = self._read(symbol, start, end)
+        return reads
+
+    def _read(self, symbol: str, start: int, end: int) -> _Minutes:
+        """The final 1m and the minute states of `[start, end)`, read from the store."""
+        # Stored finals are events (a subclass): derive reads them as they are.
+        finals: list[OhlcvEvent] = list(self._store.bars(symbol, Timeframe.M1, start, end))
+        columns = finals_columns(finals)
+        fetched = self._store.fetched_intervals(symbol, start, end)
+        states = classify(start, end, self._calendars[symbol], columns.open_ms, fetched)
+        return _Minutes(symbol, start, end, columns, states)
 
     def gaps(self, symbol: str, from_ms: int, to_ms: int) -> dict[Timeframe, list[int]]:
         """Buckets overlapping `[from_ms, to_ms)` and ending by `to_ms` whose minutes are all
@@ -183,3 +236,60 @@ class DerivedBuilder:
             for open_ms in opens
             if open_ms not in self._dirty.get((symbol, tf), ())
         )
+
+
+def _spans(opens: list[int], tf: Timeframe) -> list[list[int]]:
+    """Ascending bucket opens cut where two buckets are more than a day apart: each span is
+    read from the store at once, without reading long stretches between distant buckets."""
+    spans: list[list[int]] = [[opens[0]]]
+    for open_ms in opens[1:]:
+        if open_ms - (spans[-1][-1] + tf.ms) > DAY_MS:
+            spans.append([open_ms])
+        else:
+            spans[-1].append(open_ms)
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class _Minutes:
+    """One read of a symbol's 1m: the finals' columns and every minute's state."""
+
+    symbol: str
+    start: int
+    end: int
+    columns: BarColumns
+    states: npt.NDArray[np.int8]
+
+    def covers(self, start: int, end: int) -> bool:
+        return self.start <= start and end <= self.end
+
+
+def _derive_span(
+    minutes: _Minutes, tf: Timeframe, opens: list[int], calendar: TradingCalendar
+) -> tuple[list[OhlcvEvent], int]:
+    """Derived bars of the buckets at `opens` (ascending, one span inside `minutes`) whose
+    minutes are all closed, final or quiet and hold a final 1m; and how many wait on a
+    missing minute."""
+    start, end = opens[0], opens[-1] + tf.ms
+    all_opens = minutes.columns.open_ms
+    first, last = np.searchsorted(all_opens, [start, end])
+    final_opens = all_opens[first:last]
+    offset = (start - minutes.start) // MINUTE_MS
+    states = minutes.states[offset : offset + (end - start) // MINUTE_MS]
+    missing = np.concatenate(([0], np.cumsum(states == MinuteState.MISSING)))
+    bucket_opens = np.asarray(opens, dtype=np.int64)
+    lo = (bucket_opens - start) // MINUTE_MS
+    hi = lo + tf.ms // MINUTE_MS
+    complete = missing[hi] == missing[lo]
+    held = (
+        np.searchsorted(final_opens, bucket_opens + tf.ms)
+        - np.searchsorted(final_opens, bucket_opens)
+    ) > 0
+    waiting = int(np.count_nonzero(~complete))
+    wanted = bucket_opens[complete & held]  # an all-quiet bucket: no bar is invented
+    if not wanted.size:
+        return [], waiting
+    # The finals of the wanted buckets only, each derived exactly as on its own.
+    keep = np.flatnonzero(np.isin(bucket_open_array(final_opens, tf, calendar), wanted))
+    chosen = minutes.columns.take(keep + first)
+    return derive_columns(chosen, minutes.symbol, tf, calendar), waiting

@@ -39,7 +39,9 @@ class ReplayBroker:
             raise ConfigError(f"replay speed must be positive or max, not {speed}")
         self._batch = batch
         self._speed = speed
-        columns, _late = build(batch, (Timeframe.M1,), calendar, spec)
+        columns, late = build(batch, (Timeframe.M1,), calendar, spec)
+        #: Ticks the late-tick rail dropped from the history (and from a live builder's bars).
+        self.late_ticks = late
         self._history = columns[Timeframe.M1].events(
             batch.symbol, Timeframe.M1, complete=True, source=Source.HISTORY
         )
