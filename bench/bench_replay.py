@@ -43,7 +43,7 @@ from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 try:  # a bench extra: the rows against polars are skipped, saying so, without it
     import polars as pl
 except ImportError:  # pragma: no cover - depends on the environment
-    pl = None  # type: ignore[assignment]
+    pl = None  # type: ignore[assignment,unused-ignore]
 
 NOW_MS: Final = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 SYMBOL: Final = "GBPJPY"
