@@ -108,8 +108,8 @@ def _live_rows(batch: TickBatch, calendar: object, store: JsonlStore) -> list[Ro
 
         return subject
 
-    def theirs(other: Peer, timeframes: tuple[Timeframe, ...]) -> Callable[[], None]:
-        return lambda: other.run(timeframes, None)
+    def theirs(other: Peer, timeframes: tuple[Timeframe, ...], timers: bool) -> Callable[[], None]:
+        return lambda: other.run(timeframes, None, timers)
 
     def bare() -> None:
         total = 0
@@ -136,27 +136,31 @@ def _live_rows(batch: TickBatch, calendar: object, store: JsonlStore) -> list[Ro
         on_tick = _pipeline(store, calendar, timeframes, recorder).on_tick
         for tick in ticks:
             on_tick(tick, tick.ts_ms)
-        equal, different, skipped = compare(
-            recorder.bars, peer_bars(other, timeframes), batch.ts_ms
-        )
-        print(
-            f"bench_pipeline: live path vs nautilus_trader {other.version}, "
-            f"{len(timeframes)} tf(s): OHLC of {equal} closed bars equal, {different} differ, "
-            f"{skipped} left out (a tick on a bucket boundary)"
-        )
-        if different:
-            raise AssertionError(f"{different} bars differ from NautilusTrader's")
-        subject, baseline = interleaved(ours(timeframes), theirs(other, timeframes), repeat=3)
-        rows.append(
-            Row(
-                f"live path, {len(timeframes)} tf(s) ({subject.rates(len(ticks))})",
-                len(ticks),
-                "ticks",
-                subject.median,
-                f"nautilus TimeBarAggregator ({baseline.rates(len(ticks))})",
-                baseline.median,
+        for timers in (True, False):
+            mode = "timer" if timers else "batch"
+            equal, different, skipped = compare(
+                recorder.bars, peer_bars(other, timeframes, timers), batch.ts_ms, timers
             )
-        )
+            print(
+                f"bench_pipeline: live path vs nautilus_trader {other.version} ({mode} mode), "
+                f"{len(timeframes)} tf(s): OHLC of {equal} closed bars equal, {different} "
+                f"differ, {skipped} left out (a tick on a bucket boundary)"
+            )
+            if different:
+                raise AssertionError(f"{different} bars differ from NautilusTrader's")
+            subject, baseline = interleaved(
+                ours(timeframes), theirs(other, timeframes, timers), repeat=3
+            )
+            rows.append(
+                Row(
+                    f"live path, {len(timeframes)} tf(s) ({subject.rates(len(ticks))})",
+                    len(ticks),
+                    "ticks",
+                    subject.median,
+                    f"nautilus {mode} ({baseline.rates(len(ticks))})",
+                    baseline.median,
+                )
+            )
     return rows
 
 

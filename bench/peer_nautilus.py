@@ -3,17 +3,21 @@
 NautilusTrader (the `nautilus_trader` wheel, in the `bench` extra) is optional: where it does not
 install or import, `aggregator_factory()` returns None with the reason and the row is skipped.
 
-What the peer does: one `TimeBarAggregator` per timeframe (bid side, batch mode, so bars close
-on tick time as our live builder's do, not on a wall-clock timer), each fed every `QuoteTick`.
+What the peer does: one `TimeBarAggregator` per timeframe (bid side, no bar for a bucket without
+ticks, as ours), each fed every `QuoteTick`, in one of two modes:
+- `timer` (its live semantics): a `TestClock` is advanced to each tick's time and the timers
+  that fall due close the bars first (as its backtest engine drives them), then the tick goes in;
+- `batch` (its historical-request path): bars close on tick time inside the aggregator, with no
+  clock; the leanest way it has to aggregate.
 The ticks are built before the timed part, like our `Tick` structs. 4h and 1d get an origin
 offset so their buckets open at the trading day's start, as ours do on the `fx_ny` calendar
 (17:00 New York = 22:00 UTC in December, no DST change inside the month).
 
 What is compared (`compare`): the OHLC of every bar both sides closed for the same
-(timeframe, open). Nautilus's batch mode puts a tick stamped exactly on a boundary into the bar
-that ends there (left-open intervals), ours into the bar that opens there (DESIGN §3), so
-buckets with a tick on either boundary are left out and counted. Volumes are not compared
-(Nautilus sums sizes; our live path counts ticks).
+(timeframe, open). In `batch` mode a tick stamped exactly on a boundary goes into the bar that
+ends there (left-open intervals), ours into the bar that opens there (DESIGN §3), so there
+buckets with a tick on either boundary are left out and counted; `timer` mode agrees with ours
+on them. Volumes are not compared (Nautilus sums sizes; our live path counts ticks).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class Peer:
     """Ticks in Nautilus's form and a way to run its aggregators over them."""
 
     ticks: list[Any]
-    run: Callable[[Sequence[Timeframe], Callable[[Timeframe, Any], None] | None], None]
+    run: Callable[[Sequence[Timeframe], Callable[[Timeframe, Any], None] | None, bool], None]
     version: str
 
 
@@ -81,7 +85,9 @@ def peer(
     offsets = {Timeframe.H4: pd.Timedelta(hours=2), Timeframe.D1: pd.Timedelta(hours=22)}
 
     def run(
-        timeframes: Sequence[Timeframe], on_bar: Callable[[Timeframe, Any], None] | None
+        timeframes: Sequence[Timeframe],
+        on_bar: Callable[[Timeframe, Any], None] | None,
+        timers: bool,
     ) -> None:
         clock = TestClock()
         clock.set_time(first_ns)
@@ -99,11 +105,20 @@ def peer(
                 handler,
                 clock,
                 timestamp_on_close=False,
+                build_with_no_updates=False,
                 time_bars_origin_offset=offsets.get(tf),
             )
-            aggregator.start_batch_update(handler, first_ns)
+            if not timers:
+                aggregator.start_batch_update(handler, first_ns)
             handlers.append(aggregator.handle_quote_tick)
-        if len(handlers) == 1:
+        if timers:
+            advance = clock.advance_time
+            for tick in ticks:
+                for due in advance(tick.ts_init):
+                    due.handle()
+                for handle in handlers:
+                    handle(tick)
+        elif len(handlers) == 1:
             (handle,) = handlers
             for tick in ticks:
                 handle(tick)
@@ -115,7 +130,7 @@ def peer(
     return Peer(ticks, run, nautilus_trader.__version__)
 
 
-def peer_bars(subject: Peer, timeframes: Sequence[Timeframe]) -> Bars:
+def peer_bars(subject: Peer, timeframes: Sequence[Timeframe], timers: bool) -> Bars:
     """Every bar the peer closes over the ticks, keyed like ours."""
     out: Bars = {}
 
@@ -127,13 +142,15 @@ def peer_bars(subject: Peer, timeframes: Sequence[Timeframe]) -> Bars:
             float(bar.close),
         )
 
-    subject.run(timeframes, on_bar)
+    subject.run(timeframes, on_bar, timers)
     return out
 
 
-def compare(ours: Bars, theirs: Bars, ts_ms: npt.NDArray[np.int64]) -> tuple[int, int, int]:
-    """(bars equal, bars different, buckets left out for a tick on a boundary)."""
-    stamps = set(ts_ms.tolist())
+def compare(
+    ours: Bars, theirs: Bars, ts_ms: npt.NDArray[np.int64], timers: bool
+) -> tuple[int, int, int]:
+    """(bars equal, bars different, buckets left out for a tick on a boundary: batch mode)."""
+    stamps = set() if timers else set(ts_ms.tolist())
     equal = different = skipped = 0
     for (tf, open_ms), ohlc in theirs.items():
         mine = ours.get((tf, open_ms))
