@@ -8,8 +8,6 @@ with secrets redacted. SIGINT/SIGTERM stop it gracefully with exit code 0.
 Exit codes are a contract (`EXIT_CODES`, shown by `--help`): 0 clean stop on a signal, 1 a
 runtime failure, 2 bad usage or config (`app.main` maps ConfigError raised before the start);
 a failure is one line on stderr naming what to fix, never a traceback.
-The event loop is uvloop's where it is installed (uvicorn[standard] brings it; not on Windows):
-the HTTP API answers on the loop that ingests, and uvloop's transports cost less per request.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import socket
 import sys
 import tomllib
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,14 +31,6 @@ from fxconnector.config.loader import PROFILES, load_config
 from fxconnector.config.secrets import load_secrets
 from fxconnector.core.errors import ConfigError, FxConnectorError
 from fxconnector.runtime.clock import SystemClock
-
-_LOOP_FACTORY: Callable[[], asyncio.AbstractEventLoop] | None
-try:
-    import uvloop
-
-    _LOOP_FACTORY = uvloop.new_event_loop
-except ImportError:  # pragma: no cover - uvicorn[standard] installs it except on Windows
-    _LOOP_FACTORY = None
 
 log = logging.getLogger("fxconnector.run")
 
@@ -190,8 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return await run(parts, listener=listener, stop=stop, announce=announce)
 
     try:
-        with asyncio.Runner(loop_factory=_LOOP_FACTORY) as runner:
-            return runner.run(main())
+        return asyncio.run(main())
     except FxConnectorError as exc:  # a ConfigError too: after start it is a runtime failure
         return _failed(str(exc))
     except Exception as exc:  # a bug: the traceback goes to the log, one line to the operator
