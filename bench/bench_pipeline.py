@@ -270,3 +270,9 @@ def _compose_year(data: Path, calendar: object) -> Row:
         "polars group_by_dynamic",
         best_of(polars_dynamic),
     )
+
+
+if __name__ == "__main__":
+    from bench.runner import print_table
+
+    print_table(run())
