@@ -64,6 +64,15 @@ $(NGINX):
 		|| echo "could not install nginx: the nginx deploy test will skip"; \
 	else echo "nginx is missing and this is not root: the nginx deploy test will skip"; fi
 
+# Debian's wrk, the load generator of the HTTP bench (bench/bench_http.py); without it the bench
+# drives the server from its own asyncio client and says so.
+WRK := /usr/bin/wrk
+$(WRK):
+	@if [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) \
+		|| echo "could not install wrk: the HTTP bench uses its asyncio client"; \
+	else echo "wrk is missing and this is not root: the HTTP bench uses its asyncio client"; fi
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -87,7 +96,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(WRK)
 	$(BIN)/python -m bench
 
 fmt: $(STAMP)

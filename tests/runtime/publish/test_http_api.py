@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 from collections.abc import Iterator
@@ -217,6 +218,58 @@ def test_cached_window_follows_new_finals_and_revisions(stack: Stack, http: http
         time.sleep(0.02)
     assert response.json()["cursor"] == cursor
     assert bars_of(response) == expected
+
+
+def _raw(http: httpx.Client, params: dict[str, Any], encoding: str | None) -> httpx.Response:
+    """The answer with its body as sent (not decoded), asking with `encoding` (None: no header)."""
+    request = http.build_request("GET", "/api/bars", params=params)
+    if encoding is None:
+        del request.headers["accept-encoding"]
+    else:
+        request.headers["accept-encoding"] = encoding
+    response = http.send(request, stream=True)
+    try:
+        response._content = b"".join(response.iter_raw())
+    finally:
+        response.close()
+    return response
+
+
+def test_bars_are_gzipped_when_asked_and_only_then(stack: Stack, http: httpx.Client) -> None:
+    finals = series("EURUSD", M1, 600)
+    stack.connector.finals[("EURUSD", M1)] = finals
+    publish_all(stack, finals[100:])
+    stack.connector.previews[("EURUSD", M1)] = bar("EURUSD", M1, T0 + 600 * MINUTE_MS, final=False)
+    queries: list[dict[str, Any]] = [
+        {"symbol": "EURUSD", "tf": "1m", "limit": 1000},  # snapshot + history, cached
+        {"symbol": "EURUSD", "tf": "1m", "limit": 50, "include_preview": "true"},
+        {"symbol": "EURUSD", "tf": "1m", "from_ms": T0, "limit": 20},  # a range: not cached
+        {"symbol": "EURUSD", "tf": "1m", "from_ms": T0, "include_preview": "true"},
+    ]
+    for query in queries:
+        plain = _raw(http, query, None)
+        assert plain.status_code == 200
+        assert plain.headers["vary"] == "Accept-Encoding"
+        assert "content-encoding" not in plain.headers
+        body = msgspec.json.decode(plain.content)
+        assert list(body) == ["symbol", "tf", "bars", "preview", "cursor"]
+        for refused in ("identity", "gzip;q=0", "br", "*;q=0", "gzip;q=0, *"):
+            assert _raw(http, query, refused).content == plain.content, refused
+        for asked in ("gzip", "br, gzip;q=0.5", "GZIP", "*", "deflate, gzip, br"):
+            for _ in range(2):  # compressed once, then from the cache
+                packed = _raw(http, query, asked)
+                assert packed.headers["content-encoding"] == "gzip", asked
+                assert packed.headers["vary"] == "Accept-Encoding"
+                assert int(packed.headers["content-length"]) == len(packed.content)
+                assert gzip.decompress(packed.content) == plain.content, asked
+        if query.get("include_preview"):
+            assert body["preview"] is not None
+    whole = httpx.Response(
+        200,
+        headers={"content-type": "application/json"},
+        content=gzip.decompress(_raw(http, queries[0], "gzip").content),
+    )
+    assert bars_of(whole) == finals  # 500 from the snapshot, the 100 older ones from the SSOT
 
 
 # --- errors -----------------------------------------------------------------------------------

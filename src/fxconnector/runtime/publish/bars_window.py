@@ -23,15 +23,24 @@ Rules:
   cursor (as when there is no snapshot), never a 500. A snapshot found bad is not checked
   again while its cursor stays the same.
 - The preview is never cached: it is added on request, only when it opens after the last final
-  of the window (and inside the range, for a range window).
+  of the window (and inside the range, for a range window). A cached window keeps its body cut
+  around the preview (`..."preview":` and `,"cursor":...}`), so adding one re-encodes nothing
+  but the preview: the bytes are those the codec gives for the whole body.
+- gzip (when the caller asks for it): a cached window's gzip body is compressed once, the first
+  time it is asked for, and counted in the cache's bytes; with a preview, the compressor state
+  after the bars is kept and copied per request, so only the preview and the cursor are
+  compressed then. Range windows are compressed per request. gzip output is a valid gzip
+  member (RFC 1952) whatever the path.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final
 
 import msgspec
 
@@ -64,16 +73,62 @@ _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _OPEN_MS = msgspec.json.Decoder(_OpenMs)
 
 
-@dataclass(frozen=True, slots=True)
+_GZIP_LEVEL: Final = 6
+_GZIP_WBITS: Final = 31  # zlib's gzip container (header + CRC-32 trailer)
+_PREVIEW_CUT: Final = b',"preview":null,"cursor":'
+#: What a kept zlib compressor holds (window, hash chains, buffer), for the cache's bound.
+_COMPRESSOR_BYTES: Final = 300_000
+
+
+def gzip_body(body: bytes) -> bytes:
+    """`body` as one gzip member."""
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    return compressor.compress(body) + compressor.flush()
+
+
+@dataclass(slots=True)
 class _Window:
+    """One encoded window; `gz` and the compressor ahead of the preview are made on demand."""
+
     cursor: str | None
-    bars: bytes  # the JSON array of finals
     last_open_ms: int | None
     body: bytes  # the encoded response without a preview
+    head: bytes  # `body` up to `"preview":` included
+    tail: bytes  # `,"cursor":...}`
+    gz: bytes | None = None
+    gz_head: bytes | None = None  # `head` compressed and sync-flushed...
+    gz_state: zlib._Compress | None = None  # ...and the zlib compressor right after it
+
+    @classmethod
+    def of(cls, cursor: str | None, last_open_ms: int | None, body: bytes) -> _Window:
+        cut = body.rindex(_PREVIEW_CUT)
+        return cls(
+            cursor,
+            last_open_ms,
+            body,
+            body[: cut + len(b',"preview":')],
+            body[cut + len(b',"preview":null') :],
+        )
 
     @property
     def size(self) -> int:
-        return len(self.bars) + len(self.body)
+        kept = _COMPRESSOR_BYTES if self.gz_state is not None else 0
+        return len(self.body) * 2 + len(self.gz or b"") + len(self.gz_head or b"") + kept
+
+    def plain(self, preview: OhlcvEvent | None) -> bytes:
+        return self.body if preview is None else self.head + encode(preview) + self.tail
+
+    def gzipped(self, preview: OhlcvEvent | None) -> bytes:
+        if preview is None:
+            if self.gz is None:
+                self.gz = gzip_body(self.body)
+            return self.gz
+        if self.gz_head is None or self.gz_state is None:
+            state = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+            self.gz_head = state.compress(self.head) + state.flush(zlib.Z_SYNC_FLUSH)
+            self.gz_state = state
+        compressor = self.gz_state.copy()
+        return self.gz_head + compressor.compress(encode(preview) + self.tail) + compressor.flush()
 
 
 def _public(bar: OhlcvEvent) -> OhlcvEvent:
@@ -109,20 +164,30 @@ class BarsService:
         self._seen: dict[tuple[str, Timeframe], tuple[str | None, float]] = {}
         self._checking: set[tuple[str, Timeframe]] = set()
 
-    async def tail(self, symbol: str, tf: Timeframe, limit: int, *, with_preview: bool) -> bytes:
-        """The newest `limit` finals (snapshot first, then the SSOT) and the snapshot cursor."""
+    async def tail(
+        self, symbol: str, tf: Timeframe, limit: int, *, with_preview: bool, gzip: bool = False
+    ) -> bytes:
+        """The newest `limit` finals (snapshot first, then the SSOT) and the snapshot cursor;
+        gzipped when `gzip`."""
         key = (symbol, tf, limit)
         window = self._cache.get(key)
         if window is not None and await self._is_current(symbol, tf, window.cursor):
             self._cache.move_to_end(key)
         else:
             window = await self._load(symbol, tf, limit)
-        if not with_preview:
-            return window.body
-        preview = self._preview_after(symbol, tf, window.last_open_ms, None, None)
-        if preview is None:
-            return window.body
-        return encode(BarsBody(symbol, tf.value, msgspec.Raw(window.bars), preview, window.cursor))
+        preview = (
+            self._preview_after(symbol, tf, window.last_open_ms, None, None)
+            if with_preview
+            else None
+        )
+        if not gzip:
+            return window.plain(preview)
+        gz_before = window.size
+        body = window.gzipped(preview)
+        if window.size != gz_before and self._cache.get(key) is window:
+            self._cache_bytes += window.size - gz_before
+            self._evict()
+        return body
 
     async def range(
         self,
@@ -133,8 +198,10 @@ class BarsService:
         limit: int,
         *,
         with_preview: bool,
+        gzip: bool = False,
     ) -> bytes:
-        """The newest `limit` finals with `from_ms <= open_ms < to_ms`, from the SSOT alone."""
+        """The newest `limit` finals with `from_ms <= open_ms < to_ms`, from the SSOT alone;
+        gzipped when `gzip`."""
         bars = [
             _public(bar)
             for bar in await self._history(symbol, tf, from_ms, to_ms, limit)
@@ -145,7 +212,8 @@ class BarsService:
         preview = (
             self._preview_after(symbol, tf, last_open_ms, from_ms, to_ms) if with_preview else None
         )
-        return encode(BarsBody(symbol, tf.value, msgspec.Raw(encode(bars)), preview, None))
+        body = encode(BarsBody(symbol, tf.value, msgspec.Raw(encode(bars)), preview, None))
+        return gzip_body(body) if gzip else body
 
     def _preview_after(
         self,
@@ -228,7 +296,7 @@ class BarsService:
                 reassemble = True
         bars = b"[" + b",".join(items) + b"]" if reassemble else bars_json
         body = encode(BarsBody(symbol, tf.value, msgspec.Raw(bars), None, cursor))
-        return _Window(cursor, bars, last_open_ms, body)
+        return _Window.of(cursor, last_open_ms, body)
 
     def _remember(self, key: tuple[str, Timeframe, int], window: _Window) -> None:
         old = self._cache.pop(key, None)
@@ -236,6 +304,9 @@ class BarsService:
             self._cache_bytes -= old.size
         self._cache[key] = window
         self._cache_bytes += window.size
+        self._evict()
+
+    def _evict(self) -> None:
         while self._cache_bytes > self._max_cache_bytes and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
             self._cache_bytes -= dropped.size

@@ -13,6 +13,8 @@ Rules:
   OpenTelemetry hooks off, bodies pre-encoded by the canonical codec (FastAPI's JSON encoder is
   never used), `/api/bars` windows cached per cursor (see `bars_window`), parsed `/api/bars`
   queries cached by their raw query string, the fixed bodies encoded once at start.
+- `/api/bars` is gzipped when the request's Accept-Encoding allows it (`Content-Encoding: gzip`)
+  and never otherwise; every `/api/bars` answer says `Vary: Accept-Encoding`.
 - Parameters are parsed by hand (strict, see `http_common`) and documented by hand
   (`openapi_doc`), with the public contracts' JSON Schemas as components.
 """
@@ -52,6 +54,8 @@ DESCRIPTION: Final = "Read-only market data: final OHLCV bars, live previews, st
 _BARS_PARAMS: Final = ("symbol", "tf", "limit", "from_ms", "to_ms", "include_preview")
 _CODES: Final = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 _PARSED_QUERIES_MAX: Final = 1024
+_PLAIN: Final = {"vary": "Accept-Encoding"}
+_GZIP: Final = {"vary": "Accept-Encoding", "content-encoding": "gzip"}
 # FastAPI's native OpenTelemetry hooks cost more per request than a cached answer; metrics are
 # our own Prometheus registry.
 _NO_TELEMETRY: Final[Any] = {"tracing": False, "metrics": False, "logs": False}
@@ -111,6 +115,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     )
 
     async def get_bars(request: Request) -> Response:
+        gzip = params.accepts_gzip(request.headers.get("accept-encoding"))
         raw_query: bytes = request.scope["query_string"]
         query = parsed_queries.get(raw_query)
         if query is None:
@@ -120,7 +125,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             parsed_queries[raw_query] = query
         if query.from_ms is None and query.to_ms is None:
             body = await bars.tail(
-                query.symbol, query.tf, query.limit, with_preview=query.with_preview
+                query.symbol, query.tf, query.limit, with_preview=query.with_preview, gzip=gzip
             )
         else:
             body = await bars.range(
@@ -130,8 +135,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 query.to_ms,
                 query.limit,
                 with_preview=query.with_preview,
+                gzip=gzip,
             )
-        return Response(body, media_type=JSON)
+        return Response(body, headers=_GZIP if gzip else _PLAIN, media_type=JSON)
 
     async def get_status(request: Request) -> Response:
         symbol = params.check_names(request.query_params, ("symbol",)).get("symbol")

@@ -223,6 +223,32 @@ def boolean(query: Mapping[str, str], name: str) -> bool:
     return value
 
 
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an `Accept-Encoding` value allows gzip (RFC 9110 §12.5.3: `gzip` or `*` with a
+    q-value above 0; an explicit `gzip;q=0` refuses it whatever `*` says)."""
+    if not header:
+        return False
+    star = False
+    for item in header.split(","):
+        name, _, params = item.partition(";")
+        name = name.strip().lower()
+        if name not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if name == "*":
+            star = quality > 0
+        else:
+            return quality > 0
+    return star
+
+
 def symbol(text: str, symbols: Iterable[str]) -> str:
     if text not in symbols:
         raise ApiError(404, "unknown_symbol", f"unknown symbol {quote(text)}")
