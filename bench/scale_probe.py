@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -168,8 +169,8 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     ordered = sorted(values)
     if not ordered:
         return None
-    rank = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
-    return float(ordered[rank])
+    rank = min(len(ordered), max(1, math.ceil(q * len(ordered))))
+    return float(ordered[rank - 1])
 
 
 def slope_per_minute(points: Sequence[tuple[float, float]]) -> float | None:
