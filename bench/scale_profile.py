@@ -35,8 +35,9 @@ def area(path: str) -> str:
 
 
 def summarise(raw: str, top: int = 12) -> dict[str, Any]:
-    """Inclusive shares per area and self shares per function of collapsed stacks."""
-    total = 0
+    """Inclusive shares per area and self shares per function of collapsed stacks, over the
+    busy samples (the event loop's select is idle time, counted apart)."""
+    total = idle = 0
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     for line in raw.splitlines():
@@ -44,19 +45,25 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
         if not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
         frames = [_FRAME.match(frame) for frame in stack.split(";")]
+        last = frames[-1] if frames else None
+        if last and last["func"].endswith("select") and area(last["file"]) == "selectors":
+            idle += count  # the event loop waiting: not CPU
+            continue
+        total += count
         areas = {area(m["file"]) for m in frames if m}
         for name in areas:
             inclusive[name] += count
-        last = frames[-1] if frames else None
         if last:
             leaf[f"{last['func']} ({area(last['file'])})"] += count
     if not total:
         return {"samples": 0, "summary": "py-spy: no samples"}
     shares = {name: round(100 * n / total, 1) for name, n in inclusive.most_common(top)}
     selfs = {name: round(100 * n / total, 1) for name, n in leaf.most_common(top)}
-    lines = [f"py-spy: {total} samples; % of samples whose stack passes through:"]
+    lines = [
+        f"py-spy: {total} busy samples ({idle} more idle in select, left out); "
+        "% of busy samples whose stack passes through:"
+    ]
     lines += [f"  {pct:5.1f}  {name}" for name, pct in shares.items()]
     lines.append("  where they land (self %):")
     lines += [f"  {pct:5.1f}  {name}" for name, pct in selfs.items()]
