@@ -69,6 +69,7 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
     lines += [f"  {pct:5.1f}  {name}" for name, pct in selfs.items()]
     return {
         "samples": total,
+        "idle_samples": idle,
         "inclusive_pct": shares,
         "self_pct": selfs,
         "summary": "\n".join(lines),
