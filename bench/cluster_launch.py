@@ -69,16 +69,16 @@ class RedisNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"redis-server on {self.port} did not start") from None
-                time.sleep(0.05)
+        with redis.Redis(port=self.port, socket_connect_timeout=0.2) as client:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"redis-server on {self.port} did not start") from None
+                    time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -135,11 +135,11 @@ def start_cluster(folder: Path, masters: int = 3) -> RedisClusterNodes:
         )
         deadline = time.monotonic() + 30
         for node in nodes:
-            client = redis.Redis(port=node.port)
-            while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):  # type: ignore[no-untyped-call]
-                if time.monotonic() > deadline:
-                    raise SystemExit("the redis cluster did not reach cluster_state:ok")
-                time.sleep(0.1)
+            with redis.Redis(port=node.port) as client:
+                while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the redis cluster did not reach cluster_state:ok")
+                    time.sleep(0.1)
     except BaseException:
         cluster.stop()
         raise
