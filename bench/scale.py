@@ -21,8 +21,11 @@ same at every hour: `[broker.sim] ticks_per_minute_max`, `hourly = false`), then
 warm-up of max(2, minutes/6) minutes, and whether it stays within what the bounded caches may
 still grow by (the tail cache keeps filling for days: about 1.4 final bars per symbol-minute).
 
-`--cluster` is the 2 processes x N symbols run on a 3-master Redis Cluster; it needs
-`[surface] cluster` in the config schema and says so when this build lacks it.
+`--cluster` is the `--processes` (2) x N symbols run on a 3-master Redis Cluster
+(bench/cluster_launch.py): each process gets its own workdir and its own N symbols, the config
+`[surface] cluster = true` and one node's URL, and the reader routes every per-symbol stream to
+the node holding it. It needs `[surface] cluster` in the config schema and says so (exit 2) when
+this build lacks it.
 
 Nothing here asserts speed; the figures depend on the machine and its load (reported).
 """
