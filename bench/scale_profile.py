@@ -101,7 +101,10 @@ class PySpy:
 
     def finish(self) -> dict[str, Any]:
         if self._process is None:
-            return {"summary": "py-spy: not installed or not started (pip install py-spy)"}
+            why = (
+                "the run ended first" if not self.started else "not installed (pip install py-spy)"
+            )
+            return {"summary": f"py-spy: no profile: {why}"}
         try:
             self._process.wait(timeout=self._seconds + 30)
         except subprocess.TimeoutExpired:
