@@ -257,8 +257,13 @@ def _broker(
 ) -> BrokerPort:
     kind = config.broker.kind
     if kind == "sim":
+        sim = config.broker.sim
         generator = TickGenerator(
-            config.broker.sim.seed, calendars, config.broker.sim.ticks_per_minute
+            sim.seed,
+            calendars,
+            sim.ticks_per_minute,
+            ticks_per_minute_max=sim.ticks_per_minute_max,
+            hourly=sim.hourly,
         )
         return SimBroker(generator, config.broker.symbols, clock, spec, calendars)
     if kind == "fxcm":

@@ -88,7 +88,13 @@ class TicksConfig(_Section, frozen=True):
 
 class SimBrokerConfig(_Section, frozen=True):
     seed: int = 42
+    #: Each symbol's average tick rate (over a whole day when `hourly`).
     ticks_per_minute: Annotated[int, msgspec.Meta(ge=1, le=6_000)] = 60
+    #: 0: every symbol at `ticks_per_minute`; else each symbol's own stable rate in
+    #: [ticks_per_minute, ticks_per_minute_max], derived from its name.
+    ticks_per_minute_max: Annotated[int, msgspec.Meta(ge=0, le=6_000)] = 0
+    #: true: busier in London/New York hours; false: every hour at the average (benchmarks).
+    hourly: bool = True
 
 
 class ReplayBrokerConfig(_Section, frozen=True):

@@ -261,3 +261,44 @@ def test_bad_settings_are_config_errors() -> None:
         TickGenerator(-1, calendars)
     with pytest.raises(ConfigError, match="ticks_per_minute"):
         TickGenerator(1, calendars, ticks_per_minute=0)
+
+
+def test_ticks_per_minute_max_gives_each_symbol_its_own_stable_rate() -> None:
+    calendars = calendar_profile("always_open")
+    symbols = [f"S{i:03d}USD" for i in range(40)]
+    table = {s: calendars.for_symbol(s) for s in symbols}
+    gen = TickGenerator(5, table, 300, ticks_per_minute_max=1200, hourly=False)
+    rates = [gen.rate(s) for s in symbols]
+    assert all(300 <= rate <= 1200 for rate in rates)
+    assert max(rates) - min(rates) > 450  # spread over the range, not one rate
+    again = TickGenerator(6, table, 300, ticks_per_minute_max=1200, hourly=False)
+    assert [again.rate(s) for s in symbols] == rates  # from the name, not the seed
+    for symbol in symbols[:4]:
+        count = len(gen.between(symbol, WEDNESDAY, WEDNESDAY + HOUR_MS))
+        assert 0.8 * gen.rate(symbol) < count / 60 < 1.2 * gen.rate(symbol)
+
+
+def test_without_a_max_every_symbol_has_ticks_per_minute_and_the_same_ticks() -> None:
+    calendars = calendar_profile("fx_ny")
+    table = {s: calendars.for_symbol(s) for s in SYMBOLS}
+    plain = TickGenerator(42, table, 60)
+    explicit = TickGenerator(42, table, 60, ticks_per_minute_max=60, hourly=True)
+    assert {plain.rate(s) for s in SYMBOLS} == {60}
+    span = (WEDNESDAY, WEDNESDAY + 2 * HOUR_MS)
+    assert columns(plain.between("EURUSD", *span)) == columns(explicit.between("EURUSD", *span))
+
+
+def test_flat_intensity_keeps_quiet_hours_at_the_average() -> None:
+    calendars = calendar_profile("fx_ny")
+    table = {s: calendars.for_symbol(s) for s in SYMBOLS}
+    flat = TickGenerator(42, table, 120, hourly=False)
+    asia = len(flat.between("EURUSD", WEDNESDAY + 1 * HOUR_MS, WEDNESDAY + 4 * HOUR_MS)) / 180
+    london = len(flat.between("EURUSD", WEDNESDAY + 13 * HOUR_MS, WEDNESDAY + 16 * HOUR_MS)) / 180
+    assert 0.85 * 120 < asia < 1.15 * 120
+    assert 0.85 * 120 < london < 1.15 * 120
+
+
+def test_a_max_below_ticks_per_minute_is_a_config_error() -> None:
+    calendars = {"EURUSD": calendar_profile("fx_ny").default}
+    with pytest.raises(ConfigError, match="ticks_per_minute_max"):
+        TickGenerator(1, calendars, 100, ticks_per_minute_max=50)

@@ -2,7 +2,7 @@
 
 Rules:
 - Pure: no clock reads, no I/O, and nothing depends on what was generated before. The ticks of a
-  minute are a function of the seed, the symbol, the minute and `ticks_per_minute` only, so any
+  minute are a function of the seed, the symbol, the minute and the rate settings only, so any
   minute can be generated alone, in any order, byte for byte the same. The broker cuts both its
   live stream and its history from this one function, which is what makes the history exactly
   the aggregation of the ticks.
@@ -18,7 +18,11 @@ Rules:
 - Calendar-aware: a minute that the symbol's calendar calls closed at its open has no ticks
   (calendar boundaries are whole minutes). An open minute may have no ticks (a quiet minute).
 - Tick intensity follows the UTC hour (London and New York busy, Asia and the rollover quiet);
-  `ticks_per_minute` is the average over a whole 24h day. Arrival times are random milliseconds
+  a symbol's rate is the average over a whole 24h day. `hourly=False` keeps every hour at that
+  average (a load that does not depend on the time of day, for benchmarks). The rate is
+  `ticks_per_minute` for every symbol, or with `ticks_per_minute_max` above it, each symbol's own
+  in `[ticks_per_minute, ticks_per_minute_max]`, stable and derived from its name (crc32), as
+  real instruments differ. Arrival times are random milliseconds
   inside the minute, ascending (equal milliseconds may repeat, as in real feeds).
 - Prices are whole multiples of the symbol's point; bid < ask always (a spread of a few points).
 
@@ -122,26 +126,44 @@ class TickGenerator:
         "_anchor_keys",
         "_bitgen",
         "_calendars",
+        "_hourly",
         "_philox_keys",
         "_profiles",
         "_random",
+        "_rates",
         "_seed",
         "ticks_per_minute",
     )
 
     def __init__(
-        self, seed: int, calendars: Mapping[str, TradingCalendar], ticks_per_minute: int = 60
+        self,
+        seed: int,
+        calendars: Mapping[str, TradingCalendar],
+        ticks_per_minute: int = 60,
+        *,
+        ticks_per_minute_max: int = 0,
+        hourly: bool = True,
     ) -> None:
         if not 0 <= seed <= _U64_MAX:
             raise ConfigError(f"sim seed must be an integer in [0, 2**64), not {seed}")
         if ticks_per_minute < 1:
             raise ConfigError(f"sim ticks_per_minute must be at least 1, not {ticks_per_minute}")
+        if ticks_per_minute_max and ticks_per_minute_max < ticks_per_minute:
+            raise ConfigError(
+                f"sim ticks_per_minute_max ({ticks_per_minute_max}) must be 0 or at least "
+                f"ticks_per_minute ({ticks_per_minute})"
+            )
         self._seed = seed
         self._calendars = dict(calendars)
         self.ticks_per_minute = ticks_per_minute
+        self._hourly = hourly
         self._profiles = {symbol: symbol_profile(symbol) for symbol in self._calendars}
         # crc32 of the name, not hash(): the same keys in every process and on every machine
         names = {symbol: zlib.crc32(symbol.encode()) for symbol in self._calendars}
+        spread = max(ticks_per_minute_max - ticks_per_minute, 0)
+        self._rates = {
+            symbol: ticks_per_minute + (name % (spread + 1)) for symbol, name in names.items()
+        }
         self._philox_keys = {
             symbol: np.array([seed, name], dtype=np.uint64) for symbol, name in names.items()
         }
@@ -169,6 +191,11 @@ class TickGenerator:
         """Price level, point, spread and volatility used for `symbol`."""
         self.calendar(symbol)
         return self._profiles[symbol]
+
+    def rate(self, symbol: str) -> int:
+        """The symbol's average ticks per minute (over a whole day when `hourly`)."""
+        self.calendar(symbol)
+        return self._rates[symbol]
 
     def minute(self, symbol: str, minute_open_ms: int) -> TickBatch:
         """The ticks of the minute opening at `minute_open_ms`, ascending, all inside it."""
@@ -202,7 +229,10 @@ class TickGenerator:
         """
         profile = self._profiles[symbol]
         opens = indices * MINUTE_MS
-        intensity = np.array(_HOURLY, dtype=np.float64)[(opens % DAY_MS) // HOUR_MS]
+        if self._hourly:
+            intensity = np.array(_HOURLY, dtype=np.float64)[(opens % DAY_MS) // HOUR_MS]
+        else:
+            intensity = np.ones(opens.size, dtype=np.float64)
         draws = self._draws(symbol, indices.tolist(), intensity.tolist())
         if draws is None:
             return _empty(symbol)
@@ -269,6 +299,7 @@ class TickGenerator:
         None when no minute has a tick.
         """
         key = self._philox_keys[symbol]
+        average = self._rates[symbol]
         rng = self._random
         counts: list[int] = []
         uniforms: list[F64Array] = []
@@ -282,7 +313,7 @@ class TickGenerator:
                 "has_uint32": 0,
                 "uinteger": 0,
             }
-            rate = self.ticks_per_minute * intensity
+            rate = average * intensity
             count = int(rng.negative_binomial(_DISPERSION, _DISPERSION / (_DISPERSION + rate)))
             counts.append(count)
             if count:
