@@ -191,8 +191,9 @@ T0 = 1_709_596_800_000  # 2024-03-05T00:00:00Z, a Tuesday
 
 
 def _tick_file(path: Path) -> Path:
-    """Two trading days of one tick every 5 s, a seeded random walk."""
-    ts = T0 + np.arange(0, 2 * DAY_MS, 5_000, dtype=np.int64) + 137
+    """Three trading days (Tue-Thu) of one tick every 5 s, a seeded random walk: long enough
+    that most kill moments fall inside the replay, not in its start-up."""
+    ts = T0 + np.arange(0, 3 * DAY_MS, 5_000, dtype=np.int64) + 137
     walk = np.random.default_rng(SEED).normal(0, 2e-5, ts.size)
     bid = np.round(1.1 + np.cumsum(walk), 5)
     lines = [
@@ -228,7 +229,7 @@ def test_kill_9_of_replay_at_random_moments(
 
         def replay(root: Path, name: str) -> tuple[int, Path]:
             argv = ["replay", str(ticks), "--symbol", "EURUSD", "--store", str(root)]
-            argv += ["--store-kind", kind, "--log-level", "info", "--ack-interval", "0.05"]
+            argv += ["--store-kind", kind, "--log-level", "info", "--ack-interval", "0.01"]
             err = tmp_path / f"{name}.err"
             return zygote.spawn(argv, tmp_path / f"{name}.out", err), err
 
