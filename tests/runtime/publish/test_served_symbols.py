@@ -58,7 +58,8 @@ def test_foreign_symbols_appear_on_the_refresh_period(
             clock.set(T0 + PERIOD_MS)
             assert await served.refresh_if_due() is True
             assert served.current() == (*OWN, "AUDUSD", "XAUUSD")
-            assert "XAUUSD" in served and not served.is_own("XAUUSD")
+            assert "XAUUSD" in served
+            assert not served.is_own("XAUUSD")
             assert served.is_own("EURUSD")
             # The foreign symbols get the profile's calendar for them, in the shared mapping.
             assert calendars["XAUUSD"] is fx_ny.for_symbol("XAUUSD")
