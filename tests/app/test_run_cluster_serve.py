@@ -5,18 +5,24 @@ client and answers B's status detail; a range of B's symbol is a clear 409."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpx
 import msgspec
 import pytest
+from redis.asyncio import Redis
 
+from fxconnector.client.consumer import SurfaceConsumer
+from fxconnector.config.secrets import Secrets
+from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
+from fxconnector.runtime.publish.redis_connect import connect_cluster
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
-from tests.app.test_run_cluster import FIRST, SECOND, connector, running
+from tests.app.test_run_cluster import FIRST, KEYS, SECOND, connector, running
 from tests.redis_cluster import RedisClusterNodes
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -25,6 +31,7 @@ WAIT_S: Final = 30.0
 #: B's next final 1m: the minute closes, then the history fetch (delay and calls) publishes it.
 FINAL_WITHIN_S: Final = 150.0
 FOREIGN: Final = SECOND[0]
+M1: Final = Timeframe.M1
 
 
 def next_final(http: httpx.Client, symbol: str) -> dict[str, Any]:
@@ -101,6 +108,26 @@ def test_each_process_serves_the_symbols_of_the_whole_namespace(
                 assert finals == stored[-500:], tf
                 if tf is Timeframe.M1:
                     assert final in stored  # what was pushed is B's stored final
+            # The Python client reads B's symbol (and A's) from the cluster alike.
+            held = asyncio.run(client_finals(redis_cluster.url, [(FIRST[0], M1), (FOREIGN, M1)]))
+            for symbol in (FIRST[0], FOREIGN):
+                assert held[symbol], symbol
+            stored_m1 = [bar.event() for bar in store.bars(FOREIGN, M1, 0, 2**62)]
+            assert held[FOREIGN] == stored_m1[-500:]
         finally:
             store.close()
         assert a.stop() == 0
+
+
+async def client_finals(
+    url: str, series: list[tuple[str, Timeframe]]
+) -> dict[str, list[OhlcvEvent]]:
+    """The finals a `SurfaceConsumer` on the cluster holds after bootstrap and one poll."""
+    client = connect_cluster(url, Secrets())
+    try:
+        consumer = SurfaceConsumer(cast(Redis, client), KEYS, series)
+        await asyncio.wait_for(consumer.bootstrap(), timeout=WAIT_S)
+        await asyncio.wait_for(consumer.poll(block_ms=100, count=10_000), timeout=WAIT_S)
+        return {symbol: consumer.book.finals(symbol, tf) for symbol, tf in series}
+    finally:
+        await client.aclose()
