@@ -60,6 +60,7 @@ from fxconnector.runtime.publish.http_api import ApiDeps, create_app
 from fxconnector.runtime.publish.leases import SymbolLeases, take_leases
 from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_surface
 from fxconnector.runtime.publish.redis_surface import RedisSurface
+from fxconnector.runtime.publish.served_symbols import ServedSymbols
 from fxconnector.runtime.publish.status_writer import StatusPayloads
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from fxconnector.runtime.status.builder import Facts, SymbolFacts, encode_bounded
@@ -229,8 +230,23 @@ async def run(
         )
         control = ControlServer(parts.workdir / SOCKET_NAME, runner)
         live.read_rejects = Rejects(parts.clock.now_ms)
-        deps = _api_deps(parts, pipeline, surface, live, SurfaceReader(api_redis, parts.keys))
-        deps = replace(deps, push_reader=SurfaceReader(push_redis, parts.keys))
+        api_reader = SurfaceReader(api_redis, parts.keys)
+        # An external Redis may be shared by other processes of the namespace: serve every
+        # symbol of `NS:symbols` too. The embedded one is this process's alone.
+        served = ServedSymbols(
+            config.broker.symbols,
+            reader=api_reader if embedded is None else None,
+            now_ms=parts.clock.now_ms,
+            calendars=dict(parts.calendars),
+            calendar_for=parts.calendar_profile.for_symbol,
+        )
+        deps = _api_deps(parts, pipeline, surface, live, api_reader)
+        deps = replace(
+            deps,
+            push_reader=SurfaceReader(push_redis, parts.keys),
+            served=served,
+            calendars=served.calendars,
+        )
         server = _QuietServer(
             uvicorn.Config(
                 create_app(deps),
@@ -649,6 +665,8 @@ def _api_deps(
     async def history(
         symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[OhlcvEvent]:
+        if symbol not in own:
+            return []  # another process's symbol: served from its Redis snapshot alone
         if from_ms is None:
             # The newest `limit` before `to_ms`: the tail cache holds them unless it is full
             # and still short, and only then is the store read.
@@ -663,12 +681,15 @@ def _api_deps(
         )
         return [bar.event() for bar in stored]
 
+    own = frozenset(parts.config.broker.symbols)
     return ApiDeps(
         reader=reader,
         symbols=parts.config.broker.symbols,
         timeframes=parts.config.bars.timeframes,
         history=history,
-        preview=lambda symbol, tf: _preview(parts, pipeline, live, symbol, tf),
+        preview=lambda symbol, tf: (
+            _preview(parts, pipeline, live, symbol, tf) if symbol in own else None
+        ),
         status=lambda: encode_bounded(
             parts.status_builder.build(_facts(parts, pipeline, surface, live, parts.clock.now_ms()))
         ),

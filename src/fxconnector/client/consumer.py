@@ -36,7 +36,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -397,7 +397,12 @@ class SurfaceConsumer:
         )
 
     def _check_block(self, block_ms: int) -> None:
-        timeout_s = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            kwargs: Mapping[str, Any] = pool.connection_kwargs
+        else:  # a RedisCluster client (the cluster layout): its nodes share these
+            kwargs = self._redis.nodes_manager.connection_kwargs  # type: ignore[attr-defined]
+        timeout_s = kwargs.get("socket_timeout")
         if block_ms > 0 and timeout_s is not None and block_ms > timeout_s * 1000 * 0.8:
             # Else every idle XREAD would time out on the client and reconnect, in a loop.
             raise ConfigError(

@@ -52,6 +52,7 @@ from fxconnector.runtime.publish.keys import (
     SurfaceKeys,
 )
 from fxconnector.runtime.publish.redis_connect import connect_redis
+from fxconnector.runtime.publish.served_symbols import ServedSymbols
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
 from tests.redis_server import RedisServer
 
@@ -325,8 +326,10 @@ def running_stack(
     ui_dir: Path | None = None,
     keys: SurfaceKeys | None = None,
     guard: HostPolicy | None = None,
+    shared_now_ms: Callable[[], int] | None = None,
 ) -> Iterator[Stack]:
-    """The whole stack, running; stopped on exit."""
+    """The whole stack, running; stopped on exit. With `shared_now_ms` (its clock) the API
+    serves the namespace's symbols too (`ServedSymbols`, as with an external Redis)."""
     keys = keys or SurfaceKeys("fxtest")
     client = connect_redis(redis_server.url, Secrets(), max_connections=16)  # as lifecycle's
     connector = FakeConnector()
@@ -335,6 +338,9 @@ def running_stack(
     )
     if guard is not None:
         deps = replace(deps, guard=guard)
+    if shared_now_ms is not None:
+        served = ServedSymbols(deps.symbols, reader=deps.reader, now_ms=shared_now_ms, calendars={})
+        deps = replace(deps, served=served, calendars=served.calendars)
     app = create_app(deps)
     server = LiveServer(app, cleanup=client.aclose)
     sync_client = redis_server.client()

@@ -85,7 +85,8 @@ class EventCheck:
         calendars: Mapping[str, HasDayGrid] | None = None,
     ) -> None:
         self.rejects = rejects
-        self._calendars = dict(calendars or {})
+        # Kept by reference: the served symbol set adds the calendars of symbols found later.
+        self._calendars = calendars if calendars is not None else {}
 
     def event(self, data: bytes, where: str, symbol: str | None = None) -> OhlcvEvent | None:
         """The decoded event when `data` is a valid event (of `symbol`, when given), else None

@@ -26,6 +26,9 @@ Rules:
   client reloads /api/bars), then the stream goes on from what is left.
 - Redis trouble never ends a stream: every client gets an `unavailable` notice (once per outage)
   and the reader retries from where it stood with capped exponential backoff and jitter.
+- In a shared namespace (`served_symbols`) the cluster layout's reader also reads the streams
+  of symbols other processes publish: those found later are read from their newest entry on
+  when the reader or a client first needs them.
 - Cursors are the `push_cursor` ones: a stream id in the single layout and for one symbol; a
   composite per-symbol cursor for several symbols in the cluster layout.
 """
@@ -60,6 +63,7 @@ from fxconnector.runtime.publish.push_queue import (
     Subscription,
     slow_notice,
 )
+from fxconnector.runtime.publish.served_symbols import ServedSymbols
 from fxconnector.runtime.publish.surface_reader import SurfaceReader, parse_stream_id
 
 log = logging.getLogger(__name__)
@@ -96,8 +100,10 @@ class Fanout:
         symbols: tuple[str, ...],
         settings: PushSettings,
         until: Callable[[], Awaitable[None]] | None = None,
+        served: ServedSymbols | None = None,
     ) -> None:
         self._until = until
+        self._served = served
         self._reader = reader
         self._catch_up = catch_up
         self._check = check
@@ -162,6 +168,7 @@ class Fanout:
                         pos = parse_stream_id(await self._reader.last_id(stream))
                         self._head[stream] = self._base[stream] = pos
                     self._ready.set()
+                await self._add_served()
                 more = await self._read_once()
             except SurfaceUnavailable as exc:
                 self._last_error = str(exc)[:500]
@@ -176,6 +183,23 @@ class Fanout:
             delay_s = self._settings.backoff_initial_s
             if not more and self._keys.cluster:
                 await asyncio.sleep(self._settings.poll_ms / 1000)
+
+    async def _add_served(self) -> None:
+        """Cluster layout: read the streams of symbols the served set gained (another process
+        of the namespace started them), each from its newest entry on."""
+        if self._served is None or not self._keys.cluster:
+            return
+        await self._served.refresh_if_due()
+        await self._add_streams(streams_of(self._keys, self._served.current()))
+
+    async def _add_streams(self, streams: dict[str, str]) -> None:
+        for stream, symbol in streams.items():
+            if stream in self._head:
+                continue
+            pos = parse_stream_id(await self._reader.last_id(stream))
+            if stream not in self._head:  # not added meanwhile (no await from here)
+                self._streams[stream] = symbol
+                self._head[stream] = self._base[stream] = pos
 
     async def _read_once(self) -> bool:
         """Read and fan out one batch; True when a stream may have more right away."""
@@ -277,6 +301,9 @@ class Fanout:
             if not self._ready.is_set():
                 yield Notice("unavailable", self._last_error or "waiting for Redis")
         try:
+            if any(stream not in self._head for stream in sub.streams):
+                # A symbol the reader has not read yet (just found in the namespace).
+                await self._add_streams(sub.streams)
             positions = sub.selection.positions
             if positions is not None:
                 async for item in self._catch_up_to_window(sub, positions):

@@ -76,7 +76,7 @@ class BarsQuery:
 def parse_bars_query(query: QueryParams, deps: ApiDeps) -> BarsQuery:
     """Validate `/api/bars` parameters (ApiError with the right status and code)."""
     values = params.check_names(query, _BARS_PARAMS)
-    symbol = params.symbol(params.required_text(values, "symbol"), deps.symbols)
+    symbol = params.symbol(params.required_text(values, "symbol"), deps.served_symbols())
     tf = params.timeframe(params.required_text(values, "tf"), deps.timeframes)
     limit = params.integer(values, "limit", minimum=1, maximum=MAX_LIMIT, default=DEFAULT_LIMIT)
     assert limit is not None  # a default is given
@@ -85,6 +85,14 @@ def parse_bars_query(query: QueryParams, deps: ApiDeps) -> BarsQuery:
     with_preview = params.boolean(values, "include_preview")
     if from_ms is not None and to_ms is not None and from_ms > to_ms:
         raise ApiError(400, "invalid_range", f"from_ms {from_ms} is after to_ms {to_ms}")
+    if (from_ms is not None or to_ms is not None) and not deps.is_own(symbol):
+        raise ApiError(
+            409,
+            "foreign_symbol_range",
+            f"{symbol} is published by another process of the namespace: this process serves "
+            "it from its Redis snapshot only (the newest finals, without from_ms/to_ms); ask "
+            "the owning process for a range",
+        )
     return BarsQuery(symbol, tf, limit, from_ms, to_ms, with_preview)
 
 
@@ -110,12 +118,22 @@ def create_app(deps: ApiDeps) -> FastAPI:
     parsed_queries: dict[bytes, BarsQuery] = {}
     live_body = encode({"status": "live"})
     ready_body = encode({"status": "ready"})
-    symbols_body = encode(
-        {"symbols": list(deps.symbols), "timeframes": [tf.value for tf in deps.timeframes]}
-    )
+    timeframes = [tf.value for tf in deps.timeframes]
+    symbols_bodies: dict[tuple[str, ...], bytes] = {}
+
+    def symbols_body() -> bytes:
+        served = deps.served_symbols()
+        body = symbols_bodies.get(served)
+        if body is None:
+            symbols_bodies.clear()
+            body = symbols_bodies[served] = encode(
+                {"symbols": list(served), "timeframes": timeframes}
+            )
+        return body
 
     async def get_bars(request: Request) -> Response:
         gzip = params.accepts_gzip(request.headers.get("accept-encoding"))
+        await deps.refresh_symbols()
         raw_query: bytes = request.scope["query_string"]
         query = parsed_queries.get(raw_query)
         if query is None:
@@ -143,7 +161,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
         symbol = params.check_names(request.query_params, ("symbol",)).get("symbol")
         if symbol is None:
             return Response(deps.status(), media_type=JSON)
-        return Response(deps.status_symbol(params.status_symbol(symbol, deps)), media_type=JSON)
+        await deps.refresh_symbols()
+        symbol = params.status_symbol(symbol, deps)
+        if deps.is_own(symbol):
+            return Response(deps.status_symbol(symbol), media_type=JSON)
+        # Another process's symbol: the detail its owner writes to Redis.
+        detail = await deps.reader.status_symbol(symbol)
+        if detail is None:
+            raise ApiError(
+                404, "status_not_published", f"no live process publishes the status of {symbol}"
+            )
+        return Response(detail, media_type=JSON)
 
     async def get_status_processes(request: Request) -> Response:
         params.check_names(request.query_params, ())
@@ -163,7 +191,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     async def get_symbols(request: Request) -> Response:
         params.check_names(request.query_params, ())
-        return Response(symbols_body, media_type=JSON)
+        await deps.refresh_symbols()
+        return Response(symbols_body(), media_type=JSON)
 
     async def get_docs(request: Request) -> Response:
         params.check_names(request.query_params, ())
@@ -203,7 +232,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
             "/api/symbols",
             get_symbols,
             "symbols",
-            "Served symbols and timeframes",
+            "Served symbols (this process's, and in a shared namespace every process's) and "
+            "timeframes",
             doc.json_doc("Symbols", 400),
         ),
         ("/metrics", get_metrics, "metrics", "Prometheus metrics", doc.metrics_doc()),

@@ -36,6 +36,7 @@ from fxconnector.core.time_geom import RANGE_END_MS, Timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish.event_check import Rejects
 from fxconnector.runtime.publish.host_guard import HostPolicy
+from fxconnector.runtime.publish.served_symbols import ServedSymbols
 from fxconnector.runtime.publish.surface_reader import SurfaceReader, normalize_stream_id
 
 JSON: Final = "application/json"
@@ -138,6 +139,21 @@ class ApiDeps:
     rejects: Rejects = field(default_factory=lambda: Rejects(wall_ms))
     #: Who may call: see `host_guard` (the bind host, loopback names, these extra names).
     guard: HostPolicy = field(default_factory=HostPolicy)
+    #: The namespace's symbols in a shared namespace (`served_symbols`): served besides
+    #: `symbols` (this process's own) from Redis alone. None: `symbols` only.
+    served: ServedSymbols | None = None
+
+    def served_symbols(self) -> tuple[str, ...]:
+        """Every symbol the API serves (own first, then the namespace's other ones)."""
+        return self.symbols if self.served is None else self.served.current()
+
+    def is_own(self, symbol: str) -> bool:
+        return self.served is None or self.served.is_own(symbol)
+
+    async def refresh_symbols(self) -> None:
+        """Refresh the served set when its period is due (one SMEMBERS at most)."""
+        if self.served is not None:
+            await self.served.refresh_if_due()
 
 
 def wall_ms() -> int:
@@ -261,7 +277,7 @@ def status_symbol(text: str, deps: ApiDeps) -> str:
         raise ApiError(
             400, "bad_request", f"symbol must match {_SYMBOL.pattern}, got {quote(text)}"
         )
-    return symbol(text, deps.symbols)
+    return symbol(text, deps.served_symbols())
 
 
 def timeframe(text: str, timeframes: Iterable[Timeframe]) -> Timeframe:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from fxconnector.core.contracts import ContractName, load_schema
+from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.time_geom import RANGE_END_MS
 from fxconnector.runtime.publish.http_common import JSON, ApiDeps
 
@@ -63,6 +64,7 @@ def errors(*statuses: int) -> dict[str, Any]:
     what = {
         400: "Unknown, repeated or inconsistent parameters",
         404: "Unknown symbol or timeframe",
+        409: "A range (from_ms/to_ms) of another process's symbol: served from Redis alone",
         422: "Missing or malformed parameter",
         503: "Redis is unavailable",
     }
@@ -98,19 +100,27 @@ def status_doc(deps: ApiDeps) -> dict[str, Any]:
     doc["parameters"] = [
         query_parameter(
             "symbol",
-            {"type": "string", "enum": list(deps.symbols)},
+            _symbol_schema(deps),
             "A served symbol: answer its detail instead of the summary",
         )
     ]
     return doc
 
 
+def _symbol_schema(deps: ApiDeps) -> dict[str, Any]:
+    """A served symbol: an enum of this process's own, open in a shared namespace (symbols
+    other processes start later are served too: see `/api/symbols`)."""
+    if deps.served is not None and deps.served.shared:
+        return {"type": "string", "pattern": SYMBOL_PATTERN}
+    return {"type": "string", "enum": list(deps.symbols)}
+
+
 def bars_doc(deps: ApiDeps) -> dict[str, Any]:
     q = query_parameter
     epoch = {"type": "integer", "minimum": 0, "maximum": RANGE_END_MS}
-    doc = json_doc("BarsWindow", 400, 404, 422, 503)
+    doc = json_doc("BarsWindow", 400, 404, 409, 422, 503)
     doc["parameters"] = [
-        q("symbol", {"type": "string", "enum": list(deps.symbols)}, "Instrument", required=True),
+        q("symbol", _symbol_schema(deps), "Instrument", required=True),
         q(
             "tf",
             {"type": "string", "enum": [tf.value for tf in deps.timeframes]},

@@ -188,6 +188,13 @@ class SurfaceReader:
         value = await self._call("GET status", lambda: self._redis.get(self._keys.status))
         return None if value is None else _as_bytes(value)
 
+    async def symbols(self) -> list[str]:
+        """Every symbol some process of the namespace publishes (`NS:symbols`), sorted."""
+        members: Any = await self._call(
+            "SMEMBERS symbols", lambda: self._redis.smembers(self._keys.symbols)
+        )
+        return sorted(_text(member) for member in members)
+
     async def status_symbol(self, symbol: str) -> bytes | None:
         """A symbol's `status_symbol_v1` JSON, or None when absent (expired or never written)."""
         key = self._keys.status_symbol(symbol)

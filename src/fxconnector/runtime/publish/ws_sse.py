@@ -76,7 +76,8 @@ def parse_stream_request(
     values = params.check_names(query, _STREAM_PARAMS)
     symbols = params.comma_list(values, "symbols")
     tfs = params.comma_list(values, "tfs")
-    chosen_symbols = [params.symbol(s, deps.symbols) for s in symbols or deps.symbols]
+    served = deps.served_symbols()
+    chosen_symbols = [params.symbol(s, served) for s in symbols or served]
     chosen_tfs = [params.timeframe(tf, deps.timeframes).value for tf in tfs or []] or [
         tf.value for tf in deps.timeframes
     ]
@@ -214,6 +215,7 @@ def make_fanout(deps: ApiDeps) -> Fanout:
         deps.symbols,
         deps.push,
         until=deps.streams.wait_closing,
+        served=deps.served,
     )
 
 
@@ -225,6 +227,7 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
 
     async def stream(request: Request) -> Response:
         last_event_id = request.headers.get("last-event-id")
+        await deps.refresh_symbols()
         chosen = parse_stream_request(request.query_params, deps, last_event_id)
         sub = fanout.subscription(chosen.selection)
         chunks = sse_chunks(fanout.follow(sub))
@@ -232,6 +235,7 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
 
     async def websocket_stream(websocket: WebSocket) -> None:
         try:
+            await deps.refresh_symbols()
             chosen = parse_stream_request(websocket.query_params, deps)
         except ApiError as exc:
             await websocket.accept()
@@ -280,7 +284,11 @@ def _stream_doc(deps: ApiDeps) -> dict[str, Any]:
     cursor = {"type": "string", "pattern": r"^\d+(-\d+)?$|^[^:,]+:\d+(-\d+)?(,[^:,]+:\d+(-\d+)?)*$"}
     return {
         "parameters": [
-            q("symbols", comma, f"Comma-separated symbols (default all: {','.join(deps.symbols)})"),
+            q(
+                "symbols",
+                comma,
+                f"Comma-separated symbols (default all served: {','.join(deps.served_symbols())})",
+            ),
             q("tfs", comma, "Comma-separated timeframes (default all served)"),
             q(
                 "cursor",
