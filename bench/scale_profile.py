@@ -17,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+_PUBLISH_FLUSH = "RedisSurface._flush (fxconnector/runtime/publish/redis_surface.py"
+_PIPELINE_WORK = ("_send_packed_command", "execute_pipeline", "pack_command", "read_response")
+
+
+def publishing(stack: str) -> bool:
+    """True for a stack publishing to Redis: in the surface's flush, or redis-py pipeline work
+    of a task of its own (not the status writes)."""
+    if _PUBLISH_FLUSH in stack:
+        return True
+    if "write_status" in stack:
+        return False
+    return "(redis/" in stack and any(work in stack for work in _PIPELINE_WORK)
 
 
 def _py_spy() -> str | None:
@@ -37,7 +49,7 @@ def area(path: str) -> str:
 def summarise(raw: str, top: int = 12) -> dict[str, Any]:
     """Inclusive shares per area and self shares per function of collapsed stacks, over the
     busy samples (the event loop's select is idle time, counted apart)."""
-    total = idle = 0
+    total = idle = publish = 0
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     for line in raw.splitlines():
@@ -51,6 +63,7 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
             idle += count  # the event loop waiting: not CPU
             continue
         total += count
+        publish += count if publishing(stack) else 0
         areas = {area(m["file"]) for m in frames if m}
         for name in areas:
             inclusive[name] += count
@@ -67,11 +80,14 @@ def summarise(raw: str, top: int = 12) -> dict[str, Any]:
     lines += [f"  {pct:5.1f}  {name}" for name, pct in shares.items()]
     lines.append("  where they land (self %):")
     lines += [f"  {pct:5.1f}  {name}" for name, pct in selfs.items()]
+    publish_pct = round(100 * publish / total, 1)
+    lines.append(f"  publishing to Redis (flush + redis-py pipeline tasks): {publish_pct} %")
     return {
         "samples": total,
         "idle_samples": idle,
         "inclusive_pct": shares,
         "self_pct": selfs,
+        "publish_pct": publish_pct,
         "summary": "\n".join(lines),
     }
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.cluster_launch import RedisClusterNodes, redis_cli, start_cluster
 from hypothesis import HealthCheck, settings
 
 from fxconnector.config.calendars import load_calendar
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.time_geom import to_ms
-from tests.redis_cluster import RedisClusterNodes, redis_cli
 from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,9 +90,8 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
     """A fresh real 3-master Redis Cluster on loopback for one test (killed afterwards)."""
     if redis_cli() is None:
         pytest.skip("redis-cli is not on PATH (needed to create a Redis Cluster)")
-    nodes = RedisClusterNodes(tmp_path / "cluster")
+    nodes = start_cluster(tmp_path / "cluster", persist=True)  # AOF: a killed master keeps its data
     try:
-        nodes.create()
         yield nodes
     finally:
         nodes.stop()

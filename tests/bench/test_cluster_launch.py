@@ -1,4 +1,5 @@
-"""bench/cluster_launch.py: one node, and a 3-master cluster that routes keys to every node."""
+"""bench/cluster_launch.py: one node, a 3-master cluster that routes keys to every node, and the
+persisting cluster of the tests' `redis_cluster` fixture (a killed master keeps its data)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from bench.cluster_launch import start_cluster, start_node
+from bench.cluster_launch import RedisClusterNodes, start_cluster, start_node
 
 pytestmark = pytest.mark.redis
 
@@ -47,3 +48,38 @@ def test_a_cluster_of_three_masters_holds_keys_on_every_node(tmp_path: Path) -> 
     assert all(
         node.process is not None and node.process.poll() is not None for node in cluster.nodes
     )
+
+
+def test_three_masters_cover_every_slot_and_a_killed_master_keeps_its_data(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """The tests' fixture (persist=True): a master killed with SIGKILL comes back with its data
+    and its slots, and the cluster is ok again."""
+    with redis_cluster.client() as client:
+        masters = client.get_primaries()
+        assert sorted(int(node.port) for node in masters) == sorted(redis_cluster.ports)
+        covered = sum(end - start + 1 for start, end in _slot_ranges(client))
+        assert covered == 16384
+        keys = [f"fixture:{{K{i}}}" for i in range(30)]
+        for key in keys:
+            client.set(key, key)
+        assert len({redis_cluster.index_of_key(key) for key in keys}) == 3
+    victim = redis_cluster.index_of_key(keys[0])
+    redis_cluster.kill(victim)
+    assert redis_cluster.state(victim) == "down"
+    redis_cluster.start(victim)
+    redis_cluster.wait_ok()
+    with redis_cluster.client() as client:
+        assert [client.get(key) for key in keys] == [key.encode() for key in keys]
+
+
+def test_stop_leaves_no_node_running(redis_cluster: RedisClusterNodes) -> None:
+    redis_cluster.stop()
+    assert [redis_cluster.state(i) for i in range(3)] == ["down"] * 3
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis.Redis(host="127.0.0.1", port=redis_cluster.ports[0], socket_timeout=1).ping()
+
+
+def _slot_ranges(client: redis.RedisCluster) -> list[tuple[int, int]]:
+    slots = client.cluster_slots()
+    return [(int(start), int(end)) for start, end in slots]

@@ -1,13 +1,14 @@
-"""bench.scale's set-up: symbol names, the config it writes, the --cluster gate."""
+"""bench.scale's set-up: symbol names, the config it writes and the history plan it gets."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from bench.scale import main, supports_cluster, symbol_names, write_config
+from bench.scale import plan_of, symbol_names, write_config
 
 from fxconnector.config.loader import load_config
+from fxconnector.core.errors import ConfigError
 
 
 def test_symbol_names_are_distinct_pairs_g8_first() -> None:
@@ -29,10 +30,21 @@ def test_the_written_config_is_accepted_with_realistic_flat_rates(tmp_path: Path
     assert config.calendar.profile == "always_open"
 
 
-def test_cluster_says_when_this_build_cannot_run_on_a_cluster(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    if supports_cluster():
-        pytest.skip("this build has [surface] cluster: --cluster runs for real")
-    assert main(["--cluster", "--symbols", "100"]) == 2
-    assert "not supported by this build" in capsys.readouterr().err
+def test_200_symbols_are_planned_every_minute_within_the_final_lag_limit(tmp_path: Path) -> None:
+    """The sim answers history locally: a 20 ms call allowance lets the plan ask all 200 symbols
+    every minute (the connector's own plan, the one it logs as `history.plan` and enforces)."""
+    path = write_config(tmp_path, symbol_names(200), "redis://127.0.0.1:1/0", cluster=False)
+    plan = plan_of(path, [])
+    assert (plan["every_minutes"], plan["per_minute"]) == (1, 200)
+    assert plan["final_lag_bound_s"] == pytest.approx(2 + 201 * 0.02)
+    assert plan["final_lag_bound_s"] <= load_config(path).broker.max_final_lag_s
+    # a real broker's 1 s a call would be refused at start (the bound is over 120 s)
+    with pytest.raises(ConfigError, match="max_final_lag_s"):
+        plan_of(path, ["broker.history_call_allowance_ms=1000"])
+
+
+def test_a_cluster_process_gets_the_cluster_layout(tmp_path: Path) -> None:
+    path = write_config(tmp_path, symbol_names(100), "redis://127.0.0.1:1", cluster=True)
+    config = load_config(path)
+    assert config.surface.cluster
+    assert config.surface.redis_url == "redis://127.0.0.1:1"

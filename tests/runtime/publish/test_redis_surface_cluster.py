@@ -15,6 +15,7 @@ from typing import Final
 
 import msgspec
 import pytest
+from bench.cluster_launch import RedisClusterNodes
 from redis.asyncio.cluster import RedisCluster
 
 from fxconnector.config.secrets import Secrets
@@ -31,7 +32,6 @@ from fxconnector.runtime.publish.keys import (
 from fxconnector.runtime.publish.redis_connect import connect_cluster
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.store.cache_tail import TailCache
-from tests.redis_cluster import RedisClusterNodes
 from tests.runtime.publish.test_redis_surface import (
     WAIT_S,
     entries,
