@@ -14,6 +14,7 @@ from typing import Final
 
 import msgspec
 import pytest
+from bench.cluster_launch import RedisClusterNodes
 
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
@@ -24,7 +25,6 @@ from fxconnector.runtime.publish.keys import (
 )
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.connector import Connector
-from tests.redis_cluster import RedisClusterNodes
 from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

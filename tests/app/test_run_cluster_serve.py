@@ -14,6 +14,7 @@ from typing import Any, Final, cast
 import httpx
 import msgspec
 import pytest
+from bench.cluster_launch import RedisClusterNodes
 from redis.asyncio import Redis
 
 from fxconnector.client.consumer import SurfaceConsumer
@@ -23,7 +24,6 @@ from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.publish.redis_connect import connect_cluster
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.app.test_run_cluster import FIRST, KEYS, SECOND, connector, running
-from tests.redis_cluster import RedisClusterNodes
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
