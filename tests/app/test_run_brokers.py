@@ -212,6 +212,8 @@ def check_run(
             if before is not None and after is not None and after > before:
                 break
             assert time.monotonic() < deadline, (first["broker"], later["broker"])
+            if before is None:
+                first = later  # the status before the first tick: advance from the first one
         assert later["broker"]["state"] == "connected", later["broker"]
         assert later["broker"]["kind"] == kind
         assert abs(wall_ms() - later["broker"]["last_tick_ts_ms"]) < 15_000
