@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import pytest
@@ -29,7 +29,7 @@ from fxconnector.runtime.publish.keys import (
     STREAM_FIELD,
     SurfaceKeys,
 )
-from fxconnector.runtime.publish.redis_connect import connect_redis
+from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_redis
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.publish.status_writer import StatusPayloads
 from fxconnector.runtime.store.cache_tail import TailCache
@@ -94,7 +94,7 @@ async def running(
 ) -> AsyncIterator[tuple[RedisSurface, redis.asyncio.Redis]]:
     """A surface publishing to `url` with its run() task, stopped and closed afterwards."""
     client = connect_redis(url, secrets or Secrets())
-    surface = RedisSurface(
+    async with running_surface(
         client,
         KEYS,
         tail if tail is not None else TailCache(max(snapshot_bars, 100)),
@@ -104,10 +104,19 @@ async def running(
         clock=clock or SystemClock(),
         on_published=on_published,
         on_redis_error=on_redis_error,
-    )
+    ) as surface:
+        yield surface, client
+
+
+@contextlib.asynccontextmanager
+async def running_surface(
+    client: SurfaceClient, keys: SurfaceKeys, tail: TailCache, **options: Any
+) -> AsyncIterator[RedisSurface]:
+    """A RedisSurface on `client` with its run() task; stopped, and the client closed, after."""
+    surface = RedisSurface(client, keys, tail, **options)
     task = asyncio.create_task(surface.run())
     try:
-        yield surface, client
+        yield surface
     finally:
         await asyncio.wait_for(surface.stop(), WAIT_S)
         await asyncio.wait_for(task, WAIT_S)

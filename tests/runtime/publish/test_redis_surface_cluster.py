@@ -33,9 +33,9 @@ from fxconnector.runtime.publish.redis_connect import connect_cluster
 from fxconnector.runtime.publish.redis_surface import RedisSurface
 from fxconnector.runtime.store.cache_tail import TailCache
 from tests.runtime.publish.test_redis_surface import (
-    WAIT_S,
     entries,
     preview,
+    running_surface,
     settled,
     tick,
     wait_until,
@@ -57,7 +57,7 @@ async def running(
     on_published: Callable[[OhlcvEvent, float], None] | None = None,
 ) -> AsyncIterator[tuple[RedisSurface, RedisCluster]]:
     client = connect_cluster(url, Secrets())
-    surface = RedisSurface(
+    async with running_surface(
         client,
         KEYS,
         tail if tail is not None else TailCache(100),
@@ -67,14 +67,8 @@ async def running(
         clock=SystemClock(),
         symbols=SYMBOLS,
         on_published=on_published,
-    )
-    task = asyncio.create_task(surface.run())
-    try:
+    ) as surface:
         yield surface, client
-    finally:
-        await asyncio.wait_for(surface.stop(), WAIT_S)
-        await asyncio.wait_for(task, WAIT_S)
-        await client.aclose()
 
 
 async def stream_of(client: RedisCluster, symbol: str) -> list[tuple[bytes, OhlcvEvent]]:

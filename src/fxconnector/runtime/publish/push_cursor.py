@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from fxconnector.core.errors import ContractViolation
-from fxconnector.runtime.publish.http_common import ApiError, quote
+from fxconnector.runtime.publish.http_common import ApiError, quote, stream_id
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.surface_reader import parse_stream_id
 
@@ -88,9 +87,4 @@ def format_cursor(positions: Mapping[str, Pos], streams: Mapping[str, str]) -> s
 
 
 def _pos(text: str, name: str) -> Pos:
-    try:
-        return parse_stream_id(text)
-    except ContractViolation:
-        raise ApiError(
-            422, "invalid_parameter", f"{name} must be a stream id <ms>-<seq>, got {quote(text)}"
-        ) from None
+    return parse_stream_id(stream_id(text, name))
