@@ -53,13 +53,14 @@ while True:
     now += 1
     core.on_price(Tick("EURUSD", 1.1, 1.1002, now))
     side = Side.BUY if n % 2 == 0 else Side.SELL
-    sub = core.submit(OrderIntent(f"i{n}", "alice", "EURUSD", side, 1 + n % 7, OrderType.MARKET, now), now)
+    units = 1 + n % 7
+    sub = core.submit(OrderIntent(f"i{n}", "alice", "EURUSD", side, units, OrderType.MARKET, now), now)
     assert sub.decision.allowed, sub.decision
     journal.append(sub.output.events)
     print("ack", sub.output.events[-1].seq, flush=True)
     sent = [c for c in sub.output.commands if isinstance(c, SubmitOrder)]
     print("sent", sent[0].intent.intent_id, flush=True)
-    fill = core.on_gateway_event(OrderFilled(f"i{n}", now, f"F{n}", 1 + n % 7, 1.1001), now)
+    fill = core.on_gateway_event(OrderFilled(f"i{n}", now, f"F{n}", units, 1.1001), now)
     journal.append(fill.events)
     print("ack", fill.events[-1].seq, flush=True)
     n += 1
