@@ -54,7 +54,8 @@ while True:
     core.on_price(Tick("EURUSD", 1.1, 1.1002, now))
     side = Side.BUY if n % 2 == 0 else Side.SELL
     units = 1 + n % 7
-    sub = core.submit(OrderIntent(f"i{n}", "alice", "EURUSD", side, units, OrderType.MARKET, now), now)
+    order = OrderIntent(f"i{n}", "alice", "EURUSD", side, units, OrderType.MARKET, now)
+    sub = core.submit(order, now)
     assert sub.decision.allowed, sub.decision
     journal.append(sub.output.events)
     print("ack", sub.output.events[-1].seq, flush=True)
