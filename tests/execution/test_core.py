@@ -9,6 +9,7 @@ from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import CommandError, ContractViolation
 from fxconnector.core.model.exec_event import (
     ALL_TRADERS,
+    ExecEvent,
     OrderState,
     RiskEvent,
     RiskReason,
@@ -143,7 +144,7 @@ def test_evidence_for_a_stranger_is_a_note(core: ExecCore) -> None:
 def test_recover_queries_every_open_order_after_a_replay(
     core: ExecCore, fx_ny: CalendarProfile
 ) -> None:
-    journal = []
+    journal: list[ExecEvent] = []
     for n in range(3):
         journal += core.submit(
             intent(f"o{n}", type=OrderType.LIMIT, price=1.05), OPEN_MS
