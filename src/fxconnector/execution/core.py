@@ -31,10 +31,13 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final
+
+import msgspec
 
 from fxconnector.core.errors import CommandError, ContractViolation
 from fxconnector.core.model.exec_event import (
@@ -82,6 +85,25 @@ from fxconnector.execution.risk.validator import (
     TraderView,
     check_intent,
 )
+
+_SCOPE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}|\*")
+
+
+def _schema_problem(value: msgspec.Struct) -> str | None:
+    """Why a struct built in Python breaks its own schema (constructors do not check the
+    constraints; decoding does), or None. Keeps the journal readable: every event is built from
+    values that passed this or came from a decoder."""
+    try:
+        msgspec.convert(msgspec.to_builtins(value), type(value))
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    return None
+
+
+def replace_ts(intent: OrderIntent, ts: int) -> OrderIntent:
+    """The intent with another `ts`."""
+    return msgspec.structs.replace(intent, ts=ts)
+
 
 _STATE_RANK: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -256,6 +278,10 @@ class ExecCore:
     def submit(self, intent: OrderIntent, now_ms: int) -> Submission:
         """Decide on `intent`; when allowed, the order is SUBMITTED and a SubmitOrder command is
         returned (to send only after the events are journaled)."""
+        problem = _schema_problem(intent)
+        if problem is not None:
+            # Not journaled: an event carrying it could not be read back.
+            return Submission(Deny(RiskReason.INVALID_INTENT, problem), None, False, Output())
         existing = self._book.orders.get(intent.intent_id)
         denied = self._book.denied.get(intent.intent_id)
         if existing is not None or denied is not None:
@@ -294,7 +320,8 @@ class ExecCore:
         self, intent: OrderIntent, order: Order | None, denied: RiskEvent | None
     ) -> Submission:
         first = order.intent if order is not None else denied.intent if denied else None
-        if first != intent:
+        # A retry may carry a new `ts` (when the client sent it); everything else must match.
+        if first is None or replace_ts(first, intent.ts) != intent:
             detail = f"intent_id {intent.intent_id!r} was already used for a different intent"
             return Submission(Deny(RiskReason.INTENT_ID_CONFLICT, detail), order, True, Output())
         if order is not None:
@@ -327,7 +354,10 @@ class ExecCore:
     def set_trading_state(
         self, scope: str, state: TradingState, reason: str, now_ms: int
     ) -> Output:
-        """Switch a trader (or `*`, everyone) to ACTIVE, REDUCING or HALTED by command."""
+        """Switch a trader (or `*`, everyone) to ACTIVE, REDUCING or HALTED by command; a scope
+        that is neither `*` nor a valid trader id is a CommandError."""
+        if not _SCOPE.fullmatch(scope):
+            raise CommandError(f"scope {scope!r} is neither * nor a trader id")
         event = self._emit(
             TradingStateEvent,
             now_ms,
@@ -346,6 +376,9 @@ class ExecCore:
     def on_gateway_event(self, evidence: GatewayEvent, now_ms: int) -> Output:
         """Apply what a gateway reported (acks, fills, rejects, cancels, query reports,
         transport failures)."""
+        problem = _schema_problem(evidence)
+        if problem is not None:
+            return Output(notes=(f"unusable evidence from the gateway ({problem}): {evidence!r}",))
         order = self._book.orders.get(evidence.intent_id)
         if order is None:
             return Output(notes=(f"evidence for an order we do not have: {evidence!r}",))
