@@ -337,7 +337,9 @@ class ExecCore:
             return 0
         while window and window[0] <= now_ms - MINUTE_MS:
             window.popleft()
-        return sum(1 for ts in window if ts <= now_ms)
+        # Stamps are in journal order (the caller's clock); one later than `now_ms` (a clock
+        # that stepped back) is counted: the window errs on the strict side.
+        return len(window)
 
     def cancel(self, intent_id: str, now_ms: int) -> Output:
         """Ask the broker to cancel a working order (allowed in every trading state). A done
