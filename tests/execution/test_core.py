@@ -232,3 +232,20 @@ def test_unusable_evidence_is_a_note_not_an_event(core: ExecCore, evidence: Orde
     assert out.events == ()
     assert "unusable evidence" in out.notes[0]
     assert core.seq == seq
+
+
+def test_after_a_resume_a_new_doubt_still_halts(core: ExecCore) -> None:
+    core.submit(intent("old"), OPEN_MS)
+    core.on_gateway_event(TransportFailed("old", OPEN_MS, Operation.SUBMIT), OPEN_MS)
+    core.tick(OPEN_MS + SETTINGS.unknown_halt_ms)
+    core.submit(intent("new", units=10), OPEN_MS + 1)  # denied: halted
+    core.set_trading_state(ALL_TRADERS, TradingState.ACTIVE, "seen", OPEN_MS + 30_001)
+    core.on_price(quote(ts_ms=OPEN_MS + 30_001))
+    assert core.submit(intent("later", units=10), OPEN_MS + 30_001).decision.allowed
+    core.tick(OPEN_MS + 30_001 + SETTINGS.ack_timeout_ms)  # "later" goes UNKNOWN
+    later = core.order("later")
+    assert later is not None
+    assert later.state is OrderState.UNKNOWN
+    out = core.tick(OPEN_MS + 30_001 + SETTINGS.ack_timeout_ms + SETTINGS.unknown_halt_ms)
+    halts = [e for e in out.events if isinstance(e, TradingStateEvent)]
+    assert [h.reason.split()[1] for h in halts] == ["later"]

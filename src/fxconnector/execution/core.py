@@ -255,7 +255,9 @@ class ExecCore:
         )
         if state is not TradingState.HALTED and scope == ALL_TRADERS:
             # An operator resumed knowing what is still unknown: escalate those only anew.
-            self._escalated = {o.intent_id for o in self.open_orders()}
+            self._escalated = {
+                o.intent_id for o in self.open_orders() if o.state is OrderState.UNKNOWN
+            }
         return Output((event,))
 
     # --- evidence ----------------------------------------------------------------------------
