@@ -31,6 +31,7 @@ from fxconnector.runtime.ingest.broker.replay.candles import (
     read_candles,
 )
 from fxconnector.runtime.ingest.candle_import import import_candles
+from fxconnector.runtime.store import manifest
 from fxconnector.runtime.store.factory import open_store
 from fxconnector.tools.options import writer_lock
 
@@ -107,7 +108,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{args.path}: the file holds {candles.side} prices, not --price {args.price}"
             )
-        args.price = args.price or candles.side
+        target = args.store or IMPORT_ROOT / f"{symbol}-{args.calendar or DEFAULT_CALENDAR}"
+        if manifest.read_manifest(target) is None:
+            args.price = candles.side  # a new store takes the file's side
     if not candles.bars:
         raise ConfigError(f"{args.path}: no candles in the range (of {candles.rows} rows)")
     identity, path = replay_identity(args, symbol, origin="import")

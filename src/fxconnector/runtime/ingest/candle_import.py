@@ -12,9 +12,11 @@ no-op, a different one a revision) and the same derivation of the higher timefra
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fxconnector.core.buckets import bucket_open
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import ConfigError
@@ -86,11 +88,49 @@ async def import_candles(
         safety_delay_ms=0,
         flush_each_advance=False,
     )
-    result = await pipeline.fetch_range(
-        symbol, start, end, caller="import", now_ms=max(now_ms, end), progress=progress
-    )
+    # A week at a time, cut at trading-day boundaries (no bucket up to 1d spans two pieces):
+    # each piece is stored and derived before the next, so progress counts the derivation too.
+    pieces = _pieces(start, end, calendar)
+    result = RangeResult(symbol=symbol, from_ms=start, to_ms=start)
+    for index, (a, b) in enumerate(pieces):
+        piece = await pipeline.fetch_range(
+            symbol, a, b, caller="import", now_ms=max(now_ms, end), progress=None
+        )
+        _add(result, piece)
+        if progress is not None:
+            progress(index + 1, len(pieces))
     pipeline.flush()
     stats = pipeline.stats
     return ImportResult(
         result, dict(stats.finals), dict(stats.revisions), dict(stats.candles_refused)
     )
+
+
+#: Trading days per import piece.
+PIECE_DAYS = 7
+
+
+def _pieces(start: int, end: int, calendar: TradingCalendar) -> list[tuple[int, int]]:
+    cuts = [start]
+    day = bucket_open(start, Timeframe.D1, calendar)
+    while True:
+        # The boundary of the day a week on (not +7x24 h: the boundary moves with DST).
+        day = bucket_open(
+            day + PIECE_DAYS * Timeframe.D1.ms + Timeframe.D1.ms // 2, Timeframe.D1, calendar
+        )
+        if day >= end:
+            break
+        cuts.append(day)
+    cuts.append(end)
+    return list(itertools.pairwise(cuts))
+
+
+def _add(total: RangeResult, piece: RangeResult) -> None:
+    total.to_ms = piece.to_ms
+    total.bars_fetched += piece.bars_fetched
+    total.new_bars += piece.new_bars
+    total.revisions += piece.revisions
+    total.derived += piece.derived
+    total.refused += piece.refused
+    total.failed_chunks.extend(piece.failed_chunks)
+    total.pending.extend(piece.pending)
