@@ -55,8 +55,8 @@ def fxcm_rows(
     for row in csv.DictReader(io.StringIO(text)):
         open_ms = int(datetime.fromisoformat(row["timestamp"]).timestamp() * 1000)
         if lo <= open_ms < hi:
-            prices = (float(row[k]) for k in ("open", "high", "low", "close"))
-            rows.append((open_ms, *prices))
+            o, h, lo_, c = (float(row[k]) for k in ("open", "high", "low", "close"))
+            rows.append((open_ms, o, h, lo_, c))
     return rows
 
 
