@@ -173,7 +173,8 @@ def replay_identity(
     if found is not None:
         if found.origin != origin and not args.append:
             raise ConfigError(
-                f"store {path} was created by `fxconnector {found.origin}`, not by {origin}: "
+                f"store {path} was created by `fxconnector {found.origin}`, not by "
+                f"{'a replay' if origin == 'replay' else 'an import'}: "
                 f"{origin} writes only into its own stores (leave out --store: the default is "
                 f"{root}/SYMBOL-CALENDAR); pass --append to add the {origin}'s bars to it "
                 "for good (the store is append-only)"
