@@ -84,6 +84,26 @@ def test_fetch_bars_is_the_api_window_and_frames_keep_its_rows(connector: Connec
     with pytest.raises(SurfaceUnavailable):
         fetch_bars(f"http://127.0.0.1:{free_port()}", "EURUSD", "1m", timeout_s=2.0)
 
+    async def first_change(client: HttpClient) -> Change:
+        async with client:
+            async for change in client.changes():
+                return change
+        raise AssertionError("the stream ended")
+
+    # A refused request is the caller's to fix: raised at once, never retried.
+    with pytest.raises(ConfigError, match=r"unknown_symbol|404"):
+        asyncio.run(first_change(HttpClient(connector.base, "NOSUCH")))
+    # A server that never answers: given up after max_failures attempts.
+    dead = HttpClient(
+        f"http://127.0.0.1:{free_port()}",
+        "EURUSD",
+        backoff=Backoff(initial_s=0.01, cap_s=0.02, max_failures=3),
+        timeout_s=2.0,
+    )
+    with pytest.raises(SurfaceUnavailable):
+        asyncio.run(first_change(dead))
+    assert dead.stats.bootstraps == 0
+
 
 def _server_finals(base: str, tf: Timeframe, from_ms: int, to_ms: int) -> list[object]:
     window = fetch_bars(base, "EURUSD", tf, from_ms=from_ms, to_ms=to_ms, limit=5000)
