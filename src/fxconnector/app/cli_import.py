@@ -125,7 +125,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     store = open_store(settings.store_kind, path, identity=identity)
     with writer_lock(path):
-        store.open()
+        report = store.open()
+    for torn in report.torn_tails:  # a crash's torn last line, truncated: said, never silent
+        sys.stderr.write(f"fxconnector import: torn store line truncated: {torn}\n")
+    for line in report.corrupt_lines:
+        sys.stderr.write(f"fxconnector import: unreadable store line skipped: {line}\n")
     storing = ProgressBar(f"import {symbol}")
     try:
         result = asyncio.run(
