@@ -33,9 +33,10 @@ class Connector:
         *extra: str,
         env: Mapping[str, str] | None = None,
         ready_within_s: float = 20.0,
+        port: int | None = None,
     ) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = free_port() if port is None else port  # a given port: a restart's
         self.base = f"http://127.0.0.1:{self.port}"
         self.ready_within_s = ready_within_s
         self.stop_seconds = 0.0

@@ -184,6 +184,26 @@ def test_snapshot_then_overlapping_stream_converges(
     assert book.finals("EURUSD", M1) == expected_finals(events)
 
 
+@given(events_st)
+def test_a_preview_replaces_a_preview_only_when_newer_in_both_terms(
+    events: list[OhlcvEvent],
+) -> None:
+    # A preview never goes back in ticks or in its latest tick's time (a restarted producer's
+    # thinner preview never collapses a fuller one).
+    book = BarBook()
+    for event in events:
+        change = book.apply(event)
+        previous = change.previous
+        if previous is None or previous.complete or event.complete:
+            continue
+        if change.changed:
+            assert event.tick_count >= previous.tick_count
+            assert event.event_ts >= previous.event_ts
+        elif event.event_ts > previous.event_ts and event.tick_count < previous.tick_count:
+            # (a preview of a bucket older than the newest final is late before anything else)
+            assert change.reason in (IgnoreReason.THINNER_PREVIEW, IgnoreReason.LATE_PREVIEW)
+
+
 # --- examples beyond the vectors --------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -45,6 +45,8 @@ FORMATS = ("auto", "dukascopy", "csv", "truefx", "histdata")
 DEFAULT_STORE = Path(Config().workdir) / StoreConfig().path
 #: Where a replay writes when no --store is given: its own store per symbol and calendar.
 REPLAY_ROOT = Path(Config().workdir) / "replay"
+#: Where an import writes when no --store is given.
+IMPORT_ROOT = Path(Config().workdir) / "import"
 DEFAULT_CALENDAR = "fx_ny"
 
 
@@ -157,19 +159,24 @@ def _calendar(name: str) -> CalendarProfile:
     return load_calendar(name, now_ms=time.time_ns() // 1_000_000)
 
 
-def replay_identity(args: argparse.Namespace, symbol: str) -> tuple[manifest.StoreIdentity, Path]:
-    """The store the replay writes and what it must be; ConfigError when it may not write it."""
+def replay_identity(
+    args: argparse.Namespace, symbol: str, origin: Literal["replay", "import"] = "replay"
+) -> tuple[manifest.StoreIdentity, Path]:
+    """The store a replay (or an import) writes and what it must be; ConfigError when it may
+    not write it. Each writes only into stores it created unless `--append` says so."""
     timeframes = _timeframes(args.timeframes)
-    path: Path = args.store or REPLAY_ROOT / f"{symbol}-{args.calendar or DEFAULT_CALENDAR}"
+    root = REPLAY_ROOT if origin == "replay" else IMPORT_ROOT
+    path: Path = args.store or root / f"{symbol}-{args.calendar or DEFAULT_CALENDAR}"
     found = manifest.read_manifest(path)
     if found is None and holds_data(path):
         raise manifest.legacy_error(path)
     if found is not None:
-        if found.origin != "replay" and not args.append:
+        if found.origin != origin and not args.append:
             raise ConfigError(
-                f"store {path} was created by `fxconnector {found.origin}`, not by a replay: "
-                f"replay writes only into its own stores (leave out --store: the default is "
-                f"{REPLAY_ROOT}/SYMBOL-CALENDAR); pass --append to add the replay's bars to it "
+                f"store {path} was created by `fxconnector {found.origin}`, not by "
+                f"{'a replay' if origin == 'replay' else 'an import'}: "
+                f"{origin} writes only into its own stores (leave out --store: the default is "
+                f"{root}/SYMBOL-CALENDAR); pass --append to add the {origin}'s bars to it "
                 "for good (the store is append-only)"
             )
         for flag, given, recorded in (
@@ -183,7 +190,7 @@ def replay_identity(args: argparse.Namespace, symbol: str) -> tuple[manifest.Sto
             manifest.check_flag(path, flag, given, recorded)
         profile = manifest.load_profile(found, path, now_ms=time.time_ns() // 1_000_000)
         want = msgspec.structs.replace(
-            found, symbols=tuple(sorted({*found.symbols, symbol})), origin="replay"
+            found, symbols=tuple(sorted({*found.symbols, symbol})), origin=origin
         )
     else:
         name = args.calendar or DEFAULT_CALENDAR
@@ -197,10 +204,10 @@ def replay_identity(args: argparse.Namespace, symbol: str) -> tuple[manifest.Sto
             open_mode=args.open_mode or OpenMode.FIRST_TICK.value,
             volume=args.volume or VolumeMode.TICKS.value,
             symbols=(symbol,),
-            origin="replay",
+            origin=origin,
         )
-    preflight(path, want, asked_by="the replay's flags")
-    return manifest.StoreIdentity(want, profile, asked_by="the replay's flags"), path
+    preflight(path, want, asked_by=f"the {origin}'s flags")
+    return manifest.StoreIdentity(want, profile, asked_by=f"the {origin}'s flags"), path
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

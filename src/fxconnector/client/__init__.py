@@ -1,19 +1,33 @@
 """The Python client of the public surface: what later layers (SMC, execution) read bars with.
 
-Rules: it reads only the documented Redis layout (`runtime.publish.keys`) and the public
-contract (`core`); it never writes to Redis. `merge` is the pure policy, `consumer` the I/O.
+Rules: it reads only the documented Redis layout (`runtime.publish.keys`), the public HTTP API
+and the public contract (`core`); it never writes. `merge` is the pure policy, `consumer` the
+Redis reader, `http` the HTTP/SSE reader, `frames` bars as Arrow/pandas/polars tables.
 """
 
-from fxconnector.client.consumer import Backoff, ConsumerStats, StreamId, SurfaceConsumer
+from fxconnector.client.consumer import (
+    Backoff,
+    ConsumerStats,
+    StreamId,
+    SurfaceConsumer,
+    SurfaceKeys,
+)
+from fxconnector.client.frames import BarWindow
+from fxconnector.client.http import HttpClient, HttpClientStats, fetch_bars
 from fxconnector.client.merge import BarBook, Change, ChangeKind, IgnoreReason
 
 __all__ = [
     "Backoff",
     "BarBook",
+    "BarWindow",
     "Change",
     "ChangeKind",
     "ConsumerStats",
+    "HttpClient",
+    "HttpClientStats",
     "IgnoreReason",
     "StreamId",
     "SurfaceConsumer",
+    "SurfaceKeys",
+    "fetch_bars",
 ]

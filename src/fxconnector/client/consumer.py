@@ -54,8 +54,8 @@ from fxconnector.runtime.publish.keys import (
     SNAPSHOT_BARS_FIELD,
     SNAPSHOT_CURSOR_FIELD,
     STREAM_FIELD,
-    SurfaceKeys,
 )
+from fxconnector.runtime.publish.keys import SurfaceKeys as SurfaceKeys  # the client's API
 
 log = logging.getLogger("fxconnector.client")
 

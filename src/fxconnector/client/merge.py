@@ -7,8 +7,14 @@ Rules, per series `(symbol, tf)` and key `open_ms`:
   duplicate (`duplicate`, or `conflict` when its content differs, which is a producer bug), a
   lower rev is stale out-of-order delivery (`stale_revision`). So finals converge to the highest
   rev per key whatever the delivery order, and applying an event twice changes nothing.
-- A preview replaces the preview of its key only when it is newer: a later `event_ts`, or the
-  same `event_ts` with more ticks (`stale_preview` otherwise).
+- A preview replaces the preview of its key only when it is newer in the data's own terms: its
+  latest tick (`event_ts`) is not older and it counts no fewer ticks (`tick_count`), and one of
+  the two has grown. One producer's publishes of a bucket only ever grow in both, so this is
+  their order. A preview that is older is stale (`stale_preview`); one with a later tick but
+  fewer ticks than the held one (`thinner_preview`) comes from a producer that restarted inside
+  the bucket and has seen only the ticks since its start: it must not collapse the fuller bar a
+  consumer already shows (O=H=L=C, V=1 after a server restart). It replaces it once it has
+  caught up in ticks; the bucket's final replaces either.
 - A preview for a bucket older than the newest final of its series is late: that bucket has
   closed, so it is ignored (`late_preview`) even when the key holds no final. A preview for a
   newer bucket is inserted. A preview already held for an older bucket stays until its final
@@ -52,6 +58,7 @@ class IgnoreReason(StrEnum):
     NO_MIX = "no_mix"  # a preview for a key that has a final
     LATE_PREVIEW = "late_preview"  # a preview for a bucket older than the series' newest final
     STALE_PREVIEW = "stale_preview"  # a preview not newer than the preview held for its key
+    THINNER_PREVIEW = "thinner_preview"  # a later preview with fewer ticks (a restarted producer)
     DUPLICATE = "duplicate"  # a final equal to the one held
     CONFLICT = "conflict"  # a final with the held rev but other content (a producer bug)
     STALE_REVISION = "stale_revision"  # a final with a lower rev than the one held
@@ -104,10 +111,16 @@ class _Series:
         return [self.by_open[open_ms] for open_ms in self.opens]
 
 
-def _preview_is_newer(candidate: OhlcvEvent, held: OhlcvEvent) -> bool:
-    # Previews carry the time of their latest tick; ticks sharing a millisecond still grow
-    # tick_count, so (event_ts, tick_count) orders the publishes of one bucket.
-    return (candidate.event_ts, candidate.tick_count) > (held.event_ts, held.tick_count)
+def _preview_order(candidate: OhlcvEvent, held: OhlcvEvent) -> IgnoreReason | None:
+    """None when `candidate` is a newer preview of the key than `held`, else why it is not."""
+    # Previews carry the time of their latest tick (the builder keeps the maximum) and their tick
+    # count; a producer's publishes of one bucket grow in both, ticks sharing a millisecond grow
+    # tick_count alone.
+    if (candidate.event_ts, candidate.tick_count) <= (held.event_ts, held.tick_count):
+        return IgnoreReason.STALE_PREVIEW
+    if candidate.tick_count < held.tick_count:
+        return IgnoreReason.THINNER_PREVIEW
+    return None
 
 
 class BarBook:
@@ -160,9 +173,7 @@ class BarBook:
             return IgnoreReason.NO_MIX
         if series.newest_final_ms is not None and event.open_ms < series.newest_final_ms:
             return IgnoreReason.LATE_PREVIEW
-        if not _preview_is_newer(event, held):
-            return IgnoreReason.STALE_PREVIEW
-        return None
+        return _preview_order(event, held)
 
     def load_snapshot(self, symbol: str, tf: Timeframe, bars: Iterable[OhlcvEvent]) -> None:
         """Replace the series' finals with a snapshot of final bars (any order; highest rev wins).

@@ -50,7 +50,7 @@ FORMAT_VERSION: Final = 1
 CREATED_BY: Final = f"fxconnector {__version__}"
 
 StoreKind = Literal["jsonl", "sqlite"]
-Origin = Literal["run", "replay", "migrate", "upgrade"]
+Origin = Literal["run", "replay", "import", "migrate", "upgrade"]
 Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN)]
 
 

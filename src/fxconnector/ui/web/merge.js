@@ -10,8 +10,11 @@
 // - A final with a higher `rev` replaces the final of its key (`revised`); the same rev is a
 //   duplicate (`duplicate`, or `conflict` when its content differs, a producer bug), a lower rev
 //   is stale out-of-order delivery (`stale_revision`).
-// - A preview replaces the preview of its key only when it is newer: a later `event_ts`, or the
-//   same `event_ts` with more ticks (`stale_preview` otherwise).
+// - A preview replaces the preview of its key only when it is newer in the data's own terms: its
+//   latest tick (`event_ts`) is not older and it counts no fewer ticks, and one of the two grew.
+//   An older one is stale (`stale_preview`); a later one with fewer ticks (`thinner_preview`)
+//   comes from a producer restarted inside the bucket and must not collapse the fuller bar held
+//   (O=H=L=C, V=1 after a server restart); it replaces it once it has caught up in ticks.
 // - A preview for a bucket older than the newest final of its series is late (`late_preview`),
 //   even when the key holds no final. A preview already held for an older bucket stays until its
 //   final arrives.
@@ -34,6 +37,7 @@ export const IgnoreReason = Object.freeze({
   NO_MIX: "no_mix",
   LATE_PREVIEW: "late_preview",
   STALE_PREVIEW: "stale_preview",
+  THINNER_PREVIEW: "thinner_preview",
   DUPLICATE: "duplicate",
   CONFLICT: "conflict",
   STALE_REVISION: "stale_revision",
@@ -99,11 +103,17 @@ function sameContent(a, b) {
   return FIELDS.every((name) => a[name] === b[name]);
 }
 
-function previewIsNewer(candidate, held) {
-  // Previews carry the time of their latest tick; ticks sharing a millisecond still grow
-  // tick_count, so (event_ts, tick_count) orders the publishes of one bucket.
-  if (candidate.event_ts !== held.event_ts) return candidate.event_ts > held.event_ts;
-  return candidate.tick_count > held.tick_count;
+function previewOrder(candidate, held) {
+  // null when candidate is a newer preview of the key than held, else why it is not. Previews
+  // carry the time of their latest tick (the builder keeps the maximum) and their tick count; a
+  // producer's publishes of one bucket grow in both, ticks sharing a millisecond in the count.
+  const later =
+    candidate.event_ts !== held.event_ts
+      ? candidate.event_ts > held.event_ts
+      : candidate.tick_count > held.tick_count;
+  if (!later) return IgnoreReason.STALE_PREVIEW;
+  if (candidate.tick_count < held.tick_count) return IgnoreReason.THINNER_PREVIEW;
+  return null;
 }
 
 function ignoreReason(event, held, series) {
@@ -116,8 +126,7 @@ function ignoreReason(event, held, series) {
   if (series.newestFinalMs !== null && event.open_ms < series.newestFinalMs) {
     return IgnoreReason.LATE_PREVIEW;
   }
-  if (!previewIsNewer(event, held)) return IgnoreReason.STALE_PREVIEW;
-  return null;
+  return previewOrder(event, held);
 }
 
 function change(kind, event, previous = null, reason = null) {

@@ -583,3 +583,24 @@ def test_a_malformed_symbol_is_an_error(symbol: str, tmp_path: Path) -> None:
 def test_an_empty_range_is_an_error(tmp_path: Path) -> None:
     message = config_error(lambda: read_ticks(tmp_path, "EURUSD", from_ms=5, to_ms=5))
     assert message.startswith(f"{tmp_path}: empty range")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"PK\x03\x04\x14\x00\x08\x00 a zip", "a zip archive, not a tick file"),
+        (b"\x00\x01\x02\xff\xfe\x80 binary\n", "not a text file (binary content)"),
+        (b"timestamp,open,high,low,close\n2012-01-02 03:09:00+00:00,1,1,1,1\n", "1m candles"),
+        (b"20190204 000000;1.1;1.2;1.0;1.1;0\n", "1m candles"),
+    ],
+)
+def test_zips_binary_files_and_candle_files_are_one_line_without_their_bytes(
+    content: bytes, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "input.csv"
+    path.write_bytes(content)
+    message = config_error(lambda: read_ticks(path, "EURUSD"))
+    assert message.startswith(str(path))
+    assert expected in message
+    assert "\n" not in message
+    assert message.isprintable()

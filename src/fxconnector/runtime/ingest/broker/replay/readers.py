@@ -25,6 +25,7 @@ from fxconnector.core.errors import ConfigError
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import iso_utc
+from fxconnector.runtime.ingest.broker.replay.candles import candle_format, is_zip
 from fxconnector.runtime.ingest.broker.replay.csv_formats import read_csv_ticks, sniff
 from fxconnector.runtime.ingest.broker.replay.dukascopy import (
     Candle,
@@ -124,9 +125,21 @@ def _detect(path: Path) -> KnownFormat:
     if path.suffix == ".bi5":
         # The hour of a tick file is in its folder path; the file alone cannot be placed in time.
         raise ConfigError(f"{path}: a single .bi5 file cannot be read; pass ROOT or ROOT/SYM")
+    if is_zip(path):
+        raise ConfigError(
+            f"{path}: a zip archive, not a tick file; 1m candle files (FXCM's zipped yearly "
+            "CSVs, HistData M1) are stored with `fxconnector import`"
+        )
     line = _first_line(path)
+    if candle_format(line) is not None:
+        raise ConfigError(
+            f"{path}: 1m candles, not ticks; candle files are stored with `fxconnector import`"
+        )
     found = sniff(line)
     if found is None:
+        if "\ufffd" in line or any(ord(ch) < 32 and ch != "\t" for ch in line):
+            # Never echo a binary file's bytes: they say nothing and garble the terminal.
+            raise ConfigError(f"{path}: not a text file (binary content), so not a tick file")
         raise ConfigError(
             f"{path}: cannot detect the format from the first line {line[:80]!r} "
             "(expected ts,bid,ask[,bid_volume,ask_volume], TrueFX or HistData)"

@@ -1,0 +1,156 @@
+"""`fxconnector export`: final bars of one series out of the store as Parquet, CSV or JSON lines.
+
+Rules: the rows are exactly those of `fxconnector bars` (the latest revision of each key with
+`from <= open_ms < to`, ascending). Parquet and CSV carry the Arrow layout of
+`client.frames.BAR_SCHEMA` (the contract's columns; `open_ms`, `close_ms` and `event_ts` as
+UTC timestamps, prices and volume float64); JSON lines are the canonical `ohlcv_event_v1`
+events (epoch ms integers), as `fxconnector bars` prints them. A file is written beside its
+target and renamed into place at the end: an interrupted export leaves no half file. Work goes
+in batches, so memory does not grow with the range. Bad input is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Final
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from fxconnector.app.cli_bars import DEFAULT_STORE, _symbol
+from fxconnector.app.progress import ProgressBar
+from fxconnector.app.timeparse import parse_time_ms
+from fxconnector.client.frames import BAR_SCHEMA, bars_to_arrow
+from fxconnector.core.errors import ConfigError, ContractViolation
+from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.time_geom import parse_timeframe
+from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.store.factory import open_store
+from fxconnector.tools.options import existing_store, writer_lock
+
+FORMATS: Final = ("parquet", "csv", "jsonl")
+BATCH_BARS: Final = 50_000
+
+
+def add_command(commands: argparse._SubParsersAction[Any]) -> None:
+    """Register `export`."""
+    export = commands.add_parser(
+        "export",
+        help="write final bars from the store as Parquet, CSV or JSON lines",
+        description="Write the final bars of one series (latest revision of each, by open_ms) "
+        "as Parquet or CSV (timestamps as UTC timestamp columns, prices float64) or canonical "
+        "JSON lines; the same rows as `fxconnector bars`.",
+    )
+    export.add_argument("--symbol", required=True)
+    export.add_argument("--tf", required=True, help="timeframe")
+    export.add_argument("--from", dest="from_", default=None, help="first open (ISO or epoch ms)")
+    export.add_argument("--to", default=None, help="end, exclusive (ISO or epoch ms)")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument(
+        "--out", type=Path, default=None, help="file to write (default: stdout, not a terminal)"
+    )
+    export.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    export.add_argument(
+        "--store-kind", default=None, choices=["jsonl", "sqlite"], help="default: the manifest's"
+    )
+    export.set_defaults(handler=cmd_export)
+
+
+def _batches(bars: Iterator[OhlcvEvent]) -> Iterator[list[OhlcvEvent]]:
+    batch: list[OhlcvEvent] = []
+    for bar in bars:
+        batch.append(bar)
+        if len(batch) >= BATCH_BARS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write(fmt: str, sink: IO[bytes], batches: Iterator[list[OhlcvEvent]], bar: ProgressBar) -> int:
+    rows = 0
+    if fmt == "jsonl":
+        for batch in batches:
+            sink.write(b"".join(encode(b).rstrip(b"\n") + b"\n" for b in batch))
+            rows += len(batch)
+            bar.update(rows, 0)
+        return rows
+    writer: Any = (
+        pq.ParquetWriter(sink, BAR_SCHEMA)
+        if fmt == "parquet"
+        else pa_csv.CSVWriter(sink, BAR_SCHEMA)
+    )
+    with writer:
+        for batch in batches:
+            writer.write_table(bars_to_arrow(batch))
+            rows += len(batch)
+            bar.update(rows, 0)
+        if rows == 0 and fmt == "csv":
+            writer.write_table(pa.table({f.name: [] for f in BAR_SCHEMA}, schema=BAR_SCHEMA))
+    return rows
+
+
+def _check_out(out: Path | None, fmt: str) -> None:
+    if out is None:
+        if fmt == "parquet" and sys.stdout.isatty():
+            raise ConfigError("--format parquet is binary: give --out FILE or redirect stdout")
+        return
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder, not a file")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out: the folder {out.parent} does not exist")
+
+
+@contextlib.contextmanager
+def _sink(out: Path | None, fmt: str) -> Iterator[IO[bytes]]:
+    if out is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with partial.open("wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    symbol = _symbol(args.symbol)
+    try:
+        tf = parse_timeframe(args.tf)
+    except ContractViolation as exc:
+        raise ConfigError(f"--tf: {exc}") from None
+    from_ms = parse_time_ms(args.from_, flag="--from") if args.from_ else None
+    to_ms = parse_time_ms(args.to, flag="--to") if args.to else None
+    if from_ms is not None and to_ms is not None and to_ms <= from_ms:
+        raise ConfigError("--to must be after --from")
+    _check_out(args.out, args.format)
+    if not args.store.is_dir():
+        raise ConfigError(f"--store: {args.store} is not a store folder")
+    found = existing_store(args.store, args.store_kind, None)
+    store = open_store(found.kind, args.store)
+    with writer_lock(args.store):
+        report = store.open()
+    for line in report.corrupt_lines:  # exported without them, never silently
+        sys.stderr.write(f"fxconnector export: unreadable store line skipped: {line}\n")
+    progress = ProgressBar(f"export {symbol} {tf.value}")
+    try:
+        finals = (stored.event() for stored in store.bars(symbol, tf, from_ms, to_ms))
+        with _sink(args.out, args.format) as sink:
+            rows = _write(args.format, sink, _batches(finals), progress)
+    finally:
+        progress.finish()
+        store.close()
+    where = str(args.out) if args.out is not None else "stdout"
+    sys.stderr.write(f"export symbol={symbol} tf={tf.value} rows={rows} out={where}\n")
+    return 0
