@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from fxconnector.core.calendar import CalendarProfile
+from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.smc import Direction, SmcKind
 from fxconnector.core.time_geom import HOUR_MS, MINUTE_MS, Timeframe
+from fxconnector.smc import SmcEngine
 from tests.smc.bars import final
 from tests.smc.kinds import of, run
 
@@ -12,7 +15,7 @@ WINTER_DAY = 1_549_317_600_000  # Mon 2019-02-04T22:00:00Z, Tuesday's trading da
 SUMMER_DAY = 1_560_200_400_000  # Mon 2019-06-10T21:00:00Z
 
 
-def hourly(start_ms: int, hours: int, base: float = 1.0) -> list:  # type: ignore[type-arg]
+def hourly(start_ms: int, hours: int, base: float = 1.0) -> list[OhlcvEvent]:
     return [
         final(
             start_ms + i * HOUR_MS,
@@ -77,3 +80,11 @@ def test_no_sessions_above_the_configured_timeframe() -> None:
     hints = run(bars)
     assert not of(hints, SmcKind.SESSION_ASIA, SmcKind.SESSION_LONDON, SmcKind.SESSION_NEW_YORK)
     assert of(hints, SmcKind.PREV_DAY_HIGH)
+
+
+def test_the_engine_takes_the_calendars_own_trading_day(utc_00: CalendarProfile) -> None:
+    midnight = 1_549_324_800_000  # Tue 2019-02-05T00:00:00Z
+    bars = hourly(midnight - 3 * HOUR_MS, 6)
+    engine = SmcEngine("EURUSD", Timeframe.H1, grid=utc_00.for_symbol("EURUSD").day_grid)
+    hints = [h for bar in bars for h in engine.update(bar)]
+    assert [h.confirm_ts for h in of(hints, SmcKind.PREV_DAY_HIGH)] == [midnight - 1]
