@@ -115,6 +115,7 @@ def main() -> int:
         bench_http,
         bench_pipeline,
         bench_replay,
+        bench_smc,
         bench_stall,
         bench_store,
         bench_surface,
@@ -132,6 +133,7 @@ def main() -> int:
         bench_stall,
         bench_final_latency,
         bench_exec,
+        bench_smc,
     )
     for module in modules:
         rows.extend(module.run())

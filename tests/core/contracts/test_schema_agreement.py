@@ -21,6 +21,7 @@ from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.command import Command
 from fxconnector.core.model.exec_event import ExecEvent
 from fxconnector.core.model.intent import OrderIntent
+from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.model.status import StatusV2, SymbolStatus
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.validation.validator import decode_checked
@@ -33,6 +34,7 @@ MODELS: dict[ContractName, Any] = {
     ContractName.COMMANDS_V1: Command,
     ContractName.INTENT_V1: OrderIntent,
     ContractName.EXEC_EVENT_V1: ExecEvent,
+    ContractName.SMC_HINT_V1: SmcHint,
 }
 ANNOTATIONS = {"title", "description", "$schema", "$id", "$comment", "examples", "discriminator"}
 
@@ -390,3 +392,24 @@ def test_exec_events_get_the_same_verdict(
 ) -> None:
     assert same_verdict(ContractName.EXEC_EVENT_V1, event)
     same_verdict(ContractName.EXEC_EVENT_V1, mutate(event, how, data))
+def sample_hint() -> dict[str, Any]:
+    return {
+        "symbol": "EURUSD",
+        "tf": "1m",
+        "kind": "fvg_mitigated",
+        "id": "EURUSD:1m:fvg_mitigated:bull:1549238400000",
+        "rev": 0,
+        "anchor_ts": 1_549_238_400_000,
+        "confirm_ts": 1_549_238_579_999,
+        "direction": "bull",
+        "top": 1.1457,
+        "bottom": 1.1455,
+        "ref": "EURUSD:1m:fvg:bull:1549238400000",
+    }
+
+
+@given(how=MUTATIONS, data=st.data())
+def test_hint_gets_the_same_verdict(how: str, data: st.DataObject) -> None:
+    hint = sample_hint()
+    assert same_verdict(ContractName.SMC_HINT_V1, hint)
+    same_verdict(ContractName.SMC_HINT_V1, mutate(hint, how, data))
