@@ -9,6 +9,7 @@
     │   └── StoreCorrupt       a stored line or row cannot be read back
     ├── CommandError           a command was refused (unknown, bad args, over budget)
     ├── SymbolLeased           another process of the namespace publishes a configured symbol
+    ├── RevisionTooOld         a revised final bar is older than the SMC engine can re-derive from
     └── TransientIOError       retryable: the same call may succeed later
         ├── BrokerDisconnected the broker session or stream is gone
         └── SurfaceUnavailable Redis cannot be reached
@@ -52,6 +53,10 @@ class CommandError(FxConnectorError):
 
 class SymbolLeased(FxConnectorError):
     """Another connector process sharing the namespace holds a configured symbol's lease."""
+
+
+class RevisionTooOld(FxConnectorError):
+    """A revised final bar is beyond the SMC engine's revision horizon: rerun it from the store."""
 
 
 class TransientIOError(FxConnectorError):

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.command import Command
+from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.model.status import StatusV2, SymbolStatus
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.validation.validator import decode_checked
@@ -29,6 +30,7 @@ MODELS: dict[ContractName, Any] = {
     ContractName.STATUS_V2: StatusV2,
     ContractName.STATUS_SYMBOL_V1: SymbolStatus,
     ContractName.COMMANDS_V1: Command,
+    ContractName.SMC_HINT_V1: SmcHint,
 }
 ANNOTATIONS = {"title", "description", "$schema", "$id", "$comment", "examples", "discriminator"}
 
@@ -298,3 +300,26 @@ def test_symbol_status_gets_the_same_verdict(how: str, data: st.DataObject) -> N
     status = sample_symbol_status()
     assert same_verdict(ContractName.STATUS_SYMBOL_V1, status)
     same_verdict(ContractName.STATUS_SYMBOL_V1, mutate(status, how, data))
+
+
+def sample_hint() -> dict[str, Any]:
+    return {
+        "symbol": "EURUSD",
+        "tf": "1m",
+        "kind": "fvg_mitigated",
+        "id": "EURUSD:1m:fvg_mitigated:bull:1549238400000",
+        "rev": 0,
+        "anchor_ts": 1_549_238_400_000,
+        "confirm_ts": 1_549_238_579_999,
+        "direction": "bull",
+        "top": 1.1457,
+        "bottom": 1.1455,
+        "ref": "EURUSD:1m:fvg:bull:1549238400000",
+    }
+
+
+@given(how=MUTATIONS, data=st.data())
+def test_hint_gets_the_same_verdict(how: str, data: st.DataObject) -> None:
+    hint = sample_hint()
+    assert same_verdict(ContractName.SMC_HINT_V1, hint)
+    same_verdict(ContractName.SMC_HINT_V1, mutate(hint, how, data))

@@ -20,6 +20,7 @@ class ContractName(StrEnum):
     STATUS_V2 = "status_v2"
     STATUS_SYMBOL_V1 = "status_symbol_v1"
     COMMANDS_V1 = "commands_v1"
+    SMC_HINT_V1 = "smc_hint_v1"
 
 
 def load_schema(name: ContractName) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import msgspec
 from fxconnector.core.buckets import HasDayGrid, bucket_open
 from fxconnector.core.model.bar import FINAL_SOURCES, OhlcvEvent, Source
 from fxconnector.core.model.command import Command
+from fxconnector.core.model.smc import PRICE_KINDS, REF_KINDS, ZONE_KINDS, SmcHint, hint_id
 from fxconnector.core.model.status import StatusV2
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import Timeframe
@@ -47,6 +48,12 @@ class ErrorCode(StrEnum):
     PREVIEW_EVENT_TS = "preview.event_ts_outside_bar"
     SYMBOL_NOT_ALLOWED = "allowlist.symbol"
     TF_NOT_ALLOWED = "allowlist.tf"
+    # smc hint invariants
+    HINT_CONFIRM_BEFORE_ANCHOR = "hint.confirm_before_anchor"
+    HINT_LEVELS = "hint.levels"
+    HINT_ZONE_ORDER = "hint.bottom_above_top"
+    HINT_REF = "hint.ref"
+    HINT_ID = "hint.id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +235,54 @@ def validate_command(data: bytes | str | dict[str, Any]) -> Checked[Command]:
 def validate_status(data: bytes | str | dict[str, Any]) -> Checked[StatusV2]:
     """Schema of one `status_v2` payload."""
     return decode_checked(data, StatusV2)
+
+
+def hint_problems(hint: SmcHint) -> list[Problem]:
+    """Cross-field invariants of a decoded `smc_hint_v1` (DESIGN §15)."""
+    problems: list[Problem] = []
+    if hint.confirm_ts < hint.anchor_ts:
+        problems.append(
+            Problem(
+                ErrorCode.HINT_CONFIRM_BEFORE_ANCHOR,
+                f"confirm_ts {hint.confirm_ts} is before anchor_ts {hint.anchor_ts}",
+                "$.confirm_ts",
+            )
+        )
+    expected_id = hint_id(hint.symbol, hint.tf, hint.kind, hint.direction, hint.anchor_ts)
+    if hint.id != expected_id:
+        problems.append(
+            Problem(ErrorCode.HINT_ID, f"id {hint.id!r} should be {expected_id!r}", "$.id")
+        )
+    has_price = hint.price is not None
+    has_zone = hint.top is not None and hint.bottom is not None
+    half_zone = (hint.top is None) != (hint.bottom is None)
+    if hint.kind in PRICE_KINDS and (not has_price or hint.top is not None or half_zone):
+        problems.append(
+            Problem(ErrorCode.HINT_LEVELS, f"{hint.kind.value} carries price only", "$.price")
+        )
+    if hint.kind in ZONE_KINDS and (not has_zone or has_price):
+        problems.append(
+            Problem(
+                ErrorCode.HINT_LEVELS, f"{hint.kind.value} carries top and bottom only", "$.top"
+            )
+        )
+    if has_zone and hint.top is not None and hint.bottom is not None and hint.bottom > hint.top:
+        problems.append(
+            Problem(
+                ErrorCode.HINT_ZONE_ORDER,
+                f"bottom {hint.bottom} is above top {hint.top}",
+                "$.bottom",
+            )
+        )
+    if (hint.ref is not None) != (hint.kind in REF_KINDS):
+        wanted = "needs" if hint.kind in REF_KINDS else "takes no"
+        problems.append(Problem(ErrorCode.HINT_REF, f"{hint.kind.value} {wanted} ref", "$.ref"))
+    return problems
+
+
+def validate_hint(data: bytes | str | dict[str, Any]) -> Checked[SmcHint]:
+    """Schema and invariants of one `smc_hint_v1` payload."""
+    checked = decode_checked(data, SmcHint)
+    if checked.value is None:
+        return checked
+    return Checked(checked.value, tuple(hint_problems(checked.value)))
