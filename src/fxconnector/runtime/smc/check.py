@@ -17,9 +17,8 @@ import msgspec
 
 from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.core.validation.validator import decode_checked
+from fxconnector.core.validation.validator import decode_checked, hint_problems
 from fxconnector.runtime.publish.event_check import Rejects
-from fxconnector.smc import hint_problems
 
 _RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 

@@ -16,9 +16,12 @@ Rules:
   `last_open`: exactly the uninterrupted run, no hint twice, none skipped. A re-warm that
   finds fewer bars than the state counts is logged and counted (`rewarm_short`): its hints
   may then differ from the uninterrupted run's.
-- A final for a bar at or before `last_open` (a revision, a repaired gap, or one read again
-  after a resync) is not fed (the engine only moves forward); a revision is counted
-  (`late_finals`) and logged. Re-deriving revised
+- A revision of a bar already fed goes to the running engine, which re-derives from it and
+  returns revised hints (`rev + 1`, or `retracted`), published like any; one older than the
+  engine's revision horizon is counted (`late_finals`) and logged: rerun from the store
+  (`fxconnector smc --store`). A final inserted at or before `last_open` (a repaired gap) or
+  one read again after a resync is not fed. A restart re-warms from the latest revisions:
+  a hint revised before the restart and revised again after it may then carry a lower `rev`. Re-deriving revised
   hints is the store run's job (`fxconnector smc --store`).
 - Redis trouble never loses a hint: hints not yet written stay queued with their state and
   are written once Redis answers (capped exponential backoff with jitter). A restarted empty
@@ -40,7 +43,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from fxconnector.client.consumer import Backoff, SurfaceConsumer
 from fxconnector.client.merge import BarBook, Change, ChangeKind
-from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
+from fxconnector.core.errors import ContractViolation, RevisionTooOld, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.time_geom import Timeframe
@@ -82,6 +85,7 @@ class _Series:
     state: SmcState | None = None
     engine: SmcEngine | None = None
     pending: list[bytes] = field(default_factory=list)
+    revisions: list[OhlcvEvent] = field(default_factory=list)
     unwritten: bool = False  # state or window changed since the last write
 
 
@@ -186,22 +190,11 @@ class SmcLive:
         if series is None:
             return
         if series.state is not None and event.open_ms <= series.state.last_open_ms:
-            # Re-read after a resync (already fed), a repaired gap, or a revision: not fed.
-            if change.kind is not ChangeKind.REVISED:
+            # Read again after a resync (fed already) or a repaired gap: not fed. A revision
+            # goes to the running engine, which re-derives from it (rules).
+            if change.kind is not ChangeKind.REVISED or series.engine is None:
                 return
-            self.stats.late_finals += 1
-            log.warning(
-                "smc.late_final",
-                extra={
-                    "fields": {
-                        "symbol": event.symbol,
-                        "tf": event.tf.value,
-                        "open_ms": event.open_ms,
-                        "rev": event.rev,
-                    }
-                },
-            )
-            return
+            series.revisions.append(event)
         self._dirty.add(key)
 
     def _on_reload(self, symbol: str, tf: Timeframe) -> None:
@@ -245,6 +238,7 @@ class SmcLive:
                 await self._start(key, series, finals)
                 continue
             assert series.state is not None
+            self._revise(key, series)
             last = series.state.last_open_ms
             fresh: list[OhlcvEvent] = []
             for bar in reversed(finals):
@@ -291,6 +285,25 @@ class SmcLive:
         self._publish_bars(
             series, [bar for bar in bars if bar.open_ms > state.last_open_ms]
         )
+
+    def _revise(self, key: Series, series: _Series) -> None:
+        """Feed the queued revisions of already fed bars; queue the re-derived hints."""
+        engine = series.engine
+        assert engine is not None
+        revised, series.revisions = series.revisions, []
+        for bar in revised:
+            try:
+                hints = engine.update(bar)
+            except RevisionTooOld as exc:
+                self.stats.late_finals += 1
+                log.warning(
+                    "smc.revision_too_old",
+                    extra={"fields": {"series": f"{key[0]} {key[1].value}", "error": str(exc)}},
+                )
+                continue
+            if hints:
+                series.pending.extend(series.window.add(hints))
+                series.unwritten = True
 
     def _publish_bars(
         self, series: _Series, bars: Sequence[OhlcvEvent], *, origin_ms: int | None = None
