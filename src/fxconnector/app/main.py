@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from fxconnector import __version__
 from fxconnector import tools as tools_cli
-from fxconnector.app import cli_bars, cli_cmd, cli_run, cli_status
+from fxconnector.app import cli_bars, cli_cmd, cli_run, cli_smc, cli_status
 from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     time_cmd.add_argument("--symbol", default=None, help="symbol, for its group's daily breaks")
     time_cmd.set_defaults(handler=_cmd_time)
     cli_bars.add_commands(commands)
+    cli_smc.add_command(commands)
     cli_run.add_command(commands)
     cli_cmd.add_command(commands)
     cli_status.add_command(commands)

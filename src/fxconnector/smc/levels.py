@@ -2,8 +2,9 @@
 
 Definition (docs/smc.md): trading days start at the calendar's boundary (17:00 New York,
 DST-aware, by default) from `core.time_geom.DayGrid`. A trading day's date is the local date of
-its end (a day that starts Sunday 17:00 New York is Monday's); a week is the ISO week of the date
-after the trading date, so Sunday-evening trading opens the new week under any boundary. When a
+its end (a day that starts Sunday 17:00 New York is Monday's); a week runs from the open of a
+Saturday trading date (Friday 17:00 New York) to the next one, so Friday's close ends it and
+Sunday-evening trading opens the next under any boundary. When a
 day (week) is complete (periods.py), `prev_day_high`/`prev_day_low` (`prev_week_*`) give its
 extremes: price = the extreme, anchor = the bar that made it (the first of equal ones), confirm =
 the bar at which the period was complete. Highs are bear, lows bull. Days and weeks without bars
@@ -43,13 +44,15 @@ class _Weeks:
         return local.date() + dt.timedelta(days=1)
 
     def bounds(self, day_open_ms: int) -> tuple[int, int]:
-        """(start, end) of the week containing the trading day that opens at `day_open_ms`."""
-        shifted = self.trading_date(day_open_ms) + dt.timedelta(days=1)
-        monday = shifted - dt.timedelta(days=shifted.weekday())
-        # The week's first trading date is the Sunday before its Monday.
-        start = self._open_of(monday - dt.timedelta(days=1))
-        end = self._open_of(monday + dt.timedelta(days=6))
-        return start, end
+        """(start, end) of the week containing the trading day that opens at `day_open_ms`.
+
+        A week starts with the Saturday trading date (Friday 17:00 New York under the default
+        boundary: the market is closed until Sunday evening) and ends with the next one, so the
+        week's Friday closes it and Sunday-evening trading opens the next.
+        """
+        date = self.trading_date(day_open_ms)
+        saturday = date - dt.timedelta(days=(date.weekday() - 5) % 7)
+        return self._open_of(saturday), self._open_of(saturday + dt.timedelta(days=7))
 
     def _open_of(self, trading_date: dt.date) -> int:
         grid = self._grid
