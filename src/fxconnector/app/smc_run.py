@@ -62,5 +62,6 @@ def make_smc(parts: Parts, url: str) -> tuple[SmcLive, SurfaceClient] | None:
         snapshot_hints=config.smc.snapshot_hints,
         book_bars=config.surface.snapshot_bars,
         source=source,
+        grids={symbol: parts.calendars[symbol].day_grid for symbol in config.broker.symbols},
     )
     return live, redis

@@ -9,8 +9,10 @@ Rules:
 - What it publishes, per series and batch, is one atomic script call (`writes`): the hints to
   `NS:smc:events`, the snapshot's kept hints (`window`), its position (`state`) and cursor.
 - Start and restart are one code path (crash-only). Per series: with no SMC snapshot the
-  engine starts at the oldest final the surface holds (the series' origin) and publishes the
-  hints of every final from there. With one, a fresh engine is re-warmed with the finals
+  engine starts at the series' first final in `source` (the SSOT: the origin of the store run
+  too), else at the oldest final the surface holds, and publishes the hints of every final
+  from there (a long history in bounded atomic steps). Engines use the symbol's trading-day
+  grid (`grids`, the calendar's), as the store run does. With one, a fresh engine is re-warmed with the finals
   `origin..last_open` (from `source`, the SSOT in the connector process, for what the surface
   no longer holds; their hints were published already and are dropped), then goes on after
   `last_open`: exactly the uninterrupted run, no hint twice, none skipped. A re-warm that
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -46,7 +48,7 @@ from fxconnector.client.merge import BarBook, Change, ChangeKind
 from fxconnector.core.errors import ContractViolation, RevisionTooOld, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.smc import SmcHint
-from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.time_geom import DayGrid, Timeframe
 from fxconnector.core.utils.json_codec import decode
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.publish.keys import SMC_HINTS_FIELD, SMC_STATE_FIELD, SurfaceKeys
@@ -61,8 +63,10 @@ log = logging.getLogger(__name__)
 Series = tuple[str, Timeframe]
 #: Finals of (symbol, tf) with `from_ms <= open_ms <= to_ms`, ascending (the SSOT).
 FinalsSource = Callable[[str, Timeframe, int, int], Awaitable[list[OhlcvEvent]]]
-#: Bars fed between two yields to the event loop during a re-warm.
+#: Bars fed between two yields to the event loop during a re-warm (and, on a first start
+#: over a long history, between two writes).
 REWARM_SLICE: Final = 2_000
+_END_MS: Final = 2**62
 
 
 @dataclass(slots=True)
@@ -104,6 +108,7 @@ class SmcLive:
         snapshot_hints: int,
         book_bars: int,
         source: FinalsSource | None = None,
+        grids: Mapping[str, DayGrid] | None = None,
         backoff: Backoff | None = None,
         block_ms: int = 1000,
         rng: random.Random | None = None,
@@ -114,6 +119,7 @@ class SmcLive:
         self._keys = keys
         self._engine_config = engine_config
         self._source = source
+        self._grids = dict(grids or {})
         self._writes = SmcWrites(keys, retention_ms=retention_ms, clock=clock)
         self._backoff = backoff if backoff is not None else Backoff()
         self._block_ms = block_ms
@@ -250,13 +256,25 @@ class SmcLive:
 
     async def _start(self, key: Series, series: _Series, finals: list[OhlcvEvent]) -> None:
         """A fresh engine for the series: from the book's oldest final, or re-warmed (rules)."""
-        engine = SmcEngine(key[0], key[1], self._engine_config)
+        engine = SmcEngine(
+            key[0], key[1], self._engine_config, grid=self._grids.get(key[0])
+        )
         state = series.state
         if state is None:
-            if not finals:
+            bars = finals
+            if self._source is not None:
+                # The SSOT's whole series first: the origin is its first final, as for the
+                # store run (`fxconnector smc --store`), so both give the same hints.
+                to_ms = finals[0].open_ms - 1 if finals else _END_MS
+                earlier = await self._source(key[0], key[1], 0, to_ms)
+                bars = earlier + finals
+            if not bars:
                 return  # nothing published yet: the first final starts the series
             series.engine = engine
-            self._publish_bars(series, finals, origin_ms=finals[0].open_ms)
+            for start in range(0, len(bars), REWARM_SLICE):
+                chunk = bars[start : start + REWARM_SLICE]
+                self._publish_bars(series, chunk, origin_ms=bars[0].open_ms)
+                await self._write()  # a long history goes out in bounded atomic steps
             return
         bars = finals
         first = finals[0].open_ms if finals else None
