@@ -114,6 +114,7 @@ def main() -> int:
         bench_http,
         bench_pipeline,
         bench_replay,
+        bench_smc,
         bench_stall,
         bench_store,
         bench_surface,
@@ -130,6 +131,7 @@ def main() -> int:
         bench_commands,
         bench_stall,
         bench_final_latency,
+        bench_smc,
     )
     for module in modules:
         rows.extend(module.run())

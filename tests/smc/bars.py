@@ -42,7 +42,9 @@ def rows(
     return [final(start_ms + i * tf.ms, row, tf) for i, row in enumerate(ohlc)]
 
 
-def highs_lows(pairs: Sequence[tuple[float, float]], start_ms: int = WEEK_OPEN_MS) -> list[OhlcvEvent]:
+def highs_lows(
+    pairs: Sequence[tuple[float, float]], start_ms: int = WEEK_OPEN_MS
+) -> list[OhlcvEvent]:
     """Bars from (high, low): open at the low, close at the high's mid-point (a neutral body)."""
     return rows([(low, high, low, (high + low) / 2) for high, low in pairs], start_ms)
 
@@ -54,7 +56,9 @@ def fxcm_year(shared: Path, pair: str, year: int) -> tuple[OhlcvEvent, ...]:
 
 
 @lru_cache(maxsize=4)
-def fxcm_derived(shared: Path, pair: str, year: int, tf: Timeframe, fx_ny: CalendarProfile) -> tuple[OhlcvEvent, ...]:
+def fxcm_derived(
+    shared: Path, pair: str, year: int, tf: Timeframe, fx_ny: CalendarProfile
+) -> tuple[OhlcvEvent, ...]:
     return tuple(derive(fxcm_year(shared, pair, year), tf, fx_ny.for_symbol(pair.upper())))
 
 

@@ -31,7 +31,9 @@ Series = Callable[[Path, CalendarProfile], Sequence[OhlcvEvent]]
 SERIES: dict[str, Series] = {
     "fxcm-gbpusd-2012-1m": lambda d, _: real.fxcm_year(d, "gbpusd", 2012)[100_000:103_000],
     "fxcm-usdjpy-2013-1m": lambda d, _: real.fxcm_year(d, "usdjpy", 2013)[:3_000],
-    "fxcm-gbpusd-2012-1h": lambda d, c: real.fxcm_derived(d, "gbpusd", 2012, Timeframe.H1, c)[:3_000],
+    "fxcm-gbpusd-2012-1h": lambda d, c: real.fxcm_derived(d, "gbpusd", 2012, Timeframe.H1, c)[
+        :3_000
+    ],
     "fxcm-usdjpy-2013-4h": lambda d, c: real.fxcm_derived(d, "usdjpy", 2013, Timeframe.H4, c),
     "dukascopy-eurusd-1m": lambda d, _: real.dukascopy_minutes(d),
     "dukascopy-eurusd-1h": lambda d, _: real.dukascopy_hours(d),
@@ -92,7 +94,9 @@ def test_every_prefix_gives_the_full_runs_lines_byte_for_byte(
         assert got == expected, n
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_long_prefixes_give_the_full_runs_lines(
     series: Sequence[OhlcvEvent], data: st.DataObject
@@ -112,7 +116,9 @@ def perturbed(bar: OhlcvEvent, factor: float, swap: bool) -> OhlcvEvent:
     return msgspec.structs.replace(bar, open=o, high=h, low=l, close=c)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_changing_bars_after_t_changes_no_hint_confirmed_by_t(
     series: Sequence[OhlcvEvent], data: st.DataObject
@@ -138,8 +144,10 @@ def test_every_hint_is_valid_and_confirmed_at_or_after_its_anchor(
     for hint in hints:
         assert hint_problems(hint) == [], hint
         assert hint.confirm_ts >= hint.anchor_ts
-        assert hint.anchor_ts in opens and hint.confirm_ts in closes
-        assert hint.rev == 0 and not hint.retracted
+        assert hint.anchor_ts in opens
+        assert hint.confirm_ts in closes
+        assert hint.rev == 0
+        assert not hint.retracted
     assert len({h.id for h in hints}) == len(hints)
     refs = {h.id: h for h in hints}
     for hint in hints:

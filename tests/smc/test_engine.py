@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -72,12 +72,12 @@ def collapse(hints: Sequence[SmcHint]) -> dict[str, SmcHint]:
     latest: dict[str, SmcHint] = {}
     for hint in hints:
         latest[hint.id] = hint
-    return {
-        k: msgspec.structs.replace(h, rev=0) for k, h in latest.items() if not h.retracted
-    }
+    return {k: msgspec.structs.replace(h, rev=0) for k, h in latest.items() if not h.retracted}
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     at=st.integers(min_value=50, max_value=1_199),
     back=st.integers(min_value=0, max_value=380),
@@ -133,4 +133,5 @@ def test_engine_runs_on_dukascopy_candles_too(shared_data: Path) -> None:
     bars = dukascopy_minutes(shared_data)
     engine = SmcEngine("EURUSD", "1m")
     assert sum(len(engine.update(b)) for b in bars) > 100
-    assert engine.bars_seen == len(bars) and engine.last_close_ms == bars[-1].close_ms
+    assert engine.bars_seen == len(bars)
+    assert engine.last_close_ms == bars[-1].close_ms

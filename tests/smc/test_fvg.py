@@ -20,9 +20,11 @@ def test_bullish_gap_between_bar_before_and_bar_after_then_mitigated_at_its_bott
     hints = run(bars)
     (gap,) = of(hints, SmcKind.FVG)
     assert (gap.direction, gap.bottom, gap.top) == (Direction.BULL, 1.10, 1.15)
-    assert index_of(bars, gap.anchor_ts) == 1 and index_of(bars, gap.confirm_ts) == 2
+    assert index_of(bars, gap.anchor_ts) == 1
+    assert index_of(bars, gap.confirm_ts) == 2
     (done,) = of(hints, SmcKind.FVG_MITIGATED)
-    assert done.ref == gap.id and index_of(bars, done.confirm_ts) == 4
+    assert done.ref == gap.id
+    assert index_of(bars, done.confirm_ts) == 4
     assert (done.anchor_ts, done.top, done.bottom) == (gap.anchor_ts, gap.top, gap.bottom)
 
 
@@ -46,4 +48,5 @@ def test_touching_is_no_gap_and_the_confirming_bar_never_mitigates() -> None:
     touching = rows([(1.0, 1.1, 0.9, 1.0), (1.0, 1.3, 1.0, 1.2), (1.2, 1.3, 1.1, 1.2)])
     assert not of(run(touching), SmcKind.FVG)
     hints = run(rows([(1.0, 1.1, 0.9, 1.0), (1.0, 1.3, 1.0, 1.2), (1.2, 1.3, 1.15, 1.2)]))
-    assert len(of(hints, SmcKind.FVG)) == 1 and not of(hints, SmcKind.FVG_MITIGATED)
+    assert len(of(hints, SmcKind.FVG)) == 1
+    assert not of(hints, SmcKind.FVG_MITIGATED)

@@ -14,7 +14,11 @@ SUMMER_DAY = 1_560_200_400_000  # Mon 2019-06-10T21:00:00Z
 
 def hourly(start_ms: int, hours: int, base: float = 1.0) -> list:  # type: ignore[type-arg]
     return [
-        final(start_ms + i * HOUR_MS, (base, base + 0.01 * (i % 5 + 1), base - 0.001 * i, base), Timeframe.H1)
+        final(
+            start_ms + i * HOUR_MS,
+            (base, base + 0.01 * (i % 5 + 1), base - 0.001 * i, base),
+            Timeframe.H1,
+        )
         for i in range(hours)
     ]
 
@@ -28,9 +32,11 @@ def test_a_trading_day_ends_at_17_new_york_in_winter_and_in_summer() -> None:
         first = highs[0]
         assert first.confirm_ts == day_open - 1
         (low,) = [h for h in of(hints, SmcKind.PREV_DAY_LOW) if h.confirm_ts == day_open - 1]
-        assert first.direction is Direction.BEAR and low.direction is Direction.BULL
+        assert first.direction is Direction.BEAR
+        assert low.direction is Direction.BULL
         # two bars of that day: 1.0 + 0.01 * (1, 2): high 1.02 at the second
-        assert first.price == 1.02 and first.anchor_ts == day_open - HOUR_MS
+        assert first.price == 1.02
+        assert first.anchor_ts == day_open - HOUR_MS
 
 
 def test_a_day_without_its_last_bar_is_complete_at_the_next_days_first_bar() -> None:
@@ -60,7 +66,8 @@ def test_london_session_follows_uk_summer_time() -> None:
         assert london.anchor_ts == midnight + start_h * HOUR_MS
         assert london.confirm_ts == midnight + (start_h + 9) * HOUR_MS - 1
         last_in = (start_h + 9) * 2 - 1
-        assert london.top == 1.0 + last_in / 1000 and london.bottom == 0.99
+        assert london.top == 1.0 + last_in / 1000
+        assert london.bottom == 0.99
 
 
 def test_no_sessions_above_the_configured_timeframe() -> None:

@@ -30,7 +30,8 @@ def test_two_swing_highs_within_tolerance_make_a_pool_swept_beyond_its_top() -> 
     hints = run(bars, CONFIG)
     (pool,) = [h for h in of(hints, SmcKind.LIQUIDITY) if h.direction is Direction.BEAR]
     assert (pool.bottom, pool.top) == (1.20, 1.23)
-    assert index_of(bars, pool.anchor_ts) == 2 and index_of(bars, pool.confirm_ts) == 8
+    assert index_of(bars, pool.anchor_ts) == 2
+    assert index_of(bars, pool.confirm_ts) == 8
     (swept,) = [h for h in of(hints, SmcKind.LIQUIDITY_SWEPT) if h.ref == pool.id]
     assert index_of(bars, swept.confirm_ts) == 10
 
@@ -47,6 +48,8 @@ def test_atr_is_the_mean_true_range_of_the_last_bars_only() -> None:
     atr.on_bar(bars[0])
     assert atr.value is None  # not before `length` bars
     atr.on_bar(bars[1])
-    assert atr.value is not None and abs(atr.value - (0.2 + 0.1) / 2) < 1e-12
+    assert atr.value is not None
+    assert abs(atr.value - (0.2 + 0.1) / 2) < 1e-12
     atr.on_bar(bars[2])  # true range 1.4 - prev close 1.0 = 0.4 (a gap up)
-    assert atr.value is not None and abs(atr.value - (0.1 + 0.4) / 2) < 1e-12
+    assert atr.value is not None
+    assert abs(atr.value - (0.1 + 0.4) / 2) < 1e-12

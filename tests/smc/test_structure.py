@@ -38,8 +38,11 @@ def test_first_break_is_bos_then_a_break_against_the_bias_is_choch() -> None:
     ]
     bos, choch = breaks
     (high,) = [h for h in of(hints, SmcKind.SWING_HIGH) if h.anchor_ts == bars[2].open_ms]
-    assert bos.ref == high.id and bos.price == 1.50 and bos.anchor_ts == high.anchor_ts
-    assert choch.price == 1.00 and index_of(bars, choch.anchor_ts) == 5
+    assert bos.ref == high.id
+    assert bos.price == 1.50
+    assert bos.anchor_ts == high.anchor_ts
+    assert choch.price == 1.00
+    assert index_of(bars, choch.anchor_ts) == 5
 
 
 def test_each_break_makes_an_order_block_on_the_legs_extreme_bar() -> None:
@@ -49,11 +52,14 @@ def test_each_break_makes_an_order_block_on_the_legs_extreme_bar() -> None:
     bos, choch = of(hints, SmcKind.BOS, SmcKind.CHOCH)
     bull = next(b for b in blocks if b.ref == bos.id)
     # the lowest low between the swing high (bar 2) and the breaking bar (8): bar 5
-    assert index_of(bars, bull.anchor_ts) == 5 and (bull.bottom, bull.top) == (1.00, 1.30)
-    assert bull.direction is Direction.BULL and bull.confirm_ts == bos.confirm_ts
+    assert index_of(bars, bull.anchor_ts) == 5
+    assert (bull.bottom, bull.top) == (1.00, 1.30)
+    assert bull.direction is Direction.BULL
+    assert bull.confirm_ts == bos.confirm_ts
     bear = next(b for b in blocks if b.ref == choch.id)
     # the highest high between the swing low (bar 5) and the breaking bar (13): bar 9
-    assert index_of(bars, bear.anchor_ts) == 9 and (bear.bottom, bear.top) == (1.60, 1.75)
+    assert index_of(bars, bear.anchor_ts) == 9
+    assert (bear.bottom, bear.top) == (1.60, 1.75)
     mitigated = of(hints, SmcKind.OB_MITIGATED)
     # bar 13's low 0.80 trades through the bullish block's bottom 1.00 (bar 12 first: 0.90)
     assert [(m.ref, index_of(bars, m.confirm_ts)) for m in mitigated] == [(bull.id, 12)]

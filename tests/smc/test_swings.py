@@ -7,8 +7,8 @@ import pytest
 from fxconnector.core.errors import ConfigError
 from fxconnector.core.model.smc import Direction, SmcKind
 from fxconnector.core.time_geom import Timeframe
-from fxconnector.smc.config import load_smc_config
 from fxconnector.smc import SmcConfig, SmcEngine
+from fxconnector.smc.config import load_smc_config
 from tests.smc.bars import highs_lows
 
 

@@ -77,9 +77,7 @@ def cmd_smc(args: argparse.Namespace) -> int:
         report = store.open()
     for line in report.corrupt_lines:  # run without them, never silently
         sys.stderr.write(f"fxconnector smc: unreadable store line skipped: {line}\n")
-    engine = SmcEngine(
-        args.symbol, tf, config, grid=found.profile.for_symbol(args.symbol).day_grid
-    )
+    engine = SmcEngine(args.symbol, tf, config, grid=found.profile.for_symbol(args.symbol).day_grid)
     out = sys.stdout.buffer
     progress = ProgressBar(f"smc {args.symbol} {tf.value}")
     last = store.last_open_ms(args.symbol, tf)

@@ -74,13 +74,18 @@ class _State:
         self.fvg.on_bar(bar, out)
         self.blocks.mitigations(bar, out)
         self.liquidity.sweeps(bar, out)
-        for found in self.structure.on_bar(bar, out):
+        breaks = self.structure.on_bar(bar, out)
+        for found in breaks:
             self.blocks.on_break(found, out)
         self.atr.on_bar(bar)
         atr = self.atr.value
         for swing in self.swings.on_bar(bar, out):
             self.structure.on_swing(swing)
             self.liquidity.on_swing(swing, atr, out)
+        if breaks:
+            # Legs start at waiting swings or at swings still to be confirmed: nothing older.
+            starts = [self.structure.oldest_leg_ms(), self.swings.oldest_open_ms()]
+            self.blocks.forget_before(min(s for s in starts if s is not None))
         self.levels.on_bar(bar, out)
         for session in self.sessions:
             session.on_bar(bar, out)

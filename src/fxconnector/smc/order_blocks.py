@@ -5,7 +5,8 @@ that led to it (structure.py): a bullish break gives a bullish block on the lowe
 between the broken swing high and the breaking bar, a bearish break a bearish block on the
 highest-high bar; top = that bar's high, bottom = its low. Anchor = that bar, confirm = the
 breaking bar, ref = the break. A bar is the block of one break at most per direction (a second
-break whose leg ends on the same bar makes no second block). `ob_mitigated` at the first later
+break whose leg ends on the same bar makes no second block); the bars used are forgotten once no
+leg can reach back to them. `ob_mitigated` at the first later
 bar that trades into the far edge (`low <= bottom` bullish, `high >= top` bearish).
 """
 
@@ -38,6 +39,11 @@ class OrderBlocks:
         """Blocks that `bar` trades into (checked before `bar`'s own breaks make new ones)."""
         for block in self._open.ended_by(bar):
             out.append(self._make.lifecycle(SmcKind.OB_MITIGATED, block, bar.close_ms))
+
+    def forget_before(self, open_ms: int) -> None:
+        """Forget used bars older than `open_ms`: no later leg can reach back to them."""
+        if len(self._used) > 64:
+            self._used = {key for key in self._used if key[1] >= open_ms}
 
     def on_break(self, found: Break, out: list[SmcHint]) -> None:
         direction = found.hint.direction

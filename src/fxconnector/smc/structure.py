@@ -63,6 +63,11 @@ class StructureTracker:
     def bias(self) -> Direction | None:
         return self._bias
 
+    def oldest_leg_ms(self) -> int | None:
+        """open_ms of the oldest bar a waiting swing's leg starts from (None: none waits)."""
+        starts = [w.swing.anchor_ts for w in (self._high, self._low) if w is not None]
+        return min(starts) if starts else None
+
     def on_bar(self, bar: OhlcvEvent, out: list[SmcHint]) -> list[Break]:
         """Breaks made by `bar`'s close; then `bar` extends the legs of the waiting swings."""
         breaks: list[Break] = []

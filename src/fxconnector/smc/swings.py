@@ -46,6 +46,10 @@ class SwingDetector:
         other._bars.extend(self._bars)
         return other
 
+    def oldest_open_ms(self) -> int | None:
+        """open_ms of the oldest bar a swing confirmed later can be on (None: no bar yet)."""
+        return self._bars[0].open_ms if self._bars else None
+
     def on_bar(self, bar: OhlcvEvent, out: list[SmcHint]) -> list[Swing]:
         """Add `bar`; the swings it confirms (at most one high and one low)."""
         bars = self._bars
