@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -54,7 +55,7 @@ def test_the_live_consumer_publishes_exactly_the_store_run(connector: Connector)
                 if state is not None and state.bars > 50:
                     states[(symbol, tf)] = state
             time.sleep(0.2)
-        entries = client.xrange(keys.smc_events)
+        entries: Any = client.xrange(keys.smc_events)
     finally:
         client.close()
     assert connector.stop() == 0

@@ -44,7 +44,9 @@ def test_the_overlay_draws_the_published_hints_and_toggles_them(
     chart.wait_for("window.__fxSmc && window.__fxSmc.drawn().length > 0")
     edge = chart.page.evaluate("window.__fxSmc.edgeMs()")
     served: list[dict[str, Any]] = connector.get("/api/smc", symbol="EURUSD", tf="1m")["hints"]
-    swing = next(h for h in reversed(served) if h["kind"] == "swing_high" and h["confirm_ts"] <= edge)
+    swing = next(
+        h for h in reversed(served) if h["kind"] == "swing_high" and h["confirm_ts"] <= edge
+    )
     drawn = chart.page.evaluate("window.__fxSmc.drawn()")
     by_id = {shape["id"]: shape for shape in drawn}
     assert by_id[swing["id"]]["type"] == "marker"

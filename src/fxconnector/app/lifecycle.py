@@ -32,8 +32,8 @@ import uvicorn
 
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
-from fxconnector.app.smc_run import make_smc, smc_timeframes
 from fxconnector.app.progress import MinuteSummary, ProgressReport, ProgressTask
+from fxconnector.app.smc_run import make_smc, smc_timeframes
 from fxconnector.app.stopping import HTTP_GRACE_S, serve_http, shutdown, step, until_stopped
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count

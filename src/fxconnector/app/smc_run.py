@@ -37,7 +37,9 @@ def smc_timeframes(parts: Parts) -> tuple[Timeframe, ...]:
     return chosen
 
 
-def _finals(store: FinalStore, symbol: str, tf: Timeframe, from_ms: int, to_ms: int) -> list[OhlcvEvent]:
+def _finals(
+    store: FinalStore, symbol: str, tf: Timeframe, from_ms: int, to_ms: int
+) -> list[OhlcvEvent]:
     return [bar.event() for bar in store.bars(symbol, tf, from_ms, to_ms + 1)]
 
 

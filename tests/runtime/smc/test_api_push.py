@@ -19,7 +19,6 @@ import redis
 import websockets
 
 from fxconnector.config.secrets import Secrets
-from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
@@ -35,9 +34,9 @@ from fxconnector.smc import SmcConfig, SmcEngine, encode_hint
 from tests.fxcm_data import fxcm_finals
 from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import (
+    T0,
     FakeConnector,
     FakeWriter,
-    T0,
     LiveServer,
     bar,
     make_deps,
@@ -79,9 +78,7 @@ class SmcWriter:
 @pytest.fixture
 def server(redis_server: RedisServer) -> Iterator[tuple[str, SmcWriter, FakeWriter]]:
     client = connect_redis(redis_server.url, Secrets(), max_connections=16)
-    deps = replace(
-        make_deps(SurfaceReader(client, KEYS), FakeConnector()), smc_timeframes=(M1,)
-    )
+    deps = replace(make_deps(SurfaceReader(client, KEYS), FakeConnector()), smc_timeframes=(M1,))
     live = LiveServer(create_app(deps), cleanup=client.aclose)
     sync = redis_server.client()
     live.start()
@@ -107,7 +104,8 @@ def test_api_smc_serves_the_snapshot_validated_and_by_range(
         ranged = http.get(
             "/api/smc", params={"symbol": SYMBOL, "tf": "1m", "from_ms": middle, "to_ms": middle}
         ).json()["hints"]
-        assert ranged and all(h["confirm_ts"] == middle for h in ranged)
+        assert ranged
+        assert all(h["confirm_ts"] == middle for h in ranged)
         assert len(ranged) == sum(h.confirm_ts == middle for h in hints)
         empty = http.get("/api/smc", params={"symbol": "EURUSD", "tf": "1m"}).json()
         assert empty == {"cursor": "0-0", "hints": [], "symbol": "EURUSD", "tf": "1m"}
@@ -181,7 +179,12 @@ def test_push_kinds_smc_and_both_from_their_cursors(
         assert [d for _, _, d in only] == [json.loads(encode_hint(h)) for h in later]
         both = await read_sse(
             url,
-            {"kinds": "bars,smc", "symbols": SYMBOL, "tfs": "1m", "cursor": f"{bar_cursor}|{smc_cursor}"},
+            {
+                "kinds": "bars,smc",
+                "symbols": SYMBOL,
+                "tfs": "1m",
+                "cursor": f"{bar_cursor}|{smc_cursor}",
+            },
             11,
         )
         assert sorted(e for e, _, _ in both) == ["bar"] + ["smc"] * 10
@@ -193,15 +196,15 @@ def test_push_kinds_smc_and_both_from_their_cursors(
         )
         for kind in ("bar", "smc"):  # each kind in its stream order; kinds interleave freely
             assert [d for e, _, d in rest if e == kind] == [d for e, _, d in both[5:] if e == kind]
-        async with websockets.connect(
-            f"ws://127.0.0.1:{url.rsplit(':', 1)[1]}/ws?kinds=smc&symbols={SYMBOL}&cursor={smc_cursor}"
-        ) as ws:
+        port = url.rsplit(":", 1)[1]
+        ws_url = f"ws://127.0.0.1:{port}/ws?kinds=smc&symbols={SYMBOL}&cursor={smc_cursor}"
+        async with websockets.connect(ws_url) as ws:
             frames = [json.loads(await asyncio.wait_for(ws.recv(), WAIT_S)) for _ in range(10)]
         assert [f["smc"] for f in frames] == [json.loads(encode_hint(h)) for h in later]
-        with httpx.Client(base_url=url, timeout=WAIT_S) as http:
-            bad = http.get("/api/stream", params={"kinds": "ticks"})
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:
+            bad = await http.get("/api/stream", params={"kinds": "ticks"})
             assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_parameter")
-            bad = http.get("/api/stream", params={"kinds": "bars,smc", "cursor": "1-0"})
+            bad = await http.get("/api/stream", params={"kinds": "bars,smc", "cursor": "1-0"})
             assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_parameter")
 
     asyncio.run(main())

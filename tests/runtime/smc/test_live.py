@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -53,7 +54,7 @@ def reference(bars: Sequence[OhlcvEvent]) -> list[bytes]:
 
 
 async def stream_hints(client: redis.asyncio.Redis) -> list[bytes]:
-    entries = await client.xrange(KEYS.smc_events)
+    entries: Any = await client.xrange(KEYS.smc_events)
     return [fields[b"event"] for _, fields in entries]
 
 
@@ -117,11 +118,15 @@ async def publish(url: str, bars: Sequence[OhlcvEvent], tail: TailCache) -> None
             await settled(surface)
 
 
-def test_live_stream_equals_the_uninterrupted_run(redis_server: RedisServer, series: list[OhlcvEvent]) -> None:
+def test_live_stream_equals_the_uninterrupted_run(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
     asyncio.run(_live_stream_equals_the_uninterrupted_run(redis_server, series))
 
 
-async def _live_stream_equals_the_uninterrupted_run(redis_server: RedisServer, series: list[OhlcvEvent]) -> None:
+async def _live_stream_equals_the_uninterrupted_run(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
     expected = reference(series)
     assert len(expected) > 100  # a real series confirms many hints
     client = connect_redis(redis_server.url, Secrets())
@@ -135,7 +140,8 @@ async def _live_stream_equals_the_uninterrupted_run(redis_server: RedisServer, s
         assert (state.origin_ms, state.bars) == (series[0].open_ms, len(series))
         # The snapshot: its cursor is the stream's head, its hints valid and a bounded window.
         snap = await client.hgetall(KEYS.smc_snapshot(SYMBOL, M1))
-        head = (await client.xrevrange(KEYS.smc_events, count=1))[0][0]
+        newest: Any = await client.xrevrange(KEYS.smc_events, count=1)
+        head = newest[0][0]
         assert snap[b"cursor"] == head
         kept = decode(snap[b"hints"], list[SmcHint])
         assert 0 < len(kept) <= 50
@@ -144,11 +150,15 @@ async def _live_stream_equals_the_uninterrupted_run(redis_server: RedisServer, s
         await client.aclose()
 
 
-def test_restart_mid_series_emits_exactly_the_uninterrupted_run(redis_server: RedisServer, series: list[OhlcvEvent]) -> None:
+def test_restart_mid_series_emits_exactly_the_uninterrupted_run(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
     asyncio.run(_restart_mid_series_emits_exactly_the_uninterrupted_run(redis_server, series))
 
 
-async def _restart_mid_series_emits_exactly_the_uninterrupted_run(redis_server: RedisServer, series: list[OhlcvEvent]) -> None:
+async def _restart_mid_series_emits_exactly_the_uninterrupted_run(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
     """Stopped after bar 700, the surface moves on (its 200-bar snapshot no longer reaches the
     origin), then a new consumer re-warms from the SSOT and goes on: no hint twice, none lost."""
     expected = reference(series)
@@ -172,18 +182,24 @@ async def _restart_mid_series_emits_exactly_the_uninterrupted_run(redis_server: 
             await fed_through(second, series[-1].open_ms)
         assert await stream_hints(client) == expected
         assert second.stats.rewarm_short == 0
-        assert asked and asked[0][0] == series[0].open_ms  # re-warmed from the origin
+        assert asked
+        assert asked[0][0] == series[0].open_ms
         state = second.state(SYMBOL, M1)
-        assert state is not None and state.bars == len(series)
+        assert state is not None
+        assert state.bars == len(series)
     finally:
         await client.aclose()
 
 
-def test_restart_without_source_reports_a_short_rewarm(redis_server: RedisServer, series: list[OhlcvEvent]) -> None:
+def test_restart_without_source_reports_a_short_rewarm(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
     asyncio.run(_restart_without_source_reports_a_short_rewarm(redis_server, series))
 
 
-async def _restart_without_source_reports_a_short_rewarm(redis_server: RedisServer, series: list[OhlcvEvent]) -> None:
+async def _restart_without_source_reports_a_short_rewarm(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
     """With no SSOT to re-warm from and the origin gone from the surface, the consumer says so."""
     tail = TailCache(500)
     client = connect_redis(redis_server.url, Secrets())

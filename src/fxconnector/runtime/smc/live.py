@@ -12,9 +12,9 @@ Rules:
   engine starts at the series' first final in `source` (the SSOT: the origin of the store run
   too), else at the oldest final the surface holds, and publishes the hints of every final
   from there (a long history in bounded atomic steps). Engines use the symbol's trading-day
-  grid (`grids`, the calendar's), as the store run does. With one, a fresh engine is re-warmed with the finals
-  `origin..last_open` (from `source`, the SSOT in the connector process, for what the surface
-  no longer holds; their hints were published already and are dropped), then goes on after
+  grid (`grids`, the calendar's), as the store run does. With a snapshot, a fresh engine is
+  re-warmed with the finals `origin..last_open` (from `source` for what the surface no longer
+  holds; their hints were published already and are dropped), then goes on after
   `last_open`: exactly the uninterrupted run, no hint twice, none skipped. A re-warm that
   finds fewer bars than the state counts is logged and counted (`rewarm_short`): its hints
   may then differ from the uninterrupted run's.
@@ -22,9 +22,8 @@ Rules:
   returns revised hints (`rev + 1`, or `retracted`), published like any; one older than the
   engine's revision horizon is counted (`late_finals`) and logged: rerun from the store
   (`fxconnector smc --store`). A final inserted at or before `last_open` (a repaired gap) or
-  one read again after a resync is not fed. A restart re-warms from the latest revisions:
-  a hint revised before the restart and revised again after it may then carry a lower `rev`. Re-deriving revised
-  hints is the store run's job (`fxconnector smc --store`).
+  one read again after a resync is not fed. A restart re-warms from the latest revisions: a
+  hint revised before the restart and revised again after it may then carry a lower `rev`.
 - Redis trouble never loses a hint: hints not yet written stay queued with their state and
   are written once Redis answers (capped exponential backoff with jitter). A restarted empty
   Redis gets the in-memory window and state back on the next write.
@@ -147,9 +146,7 @@ class SmcLive:
 
     def idle(self) -> bool:
         """Nothing fed but unwritten, nothing new to feed that the book holds."""
-        return not self._dirty and not any(
-            s.pending or s.unwritten for s in self._series.values()
-        )
+        return not self._dirty and not any(s.pending or s.unwritten for s in self._series.values())
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -256,9 +253,7 @@ class SmcLive:
 
     async def _start(self, key: Series, series: _Series, finals: list[OhlcvEvent]) -> None:
         """A fresh engine for the series: from the book's oldest final, or re-warmed (rules)."""
-        engine = SmcEngine(
-            key[0], key[1], self._engine_config, grid=self._grids.get(key[0])
-        )
+        engine = SmcEngine(key[0], key[1], self._engine_config, grid=self._grids.get(key[0]))
         state = series.state
         if state is None:
             bars = finals
@@ -300,9 +295,7 @@ class SmcLive:
                 engine.update(bar)  # published already: the hints are dropped
             await asyncio.sleep(0)
         series.engine = engine
-        self._publish_bars(
-            series, [bar for bar in bars if bar.open_ms > state.last_open_ms]
-        )
+        self._publish_bars(series, [bar for bar in bars if bar.open_ms > state.last_open_ms])
 
     def _revise(self, key: Series, series: _Series) -> None:
         """Feed the queued revisions of already fed bars; queue the re-derived hints."""

@@ -78,9 +78,7 @@ class HintWindow:
         return out
 
     def active(self, hint: SmcHint) -> bool:
-        return (
-            hint.kind not in EVENT_KINDS and not hint.retracted and hint.id not in self._ended
-        )
+        return hint.kind not in EVENT_KINDS and not hint.retracted and hint.id not in self._ended
 
     def _bound(self) -> None:
         excess = len(self._kept) - self._limit

@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Final
 
+from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.publish.keys import (
     SMC_HINTS_FIELD,
@@ -30,7 +31,6 @@ from fxconnector.runtime.publish.keys import (
     SurfaceKeys,
 )
 from fxconnector.runtime.publish.surface_writes import SurfacePipeline
-from fxconnector.core.time_geom import Timeframe
 
 #: KEYS[1] SMC stream, KEYS[2] SMC snapshot; ARGV[1] MINID (ms), ARGV[2] `hints` JSON,
 #: ARGV[3] `state` JSON, ARGV[4..] the hints in emission order. Returns the snapshot's cursor.
