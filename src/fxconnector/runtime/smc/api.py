@@ -87,8 +87,8 @@ def smc_doc(deps: ApiDeps) -> dict[str, Any]:
         q("symbol", {"type": "string", "pattern": SYMBOL_PATTERN}, "Instrument", required=True),
         q(
             "tf",
-            {"type": "string", "enum": [tf.value for tf in deps.smc_timeframes]},
-            "Timeframe (one the SMC layer runs on)",
+            {"type": "string", "enum": [tf.value for tf in deps.smc_timeframes or deps.timeframes]},
+            "Timeframe (one the SMC layer runs on; 404 smc_disabled while it is off)",
             required=True,
         ),
         q("from_ms", epoch, "Hints with confirm_ts >= from_ms (UTC epoch ms)"),
