@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from bench.cluster_launch import RedisClusterNodes
 
 from fxconnector.client.consumer import Backoff
 from fxconnector.config.secrets import Secrets
@@ -24,7 +25,7 @@ from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import decode
 from fxconnector.runtime.clock import SystemClock
 from fxconnector.runtime.publish.keys import SurfaceKeys
-from fxconnector.runtime.publish.redis_connect import connect_redis
+from fxconnector.runtime.publish.redis_connect import connect_cluster, connect_redis
 from fxconnector.runtime.smc.live import SmcLive
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.smc import SmcConfig, SmcEngine, encode_hint
@@ -213,5 +214,56 @@ async def _restart_without_source_reports_a_short_rewarm(
         assert second.stats.rewarm_short == 1
         hints = await stream_hints(client)
         assert len({(h) for h in hints}) == len(hints)  # still never the same hint twice
+    finally:
+        await client.aclose()
+
+
+def test_cluster_layout_publishes_per_symbol_keys_in_one_slot(
+    redis_cluster: RedisClusterNodes, series: list[OhlcvEvent]
+) -> None:
+    """On Redis Cluster every SMC key of a symbol carries its hash tag: the atomic write is a
+    single-slot script and the stream equals the uninterrupted run there too."""
+    asyncio.run(_cluster(redis_cluster, series[:600]))
+
+
+async def _cluster(nodes: RedisClusterNodes, bars: list[OhlcvEvent]) -> None:
+    keys = SurfaceKeys("smctest", cluster=True)
+    assert keys.smc_events_for(SYMBOL) == "smctest:smc:events:{GBPUSD}"
+    assert keys.smc_snapshot(SYMBOL, M1) == "smctest:smc:snap:{GBPUSD}:1m"
+    client = connect_cluster(nodes.url, Secrets())
+    writer = connect_cluster(nodes.url, Secrets())
+    live = SmcLive(
+        client,
+        keys,
+        [(SYMBOL, M1)],
+        SmcConfig(),
+        clock=SystemClock(),
+        retention_ms=86_400_000,
+        snapshot_hints=50,
+        book_bars=200,
+        backoff=FAST,
+        block_ms=50,
+    )
+    try:
+        async with (
+            consuming(live),
+            running_surface(
+                writer,
+                keys,
+                TailCache(500),
+                events_retention_s=86_400,
+                snapshot_bars=200,
+                preview_interval_ms=20,
+                clock=SystemClock(),
+            ) as surface,
+        ):
+            for start in range(0, len(bars), 100):
+                surface.finals(bars[start : start + 100])
+                await settled(surface)
+            await fed_through(live, bars[-1].open_ms)
+        entries: Any = await client.xrange(keys.smc_events_for(SYMBOL))
+        assert [fields[b"event"] for _, fields in entries] == reference(bars)
+        snap: Any = await client.hgetall(keys.smc_snapshot(SYMBOL, M1))
+        assert snap[b"cursor"] == entries[-1][0]
     finally:
         await client.aclose()

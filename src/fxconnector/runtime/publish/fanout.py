@@ -9,10 +9,13 @@ Rules:
   cluster layout is one stream per symbol: one non-blocking XREAD per stream, pipelined, every
   `poll_ms` while idle and at once again while entries keep coming (RedisCluster refuses a
   multi-key XREAD across slots, and one blocked connection per symbol does not scale).
-- Every entry is validated (`event_check`) before it is kept or queued; an invalid one is
-  skipped, counted (`fxconnector_push_invalid_events`) and sampled for status `errors[]`.
-  A final whose key was already passed on with the same or a higher rev (the writer
-  republishes its tail after a Redis outage) is skipped and counted as a duplicate.
+- What it reads is its feed's (`push_feed`): the bar events stream(s) (`BarFeed`), or the SMC
+  hint stream(s) (`runtime.smc.push.SmcFeed`, a second fan-out of the process).
+- Every entry is validated by its feed (`event_check`, `runtime.smc.check`) before it is kept
+  or queued; an invalid one is skipped, counted (`fxconnector_push_invalid_events`) and
+  sampled for status `errors[]`. An entry whose key was already passed on with the same or a
+  higher rev (a final republished with the writer's tail after a Redis outage, a hint id) is
+  skipped and counted as a duplicate.
 - Per-client queues are bounded (`client_queue` entries). A client that lets its queue fill is
   disconnected with a reason (`slow_consumer`: SSE `event: error`, WebSocket close 1013) and
   resumes by cursor (SSE: Last-Event-ID). Nothing ever waits on a client.
