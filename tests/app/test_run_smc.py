@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -56,6 +57,8 @@ def test_the_live_consumer_publishes_exactly_the_store_run(connector: Connector)
                     states[(symbol, tf)] = state
             time.sleep(0.2)
         entries: Any = client.xrange(keys.smc_events)
+        metrics = httpx.get(f"{connector.base}/metrics", timeout=10).text
+        assert "fxconnector_smc_hints_published_total" in metrics
     finally:
         client.close()
     assert connector.stop() == 0

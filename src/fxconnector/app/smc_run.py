@@ -22,6 +22,7 @@ from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_surface
 from fxconnector.runtime.smc.live import SmcLive
+from fxconnector.runtime.smc.metrics import register_smc_metrics
 from fxconnector.runtime.store.port import FinalStore
 
 
@@ -66,4 +67,5 @@ def make_smc(parts: Parts, url: str) -> tuple[SmcLive, SurfaceClient] | None:
         source=source,
         grids={symbol: parts.calendars[symbol].day_grid for symbol in config.broker.symbols},
     )
+    register_smc_metrics(live.stats, parts.metrics.registry)
     return live, redis
