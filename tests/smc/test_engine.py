@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from fxconnector.core.errors import ContractViolation, FxConnectorError, RevisionTooOld
 from fxconnector.core.model.bar import OhlcvEvent, Source
-from fxconnector.core.model.smc import SmcHint
-from fxconnector.smc import SmcConfig, SmcEngine
+from fxconnector.core.model.smc import SmcHint, SmcKind
+from fxconnector.smc import SmcConfig, SmcEngine, order_key
 from tests.conftest import REPO
 from tests.smc.bars import dukascopy_minutes, fxcm_year
 
@@ -135,3 +135,23 @@ def test_engine_runs_on_dukascopy_candles_too(shared_data: Path) -> None:
     assert sum(len(engine.update(b)) for b in bars) > 100
     assert engine.bars_seen == len(bars)
     assert engine.last_close_ms == bars[-1].close_ms
+
+
+def test_active_is_what_the_stream_has_not_ended(minutes: Sequence[OhlcvEvent]) -> None:
+    engine = SmcEngine("GBPUSD", "1m", CONFIG)
+    stream = [h for bar in minutes for h in engine.update(bar)]
+    ended = {
+        h.ref
+        for h in stream
+        if h.ref is not None and h.kind.value.endswith(("_mitigated", "_swept"))
+    }
+    zones = {SmcKind.FVG, SmcKind.OB, SmcKind.LIQUIDITY}
+    open_zones = {h.id for h in stream if h.kind in zones and h.id not in ended}
+    active = engine.active()
+    assert {h.id for h in active if h.kind in zones} == open_zones
+    broken = {h.ref for h in stream if h.kind in (SmcKind.BOS, SmcKind.CHOCH)}
+    swings = [h for h in active if h.kind in (SmcKind.SWING_HIGH, SmcKind.SWING_LOW)]
+    assert swings
+    assert all(h.id not in broken for h in swings)
+    assert {h.kind for h in active} >= {SmcKind.PREV_DAY_HIGH, SmcKind.SESSION_LONDON}
+    assert active == sorted(active, key=order_key)

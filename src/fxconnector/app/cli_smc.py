@@ -4,7 +4,7 @@ Rules: the engine runs over the store's final bars (latest revision of each) fro
 on, so the hints are those of the live engine at every point: `--from` only filters what is
 printed (hints with `confirm_ts >= from`), `--to` ends the run (bars that open before it).
 Output: one canonical `smc_hint_v1` JSON line per hint (or CSV), ordered by confirm_ts. Bad input
-is a ConfigError: one line on stderr, exit 2. Progress (by time covered) on stderr.
+is a ConfigError: one line on stderr, exit 2. Progress (minutes of bars covered) on stderr.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.core.errors import ConfigError, ContractViolation
 from fxconnector.core.model.bar import SYMBOL_PATTERN
-from fxconnector.core.time_geom import parse_timeframe
+from fxconnector.core.time_geom import MINUTE_MS, parse_timeframe
 from fxconnector.runtime.store.factory import open_store
 from fxconnector.smc import CSV_HEADER, SmcConfig, SmcEngine, csv_row, encode_hint
 from fxconnector.tools.options import existing_store, writer_lock
@@ -98,7 +98,12 @@ def cmd_smc(args: argparse.Namespace) -> int:
                     out.write(encode_hint(hint) + b"\n")
             if count % PROGRESS_EVERY == 0 and last is not None:
                 end = min(last, to_ms) if to_ms is not None else last
-                progress.update(bar.open_ms - first, max(end - first, 1))
+                progress.update(
+                    (bar.open_ms - first) // MINUTE_MS, max((end - first) // MINUTE_MS, 1)
+                )
+        if engine.last_close_ms is not None and first is not None:
+            covered = (engine.last_close_ms + 1 - first) // MINUTE_MS
+            progress.update(covered, covered)
         out.flush()
     except BrokenPipeError:  # `| head`: the reader has what it wanted
         # Python flushes stdout again at exit; point it at /dev/null so that is silent.

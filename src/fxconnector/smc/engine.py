@@ -69,6 +69,18 @@ class _State:
             tuple(s.clone() for s in self.sessions),
         )
 
+    def active(self) -> list[SmcHint]:
+        found = [
+            *self.structure.active(),
+            *self.fvg.active(),
+            *self.blocks.active(),
+            *self.liquidity.active(),
+            *self.levels.active(),
+        ]
+        for session in self.sessions:
+            found.extend(session.active())
+        return found
+
     def step(self, bar: OhlcvEvent) -> list[SmcHint]:
         out: list[SmcHint] = []
         self.fvg.on_bar(bar, out)
@@ -148,6 +160,13 @@ class SmcEngine:
         """close_ms of the newest bar, None before the first."""
         return self._bars[-1].close_ms if self._bars else None
 
+    def active(self) -> list[SmcHint]:
+        """What is live now, in canonical order (for a snapshot): swings not broken yet, zones
+        (FVG, order blocks, liquidity) not mitigated or swept, the latest previous day/week
+        levels and the latest session of each kind. Each at the revision last returned."""
+        found = [self._emitted.get(h.id, h) for h in self._state.active()]
+        return sorted(found, key=order_key)
+
     def update(self, bar: OhlcvEvent) -> list[SmcHint]:
         """The hints `bar` confirms (or, for a revision, the re-derived ones)."""
         self._check(bar)
@@ -199,7 +218,10 @@ class SmcEngine:
         self._first = cps[0][0]
         if self._bars:
             oldest_close = self._bars[0].close_ms
-            self._emitted = {k: h for k, h in self._emitted.items() if h.confirm_ts >= oldest_close}
+            live = {h.id for h in self._state.active()}  # keep their revision for `active`
+            self._emitted = {
+                k: h for k, h in self._emitted.items() if h.confirm_ts >= oldest_close or k in live
+            }
 
     def _revise(self, bar: OhlcvEvent) -> list[SmcHint]:
         position = bisect.bisect_left(self._opens, bar.open_ms)

@@ -28,6 +28,10 @@ class FvgDetector:
         self._bars: deque[OhlcvEvent] = deque(maxlen=3)
         self._open = ZoneBook(inclusive=True)
 
+    def active(self) -> list[SmcHint]:
+        """The zones still open."""
+        return self._open.hints()
+
     def clone(self) -> FvgDetector:
         other = FvgDetector(self._make)
         other._bars.extend(self._bars)

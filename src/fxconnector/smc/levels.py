@@ -63,7 +63,7 @@ class _Weeks:
 class PreviousLevels:
     """Emits `prev_day_high/low` and `prev_week_high/low`."""
 
-    __slots__ = ("_day", "_grid", "_make", "_week", "_weeks")
+    __slots__ = ("_day", "_grid", "_last", "_make", "_week", "_weeks")
 
     def __init__(self, make: HintMaker, grid: DayGrid) -> None:
         self._make = make
@@ -71,11 +71,17 @@ class PreviousLevels:
         self._weeks = _Weeks(grid)
         self._day: Extremes | None = None
         self._week: Extremes | None = None
+        self._last: dict[SmcKind, SmcHint] = {}
+
+    def active(self) -> list[SmcHint]:
+        """The latest previous-day and previous-week levels."""
+        return list(self._last.values())
 
     def clone(self) -> PreviousLevels:
         other = PreviousLevels(self._make, self._grid)
         other._day = None if self._day is None else self._day.copy()
         other._week = None if self._week is None else self._week.copy()
+        other._last = dict(self._last)
         return other
 
     def on_bar(self, bar: OhlcvEvent, out: list[SmcHint]) -> None:
@@ -113,5 +119,8 @@ class PreviousLevels:
         out: list[SmcHint],
     ) -> None:
         make = self._make
-        out.append(make.level(high_kind, Direction.BEAR, period.high_ts, bar.close_ms, period.high))
-        out.append(make.level(low_kind, Direction.BULL, period.low_ts, bar.close_ms, period.low))
+        high = make.level(high_kind, Direction.BEAR, period.high_ts, bar.close_ms, period.high)
+        low = make.level(low_kind, Direction.BULL, period.low_ts, bar.close_ms, period.low)
+        self._last[high_kind] = high
+        self._last[low_kind] = low
+        out.extend((high, low))

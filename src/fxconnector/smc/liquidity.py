@@ -68,6 +68,10 @@ class LiquidityPools:
         self._lows: list[SmcHint] = []
         self._open = ZoneBook(inclusive=False)
 
+    def active(self) -> list[SmcHint]:
+        """The zones still open."""
+        return self._open.hints()
+
     def clone(self) -> LiquidityPools:
         other = LiquidityPools(self._make, self._tolerance, self._lookback)
         other._highs = list(self._highs)

@@ -29,6 +29,10 @@ class OrderBlocks:
         self._open = ZoneBook(inclusive=True)
         self._used: set[tuple[Direction, int]] = set()
 
+    def active(self) -> list[SmcHint]:
+        """The zones still open."""
+        return self._open.hints()
+
     def clone(self) -> OrderBlocks:
         other = OrderBlocks(self._make)
         other._open = self._open.clone()

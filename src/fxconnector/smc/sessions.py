@@ -28,6 +28,7 @@ class SessionTracker:
         "_end",
         "_end_minute",
         "_kind",
+        "_last",
         "_make",
         "_start",
         "_start_minute",
@@ -45,6 +46,11 @@ class SessionTracker:
         self._start = -1
         self._end = -1
         self._current: Extremes | None = None
+        self._last: SmcHint | None = None
+
+    def active(self) -> list[SmcHint]:
+        """The latest complete session."""
+        return [] if self._last is None else [self._last]
 
     def clone(self) -> SessionTracker:
         other = SessionTracker(
@@ -52,6 +58,7 @@ class SessionTracker:
         )
         other._start, other._end = self._start, self._end
         other._current = None if self._current is None else self._current.copy()
+        other._last = self._last
         return other
 
     def _window_at_or_after(self, ts_ms: int) -> tuple[int, int]:
@@ -82,13 +89,7 @@ class SessionTracker:
 
     def _emit(self, session: Extremes, bar: OhlcvEvent, out: list[SmcHint]) -> None:
         direction = Direction.BULL if session.close >= session.open else Direction.BEAR
-        out.append(
-            self._make.zone(
-                self._kind,
-                direction,
-                session.first_open_ms,
-                bar.close_ms,
-                session.high,
-                session.low,
-            )
+        self._last = self._make.zone(
+            self._kind, direction, session.first_open_ms, bar.close_ms, session.high, session.low
         )
+        out.append(self._last)

@@ -63,6 +63,10 @@ class StructureTracker:
     def bias(self) -> Direction | None:
         return self._bias
 
+    def active(self) -> list[SmcHint]:
+        """The confirmed swings still waiting for a break."""
+        return [w.swing for w in (self._high, self._low) if w is not None]
+
     def oldest_leg_ms(self) -> int | None:
         """open_ms of the oldest bar a waiting swing's leg starts from (None: none waits)."""
         starts = [w.swing.anchor_ts for w in (self._high, self._low) if w is not None]

@@ -33,6 +33,10 @@ class ZoneBook:
     def __len__(self) -> int:
         return len(self._bull) + len(self._bear)
 
+    def hints(self) -> list[SmcHint]:
+        """The open zones (unordered)."""
+        return [entry[3] for entry in (*self._bull, *self._bear)]
+
     def add(self, hint: SmcHint, trigger: float) -> None:
         """Keep `hint` open until a bar reaches `trigger` (its far edge)."""
         if hint.direction is Direction.BULL:

@@ -45,20 +45,25 @@ def test_a_valid_swing_and_a_valid_lifecycle_step() -> None:
     assert codes(mitigated) == set()
 
 
-@pytest.mark.parametrize(
-    ("changes", "code"),
-    [
-        ({"confirm_ts": ANCHOR - 1}, ErrorCode.HINT_CONFIRM_BEFORE_ANCHOR),
-        ({"id": "made-up"}, ErrorCode.HINT_ID),
-        ({"price": None, "top": 1.2, "bottom": 1.1}, ErrorCode.HINT_LEVELS),
-        ({"ref": "EURUSD:1m:x"}, ErrorCode.HINT_REF),
-        ({"price": -1.0}, ErrorCode.OUT_OF_RANGE),
-        ({"kind": "order_block"}, ErrorCode.BAD_VALUE),
-        ({"extra": 1}, ErrorCode.UNKNOWN_FIELD),
-    ],
-)
+BROKEN = [
+    ({"confirm_ts": ANCHOR - 1}, ErrorCode.HINT_CONFIRM_BEFORE_ANCHOR),
+    ({"id": "made-up"}, ErrorCode.HINT_ID),
+    ({"price": None, "top": 1.2, "bottom": 1.1}, ErrorCode.HINT_LEVELS),
+    ({"ref": "EURUSD:1m:x"}, ErrorCode.HINT_REF),
+    ({"price": -1.0}, ErrorCode.OUT_OF_RANGE),
+    ({"kind": "order_block"}, ErrorCode.BAD_VALUE),
+    ({"extra": 1}, ErrorCode.UNKNOWN_FIELD),
+]
+
+
+@pytest.mark.parametrize(("changes", "code"), BROKEN)
 def test_each_broken_rule_has_its_code(changes: dict[str, Any], code: ErrorCode) -> None:
     assert code in codes(hint(**changes))
+
+
+def test_every_hint_code_is_covered() -> None:
+    covered = {ErrorCode.HINT_ZONE_ORDER} | {code for _, code in BROKEN}
+    assert {c for c in ErrorCode if c.value.startswith("hint.")} <= covered
 
 
 def test_zone_kinds_need_both_edges_in_order_and_lifecycle_kinds_a_ref() -> None:

@@ -103,7 +103,8 @@ def test_each_code_has_a_payload_that_triggers_it(
 
 
 def test_every_code_is_covered() -> None:
-    assert {case[0] for case in CASES} == set(ErrorCode)
+    # the `hint.*` codes are covered by test_hint_validator.py
+    assert {case[0] for case in CASES} == {c for c in ErrorCode if not c.value.startswith("hint.")}
 
 
 def test_problems_say_where_and_why(fx_ny: CalendarProfile) -> None:
