@@ -27,7 +27,7 @@ from fxconnector.runtime.publish.http_api import create_app
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.redis_connect import connect_redis
 from fxconnector.runtime.publish.surface_reader import SurfaceReader
-from fxconnector.runtime.smc.state import SmcState, encode_state
+from fxconnector.runtime.smc.state import SmcState
 from fxconnector.runtime.smc.window import HintWindow
 from fxconnector.runtime.smc.writes import SMC_LUA, SmcWrites
 from fxconnector.smc import SmcConfig, SmcEngine, encode_hint
@@ -63,14 +63,16 @@ class SmcWriter:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.window = HintWindow(10_000)
+        self.seq = 0
         client.script_load(SMC_LUA)
         self._writes = SmcWrites(KEYS, retention_ms=86_400_000, clock=SystemClock())
 
     def publish(self, hints: list[SmcHint]) -> str:
         encoded = self.window.add(hints)
-        state = SmcState(0, hints[-1].confirm_ts if hints else 0, 1)
+        self.seq += 1
+        state = SmcState(0, hints[-1].confirm_ts if hints else 0, 1, self.seq)
         pipe = self.client.pipeline(transaction=False)
-        self._writes.series(pipe, SYMBOL, M1, encoded, self.window.encoded(), encode_state(state))  # type: ignore[arg-type]
+        self._writes.series(pipe, SYMBOL, M1, encoded, self.window.encoded(), state)  # type: ignore[arg-type]
         (cursor,) = pipe.execute()
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 

@@ -27,6 +27,8 @@ from fxconnector.runtime.clock import SystemClock
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.redis_connect import connect_cluster, connect_redis
 from fxconnector.runtime.smc.live import SmcLive
+from fxconnector.runtime.smc.state import SmcState, decode_state
+from fxconnector.runtime.smc.writes import SMC_LUA, SmcWrites
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.smc import SmcConfig, SmcEngine, encode_hint
 from tests.fxcm_data import fxcm_finals
@@ -267,3 +269,34 @@ async def _cluster(nodes: RedisClusterNodes, bars: list[OhlcvEvent]) -> None:
         assert snap[b"cursor"] == entries[-1][0]
     finally:
         await client.aclose()
+
+
+def test_a_retried_write_is_applied_once(
+    redis_server: RedisServer, series: list[OhlcvEvent]
+) -> None:
+    """A write whose reply was lost is sent again with the same number: the script applies it
+    once (no hint twice in the stream), and the next write goes through."""
+    hints = reference(series[:300])
+    assert len(hints) >= 6
+    client = redis_server.client()
+    try:
+        client.script_load(SMC_LUA)
+        writes = SmcWrites(KEYS, retention_ms=86_400_000, clock=SystemClock())
+        first, second = hints[:3], hints[3:6]
+
+        def write(batch: list[bytes], seq: int) -> None:
+            pipe = client.pipeline(transaction=False)
+            state = SmcState(series[0].open_ms, series[seq].open_ms, seq + 1, seq)
+            writes.series(pipe, SYMBOL, M1, batch, b"[" + b",".join(batch) + b"]", state)  # type: ignore[arg-type]
+            pipe.execute()
+
+        write(first, 1)
+        write(first, 1)  # the retry of a write that was applied
+        write(second, 2)
+        write(second, 2)
+        stored: Any = client.xrange(KEYS.smc_events)
+        assert [fields[b"event"] for _, fields in stored] == first + second
+        snap: Any = client.hgetall(KEYS.smc_snapshot(SYMBOL, M1))
+        assert decode_state(snap[b"state"]).seq == 2
+    finally:
+        client.close()

@@ -52,7 +52,7 @@ from fxconnector.core.utils.json_codec import decode
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.publish.keys import SMC_HINTS_FIELD, SMC_STATE_FIELD, SurfaceKeys
 from fxconnector.runtime.publish.redis_connect import SurfaceClient
-from fxconnector.runtime.smc.state import SmcState, decode_state, encode_state
+from fxconnector.runtime.smc.state import SmcState, decode_state
 from fxconnector.runtime.smc.window import HintWindow
 from fxconnector.runtime.smc.writes import SMC_LUA, SmcWrites
 from fxconnector.smc import SmcConfig, SmcEngine
@@ -333,7 +333,8 @@ class SmcLive:
             hints.extend(engine.update(bar))
         self.stats.bars_fed += len(bars)
         series.pending.extend(series.window.add(hints))
-        series.state = SmcState(origin, bars[-1].open_ms, count + len(bars))
+        seq = state.seq if state is not None else 0
+        series.state = SmcState(origin, bars[-1].open_ms, count + len(bars), seq)
         series.unwritten = True
 
     # --- writing -------------------------------------------------------------------------------
@@ -363,15 +364,14 @@ class SmcLive:
         async with self._redis.pipeline(transaction=False) as pipe:
             for (symbol, tf), series in chosen:
                 assert series.state is not None
+                state = msgspec.structs.replace(series.state, seq=series.state.seq + 1)
                 self._writes.series(
-                    pipe,
-                    symbol,
-                    tf,
-                    series.pending,
-                    series.window.encoded(),
-                    encode_state(series.state),
+                    pipe, symbol, tf, series.pending, series.window.encoded(), state
                 )
             await pipe.execute()
+        for _, series in chosen:
+            assert series.state is not None
+            series.state = msgspec.structs.replace(series.state, seq=series.state.seq + 1)
 
 
 def _field(fields: dict[Any, Any], name: str) -> Any:

@@ -8,6 +8,7 @@ Rules:
   published already and are dropped), then goes on from the first final after `last_open_ms`:
   the same engine over the same bars gives the same hints, so the output is exactly the
   uninterrupted run's (no hint twice, none skipped).
+- `seq` numbers the series' writes, so a retried write is applied once (`writes`).
 - Internal bookkeeping of the consumer: not a public contract, but closed and validated like
   one (a malformed state is a ContractViolation, never guessed around).
 
@@ -33,6 +34,10 @@ class SmcState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     last_open_ms: _Ms
     #: How many final bars the engine has been fed from origin_ms through last_open_ms.
     bars: Annotated[int, msgspec.Meta(ge=1)]
+    #: The number of the write that stored this state (one more per atomic write of the
+    #: series): a write whose number the snapshot already holds was applied, and is not
+    #: applied again (a retry after a lost reply never XADDs a hint twice).
+    seq: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     def __post_init__(self) -> None:
         if self.last_open_ms < self.origin_ms:

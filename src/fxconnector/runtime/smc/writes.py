@@ -8,6 +8,9 @@ Rules:
   cluster layout): a single-slot call. A reader of the snapshot that XREADs from `cursor`
   sees every later hint of the series exactly once; a consumer restarted from `state` goes on
   exactly after the last hint written.
+- Exactly once: each write carries the series' next write number (`state.seq`); the script
+  applies a write only when the snapshot's state has a lower one, so a retry after a reply
+  lost on the wire (applied or not, the writer cannot tell) never XADDs a hint twice.
 - The stream is trimmed by time, like the bar events (`XTRIM MINID ~ now - retention`, never
   past the entry just added).
 - Encoded here in Python; the script never builds JSON.
@@ -31,11 +34,21 @@ from fxconnector.runtime.publish.keys import (
     SurfaceKeys,
 )
 from fxconnector.runtime.publish.surface_writes import SurfacePipeline
+from fxconnector.runtime.smc.state import SmcState, encode_state
 
 #: KEYS[1] SMC stream, KEYS[2] SMC snapshot; ARGV[1] MINID (ms), ARGV[2] `hints` JSON,
-#: ARGV[3] `state` JSON, ARGV[4..] the hints in emission order. Returns the snapshot's cursor.
+#: ARGV[3] `state` JSON, ARGV[4] the state's `seq`, ARGV[5..] the hints in emission order.
+#: Returns the snapshot's cursor. A write whose `seq` the snapshot's state already has (or
+#: passed) was applied before (its reply was lost): nothing is written again.
 SMC_LUA: Final = f"""
-for i = 4, #ARGV do
+local held = redis.call('HGET', KEYS[2], '{SMC_STATE_FIELD}')
+if held then
+  local ok, state = pcall(cjson.decode, held)
+  if ok and type(state) == 'table' and tonumber(state['seq'] or 0) >= tonumber(ARGV[4]) then
+    return redis.call('HGET', KEYS[2], '{SNAPSHOT_CURSOR_FIELD}')
+  end
+end
+for i = 5, #ARGV do
   redis.call('XADD', KEYS[1], '*', '{STREAM_FIELD}', ARGV[i])
 end
 local head = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -45,7 +58,7 @@ if #head > 0 then
 end
 redis.call('HSET', KEYS[2], '{SMC_HINTS_FIELD}', ARGV[2], '{SMC_STATE_FIELD}', ARGV[3],
   '{SNAPSHOT_CURSOR_FIELD}', cursor)
-if #ARGV >= 4 then
+if #ARGV >= 5 then
   local newest = tonumber(string.match(cursor, '^(%d+)'))
   local minid = math.min(tonumber(ARGV[1]), newest)
   redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', minid))
@@ -70,9 +83,10 @@ class SmcWrites:
         tf: Timeframe,
         hints: Sequence[bytes],
         window: bytes,
-        state: bytes,
+        state: SmcState,
     ) -> None:
-        """One script call: XADD `hints`, then the snapshot (`window`, `state`, cursor)."""
+        """One script call: XADD `hints`, then the snapshot (`window`, `state`, cursor);
+        nothing when the snapshot already holds write `state.seq`."""
         pipe.execute_command(
             "EVALSHA",
             SMC_SHA,
@@ -81,6 +95,7 @@ class SmcWrites:
             self._keys.smc_snapshot(symbol, tf),
             max(0, self._clock.now_ms() - self._retention_ms),
             window,
-            state,
+            encode_state(state),
+            state.seq,
             *hints,
         )
