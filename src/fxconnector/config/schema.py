@@ -169,7 +169,7 @@ class SmcSection(_Section, frozen=True):
     timeframes: tuple[Timeframe, ...] = ()
     #: The engine's settings (`fxconnector.smc.SmcConfig`: swing_length, swing_length_by_tf,
     #: atr_length, sessions...), as `[smc.engine]`; unknown keys are rejected there too.
-    engine: SmcConfig = msgspec.field(default_factory=SmcConfig)
+    engine: SmcConfig = SmcConfig()
     #: Hints a series' SMC snapshot keeps: every active one, then the newest (`/api/smc`).
     snapshot_hints: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 2_000
 
