@@ -266,10 +266,17 @@ class SmcLive:
             if not bars:
                 return  # nothing published yet: the first final starts the series
             series.engine = engine
+            writing = True
             for start in range(0, len(bars), REWARM_SLICE):
                 chunk = bars[start : start + REWARM_SLICE]
                 self._publish_bars(series, chunk, origin_ms=bars[0].open_ms)
-                await self._write()  # a long history goes out in bounded atomic steps
+                if not writing:
+                    await asyncio.sleep(0)
+                    continue
+                try:
+                    await self._write()  # a long history goes out in bounded atomic steps
+                except SurfaceUnavailable:
+                    writing = False  # every bar is still fed: the rest goes out with `step`
             return
         bars = finals
         first = finals[0].open_ms if finals else None
