@@ -69,7 +69,9 @@ def test_demo_runs_serves_and_stops_cleanly(connector: Connector) -> None:
     statuses = {
         k for k in found if k.startswith(("fxconnector:status:proc:", "fxconnector:status:sym:"))
     }
-    assert found - snaps - statuses <= set(keys.all_fixed())
+    smc = {k for k in found if k.startswith("fxconnector:smc:")}  # the demo runs SMC
+    assert smc >= {keys.smc_events, keys.smc_snapshot("EURUSD", Timeframe.M1)}
+    assert found - snaps - statuses - smc <= set(keys.all_fixed())
     assert {k.split(":")[3] for k in statuses if ":sym:" in k} == {"EURUSD", "GBPUSD", "USDJPY"}
     assert keys.events in found
     assert keys.status in found

@@ -23,6 +23,7 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     "[broker.fxcm]": schema.FxcmBrokerConfig,
     "[broker.oanda]": schema.OandaBrokerConfig,
     "[repair]": schema.RepairConfig,
+    "[smc]": schema.SmcSection,
 }
 
 

@@ -185,3 +185,20 @@ def test_the_defaults_resolve_under_the_current_directory(
     assert config.workdir == str(tmp_path / "var")
     assert config.store.path == str(tmp_path / "var" / "ssot")
     assert config.secrets_file == ""  # empty stays empty: environment only
+
+
+def test_smc_section_is_closed_and_on_in_the_demo(tmp_path: Path) -> None:
+    assert load_config(None, profile="demo").smc.enabled
+    assert not load_config(None, profile="fx").smc.enabled
+    chosen = load_config(
+        write(tmp_path, '[smc]\ntimeframes = ["15m"]\n[smc.engine]\nswing_length = 3\n'),
+        profile="demo",
+    ).smc
+    assert chosen.timeframes == (Timeframe.M15,)
+    assert chosen.engine.swing_length_for(Timeframe.M15) == 3
+    for text, key in [
+        ("[smc]\nsnapshots = 3\n", "smc.snapshots"),
+        ("[smc.engine]\nswing = 3\n", "smc.engine.swing"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            load_config(write(tmp_path, text), profile="demo")

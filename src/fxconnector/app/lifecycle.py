@@ -33,6 +33,7 @@ import uvicorn
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
 from fxconnector.app.progress import MinuteSummary, ProgressReport, ProgressTask
+from fxconnector.app.smc_run import make_smc, smc_timeframes
 from fxconnector.app.stopping import HTTP_GRACE_S, serve_http, shutdown, step, until_stopped
 from fxconnector.core.builders.derive import prepend_finals
 from fxconnector.core.coverage import CoverageCounts, classify, count
@@ -174,6 +175,9 @@ async def run(
             url, parts.secrets, cluster=cluster, max_connections=API_REDIS_CONNECTIONS
         )
         readers = [push_redis, api_redis]
+        smc = make_smc(parts, url)  # the live SMC consumer, on its own connection (smc_run)
+        if smc is not None:
+            readers.append(smc[1])
         # One writer per symbol in a shared namespace: refused (SymbolLeased) when another
         # process holds one. The embedded Redis is this process's alone: no leases there.
         if embedded is None:
@@ -246,6 +250,7 @@ async def run(
             push_reader=SurfaceReader(push_redis, parts.keys),
             served=served,
             calendars=served.calendars,
+            smc_timeframes=smc_timeframes(parts) if config.smc.enabled else (),
         )
         server = _QuietServer(
             uvicorn.Config(
@@ -274,6 +279,8 @@ async def run(
         ]
         if live.repair.enabled:
             tasks.append(asyncio.create_task(live.repair.run(), name="repair"))
+        if smc is not None:
+            tasks.append(asyncio.create_task(smc[0].run(stop), name="smc"))
         announce(
             f"fxconnector {config.broker.kind} {','.join(config.broker.symbols)} "
             f"calendar={config.calendar.profile}: open http://{config.http.bind}/"

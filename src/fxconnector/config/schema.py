@@ -12,6 +12,7 @@ import msgspec
 
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.time_geom import Timeframe
+from fxconnector.smc.config import SmcConfig
 
 Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN)]
 PositiveMs = Annotated[int, msgspec.Meta(ge=1, le=3_600_000)]
@@ -159,6 +160,20 @@ class RepairConfig(_Section, frozen=True):
     window_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 31)] = 24
 
 
+class SmcSection(_Section, frozen=True):
+    """The live SMC consumer (DESIGN §15, docs/smc.md): hints from final bars, published."""
+
+    #: Run the consumer in the connector process (the demo profile turns it on).
+    enabled: bool = False
+    #: The timeframes it runs on; empty: every `[bars] timeframes` one.
+    timeframes: tuple[Timeframe, ...] = ()
+    #: The engine's settings (`fxconnector.smc.SmcConfig`: swing_length, swing_length_by_tf,
+    #: atr_length, sessions...), as `[smc.engine]`; unknown keys are rejected there too.
+    engine: SmcConfig = SmcConfig()
+    #: Hints a series' SMC snapshot keeps: every active one, then the newest (`/api/smc`).
+    snapshot_hints: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 2_000
+
+
 class Config(_Section, frozen=True):
     """The whole configuration."""
 
@@ -173,3 +188,4 @@ class Config(_Section, frozen=True):
     http: HttpConfig = HttpConfig()
     broker: BrokerConfig = BrokerConfig()
     repair: RepairConfig = RepairConfig()
+    smc: SmcSection = SmcSection()

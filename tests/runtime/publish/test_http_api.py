@@ -519,6 +519,7 @@ def test_openapi_is_valid_and_fuzzing_finds_no_server_error(
     assert sorted(fuzzed) == sorted(
         [
             "/api/bars",
+            "/api/smc",
             "/api/status",
             "/api/status/processes",
             "/api/health/live",

@@ -9,10 +9,13 @@ Rules:
   cluster layout is one stream per symbol: one non-blocking XREAD per stream, pipelined, every
   `poll_ms` while idle and at once again while entries keep coming (RedisCluster refuses a
   multi-key XREAD across slots, and one blocked connection per symbol does not scale).
-- Every entry is validated (`event_check`) before it is kept or queued; an invalid one is
-  skipped, counted (`fxconnector_push_invalid_events`) and sampled for status `errors[]`.
-  A final whose key was already passed on with the same or a higher rev (the writer
-  republishes its tail after a Redis outage) is skipped and counted as a duplicate.
+- What it reads is its feed's (`push_feed`): the bar events stream(s) (`BarFeed`), or the SMC
+  hint stream(s) (`runtime.smc.push.SmcFeed`, a second fan-out of the process).
+- Every entry is validated by its feed (`event_check`, `runtime.smc.check`) before it is kept
+  or queued; an invalid one is skipped, counted (`fxconnector_push_invalid_events`) and
+  sampled for status `errors[]`. An entry whose key was already passed on with the same or a
+  higher rev (a final republished with the writer's tail after a Redis outage, a hint id) is
+  skipped and counted as a duplicate.
 - Per-client queues are bounded (`client_queue` entries). A client that lets its queue fill is
   disconnected with a reason (`slow_consumer`: SSE `event: error`, WebSocket close 1013) and
   resumes by cursor (SSE: Last-Event-ID). Nothing ever waits on a client.
@@ -49,11 +52,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fxconnector.core.errors import SurfaceUnavailable
-from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.runtime.publish.event_check import EventCheck
 from fxconnector.runtime.publish.http_common import PushSettings
 from fxconnector.runtime.publish.keys import SurfaceKeys
-from fxconnector.runtime.publish.push_cursor import ZERO, Positions, format_id, streams_of
+from fxconnector.runtime.publish.push_cursor import ZERO, Positions, format_id
+from fxconnector.runtime.publish.push_feed import BarFeed, Checked, Feed
 from fxconnector.runtime.publish.push_queue import (
     Batch,
     Entry,
@@ -96,7 +99,7 @@ class Fanout:
         self,
         reader: SurfaceReader,
         catch_up: SurfaceReader,
-        check: EventCheck,
+        check: EventCheck | Feed,
         symbols: tuple[str, ...],
         settings: PushSettings,
         until: Callable[[], Awaitable[None]] | None = None,
@@ -106,15 +109,15 @@ class Fanout:
         self._served = served
         self._reader = reader
         self._catch_up = catch_up
-        self._check = check
+        self._feed: Feed = BarFeed(check) if isinstance(check, EventCheck) else check
         self._keys: SurfaceKeys = reader.keys
         self._settings = settings
-        self._streams = streams_of(self._keys, symbols)
+        self._streams = self._feed.streams(self._keys, symbols)
         self._head: Positions = {}
         self._base: Positions = {}
         self._window: deque[Entry] = deque()
         self._groups: dict[tuple[frozenset[str], frozenset[str]], _Group] = {}
-        self._seen: dict[tuple[str, str], OrderedDict[int, int]] = {}
+        self._seen: dict[tuple[str, str], OrderedDict[int | str, int]] = {}
         self._ready = asyncio.Event()
         self._catch_ups = asyncio.Semaphore(settings.catch_up_reads)
         self._task: asyncio.Task[None] | None = None
@@ -126,8 +129,26 @@ class Fanout:
     def clients(self) -> int:
         return sum(len(group.subs) for group in self._groups.values())
 
+    @property
+    def feed(self) -> Feed:
+        return self._feed
+
     def streams_for(self, symbols: frozenset[str]) -> dict[str, str]:
-        return streams_of(self._keys, symbols)
+        return self._feed.streams(self._keys, symbols)
+
+    async def now(self, streams: dict[str, str], timeout_s: float) -> Positions:
+        """The reader's current position in each of `streams` (a client that starts "now"
+        from these gets exactly what a cursor-less client would). SurfaceUnavailable when
+        the reader cannot reach Redis within `timeout_s`."""
+        self.start()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        except TimeoutError:
+            raise SurfaceUnavailable(self._last_error or "waiting for Redis") from None
+        if any(stream not in self._head for stream in streams):
+            await self._add_streams(streams)
+        return {stream: self._head[stream] for stream in streams}
 
     def start(self) -> None:
         """Start the reader (once; the first client does it). It ends with `close()`, or when
@@ -190,7 +211,7 @@ class Fanout:
         if self._served is None or not self._keys.cluster:
             return
         await self._served.refresh_if_due()
-        await self._add_streams(streams_of(self._keys, self._served.current()))
+        await self._add_streams(self._feed.streams(self._keys, self._served.current()))
 
     async def _add_streams(self, streams: dict[str, str]) -> None:
         for stream, symbol in streams.items():
@@ -207,7 +228,10 @@ class Fanout:
         if not self._keys.cluster:
             (stream,) = self._streams
             got = await self._reader.read_events(
-                format_id(self._head[stream]), block_ms=self._settings.block_ms, count=count
+                format_id(self._head[stream]),
+                block_ms=self._settings.block_ms,
+                count=count,
+                stream=stream,
             )
             read = {stream: got} if got else {}
         else:
@@ -226,25 +250,25 @@ class Fanout:
         self._fan_out(entries, start)
         return any(len(items) >= count for items in read.values())
 
-    def _entry(self, stream: str, entry_id: str, data: bytes) -> tuple[Entry, OhlcvEvent] | None:
+    def _entry(self, stream: str, entry_id: str, data: bytes) -> tuple[Entry, Checked] | None:
         symbol = self._streams.get(stream) or None
-        event = self._check.event(data, f"{stream} {entry_id}", symbol)
-        if event is None:
+        checked = self._feed.check(data, f"{stream} {entry_id}", symbol)
+        if checked is None:
             self.stats.invalid += 1
             return None
         pos = parse_stream_id(entry_id)
-        return Entry(stream, pos, entry_id, event.symbol, event.tf.value, data), event
+        return Entry(stream, pos, entry_id, checked.symbol, checked.tf, data), checked
 
-    def _duplicate(self, entry: Entry, event: OhlcvEvent) -> bool:
-        """True for a final already passed on with the same or a higher rev."""
-        if not event.complete:
+    def _duplicate(self, entry: Entry, checked: Checked) -> bool:
+        """True for a key already passed on with the same or a higher rev (a final, a hint)."""
+        if checked.key is None:
             return False
         seen = self._seen.setdefault((entry.symbol, entry.tf), OrderedDict())
-        rev = seen.get(event.open_ms)
-        if rev is not None and rev >= event.rev:
+        rev = seen.get(checked.key)
+        if rev is not None and rev >= checked.rev:
             self.stats.duplicates += 1
             return True
-        seen[event.open_ms] = event.rev
+        seen[checked.key] = checked.rev
         if len(seen) > SEEN_FINALS_PER_SERIES:
             seen.popitem(last=False)
         return False
@@ -263,7 +287,7 @@ class Fanout:
             selected = [entry for entry in entries if group.selection.selects(entry)]
             if not selected:
                 continue
-            batch = Batch(selected, start, group.streams)
+            batch = Batch(selected, start, group.streams, self._feed.name)
             for sub in list(group.subs):
                 if sub.floor is None:
                     sub.push(batch)
@@ -282,7 +306,7 @@ class Fanout:
             sub.floor = None  # the reader has passed it: the shared batches fit from now on
         if kept:
             start = {s: max(pos, floor.get(s, ZERO)) for s, pos in batch.start.items()}
-            sub.push(Batch(kept, start, sub.streams))
+            sub.push(Batch(kept, start, sub.streams, self._feed.name))
 
     def _broadcast(self, notice: Notice) -> None:
         for group in self._groups.values():
@@ -366,7 +390,7 @@ class Fanout:
                     if checked is not None and sub.selection.selects(checked[0]):
                         selected.append(checked[0])
             if selected:
-                yield Batch(selected, start, sub.streams)
+                yield Batch(selected, start, sub.streams, self._feed.name)
 
     async def _expired(self, positions: Positions) -> list[Notice]:
         out: list[Notice] = []
@@ -392,7 +416,9 @@ class Fanout:
         if positions is not None:
             replay = self._replay(sub, positions)
             if replay:
-                sub.push(Batch(replay, dict(positions), sub.streams), bounded=False)
+                sub.push(
+                    Batch(replay, dict(positions), sub.streams, self._feed.name), bounded=False
+                )
             ahead = {s: pos for s, pos in positions.items() if pos > self._head[s]}
             sub.floor = ahead or None
         key = (sub.selection.symbols, sub.selection.tfs)

@@ -46,6 +46,8 @@ from fxconnector.runtime.publish.host_guard import HostGuard
 from fxconnector.runtime.publish.http_common import JSON, ApiDeps, ApiError, error_body, get_route
 from fxconnector.runtime.publish.openapi_doc import DEFAULT_LIMIT, MAX_LIMIT
 from fxconnector.runtime.publish.ws_sse import install_push
+from fxconnector.runtime.smc.api import smc_doc, smc_endpoint
+from fxconnector.runtime.smc.check import HintCheck
 
 __all__ = ["ApiDeps", "create_app"]
 
@@ -225,6 +227,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
             "status_processes",
             "The live status (status_v2) of every process of the namespace, from Redis",
             doc.json_doc("StatusProcesses", 400, 503),
+        ),
+        (
+            "/api/smc",
+            smc_endpoint(deps, HintCheck(deps.rejects)),
+            "smc",
+            "A series' SMC hints (smc_hint_v1, active and newest) and the SMC stream cursor",
+            smc_doc(deps),
         ),
         ("/api/health/live", get_live, "live", "Liveness", doc.json_doc("Live", 400)),
         ("/api/health/ready", get_ready, "ready", "Readiness", doc.ready_doc()),

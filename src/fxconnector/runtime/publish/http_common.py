@@ -139,6 +139,8 @@ class ApiDeps:
     rejects: Rejects = field(default_factory=lambda: Rejects(wall_ms))
     #: Who may call: see `host_guard` (the bind host, loopback names, these extra names).
     guard: HostPolicy = field(default_factory=HostPolicy)
+    #: The timeframes the SMC layer publishes (`/api/smc`, push `kinds=smc`); empty: SMC off.
+    smc_timeframes: tuple[Timeframe, ...] = ()
     #: The namespace's symbols in a shared namespace (`served_symbols`): served besides
     #: `symbols` (this process's own) from Redis alone. None: `symbols` only.
     served: ServedSymbols | None = None

@@ -40,6 +40,16 @@ Both layouts:
   detail, same expiry.
 - `NS:status:snapshot` STRING: JSON `{"last_command": ..., "errors": [...]}` (bounded).
 
+SMC layer (`runtime.smc`, DESIGN §15), written by the SMC consumer only, same layouts:
+
+- `NS:smc:events` STREAM (cluster: `NS:smc:events:{SYMBOL}`) of every published SMC hint.
+  Each entry has one field, `event`, holding the canonical `smc_hint_v1` JSON of one hint.
+- `NS:smc:snap:SYMBOL:TF` HASH (cluster: `NS:smc:snap:{SYMBOL}:TF`), written atomically with
+  the hints it reflects (one Lua script, one slot): `hints`, a JSON array of the series'
+  active hints and its newest ones (bounded, in emission order); `cursor`, the id of the
+  newest SMC stream entry reflected in `hints`; `state`, where the consumer stands in the
+  series (`smc_state`: the first and the last final bar it fed its engine).
+
 Streams are trimmed by time (MINID, `surface.events_retention_s`), not by count.
 
 There is deliberately no command key or channel: nothing commands the connector through Redis.
@@ -55,6 +65,8 @@ from fxconnector.core.time_geom import Timeframe
 STREAM_FIELD: Final = "event"
 SNAPSHOT_BARS_FIELD: Final = "bars"
 SNAPSHOT_CURSOR_FIELD: Final = "cursor"
+SMC_HINTS_FIELD: Final = "hints"
+SMC_STATE_FIELD: Final = "state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,18 @@ class SurfaceKeys:
     def snapshot_pattern(self) -> str:
         """A SCAN pattern matching every snapshot key."""
         return f"{self.namespace}:ohlcv:snap:*"
+
+    @property
+    def smc_events(self) -> str:
+        """The single-node layout's one SMC hints stream."""
+        return f"{self.namespace}:smc:events"
+
+    def smc_events_for(self, symbol: str) -> str:
+        """The stream holding `symbol`'s SMC hints: its own in the cluster layout."""
+        return f"{self.namespace}:smc:events:{{{symbol}}}" if self.cluster else self.smc_events
+
+    def smc_snapshot(self, symbol: str, tf: Timeframe) -> str:
+        return f"{self.namespace}:smc:snap:{self.tag(symbol)}:{tf.value}"
 
     @property
     def price_tik(self) -> str:

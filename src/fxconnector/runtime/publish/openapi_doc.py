@@ -63,7 +63,7 @@ def errors(*statuses: int) -> dict[str, Any]:
     """Error responses (the JSON error shape) for `statuses`."""
     what = {
         400: "Unknown, repeated or inconsistent parameters",
-        404: "Unknown symbol or timeframe",
+        404: "Unknown symbol or timeframe (or, for /api/smc, the SMC layer is off)",
         409: "A range (from_ms/to_ms) of another process's symbol: served from Redis alone",
         422: "Missing or malformed parameter",
         503: "Redis is unavailable",
@@ -185,6 +185,13 @@ def _components() -> dict[str, Any]:
         bars={"type": "array", "items": ref("BarEvent")},
         preview={"anyOf": [ref("BarEvent"), {"type": "null"}]},
         cursor=nullable_string,
+    )
+    components["SmcHint"] = _contract(ContractName.SMC_HINT_V1, "SmcHint_", components)
+    components["SmcWindow"] = _object(
+        symbol={"type": "string"},
+        tf={"type": "string"},
+        cursor={"type": "string", "pattern": r"^\d+-\d+$"},
+        hints={"type": "array", "items": ref("SmcHint")},
     )
     components["Symbols"] = _object(
         symbols={"type": "array", "items": {"type": "string"}},

@@ -20,7 +20,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from fxconnector.runtime.publish.http_common import ApiError, quote, stream_id
@@ -45,9 +45,23 @@ def streams_of(keys: SurfaceKeys, symbols: Iterable[str]) -> dict[str, str]:
     return {keys.events_for(symbol): symbol for symbol in sorted(symbols)}
 
 
-def parse_cursor(text: str, name: str, keys: SurfaceKeys, symbols: Iterable[str]) -> Positions:
-    """The positions a cursor text stands for, for a client of `symbols` (ApiError if bad)."""
-    streams = streams_of(keys, symbols)
+def smc_streams_of(keys: SurfaceKeys, symbols: Iterable[str]) -> dict[str, str]:
+    """As `streams_of`, for the SMC hint stream(s) (`kinds=smc`)."""
+    if not keys.cluster:
+        return {keys.smc_events: ""}
+    return {keys.smc_events_for(symbol): symbol for symbol in sorted(symbols)}
+
+
+def parse_cursor(
+    text: str,
+    name: str,
+    keys: SurfaceKeys,
+    symbols: Iterable[str],
+    streams_for: Callable[[SurfaceKeys, Iterable[str]], dict[str, str]] = streams_of,
+) -> Positions:
+    """The positions a cursor text stands for, for a client of `symbols` (ApiError if bad);
+    `streams_for` names the streams (the bar events', or `smc_streams_of`)."""
+    streams = streams_for(keys, symbols)
     if ":" not in text:
         pos = _pos(text, name)
         return dict.fromkeys(streams, pos)

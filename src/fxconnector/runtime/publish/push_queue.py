@@ -67,13 +67,25 @@ class _Frame(msgspec.Struct):
     event: msgspec.Raw
 
 
+class _SmcFrame(msgspec.Struct):
+    id: str
+    smc: msgspec.Raw
+
+
 class Batch:
     """Entries for one selection, encoded lazily once for all its clients."""
 
-    __slots__ = ("_sse", "_ws", "entries", "start", "streams")
+    __slots__ = ("_sse", "_ws", "entries", "name", "start", "streams")
 
-    def __init__(self, entries: list[Entry], start: Mapping[str, Pos], streams: dict[str, str]):
+    def __init__(
+        self,
+        entries: list[Entry],
+        start: Mapping[str, Pos],
+        streams: dict[str, str],
+        name: str = "bar",
+    ):
         self.entries = entries
+        self.name = name  # "bar" or "smc": the SSE event name, the WebSocket frame's key
         self.start = start  # positions before the first entry (composite cursors start there)
         self.streams = streams
         self._sse: bytes | None = None
@@ -93,24 +105,26 @@ class Batch:
     def sse(self) -> bytes:
         if self._sse is None:
             self._sse = b"".join(
-                sse_event(entry_id, entry.data)
+                sse_event(entry_id, entry.data, self.name)
                 for entry_id, entry in zip(self.ids(), self.entries, strict=True)
             )
         return self._sse
 
     def ws(self) -> list[str]:
         if self._ws is None:
+            frame = _SmcFrame if self.name == "smc" else _Frame
             self._ws = [
-                encode(_Frame(entry_id, msgspec.Raw(entry.data))).decode()
+                encode(frame(entry_id, msgspec.Raw(entry.data))).decode()
                 for entry_id, entry in zip(self.ids(), self.entries, strict=True)
             ]
         return self._ws
 
 
-def sse_event(entry_id: str, data: bytes) -> bytes:
-    """One SSE `bar` event (multi-line data is split into data lines, as SSE requires)."""
+def sse_event(entry_id: str, data: bytes, name: str = "bar") -> bytes:
+    """One SSE `bar` (or `smc`) event (multi-line data is split into data lines, as SSE
+    requires)."""
     lines = b"".join(b"data: " + line + b"\n" for line in data.splitlines())
-    return b"id: " + entry_id.encode() + b"\nevent: bar\n" + lines + b"\n"
+    return b"id: " + entry_id.encode() + b"\nevent: " + name.encode() + b"\n" + lines + b"\n"
 
 
 Item = Batch | Notice | None  # None: nothing for `heartbeat_s` (SSE sends a ping)

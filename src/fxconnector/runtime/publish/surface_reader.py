@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.publish.keys import (
+    SMC_HINTS_FIELD,
     SNAPSHOT_BARS_FIELD,
     SNAPSHOT_CURSOR_FIELD,
     STREAM_FIELD,
@@ -124,14 +125,27 @@ class SurfaceReader:
         )
         return None if cursor is None else _text(cursor)
 
+    async def smc_snapshot(self, symbol: str, tf: Timeframe) -> tuple[bytes, str | None]:
+        """The SMC snapshot's raw `hints` JSON array and its cursor; `(b"[]", None)` when
+        absent (no SMC consumer has written the series)."""
+        key = self._keys.smc_snapshot(symbol, tf)
+        hints, cursor = await self._call(
+            "HMGET SMC snapshot",
+            lambda: self._redis.hmget(key, [SMC_HINTS_FIELD, SNAPSHOT_CURSOR_FIELD]),
+        )
+        if hints is None:
+            return b"[]", None
+        return _as_bytes(hints), None if cursor is None else _text(cursor)
+
     async def read_events(
-        self, cursor: str, *, block_ms: int, count: int
+        self, cursor: str, *, block_ms: int, count: int, stream: str | None = None
     ) -> list[tuple[str, bytes]]:
         """Up to `count` entries after `cursor` (exclusive), as `(id, event JSON)`, oldest first.
 
         Waits up to `block_ms` for the first entry when there is none (`block_ms=0` does not
         wait: Redis would read BLOCK 0 as "forever"). Entries without the `event` field are
-        skipped (the writer never makes them).
+        skipped (the writer never makes them). `stream` defaults to the single layout's bar
+        events stream (the SMC consumer's is `keys.smc_events`).
         """
         if count < 1:
             raise ContractViolation(f"count must be >= 1, got {count}")
@@ -139,7 +153,9 @@ class SurfaceReader:
         block = block_ms if block_ms > 0 else None
         reply: Any = await self._call(
             "XREAD",
-            lambda: self._redis.xread({self._keys.events: start}, count=count, block=block),
+            lambda: self._redis.xread(
+                {stream or self._keys.events: start}, count=count, block=block
+            ),
         )
         return _entries(reply)
 

@@ -28,7 +28,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,10 +51,14 @@ from fxconnector.runtime.publish.http_common import (
     PushStreams,
     get_route,
 )
-from fxconnector.runtime.publish.push_cursor import parse_cursor
+from fxconnector.runtime.publish.push_cursor import parse_cursor, smc_streams_of, streams_of
+from fxconnector.runtime.publish.push_kinds import PushFeeds
 from fxconnector.runtime.publish.push_queue import Item, Notice, Selection, Subscription
+from fxconnector.runtime.smc.check import HintCheck
+from fxconnector.runtime.smc.push import SmcFeed
 
-_STREAM_PARAMS: Final = ("symbols", "tfs", "cursor")
+_STREAM_PARAMS: Final = ("symbols", "tfs", "cursor", "kinds")
+_KINDS: Final = ("bars", "smc")
 _POLICY_VIOLATION: Final = 1008
 _GOING_AWAY: Final = 1001
 _TRY_AGAIN_LATER: Final = 1013
@@ -64,9 +68,36 @@ _LAST_WORDS_S: Final = 1.0  # how long a cut-off client is given to take its err
 
 @dataclass(frozen=True, slots=True)
 class StreamRequest:
-    """A validated push request (the selection with its starting positions)."""
+    """A validated push request: per kind asked for (`bars`, `smc`, in that order) the
+    selection with its starting positions."""
 
-    selection: Selection
+    selections: tuple[tuple[str, Selection], ...]
+
+    @property
+    def selection(self) -> Selection:
+        """The first kind's selection (the only one unless `kinds=bars,smc`)."""
+        return self.selections[0][1]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind, _ in self.selections)
+
+
+def parse_kinds(values: dict[str, str], deps: ApiDeps) -> tuple[str, ...]:
+    """`kinds`: `bars` (the default), `smc`, or both, each once."""
+    asked = params.comma_list(values, "kinds") or ["bars"]
+    for kind in asked:
+        if kind not in _KINDS:
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                f"kinds has {params.quote(kind)}: known kinds are bars, smc",
+            )
+    if len(set(asked)) != len(asked):
+        raise ApiError(422, "invalid_parameter", "kinds names a kind twice")
+    if "smc" in asked and not deps.smc_timeframes:
+        raise ApiError(404, "smc_disabled", "the SMC layer is not enabled ([smc] enabled)")
+    return tuple(kind for kind in _KINDS if kind in asked)
 
 
 def parse_stream_request(
@@ -74,6 +105,7 @@ def parse_stream_request(
 ) -> StreamRequest:
     """Validate the push parameters (ApiError, as for the HTTP API)."""
     values = params.check_names(query, _STREAM_PARAMS)
+    kinds = parse_kinds(values, deps)
     symbols = params.comma_list(values, "symbols")
     tfs = params.comma_list(values, "tfs")
     served = deps.served_symbols()
@@ -82,13 +114,29 @@ def parse_stream_request(
         tf.value for tf in deps.timeframes
     ]
     keys = deps.reader.keys
-    cursor = values.get("cursor")
-    positions = None
+    name, text = "cursor", values.get("cursor")
     if last_event_id:
-        positions = parse_cursor(last_event_id, "Last-Event-ID", keys, chosen_symbols)
-    elif cursor is not None:
-        positions = parse_cursor(cursor, "cursor", keys, chosen_symbols)
-    return StreamRequest(Selection(frozenset(chosen_symbols), frozenset(chosen_tfs), positions))
+        name, text = "Last-Event-ID", last_event_id
+    texts: list[str | None] = [text] if len(kinds) == 1 else [None, None]
+    if len(kinds) > 1 and text is not None:
+        bars_text, bar, smc_text = text.partition("|")
+        if not bar:
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                f"{name} for kinds=bars,smc must be <bars cursor>|<smc cursor> "
+                f"(either may be empty: from now), got {params.quote(text)}",
+            )
+        texts = [bars_text or None, smc_text or None]
+    selections: list[tuple[str, Selection]] = []
+    for kind, cursor in zip(kinds, texts, strict=True):
+        streams_for = smc_streams_of if kind == "smc" else streams_of
+        positions = None
+        if cursor is not None:
+            positions = parse_cursor(cursor, name, keys, chosen_symbols, streams_for)
+        selection = Selection(frozenset(chosen_symbols), frozenset(chosen_tfs), positions)
+        selections.append((kind, selection))
+    return StreamRequest(tuple(selections))
 
 
 def _error_chunk(notice: Notice) -> bytes:
@@ -119,12 +167,15 @@ class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
     def __init__(
-        self, chunks: AsyncGenerator[bytes, None], streams: PushStreams, sub: Subscription
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        streams: PushStreams,
+        subs: Sequence[Subscription],
     ) -> None:
         super().__init__(chunks, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._chunks = chunks
         self._streams = streams
-        self._sub = sub
+        self._subs = subs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -157,7 +208,7 @@ class EventStreamResponse(StreamingResponse):
                     send_all,
                     until_disconnect,
                     self._streams.wait_closing,
-                    lambda: _cut_off_when_slow(self._sub),
+                    lambda: _cut_off_when_slow(self._subs),
                 )
                 if self._streams.closing:  # the server is shutting down: end the body cleanly
                     with anyio.move_on_after(_LAST_WORDS_S):
@@ -170,10 +221,22 @@ class EventStreamResponse(StreamingResponse):
                 await self._chunks.aclose()
 
 
-async def _cut_off_when_slow(sub: Subscription) -> None:
-    """Returns (cancelling the writer) once `sub` overflowed and its writer did not end the
-    stream itself within `_LAST_WORDS_S` (it is stuck writing to a client that reads nothing)."""
-    await sub.overflowed.wait()
+async def _cut_off_when_slow(subs: Sequence[Subscription]) -> None:
+    """Returns (cancelling the writer) once one of `subs` overflowed and its writer did not end
+    the stream itself within `_LAST_WORDS_S` (it is stuck writing to a client that reads
+    nothing)."""
+    if len(subs) == 1:
+        await subs[0].overflowed.wait()
+        await anyio.sleep(_LAST_WORDS_S)
+        return
+    async with anyio.create_task_group() as group:
+
+        async def wait(sub: Subscription) -> None:
+            await sub.overflowed.wait()
+            group.cancel_scope.cancel()
+
+        for sub in subs:
+            group.start_soon(wait, sub)
     await anyio.sleep(_LAST_WORDS_S)
 
 
@@ -219,39 +282,54 @@ def make_fanout(deps: ApiDeps) -> Fanout:
     )
 
 
+def make_smc_fanout(deps: ApiDeps) -> Fanout:
+    """The process's one reader of the SMC hint stream(s) (`kinds=smc`)."""
+    return Fanout(
+        deps.push_reader or deps.reader,
+        deps.reader,
+        SmcFeed(HintCheck(deps.rejects)),
+        deps.symbols,
+        deps.push,
+        until=deps.streams.wait_closing,
+        served=deps.served,
+    )
+
+
 def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
     """Mount `/api/stream` (SSE) and `/ws` (WebSocket) on `app`; the OpenAPI paths added."""
     fanout = make_fanout(deps)
     register_metrics(fanout, deps.metrics_registry)
     app.state.fanout = fanout
+    feeds = PushFeeds(fanout, make_smc_fanout(deps) if deps.smc_timeframes else None)
+    app.state.smc_fanout = feeds.smc
+    timeout_s = deps.push.heartbeat_s
 
     async def stream(request: Request) -> Response:
         last_event_id = request.headers.get("last-event-id")
         await deps.refresh_symbols()
         chosen = parse_stream_request(request.query_params, deps, last_event_id)
-        sub = fanout.subscription(chosen.selection)
-        chunks = sse_chunks(fanout.follow(sub))
-        return EventStreamResponse(chunks, deps.streams, sub)
+        items, subs = await feeds.follow(chosen.selections, timeout_s)
+        return EventStreamResponse(sse_chunks(items), deps.streams, subs)
 
     async def websocket_stream(websocket: WebSocket) -> None:
         try:
             await deps.refresh_symbols()
             chosen = parse_stream_request(websocket.query_params, deps)
+            items, subs = await feeds.follow(chosen.selections, timeout_s)
         except ApiError as exc:
             await websocket.accept()
             await websocket.send_text(params.error_body(exc.code, exc.message).decode())
             await websocket.close(_POLICY_VIOLATION)
             return
         await websocket.accept()
-        sub = fanout.subscription(chosen.selection)
 
         async def until_disconnect() -> None:
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass  # a read-only stream: whatever the client sends is ignored
 
         async def send_all() -> None:
-            async with contextlib.aclosing(fanout.follow(sub)) as items:
-                await _ws_send_all(websocket, items)
+            async with contextlib.aclosing(items) as following:
+                await _ws_send_all(websocket, following)
 
         streams = deps.streams
         try:
@@ -260,14 +338,14 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
                     send_all,
                     until_disconnect,
                     streams.wait_closing,
-                    lambda: _cut_off_when_slow(sub),
+                    lambda: _cut_off_when_slow(subs),
                 )
                 with anyio.move_on_after(_LAST_WORDS_S):
                     if websocket.application_state is WebSocketState.DISCONNECTED:
                         pass  # closed already (the slow_consumer notice closes it)
                     elif streams.closing:
                         await websocket.close(_GOING_AWAY, "server shutting down")
-                    elif sub.overflowed.is_set():
+                    elif any(sub.overflowed.is_set() for sub in subs):
                         await websocket.close(_TRY_AGAIN_LATER, "slow_consumer")
         except* (WebSocketDisconnect, OSError, RuntimeError):
             pass  # the client went away in the middle of a send (or was closed already)
@@ -281,7 +359,8 @@ def install_push(app: FastAPI, deps: ApiDeps) -> doc.Paths:
 def _stream_doc(deps: ApiDeps) -> dict[str, Any]:
     q = doc.query_parameter
     comma = {"type": "string", "pattern": "^[^,]+(,[^,]+)*$"}
-    cursor = {"type": "string", "pattern": r"^\d+(-\d+)?$|^[^:,]+:\d+(-\d+)?(,[^:,]+:\d+(-\d+)?)*$"}
+    one = r"(\d+(-\d+)?|[^:,|]+:\d+(-\d+)?(,[^:,|]+:\d+(-\d+)?)*)"
+    cursor = {"type": "string", "pattern": f"^{one}$|^{one}?\\|{one}?$"}
     return {
         "parameters": [
             q(
@@ -291,10 +370,18 @@ def _stream_doc(deps: ApiDeps) -> dict[str, Any]:
             ),
             q("tfs", comma, "Comma-separated timeframes (default all served)"),
             q(
+                "kinds",
+                {"type": "string", "enum": ["bars", "smc", "bars,smc", "smc,bars"]},
+                "What to stream: bars (the default: bar events, SSE `event: bar`), smc (SMC "
+                "hints, smc_hint_v1, SSE `event: smc`, WebSocket `{id, smc}`), or both (ids "
+                "are then `<bars cursor>|<smc cursor>`)",
+            ),
+            q(
                 "cursor",
                 cursor,
-                "Start after this cursor (e.g. /api/bars' cursor; cluster layout, several "
-                "symbols: SYM:<ms>-<seq>,...); default: now",
+                "Start after this cursor (e.g. /api/bars' cursor, /api/smc's for kinds=smc, "
+                "`B|S` for kinds=bars,smc; cluster layout, several symbols: "
+                "SYM:<ms>-<seq>,...); default: now",
             ),
             {
                 "name": "Last-Event-ID",
@@ -306,7 +393,7 @@ def _stream_doc(deps: ApiDeps) -> dict[str, Any]:
         ],
         "responses": {
             "200": {
-                "description": "An endless text/event-stream of `bar` events",
+                "description": "An endless text/event-stream of `bar` (and/or `smc`) events",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
             **doc.errors(400, 404, 422),

@@ -19,6 +19,7 @@
 import { createChartAdapter, localOffsetMs } from "./chart_adapter.js";
 import { applyUpdates, createState, getBar, loadSnapshot, seriesBars } from "./merge.js";
 import { renderPanel } from "./status_panel.js";
+import { attachSmcOverlay } from "./smc_overlay.js";
 
 const BARS_LIMIT = 1500;
 const STATUS_PERIOD_MS = 3000;
@@ -439,6 +440,8 @@ async function start() {
     renderStatus();
   });
   $("tz").addEventListener("click", () => setTimeMode(!app.utc));
+  attachSmcOverlay(chart, () => ({ symbol: app.symbol, tf: app.tf, offsetMs: app.offsetMs,
+    edgeMs: seriesBars(app.book, app.symbol, app.tf).findLast((b) => b.complete)?.close_ms ?? null }));
   setInterval(() => app.lostSince !== null && updateBanner(), 1000);
   pollStatus();
   await load();

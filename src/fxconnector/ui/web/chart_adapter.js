@@ -369,6 +369,9 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
     /** The time scale's logical index of a chart time (whitespace slots count), or null. */
     indexOf: (time) => chart.timeScale().timeToIndex(time, false),
 
+    /** Attach a series primitive (a plugin drawing over the candles, e.g. the SMC overlay). */
+    attachPrimitive: (primitive) => candles.attachPrimitive(primitive),
+
     destroy() {
       chart.remove();
     },
