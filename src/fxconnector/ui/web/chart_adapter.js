@@ -125,6 +125,23 @@ export function planUpsert(items, bar) {
   return index === items.length - 1 ? "last" : "historical";
 }
 
+/**
+ * The pip of a symbol by the market's convention: 0.01 for pairs quoted in JPY, 0.1 for gold,
+ * 0.01 for silver, else 0.0001. Prices are shown to a tenth of a pip (the "pipette": EURUSD
+ * 1.10123, USDJPY 150.123, XAUUSD 2000.12), the point every broker quotes in.
+ */
+export function pipSize(symbol) {
+  if (symbol.endsWith("JPY")) return 0.01;
+  if (symbol.startsWith("XAU")) return 0.1;
+  if (symbol.startsWith("XAG")) return 0.01;
+  return 0.0001;
+}
+
+/** Decimals shown for `symbol`'s prices: one more than its pip's. */
+export function symbolPrecision(symbol) {
+  return Math.round(-Math.log10(pipSize(symbol))) + 1;
+}
+
 /** Decimals to show: the most any of the (last 200) bars' prices needs, at most 6. */
 export function pricePrecision(bars) {
   let precision = 2;
@@ -168,6 +185,19 @@ export function volumeOf(bar, time) {
   return { time, value: bar.volume, color };
 }
 
+/** The bar of the last item at or before `openMs` in ascending `items`, or null. */
+export function findBarAtOrBefore(items, openMs) {
+  let lo = 0;
+  let hi = items.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (items[mid].openMs <= openMs) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  for (let k = hi; k >= 0; k--) if (items[k].bar !== null) return items[k].bar;
+  return null;
+}
+
 // --- the library ----------------------------------------------------------------------------
 
 function library() {
@@ -186,10 +216,72 @@ const THEME = {
 };
 
 /**
- * A candlestick chart with a volume pane in `container`.
- * `onHover(bar | null)` is called with the bar under the crosshair.
+ * A series primitive (the library's plugin API) that marks the start of the data: the area
+ * left of the first bar is shaded, with a dashed line and the words "start of data".
  */
-export function createChartAdapter(container, { onHover = () => {} } = {}) {
+class StartOfData {
+  constructor() {
+    this.time = null;
+    this.chart = null;
+    this.requestUpdate = () => {};
+  }
+
+  attached({ chart, requestUpdate }) {
+    this.chart = chart;
+    this.requestUpdate = requestUpdate;
+  }
+
+  detached() {
+    this.chart = null;
+  }
+
+  set(time) {
+    this.time = time;
+    this.requestUpdate();
+  }
+
+  updateAllViews() {}
+
+  paneViews() {
+    const self = this;
+    return [{
+      zOrder: () => "bottom",
+      renderer: () => ({
+        draw(target) {
+          if (self.time === null || self.chart === null) return;
+          const x = self.chart.timeScale().timeToCoordinate(self.time);
+          if (x === null) return;
+          target.useMediaCoordinateSpace(({ context, mediaSize }) => {
+            const edge = Math.round(x) - 6;
+            if (edge <= 0) return;
+            context.fillStyle = "rgba(149, 152, 161, 0.08)";
+            context.fillRect(0, 0, edge, mediaSize.height);
+            context.strokeStyle = COLORS.gap;
+            context.setLineDash([4, 4]);
+            context.beginPath();
+            context.moveTo(edge + 0.5, 0);
+            context.lineTo(edge + 0.5, mediaSize.height);
+            context.stroke();
+            context.setLineDash([]);
+            context.fillStyle = COLORS.gap;
+            context.font = "12px system-ui, sans-serif";
+            context.textAlign = "right";
+            context.fillText("start of data", edge - 6, 40);
+          });
+        },
+      }),
+    }];
+  }
+}
+
+/**
+ * A candlestick chart with a volume pane in `container`: THE place a chart is created.
+ * `onHover(bar | null, time | null)` is called with the bar under the crosshair;
+ * `onRange(logicalRange)` when the visible range changes (scrolling, zooming).
+ * The returned adapter exposes `chart` and `candles` (the library's objects) for overlays that
+ * attach their own primitives (e.g. smc_overlay.js).
+ */
+export function createChartAdapter(container, { onHover = () => {}, onRange = () => {} } = {}) {
   const lib = library();
   const chart = lib.createChart(container, {
     autoSize: true,
@@ -215,6 +307,9 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
   panes[0].setStretchFactor(3);
   panes[1].setStretchFactor(1);
   const markerApi = lib.createSeriesMarkers(candles, []);
+  const startOfData = new StartOfData();
+  candles.attachPrimitive(startOfData);
+  const lines = new Map(); // name -> line series (moving averages)
 
   let tfMs = TF_MS["1m"];
   let offsetMs = 0;
@@ -253,14 +348,15 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
 
   // setData with the viewport kept. A view scrolled into history keeps its first visible item
   // in place; a view that shows the newest item keeps showing it (it follows the live bar).
-  function redraw(previousItems) {
+  function redraw(previousItems, anchorLeft = false) {
     const range = chart.timeScale().getVisibleLogicalRange();
     let shift = null;
     if (range !== null && previousItems.length > 0) {
-      if (range.to >= previousItems.length - 1) {
+      if (range.to >= previousItems.length - 1 && !anchorLeft) {
         shift = items.length - previousItems.length;
       } else {
-        const anchorIndex = Math.min(Math.max(Math.round(range.from), 0), previousItems.length - 1);
+        const anchorIndex = Math.min(Math.max(Math.round(range.from), 0),
+          previousItems.length - 1);
         const newIndex = findItem(items, previousItems[anchorIndex].openMs);
         shift = newIndex < 0 ? 0 : newIndex - anchorIndex;
       }
@@ -275,17 +371,31 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
     }
   }
 
+  let syncing = false; // a crosshair set by setCrosshair must not echo back as a hover
   chart.subscribeCrosshairMove((param) => {
-    onHover(param.time === undefined ? null : byTime.get(param.time) ?? null);
+    if (syncing) return;
+    const time = param.time ?? null;
+    onHover(time === null ? null : byTime.get(time) ?? null, time);
+  });
+  chart.timeScale().subscribeVisibleLogicalRangeChange((range) => onRange(range));
+  // A tap (touch has no hover) puts the crosshair on the bar tapped; a mouse click, the same.
+  chart.subscribeClick((param) => {
+    if (param.time === undefined || param.point === undefined) return;
+    const price = candles.coordinateToPrice(param.point.y);
+    if (price !== null) chart.setCrosshairPosition(price, param.time, candles);
+    onHover(byTime.get(param.time) ?? null, param.time);
   });
 
   return {
+    chart,
+    candles,
+
     /** Draw `bars` (ascending, merged) from scratch and show the newest part. */
-    reset(bars, { tf, utcOffsetMs = 0 }) {
+    reset(bars, { tf, utcOffsetMs = 0, precision = pricePrecision(bars) }) {
       tfMs = TF_MS[tf] ?? TF_MS["1m"];
       offsetMs = utcOffsetMs;
       ({ items, gaps } = buildTimeline(bars, tfMs));
-      const precision = pricePrecision(bars);
+      startOfData.set(null);
       candles.applyOptions({ priceFormat: { type: "price", precision,
         minMove: 10 ** -precision } });
       const points = items.map(pointsOf);
@@ -350,6 +460,94 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
       if (marksChanged) drawMarkers();
     },
 
+    /**
+     * Add older bars (ascending, merged, all before the first drawn one) left of the drawn
+     * timeline, keeping the view where it is (the same bars stay under the same pixels).
+     */
+    prepend(older) {
+      if (older.length === 0) return;
+      const before = items;
+      const all = older.concat(before.filter((it) => it.bar !== null).map((it) => it.bar));
+      ({ items, gaps } = buildTimeline(all, tfMs));
+      redraw(before, true);
+    },
+
+    /** Mark the first drawn bar as the start of the data (null: there may be more). */
+    setStartOfData(isStart) {
+      const first = items.find((it) => it.bar !== null);
+      startOfData.set(isStart && first ? timeOf(first.openMs) : null);
+    },
+
+    /** The open_ms of the first drawn bar, or null. */
+    firstOpenMs: () => (items.length ? items[0].openMs : null),
+
+    /** Draw (or replace) a line series `name` with points [{open_ms, value, preview}]. */
+    setLine(name, points, { color, title }) {
+      let series = lines.get(name);
+      if (series === undefined) {
+        series = chart.addSeries(lib.LineSeries, { color, lineWidth: 1, title,
+          priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false });
+        lines.set(name, series);
+      }
+      series.setData(points.map((p) => ({ time: timeOf(p.open_ms), value: p.value,
+        ...(p.preview ? { color: COLORS.previewOutline } : {}) })));
+    },
+
+    /** Remove the line series `name` (if drawn). */
+    removeLine(name) {
+      const series = lines.get(name);
+      if (series !== undefined) {
+        chart.removeSeries(series);
+        lines.delete(name);
+      }
+    },
+
+    /** The line series' data as the library holds it. */
+    lineData: (name) => (lines.has(name) ? lines.get(name).data().map((p) => ({ ...p })) : []),
+
+    /** Scroll to the newest bar (the live edge), keeping the zoom. */
+    scrollToRealtime() {
+      chart.timeScale().scrollToRealTime();
+    },
+
+    /** Whether the newest bar is in view. */
+    atRealtime() {
+      const range = chart.timeScale().getVisibleLogicalRange();
+      return range === null || range.to >= items.length - 1;
+    },
+
+    /** Show the crosshair at UTC epoch ms `openMs` (a synced chart's), or hide it (null). */
+    setCrosshair(openMs) {
+      syncing = true;
+      try {
+        if (openMs === null) {
+          chart.clearCrosshairPosition();
+          return;
+        }
+        const bar = findBarAtOrBefore(items, openMs);
+        if (bar === null) {
+          chart.clearCrosshairPosition();
+          return;
+        }
+        chart.setCrosshairPosition(bar.close, timeOf(bar.open_ms), candles);
+      } finally {
+        syncing = false;
+      }
+    },
+
+    /** The visible span as UTC epoch ms {from, to}, or null. */
+    visibleMs() {
+      const range = chart.timeScale().getVisibleRange();
+      if (range === null) return null;
+      return { from: range.from * 1000 - offsetMs, to: range.to * 1000 - offsetMs };
+    },
+
+    /** Show the UTC epoch ms span {from, to} (a synced chart's, or a restored view). */
+    setVisibleMs({ from, to }) {
+      if (items.length === 0) return;
+      chart.timeScale().setVisibleRange({ from: timeOf(from), to: timeOf(to) });
+    },
+
     /** Shift every time by `utcOffsetMs` (0: UTC) keeping the viewport. */
     setOffset(utcOffsetMs) {
       if (utcOffsetMs === offsetMs) return;
@@ -370,6 +568,7 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
     indexOf: (time) => chart.timeScale().timeToIndex(time, false),
 
     destroy() {
+      startOfData.detached();
       chart.remove();
     },
   };

@@ -6,6 +6,47 @@ import { TF_MS } from "./chart_adapter.js";
 
 const ERRORS_SHOWN = 5;
 
+/** A stream or fetch notice ({code, message}) in words for a trader; the raw text goes in a tooltip. */
+export function describeNotice(notice) {
+  if (notice === null || notice === undefined) return null;
+  const words = {
+    unavailable: "The server cannot read its data store (Redis) right now; it keeps retrying.",
+    bars: "The chart could not load its bars; retrying.",
+    history: "Older bars could not be loaded; scroll left again to retry.",
+    cursor_expired: "The server restarted or trimmed its stream; the chart reloaded.",
+  };
+  return words[notice.code] ?? `The server reported a problem (${notice.code}).`;
+}
+
+/**
+ * The connection section: the live stream's state and counts, in words.
+ * `connection`: {stream: open|connecting|lost, events, lastEventAt, lastEventId, notice, nowMs}.
+ */
+export function renderConnection(body, connection, view) {
+  body.replaceChildren();
+  const table = section(body, "Connection");
+  const states = {
+    open: ["live: updates arrive as they happen", "good"],
+    connecting: ["connecting…", null],
+    lost: ["disconnected: retrying; the chart shows the last data received", "bad"],
+  };
+  const [text, tone] = states[connection.stream];
+  row(table, "stream", text, tone);
+  row(table, "updates received", String(connection.events));
+  row(table, "last update", connection.lastEventAt === null ? "none yet"
+    : `${view.formatAge(connection.nowMs - connection.lastEventAt)} ago`);
+  const words = describeNotice(connection.notice);
+  if (words !== null) {
+    const tr = row(table, "problem", words, "warn");
+    tr.title = `${connection.notice.code}: ${connection.notice.message}`;
+    tr.classList.add("notice");
+  }
+  const position = row(table, "position", connection.lastEventId ? "following the stream"
+    : "at the snapshot");
+  position.title = connection.lastEventId ? `last event id ${connection.lastEventId}`
+    : `cursor ${connection.cursor ?? "none"}`;
+}
+
 function row(table, label, value, tone = null) {
   const doc = table.ownerDocument;
   const tr = doc.createElement("tr");
