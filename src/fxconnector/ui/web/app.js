@@ -72,6 +72,18 @@ const hooks = {
     if (span !== null) for (const other of app.panes) if (other !== pane) other.chart.setVisibleMs(span);
     scheduleHash();
   },
+  onLoaded(pane) {
+    // A pane that (re)loads takes the others' span; the first pane gives its own to the rest.
+    const leader = app.panes[0];
+    if (app.panes.length < 2 || leader.loads === 0) return;
+    if (pane === leader) {
+      const span = leader.chart.visibleMs();
+      if (span !== null) for (const other of app.panes.slice(1)) other.chart.setVisibleMs(span);
+    } else {
+      const span = leader.chart.visibleMs();
+      if (span !== null) pane.chart.setVisibleMs(span);
+    }
+  },
   onChange(pane) {
     renderStreamState();
     updateBanner();
@@ -507,6 +519,7 @@ window.__fx = Object.freeze({
     symbol: pane.symbol, tf: pane.tf, stream: pane.stream, loads: pane.loads,
     bars: pane.chart.candles().length, visibleMs: pane.chart.visibleMs(),
     hovered: pane.hovered ? pane.hovered.open_ms : null, history: { ...pane.history },
+    crosshair: pane.chart.syncedCrosshair(), startOfData: pane.chart.startOfDataTime(),
     firstOpenMs: pane.chart.firstOpenMs(), atRealtime: pane.chart.atRealtime(),
   })),
   /** The page's state in short (the active pane's). */
@@ -525,6 +538,8 @@ window.__fx = Object.freeze({
       tfMs: pane ? TF_MS[pane.tf] : null,
     };
   },
+  /** The x coordinate (px in the chart) of a chart time on the active chart, or null. */
+  xOf: (time) => (paneOf() ? paneOf().chart.chart.timeScale().timeToCoordinate(time) : null),
   /** The time scale's logical index of a chart time (gaps' empty slots have one), or null. */
   indexOf: (time) => (paneOf() ? paneOf().chart.indexOf(time) : null),
 });

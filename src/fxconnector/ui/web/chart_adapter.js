@@ -38,6 +38,7 @@ export const TF_MS = Object.freeze({
 });
 
 export const MAX_GAP_SLOTS = 240;
+const RIGHT_OFFSET = 6; // empty bars right of the newest one
 
 export const COLORS = Object.freeze({
   up: "#26a69a",
@@ -293,7 +294,7 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
     grid: { vertLines: { color: THEME.grid }, horzLines: { color: THEME.grid } },
     rightPriceScale: { borderColor: THEME.border },
     timeScale: { borderColor: THEME.border, timeVisible: true, secondsVisible: false,
-      rightOffset: 6 },
+      rightOffset: RIGHT_OFFSET },
     crosshair: { mode: lib.CrosshairMode.Normal },
   });
   const candles = chart.addSeries(lib.CandlestickSeries, {
@@ -372,6 +373,7 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
   }
 
   let syncing = false; // a crosshair set by setCrosshair must not echo back as a hover
+  let syncedAt = null; // open_ms of the bar under a synced crosshair
   chart.subscribeCrosshairMove((param) => {
     if (syncing) return;
     const time = param.time ?? null;
@@ -406,7 +408,7 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
       const count = items.length;
       if (count > 0) {
         chart.timeScale().setVisibleLogicalRange({ from: Math.max(count - 150, 0) - 0.5,
-          to: count - 1 + 6 });
+          to: count - 1 + RIGHT_OFFSET });
       }
     },
 
@@ -507,24 +509,26 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
 
     /** Scroll to the newest bar (the live edge), keeping the zoom. */
     scrollToRealtime() {
-      chart.timeScale().scrollToRealTime();
+      // Not the library's scrollToRealTime(): it animates, over seconds from far back.
+      const range = chart.timeScale().getVisibleLogicalRange();
+      if (range === null || items.length === 0) return;
+      const width = range.to - range.from;
+      const to = items.length - 1 + RIGHT_OFFSET;
+      chart.timeScale().setVisibleLogicalRange({ from: to - width, to });
     },
 
     /** Whether the newest bar is in view. */
     atRealtime() {
       const range = chart.timeScale().getVisibleLogicalRange();
-      return range === null || range.to >= items.length - 1;
+      return range === null || range.to >= items.length - 1 - 0.5;
     },
 
     /** Show the crosshair at UTC epoch ms `openMs` (a synced chart's), or hide it (null). */
     setCrosshair(openMs) {
       syncing = true;
       try {
-        if (openMs === null) {
-          chart.clearCrosshairPosition();
-          return;
-        }
-        const bar = findBarAtOrBefore(items, openMs);
+        const bar = openMs === null ? null : findBarAtOrBefore(items, openMs);
+        syncedAt = bar === null ? null : bar.open_ms;
         if (bar === null) {
           chart.clearCrosshairPosition();
           return;
@@ -534,6 +538,12 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
         syncing = false;
       }
     },
+
+    /** open_ms of the bar under the crosshair set by setCrosshair, or null. */
+    syncedCrosshair: () => syncedAt,
+
+    /** The time of the start-of-data mark (chart seconds), or null. */
+    startOfDataTime: () => startOfData.time,
 
     /** The visible span as UTC epoch ms {from, to}, or null. */
     visibleMs() {

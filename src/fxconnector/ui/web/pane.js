@@ -47,7 +47,8 @@ export async function getJson(path) {
 
 /**
  * A pane in `element` showing `symbol`/`tf`. `hooks`: onHover(pane, openMs|null),
- * onRange(pane), onChange(pane) (stream state, loads), formatTime(ms).
+ * onRange(pane), onChange(pane) (stream state, counts), onLoaded(pane) (after a bootstrap),
+ * formatTime(ms).
  */
 export function createPane(element, { symbol, tf, offsetMs = 0, averages = [] }, hooks) {
   element.classList.add("pane");
@@ -81,7 +82,7 @@ export function createPane(element, { symbol, tf, offsetMs = 0, averages = [] },
     lastEventAt: null,
     notice: null, // {code, message} of the last stream notice
     hovered: null,
-    history: { loading: false, start: false, pages: 0 },
+    history: { loading: false, start: false, pages: 0, lastPrepend: null },
     chart: null,
   };
 
@@ -107,7 +108,7 @@ export async function load(pane, hooks) {
   pane.pending = [];
   pane.lastEventId = null;
   pane.notice = null;
-  pane.history = { loading: false, start: false, pages: 0 };
+  pane.history = { loading: false, start: false, pages: 0, lastPrepend: null };
   setStream(pane, hooks, "connecting");
   const query = new URLSearchParams({
     symbol: pane.symbol, tf: pane.tf, limit: String(BARS_LIMIT), include_preview: "true",
@@ -137,6 +138,7 @@ export async function load(pane, hooks) {
   renderLegend(pane, hooks);
   renderHistory(pane);
   hooks.onChange(pane);
+  hooks.onLoaded(pane);
   openStream(pane, hooks, generation);
 }
 
@@ -247,7 +249,10 @@ export async function loadOlder(pane, hooks) {
   pane.history.pages += 1;
   applyUpdates(pane.book, body.bars);
   const older = seriesBars(pane.book, pane.symbol, pane.tf).filter((b) => b.open_ms < firstMs);
+  const before = pane.chart.visibleMs();
   pane.chart.prepend(older);
+  // What the view showed before and after the prepend (the browser tests check they agree).
+  pane.history.lastPrepend = { before, after: pane.chart.visibleMs(), bars: older.length };
   if (body.bars.length < HISTORY_PAGE) markStart(pane);
   drawAverages(pane);
   renderHistory(pane);
