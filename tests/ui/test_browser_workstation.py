@@ -399,8 +399,11 @@ def test_four_synced_charts_averages_countdown_and_collapsible_status(open_page:
     chart.wait_for("window.__fx.panes().every((p) => p.atRealtime)")
     # Averages on finals; the live bar's point drawn apart (amber) while it is a preview.
     chart.page.select_option("#averages", "sma20,ema50")
-    line = chart.wait_for("window.__fx.line('sma20').length > 100 && window.__fx.line('sma20')")
-    book = chart.fx("book()")
+    chart.wait_for("window.__fx.line('sma20').length > 100")
+    # One evaluation: the page merges live events between two calls.
+    book, line, step = chart.page.evaluate(
+        "[window.__fx.book(), window.__fx.line('sma20'), window.__fx.linePreview('sma20')]"
+    )
     finals = [bar for bar in book if bar["complete"]]
     closes = [bar["close"] for bar in finals]
     last_final = next(p for p in reversed(line) if "color" not in p)
@@ -408,9 +411,12 @@ def test_four_synced_charts_averages_countdown_and_collapsible_status(open_page:
     while finals[index]["open_ms"] // 1000 != last_final["time"]:
         index -= 1
     assert abs(last_final["value"] - sum(closes[index - 19 : index + 1]) / 20) < 1e-9
-    if not book[-1]["complete"]:
+    if book[-1]["complete"]:
+        assert step == []
+    else:
         assert line[-1]["time"] == book[-1]["open_ms"] // 1000
         assert line[-1]["color"] == "#f5b700"
+        assert [p["time"] for p in step] == [line[-2]["time"], line[-1]["time"]]
     assert len(chart.fx("line('ema50')")) > 100
     countdown = chart.page.inner_text(".countdown")
     assert countdown.startswith("closes in "), countdown

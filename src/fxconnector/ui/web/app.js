@@ -514,6 +514,8 @@ window.__fx = Object.freeze({
   },
   /** A moving average's line as drawn on the active chart. */
   line: (name) => (paneOf() ? paneOf().chart.lineData(name) : []),
+  /** Its dashed step to the live (preview) bar: two points, or none. */
+  linePreview: (name) => (paneOf() ? paneOf().chart.linePreview(name) : []),
   /** Every pane in short. */
   panes: () => app.panes.map((pane) => ({
     symbol: pane.symbol, tf: pane.tf, stream: pane.stream, loads: pane.loads,

@@ -266,8 +266,8 @@ class StartOfData {
             context.setLineDash([]);
             context.fillStyle = COLORS.gap;
             context.font = "12px system-ui, sans-serif";
-            context.textAlign = "right";
-            context.fillText("start of data", edge - 6, 40);
+            context.textAlign = "left";
+            context.fillText("◂ start of data", edge + 6, 16);
           });
         },
       }),
@@ -483,29 +483,42 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
     /** The open_ms of the first drawn bar, or null. */
     firstOpenMs: () => (items.length ? items[0].openMs : null),
 
-    /** Draw (or replace) a line series `name` with points [{open_ms, value, preview}]. */
+    /**
+     * Draw (or replace) a line `name` with points [{open_ms, value, preview}]: the finals' part
+     * solid, the step to a preview point (the live bar's) dashed amber, drawn apart.
+     */
     setLine(name, points, { color, title }) {
-      let series = lines.get(name);
-      if (series === undefined) {
-        series = chart.addSeries(lib.LineSeries, { color, lineWidth: 1, title,
-          priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false });
-        lines.set(name, series);
+      const addLine = (options) => chart.addSeries(lib.LineSeries, { lineWidth: 1, title,
+        priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+        ...options });
+      if (!lines.has(name)) {
+        lines.set(name, { finals: addLine({ color }),
+          preview: addLine({ color: COLORS.previewOutline, lineStyle: lib.LineStyle.Dashed }) });
       }
-      series.setData(points.map((p) => ({ time: timeOf(p.open_ms), value: p.value,
-        ...(p.preview ? { color: COLORS.previewOutline } : {}) })));
+      const { finals, preview } = lines.get(name);
+      const data = points.map((p) => ({ time: timeOf(p.open_ms), value: p.value,
+        ...(p.preview ? { color: COLORS.previewOutline } : {}) }));
+      finals.setData(data);
+      const live = data.length >= 2 && points[points.length - 1].preview ? data.slice(-2) : [];
+      preview.setData(live.map((p) => ({ time: p.time, value: p.value })));
     },
 
-    /** Remove the line series `name` (if drawn). */
+    /** Remove the line `name` (if drawn). */
     removeLine(name) {
-      const series = lines.get(name);
-      if (series !== undefined) {
-        chart.removeSeries(series);
+      const line = lines.get(name);
+      if (line !== undefined) {
+        chart.removeSeries(line.finals);
+        chart.removeSeries(line.preview);
         lines.delete(name);
       }
     },
 
     /** The line series' data as the library holds it. */
-    lineData: (name) => (lines.has(name) ? lines.get(name).data().map((p) => ({ ...p })) : []),
+    lineData: (name) => (lines.has(name) ? lines.get(name).finals.data().map((p) => ({ ...p }))
+      : []),
+    /** The dashed preview step of line `name` (two points, or none). */
+    linePreview: (name) => (lines.has(name)
+      ? lines.get(name).preview.data().map((p) => ({ ...p })) : []),
 
     /** Scroll to the newest bar (the live edge), keeping the zoom. */
     scrollToRealtime() {
