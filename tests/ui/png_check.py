@@ -38,7 +38,8 @@ def read_png(path: Path) -> Image:
         at += 12 + length
         if kind == b"IHDR":
             width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and colour in _CHANNELS and interlace == 0, (depth, colour)
+            supported = depth == 8 and colour in _CHANNELS and interlace == 0
+            assert supported, (depth, colour, interlace)
             channels = _CHANNELS[colour]
         elif kind == b"IDAT":
             idat += body
@@ -86,7 +87,6 @@ def count_colour(
     for y in range(max(y0, 0), min(y0 + h, image.height), step):
         for x in range(max(x0, 0), min(x0 + w, image.width), step):
             r, g, b = image.pixel(x, y)
-            if abs(r - rgb[0]) <= tolerance and abs(g - rgb[1]) <= tolerance:
-                if abs(b - rgb[2]) <= tolerance:
-                    found += 1
+            if max(abs(r - rgb[0]), abs(g - rgb[1]), abs(b - rgb[2])) <= tolerance:
+                found += 1
     return found

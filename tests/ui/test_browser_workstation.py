@@ -48,7 +48,9 @@ def open_page(browser: Browser, connector: ConnectorProcess) -> Iterator[OpenPag
     """Open pages of any viewport (touch for phones); each fails on a console error."""
     contexts: list[tuple[Any, Console]] = []
 
-    def make(width: int = 1400, height: int = 800, fragment: str = "", touch: bool = False) -> ChartPage:
+    def make(
+        width: int = 1400, height: int = 800, fragment: str = "", touch: bool = False
+    ) -> ChartPage:
         context = browser.new_context(
             viewport={"width": width, "height": height},
             timezone_id=TIME_ZONE,
@@ -112,7 +114,8 @@ def assert_layout_sound(chart: ChartPage) -> None:
                            return { x: r.x, y: r.y, width: r.width, height: r.height }; })"""
     )
     for k, a in enumerate(header):
-        assert a["x"] >= 0 and a["x"] + a["width"] <= width + 0.5, ("header item outside", a)
+        assert a["x"] >= 0, ("header item outside", a)
+        assert a["x"] + a["width"] <= width + 0.5, ("header item outside", a)
         for b in header[k + 1 :]:
             assert not overlap(a, b), ("header items overlap", a, b)
     panes = chart.page.evaluate(
@@ -164,31 +167,40 @@ def test_symbol_switching_by_picker_key_and_watchlist(open_page: OpenPage) -> No
     chart = open_page()
     assert symbol_of_book(chart) == {"EURUSD"}
     chart.page.select_option("#symbol", "GBPUSD")
-    chart.wait_for("window.__fx.state().symbol === 'GBPUSD' && window.__fx.state().loads >= 1"
-                   " && window.__fx.book().length > 0"
-                   " && window.__fx.book().every((b) => b.symbol === 'GBPUSD')")
+    chart.wait_for(
+        "window.__fx.state().symbol === 'GBPUSD' && window.__fx.state().loads >= 1"
+        " && window.__fx.book().length > 0"
+        " && window.__fx.book().every((b) => b.symbol === 'GBPUSD')"
+    )
     assert "symbol=GBPUSD" in chart.page.url
     assert chart.page.inner_text(".legend-title") == "GBPUSD · 1m"
     assert_chart_matches_book(chart)
     # The S key: the next symbol; Shift+S: back.
     chart.page.locator(".pane-chart").first.click()
     chart.page.keyboard.press("s")
-    chart.wait_for("window.__fx.state().symbol === 'USDJPY'"
-                   " && window.__fx.book().length > 0"
-                   " && window.__fx.book().every((b) => b.symbol === 'USDJPY')")
+    chart.wait_for(
+        "window.__fx.state().symbol === 'USDJPY'"
+        " && window.__fx.book().length > 0"
+        " && window.__fx.book().every((b) => b.symbol === 'USDJPY')"
+    )
     # USDJPY's prices with 3 decimals (its pip is 0.01), EURUSD's with 5.
     close = chart.page.inner_text(".legend-item:nth-of-type(5)")
-    assert close.startswith("C ") and len(close.split(".")[-1]) == 3, close
+    assert close.startswith("C "), close
+    assert len(close.split(".")[-1]) == 3, close
     chart.page.keyboard.press("Shift+S")
     chart.wait_for("window.__fx.state().symbol === 'GBPUSD'")
     # The T key: the next timeframe.
     chart.page.keyboard.press("t")
-    chart.wait_for("window.__fx.state().tf === '5m' && window.__fx.bars().length > 0"
-                   " && window.__fx.bars().every((p) => p.time % 300 === 0)")
+    chart.wait_for(
+        "window.__fx.state().tf === '5m' && window.__fx.bars().length > 0"
+        " && window.__fx.bars().every((p) => p.time % 300 === 0)"
+    )
     # A watchlist row: its symbol on the active chart.
     chart.page.click("#watch-rows tr[data-symbol='EURUSD']")
-    chart.wait_for("window.__fx.state().symbol === 'EURUSD' && window.__fx.book().length > 0"
-                   " && window.__fx.book().every((b) => b.symbol === 'EURUSD')")
+    chart.wait_for(
+        "window.__fx.state().symbol === 'EURUSD' && window.__fx.book().length > 0"
+        " && window.__fx.book().every((b) => b.symbol === 'EURUSD')"
+    )
     close = chart.page.inner_text(".legend-item:nth-of-type(5)")
     assert len(close.split(".")[-1]) == 5, close
     chart.wait_for("window.__fx.state().stream === 'open'")
@@ -215,7 +227,7 @@ def test_layout_holds_from_phone_to_desktop(open_page: OpenPage, width: int, hei
     assert hovered in book
     assert legend_time.startswith(
         chart.page.evaluate(
-            "(ms) => { const d = new Date(ms); return d.toISOString().slice(0, 16).replace('T', ' '); }",
+            "(ms) => new Date(ms).toISOString().slice(0, 16).replace('T', ' ')",
             hovered,
         )
     )
@@ -224,13 +236,16 @@ def test_layout_holds_from_phone_to_desktop(open_page: OpenPage, width: int, hei
     if width == 1920:
         # Four charts at full HD: the same rules in every pane.
         chart.page.select_option("#layout", "4")
-        chart.wait_for("window.__fx.panes().length === 4 && window.__fx.panes().every((p) => p.loads >= 1)")
+        chart.wait_for(
+            "window.__fx.panes().length === 4 && window.__fx.panes().every((p) => p.loads >= 1)"
+        )
         assert_layout_sound(chart)
         assert_candles_painted(chart, "13-layout-1920-four.png")
 
 
 def test_history_scrolls_back_to_the_start_of_the_store(
-    open_page: OpenPage, connector: ConnectorProcess  # noqa: F811
+    open_page: OpenPage,
+    connector: ConnectorProcess,  # noqa: F811
 ) -> None:
     chart = open_page(1280, 800)
     store_first = connector.get("/api/bars", symbol="EURUSD", tf="1m", from_ms=0, limit=1)["bars"]
@@ -273,7 +288,8 @@ def test_history_scrolls_back_to_the_start_of_the_store(
     # The shaded area left of the first bar: no candle there, candles right of it.
     image = read_png(path)
     edge = chart.fx(f"xOf({pane['startOfData']})")
-    assert edge is not None and 40 < edge < box["width"] - 80, edge
+    assert edge is not None
+    assert 40 < edge < box["width"] - 80, edge
     shaded = (box["x"], box["y"], edge - 10, box["height"] * 0.6)
     assert count_colour(image, shaded, UP) + count_colour(image, shaded, DOWN) == 0
     bars = (box["x"] + edge, box["y"], box["width"] - edge - 80, box["height"] * 0.6)
@@ -284,7 +300,8 @@ def test_history_scrolls_back_to_the_start_of_the_store(
 
 
 def test_view_in_the_hash_restores_and_follows_back_forward(
-    open_page: OpenPage, connector: ConnectorProcess  # noqa: F811
+    open_page: OpenPage,
+    connector: ConnectorProcess,  # noqa: F811
 ) -> None:
     newest = connector.get("/api/bars", symbol="GBPUSD", tf="5m", limit=1)["bars"][-1]["open_ms"]
     # Two days back, older than the first page of the 1m chart: the page loads history for it.
@@ -325,12 +342,18 @@ def test_view_in_the_hash_restores_and_follows_back_forward(
     assert chart.page.locator(".pane").count() == 1
     # Nonsense in the hash falls back to defaults without an error.
     chart.page.evaluate("location.hash = '#symbol=NOPE&tf=9m&layout=7&from=abc'")
-    chart.wait_for("window.__fx.state().symbol === 'EURUSD' && window.__fx.state().tf === '1m'")
+    chart.wait_for(
+        "window.__fx.state().symbol === 'EURUSD' && window.__fx.state().tf === '1m'"
+        " && window.__fx.book().length > 0"
+        " && window.__fx.book().every((b) => b.symbol === 'EURUSD' && b.tf === '1m')"
+        " && window.__fx.bars().every((p) => p.time % 60 === 0)"
+    )
     assert_chart_matches_book(chart)
 
 
 def test_watchlist_shows_live_bid_ask_spread_from_the_tick_cache(
-    open_page: OpenPage, connector: ConnectorProcess  # noqa: F811
+    open_page: OpenPage,
+    connector: ConnectorProcess,  # noqa: F811
 ) -> None:
     chart = open_page()
 
@@ -341,14 +364,19 @@ def test_watchlist_shows_live_bid_ask_spread_from_the_tick_cache(
         )
         return found
 
-    shown = poll(rows, lambda r: all(v[1] != "—" for v in r.values()) and len(r) == 3, 20,
-                 "a tick for every symbol")
+    shown = poll(
+        rows,
+        lambda r: all(v[1] != "—" for v in r.values()) and len(r) == 3,
+        20,
+        "a tick for every symbol",
+    )
     assert list(shown) == ["EURUSD", "GBPUSD", "USDJPY"]
     ticks = {t["symbol"]: t for t in connector.get("/api/ticks")["ticks"]}
     for symbol, (name, bid, ask, spread) in shown.items():
         assert name == symbol
         decimals = 3 if symbol.endswith("JPY") else 5
-        assert len(bid.split(".")[1]) == decimals and len(ask.split(".")[1]) == decimals
+        assert len(bid.split(".")[1]) == decimals
+        assert len(ask.split(".")[1]) == decimals
         assert float(ask) >= float(bid)
         pip = 0.01 if symbol.endswith("JPY") else 0.0001
         assert abs(float(spread) - (float(ask) - float(bid)) / pip) < 0.06
@@ -365,12 +393,16 @@ def test_four_synced_charts_averages_countdown_and_collapsible_status(open_page:
     chart = open_page(1600, 900)
     # No operations noise in the header: the counts and ids are in the status panel, in words.
     header = chart.page.inner_text("header")
-    assert "events" not in header and "last id" not in header and "cursor" not in header
+    assert "events" not in header
+    assert "last id" not in header
+    assert "cursor" not in header
     chart.wait_for("document.querySelector('#connection').textContent.includes('updates received')")
     chart.page.locator(".pane-chart").first.click()
     chart.page.keyboard.press("l")
     chart.page.keyboard.press("l")
-    chart.wait_for("window.__fx.panes().length === 4 && window.__fx.panes().every((p) => p.loads >= 1)")
+    chart.wait_for(
+        "window.__fx.panes().length === 4 && window.__fx.panes().every((p) => p.loads >= 1)"
+    )
     assert "layout=4" in chart.page.url
     assert [p["tf"] for p in chart.fx("panes()")] == ["1m", "5m", "15m", "30m"]
     # Synced time scale: dragging the first chart moves the others to the same span.
