@@ -40,7 +40,9 @@ export async function getJson(path) {
   const body = await response.json();
   if (!response.ok) {
     const error = body?.error;
-    throw new Error(error ? `${error.code}: ${error.message}` : `HTTP ${response.status}`);
+    const failure = new Error(error ? `${error.code}: ${error.message}` : `HTTP ${response.status}`);
+    failure.code = error?.code ?? "http";
+    throw failure;
   }
   return body;
 }
@@ -239,7 +241,13 @@ export async function loadOlder(pane, hooks) {
   } catch (error) {
     if (generation !== pane.generation) return false;
     pane.history.loading = false;
-    pane.notice = { code: "history", message: error.message };
+    if (error.code === "foreign_symbol_range") {
+      // Another process of the namespace publishes this symbol: only it can read its store.
+      pane.history.start = true;
+      pane.notice = { code: "foreign_symbol_range", message: error.message };
+    } else {
+      pane.notice = { code: "history", message: error.message };
+    }
     renderHistory(pane);
     hooks.onChange(pane);
     return false;
