@@ -8,6 +8,7 @@ import { bucketOpen, formatCountdown, formatTime } from "../../src/fxconnector/u
 import { ema, sma } from "../../src/fxconnector/ui/web/indicators.js";
 import { describeNotice } from "../../src/fxconnector/ui/web/status_panel.js";
 import { formatView, parseView } from "../../src/fxconnector/ui/web/view_hash.js";
+import { actionOf } from "../../src/fxconnector/ui/web/keys.js";
 import { spreadPips } from "../../src/fxconnector/ui/web/watchlist.js";
 
 const T0 = 1_549_238_400_000; // 2019-02-04 00:00 UTC
@@ -76,4 +77,9 @@ test("spread in pips and notices in words", () => {
     /data store \(Redis\)/);
   assert.equal(describeNotice(null), null);
   assert.match(describeNotice({ code: "weird", message: "?" }), /weird/);
+});
+
+test("keys map to their actions, case-insensitively (Shift gives the capital)", () => {
+  assert.deepEqual(["s", "S", "t", "r", "End", "l", "M", "x", "Enter"].map(actionOf),
+    ["symbol", "symbol", "timeframe", "realtime", "realtime", "layout", "averages", null, null]);
 });

@@ -16,11 +16,13 @@
 // - Operations detail (stream counts, ids, raw server errors) goes to the status panel in
 //   words, never into the header; the header keeps one pill: live, connecting or disconnected.
 // - Server data reaches the DOM as text only (textContent), never as HTML.
-// - `window.__fx` is a small read-only debug hook (the browser tests read the chart's data).
+// - `window.__fx` is a small read-only debug hook (debug_hook.js: the browser tests read the
+//   chart's data through it).
 
-import { localOffsetMs, TF_MS } from "./chart_adapter.js";
+import { localOffsetMs } from "./chart_adapter.js";
+import { installDebugHook } from "./debug_hook.js";
+import { bindKeys } from "./keys.js";
 import { formatAge, formatTime as formatTimeIn, offsetLabel } from "./format.js";
-import { seriesBars } from "./merge.js";
 import {
   closeStream, createPane, drawAverages, getJson, load, loadBackTo, renderCountdown, renderLegend,
 } from "./pane.js";
@@ -393,37 +395,20 @@ function step(values, current, by) {
   return values[(at + by + values.length) % values.length];
 }
 
-function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const target = event.target;
-  if (target instanceof HTMLElement && target.closest("input, select, textarea")) return;
-  const by = event.shiftKey ? -1 : 1;
-  const pane = activePane();
-  switch (event.key.toLowerCase()) {
-    case "s":
-      chooseSeries({ symbol: step(app.served.symbols, pane.symbol, by) });
-      break;
-    case "t":
-      chooseSeries({ tf: step(app.served.timeframes, pane.tf, by) });
-      break;
-    case "r":
-    case "end":
-      goRealtime();
-      break;
-    case "l":
-      setLayout(step([1, 2, 4], app.layout, by));
-      writeHash({ push: true, range: false });
-      break;
-    case "m": {
-      const choices = [...$("averages").options].map((o) => o.value);
-      setAverages(step(choices, app.averages.join(","), by).split(",").filter(Boolean));
-      break;
-    }
-    default:
-      return;
-  }
-  event.preventDefault();
-}
+/** What each key does (keys.js maps the keys). */
+const keyActions = {
+  symbol: (by) => chooseSeries({ symbol: step(app.served.symbols, activePane().symbol, by) }),
+  timeframe: (by) => chooseSeries({ tf: step(app.served.timeframes, activePane().tf, by) }),
+  realtime: () => goRealtime(),
+  layout: (by) => {
+    setLayout(step([1, 2, 4], app.layout, by));
+    writeHash({ push: true, range: false });
+  },
+  averages: (by) => {
+    const choices = [...$("averages").options].map((o) => o.value);
+    setAverages(step(choices, app.averages.join(","), by).split(",").filter(Boolean));
+  },
+};
 
 function goRealtime() {
   for (const pane of app.panes) pane.chart.scrollToRealtime();
@@ -482,7 +467,7 @@ async function start() {
     setAverages(event.target.value.split(",").filter(Boolean)));
   $("tz").addEventListener("click", () => setTimeMode(!app.utc));
   $("realtime").addEventListener("click", goRealtime);
-  document.addEventListener("keydown", onKey);
+  bindKeys(document, keyActions);
   window.addEventListener("hashchange", applyHash);
   window.addEventListener("popstate", applyHash);
   setInterval(() => {
@@ -498,52 +483,6 @@ async function start() {
   writeHash({ range: view.range !== null });
 }
 
-const paneOf = () => activePane();
-
-window.__fx = Object.freeze({
-  /** The active chart's candle data as the library holds it (bars only: no whitespace). */
-  bars: () => (paneOf() ? paneOf().chart.candles() : []),
-  /** The active chart's volume data. */
-  volumes: () => (paneOf() ? paneOf().chart.volumes() : []),
-  /** The markers drawn (long gaps, revisions). */
-  markers: () => (paneOf() ? paneOf().chart.markers() : []),
-  /** The merged bars of the active series (ohlcv_event_v1 objects). */
-  book: () => {
-    const pane = paneOf();
-    return pane ? seriesBars(pane.book, pane.symbol, pane.tf).map((b) => ({ ...b })) : [];
-  },
-  /** A moving average's line as drawn on the active chart. */
-  line: (name) => (paneOf() ? paneOf().chart.lineData(name) : []),
-  /** Its dashed step to the live (preview) bar: two points, or none. */
-  linePreview: (name) => (paneOf() ? paneOf().chart.linePreview(name) : []),
-  /** Every pane in short. */
-  panes: () => app.panes.map((pane) => ({
-    symbol: pane.symbol, tf: pane.tf, stream: pane.stream, loads: pane.loads,
-    bars: pane.chart.candles().length, visibleMs: pane.chart.visibleMs(),
-    hovered: pane.hovered ? pane.hovered.open_ms : null, history: { ...pane.history },
-    crosshair: pane.chart.syncedCrosshair(), startOfData: pane.chart.startOfDataTime(),
-    firstOpenMs: pane.chart.firstOpenMs(), atRealtime: pane.chart.atRealtime(),
-  })),
-  /** The page's state in short (the active pane's). */
-  state: () => {
-    const pane = paneOf();
-    return {
-      symbol: pane?.symbol ?? null, tf: pane?.tf ?? null, utc: app.utc, offsetMs: app.offsetMs,
-      stream: streamState(), statusOk: app.statusOk, lost: app.lostSince !== null,
-      lastEventId: pane?.lastEventId ?? null, cursor: pane?.cursor ?? null,
-      events: pane?.events ?? 0, loads: pane?.loads ?? 0, generation: pane?.generation ?? 0,
-      layout: app.layout, active: app.active, averages: [...app.averages],
-      hovered: pane?.hovered ? pane.hovered.open_ms : null,
-      history: pane ? { ...pane.history } : null,
-      visibleRange: pane ? pane.chart.visibleRange() : null,
-      visibleTimes: pane ? pane.chart.visibleTimes() : null,
-      tfMs: pane ? TF_MS[pane.tf] : null,
-    };
-  },
-  /** The x coordinate (px in the chart) of a chart time on the active chart, or null. */
-  xOf: (time) => (paneOf() ? paneOf().chart.chart.timeScale().timeToCoordinate(time) : null),
-  /** The time scale's logical index of a chart time (gaps' empty slots have one), or null. */
-  indexOf: (time) => (paneOf() ? paneOf().chart.indexOf(time) : null),
-});
+installDebugHook({ app, activePane, streamState });
 
 start();
