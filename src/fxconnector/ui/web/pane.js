@@ -367,11 +367,15 @@ export function renderCountdown(pane, nowMs) {
   const el = pane.element.querySelector(".countdown");
   if (el === null) return;
   const tfMs = TF_MS[pane.tf];
+  // Up to 1h the buckets follow the clock; 4h and 1d follow the trading day: the preview says
+  // when its bucket opened.
   const last = lastBar(pane);
   let openMs = null;
-  if (last !== null && !last.complete) openMs = last.open_ms;
-  else if (tfMs <= TF_MS["1h"]) openMs = bucketOpen(nowMs, tfMs);
-  if (openMs === null || openMs + tfMs <= nowMs) {
+  if (tfMs <= TF_MS["1h"]) openMs = bucketOpen(nowMs, tfMs);
+  else if (last !== null && !last.complete) openMs = last.open_ms;
+  // No bar for three buckets (a closed market, a silent feed): nothing is building.
+  const quiet = last === null || last.open_ms < nowMs - 3 * tfMs;
+  if (openMs === null || openMs + tfMs <= nowMs || quiet) {
     el.textContent = "";
     return;
   }
