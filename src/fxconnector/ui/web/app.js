@@ -216,6 +216,8 @@ async function applyHash() {
   const view = parseView(text, app.served);
   if (view.utc !== app.utc) setTimeMode(view.utc, { write: false });
   setLayout(view.layout, view.charts);
+  renderStatus();
+  loadSymbolStatus();
   if (view.range !== null) await showRange(view.range);
   else for (const pane of app.panes) pane.chart.scrollToRealtime();
 }
