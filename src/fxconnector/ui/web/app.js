@@ -75,16 +75,17 @@ const hooks = {
     scheduleHash();
   },
   onLoaded(pane) {
-    // A pane that (re)loads takes the others' span; the first pane gives its own to the rest.
-    const leader = app.panes[0];
-    if (app.panes.length < 2 || leader.loads === 0) return;
-    if (pane === leader) {
+    // A pane that (re)loads takes the first pane's span; the first pane gives its own to the
+    // rest. After a frame: a chart that was just created has no width before its first layout.
+    requestAnimationFrame(() => {
+      const leader = app.panes[0];
+      if (app.panes.length < 2 || leader.loads === 0) return;
       const span = leader.chart.visibleMs();
-      if (span !== null) for (const other of app.panes.slice(1)) other.chart.setVisibleMs(span);
-    } else {
-      const span = leader.chart.visibleMs();
-      if (span !== null) pane.chart.setVisibleMs(span);
-    }
+      if (span === null) return;
+      for (const other of pane === leader ? app.panes.slice(1) : [pane]) {
+        if (other.loads > 0) other.chart.setVisibleMs(span);
+      }
+    });
   },
   onChange(pane) {
     renderStreamState();
