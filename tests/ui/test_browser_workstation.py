@@ -39,7 +39,7 @@ pytestmark = pytest.mark.browser
 MINUTE_MS = 60_000
 UP = (0x26, 0xA6, 0x9A)
 DOWN = (0xEF, 0x53, 0x50)
-WIDTHS = [(360, 740), (768, 1024), (1280, 800), (1920, 1080)]
+WIDTHS = [(360, 740), (768, 1024), (1024, 600), (1280, 800), (1920, 1080)]
 OpenPage = Callable[..., ChartPage]
 
 
