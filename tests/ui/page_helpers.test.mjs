@@ -49,17 +49,18 @@ test("SMA and EMA over finals; a preview at the end is one more point, flagged",
 test("the view survives a round trip through the hash", () => {
   const view = {
     charts: [{ symbol: "GBPUSD", tf: "5m" }, { symbol: "USDJPY", tf: "1h" }],
-    layout: 2, utc: false, range: { from: T0, to: T0 + 90 * M },
+    layout: 2, utc: false, range: { from: T0, to: T0 + 90 * M }, averages: ["sma20", "ema50"],
   };
   const text = formatView(view);
   assert.deepEqual(parseView(`#${text}`, SERVED), view);
-  assert.equal(formatView({ ...view, layout: 1, charts: view.charts.slice(0, 1), range: null }),
-    "symbol=GBPUSD&tf=5m&tz=local");
+  assert.equal(formatView({ ...view, layout: 1, charts: view.charts.slice(0, 1), range: null,
+    averages: [] }), "symbol=GBPUSD&tf=5m&tz=local");
 });
 
 test("a hand-edited hash falls back to defaults instead of failing", () => {
-  assert.deepEqual(parseView("#symbol=NOPE&tf=7m&layout=3&from=x", SERVED), {
+  assert.deepEqual(parseView("#symbol=NOPE&tf=7m&layout=3&from=x&ma=sma20,wma9", SERVED), {
     charts: [{ symbol: "EURUSD", tf: "1m" }], layout: 1, utc: true, range: null,
+    averages: ["sma20"],
   });
   const four = parseView("symbol=USDJPY&tf=5m&layout=4&charts=GBPUSD.1m,BAD.1m", SERVED);
   // A bad or missing extra chart: the first chart's symbol on the timeframes after its own.

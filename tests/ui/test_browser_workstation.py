@@ -461,6 +461,8 @@ def test_four_synced_charts_averages_countdown_and_collapsible_status(open_page:
     assert chart.page.evaluate("document.querySelector('#status').open") is False
     assert chart.page.evaluate("document.querySelector('#watch').open") is True
     assert chart.fx("panes()")[3]["tf"] == "30m"  # the layout came back from the hash
+    assert "ma=sma20%2Cema50" in chart.page.url
+    chart.wait_for("window.__fx.line('ema50').length > 100")  # so did the averages
     assert_layout_sound(chart)
     chart.screenshot("18-status-folded.png")
 

@@ -171,7 +171,7 @@ function chooseSeries({ symbol = activePane().symbol, tf = activePane().tf }) {
   }
 }
 
-function setAverages(names) {
+function setAverages(names, { write = true } = {}) {
   app.averages = names;
   $("averages").value = names.join(",");
   for (const pane of app.panes) {
@@ -179,6 +179,7 @@ function setAverages(names) {
     drawAverages(pane);
     renderLegend(pane, hooks);
   }
+  if (write) writeHash({ push: true });
 }
 
 // --- the hash ---------------------------------------------------------------------------------------
@@ -190,6 +191,7 @@ function currentView(withRange) {
     layout: app.layout,
     utc: app.utc,
     range: span,
+    averages: app.averages,
   };
 }
 
@@ -217,6 +219,9 @@ async function applyHash() {
   const view = parseView(text, app.served);
   if (view.utc !== app.utc) setTimeMode(view.utc, { write: false });
   setLayout(view.layout, view.charts);
+  if (view.averages.join(",") !== app.averages.join(",")) {
+    setAverages(view.averages, { write: false });
+  }
   renderStatus();
   loadSymbolStatus();
   if (view.range !== null) await showRange(view.range);
@@ -453,6 +458,8 @@ async function start() {
   const view = parseView(location.hash, app.served);
   app.utc = view.utc;
   app.offsetMs = app.utc ? 0 : localOffsetMs();
+  app.averages = view.averages;
+  $("averages").value = view.averages.join(",");
   fillSelect($("symbol"), app.served.symbols, view.charts[0].symbol);
   fillSelect($("tf"), app.served.timeframes, view.charts[0].tf);
   renderTimeMode();

@@ -1,10 +1,12 @@
-// The view in the location hash: `#symbol=EURUSD&tf=1m&tz=utc&layout=2&charts=GBPUSD.5m&from=..&to=..`
+// The view in the location hash:
+// `#symbol=EURUSD&tf=1m&tz=utc&layout=2&charts=GBPUSD.5m&ma=sma20,ema50&from=..&to=..`
 // (pure: parse and build; app.js reads and writes location). The first chart's symbol and
 // timeframe are `symbol` and `tf`; `charts` lists the others (`SYMBOL.TF`, comma-separated);
-// `from`/`to` are the visible span in UTC epoch seconds. Anything unknown or malformed falls
+// `ma` the moving averages shown; `from`/`to` are the visible span in UTC epoch seconds. Anything unknown or malformed falls
 // back to a default instead of failing: a hand-edited hash must never break the page.
 
 export const LAYOUTS = Object.freeze([1, 2, 4]);
+export const AVERAGE_NAMES = Object.freeze(["sma20", "ema50"]);
 
 /** The view of `hash` (with or without the "#") for the served symbols and timeframes. */
 export function parseView(hash, served) {
@@ -25,17 +27,20 @@ export function parseView(hash, served) {
   const to = Number(params.get("to"));
   const range = Number.isInteger(from) && Number.isInteger(to) && from > 0 && to > from
     ? { from: from * 1000, to: to * 1000 } : null;
-  return { charts, layout, utc: params.get("tz") !== "local", range };
+  const averages = AVERAGE_NAMES.filter((name) =>
+    (params.get("ma") ?? "").split(",").includes(name));
+  return { charts, layout, utc: params.get("tz") !== "local", range, averages };
 }
 
 /** The hash of a view (without the "#"). */
-export function formatView({ charts, layout, utc, range }) {
+export function formatView({ charts, layout, utc, range, averages = [] }) {
   const params = new URLSearchParams({ symbol: charts[0].symbol, tf: charts[0].tf,
     tz: utc ? "utc" : "local" });
   if (layout > 1) {
     params.set("layout", String(layout));
     params.set("charts", charts.slice(1, layout).map((c) => `${c.symbol}.${c.tf}`).join(","));
   }
+  if (averages.length) params.set("ma", averages.join(","));
   if (range) {
     params.set("from", String(Math.floor(range.from / 1000)));
     params.set("to", String(Math.ceil(range.to / 1000)));
