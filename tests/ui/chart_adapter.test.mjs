@@ -10,10 +10,13 @@ import {
   candleOf,
   chartTime,
   createChartAdapter,
+  findBarAtOrBefore,
   formatDuration,
   gapBetween,
   planUpsert,
+  pipSize,
   pricePrecision,
+  symbolPrecision,
   TF_MS,
 } from "../../src/fxconnector/ui/web/chart_adapter.js";
 
@@ -80,7 +83,7 @@ let fake;
 
 function fakeLibrary() {
   const calls = [];
-  const state = { range: null, markers: [] };
+  const state = { range: null, markers: [], primitives: [] };
   const points = []; // the time scale: every time any series holds, ascending
   function rebuildPoints(all) {
     points.splice(0, points.length, ...[...new Set(all)].sort((a, b) => a - b));
@@ -121,6 +124,10 @@ function fakeLibrary() {
         calls.push([name, "update", item.time]);
       },
       applyOptions() {},
+      attachPrimitive(primitive) {
+        state.primitives.push(primitive);
+        primitive.attached({ chart, series, requestUpdate() {} });
+      },
       data: () => data.filter((p) => "open" in p || "value" in p),
       raw: () => data,
     };
@@ -137,12 +144,14 @@ function fakeLibrary() {
         calls.push(["timeScale", "setVisibleLogicalRange", range.from]);
       },
       getVisibleRange: () => null,
+      subscribeVisibleLogicalRangeChange() {},
       timeToIndex: (time) => {
         const index = points.indexOf(time);
         return index < 0 ? null : index;
       },
     }),
     subscribeCrosshairMove() {},
+    subscribeClick() {},
     remove() {},
   };
   globalThis.LightweightCharts = {
@@ -237,4 +246,46 @@ test("the local-time offset shifts every time and keeps the view", () => {
   adapter.setOffset(7_200_000);
   assert.deepEqual(adapter.candles().map((p) => p.time), [T0 / 1000 + 7200, T0 / 1000 + 7260]);
   assert.deepEqual(fake.state.range, { from: 0, to: 1 });
+});
+
+test("prepend adds older bars left and keeps the same bars in view, even at the live edge", () => {
+  const adapter = createChartAdapter(null);
+  adapter.reset([bar(100), bar(101), bar(102), bar(103)], { tf: "1m" });
+  // The whole (short) series in view, the newest bar included: the view must not jump to the
+  // right edge, it keeps showing bars 100..103.
+  fake.state.range = { from: 0, to: 3 };
+  adapter.prepend([bar(96), bar(97), bar(98), bar(99)]);
+  assert.deepEqual(drawn(adapter).map(([k]) => k), [96, 97, 98, 99, 100, 101, 102, 103]);
+  assert.deepEqual(fake.state.range, { from: 4, to: 7 });
+  assert.equal(adapter.firstOpenMs(), T0 + 96 * M);
+  // An older page with a gap before the first bar: its empty slots count too.
+  adapter.prepend([bar(90)]);
+  assert.deepEqual(fake.state.range, { from: 10, to: 13 });
+  adapter.prepend([]);
+  assert.deepEqual(fake.state.range, { from: 10, to: 13 });
+});
+
+test("the start of data is marked by a primitive at the first bar", () => {
+  const adapter = createChartAdapter(null);
+  adapter.reset([bar(5), bar(6)], { tf: "1m" });
+  const [primitive] = fake.state.primitives;
+  assert.equal(primitive.time, null);
+  adapter.setStartOfData(true);
+  assert.equal(primitive.time, (T0 + 5 * M) / 1000);
+  adapter.reset([bar(5), bar(6)], { tf: "1m" });
+  assert.equal(primitive.time, null); // a new series: unknown until its history says so
+});
+
+test("pip size and price precision follow the symbol", () => {
+  assert.equal(pipSize("EURUSD"), 0.0001);
+  assert.equal(pipSize("USDJPY"), 0.01);
+  assert.equal(pipSize("XAUUSD"), 0.1);
+  assert.deepEqual(["EURUSD", "GBPJPY", "XAUUSD", "XAGUSD"].map(symbolPrecision), [5, 3, 2, 3]);
+});
+
+test("findBarAtOrBefore skips empty slots and finds nothing before the first bar", () => {
+  const { items } = buildTimeline([bar(0), bar(3)], M);
+  assert.equal(findBarAtOrBefore(items, T0 + 2 * M).open_ms, T0);
+  assert.equal(findBarAtOrBefore(items, T0 + 3 * M + 5).open_ms, T0 + 3 * M);
+  assert.equal(findBarAtOrBefore(items, T0 - 1), null);
 });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { renderPanel } from "../../src/fxconnector/ui/web/status_panel.js";
+import { renderConnection, renderPanel } from "../../src/fxconnector/ui/web/status_panel.js";
 
 // Just what the panel uses of the DOM: createElement, append, replaceChildren, textContent,
 // className, classList.add.
@@ -131,4 +131,39 @@ test("drawing again replaces the panel", () => {
   const sections = body.children.length;
   renderPanel(body, summary(), DETAIL, VIEW);
   assert.equal(body.children.length, sections);
+});
+
+test("recent errors and the connection are told in words, the raw text in a tooltip", () => {
+  const body = newBody();
+  const errors = [
+    { ts: TS - 5000, code: "redis.unavailable",
+      message: "redis XREAD failed: ConnectionError: Error 111 connecting" },
+    { ts: TS - 1000, code: "redis.invalid_tick", message: "price_tik: bad" },
+    { ts: TS, code: "history.fetch_failed", message: "timeout" },
+  ];
+  renderPanel(body, summary({ errors }), DETAIL, VIEW);
+  const rows = tables(body)["Recent errors"];
+  assert.deepEqual(rows.map(([, value]) => value), [
+    "Broker history: fetch failed.",
+    "The data store (Redis) held an invalid tick; it was not served.",
+    "The data store (Redis) did not answer; the connector retries.",
+  ]);
+  const box = body.children.find((b) => b.children[0].textContent === "Recent errors");
+  assert.equal(box.children[1].children[2].title,
+    "redis.unavailable: redis XREAD failed: ConnectionError: Error 111 connecting");
+  assert.ok(rows.every(([, value]) => !value.includes("XREAD")));
+
+  const connection = newBody();
+  renderConnection(connection, {
+    stream: "open", events: 12, lastEventAt: TS - 2000, lastEventId: "1-0", cursor: "0-1",
+    notice: { code: "unavailable", message: "redis XREAD failed: ConnectionError" },
+    nowMs: TS,
+  }, VIEW);
+  const drawn = tables(connection).Connection;
+  assert.deepEqual(drawn.map(([label]) => label),
+    ["stream", "updates received", "last update", "problem", "position"]);
+  assert.equal(drawn[1][1], "12");
+  assert.equal(drawn[2][1], "2 s ago");
+  assert.match(drawn[3][1], /^The server cannot read its data store \(Redis\)/);
+  assert.equal(drawn[4][1], "following the stream");
 });

@@ -451,7 +451,7 @@ def test_missing_older_bars_are_inserted_without_moving_the_view(
     outer, inner = older[0], older[1]
     # Scroll back into history as a user does (drag the chart right): away from the live edge,
     # setData alone would move the view.
-    box = chart.page.locator("#chart").bounding_box()
+    box = chart.page.locator(".pane-chart").first.bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4
     chart.page.mouse.move(x, y)

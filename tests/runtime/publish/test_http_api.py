@@ -311,6 +311,7 @@ GET_PATHS = [
     "/api/health/live",
     "/api/health/ready",
     "/api/symbols",
+    "/api/ticks",
     "/metrics",
     "/api/stream",
     "/openapi.json",
@@ -525,6 +526,7 @@ def test_openapi_is_valid_and_fuzzing_finds_no_server_error(
             "/api/health/live",
             "/api/health/ready",
             "/api/symbols",
+            "/api/ticks",
             "/metrics",
         ]
     )

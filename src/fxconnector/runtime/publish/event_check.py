@@ -5,6 +5,8 @@ Rules:
   model, unknown fields rejected) and checked for the bar invariants (`core.validation`), with
   the symbol's calendar when one is known (else every invariant but session alignment). It
   must also be an event of the stream it was read from (cluster layout: its own symbol).
+- Ticks (the last-tick cache) must be valid `tick_v1` of the symbol they are stored under (the
+  spread policy is the tick validation's, upstream: not repeated here).
 - Snapshot bars must be a JSON array of valid finals of that series, ascending by open_ms.
 - An invalid value is never served: the caller skips it, counts it and reports it here
   (`Rejects`): the count, a bounded list of recent samples for status `errors[]`, and a
@@ -30,6 +32,7 @@ from fxconnector.core.validation.validator import (
     bar_problems,
     decode_checked,
     schema_problem,
+    validate_tick,
 )
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,19 @@ class EventCheck:
             self.rejects.add("event", where, problem)
             return None
         return event
+
+    def tick(self, data: bytes, symbol: str, where: str) -> bool:
+        """Whether `data` is a valid `tick_v1` of `symbol` (else counted and sampled)."""
+        checked = validate_tick(data)
+        tick = checked.value
+        if tick is None:
+            problem = checked.problems[0].message
+        elif tick.symbol != symbol:
+            problem = f"a tick of {tick.symbol} under the key of {symbol}"
+        else:
+            return True
+        self.rejects.add("tick", where, problem)
+        return False
 
     def snapshot(self, bars: bytes, symbol: str, tf: Timeframe, where: str) -> str | None:
         """None when `bars` is a valid snapshot of the series, else why not (counted)."""

@@ -14,20 +14,24 @@ Rules:
   never used), `/api/bars` windows cached per cursor (see `bars_window`), parsed `/api/bars`
   queries cached by their raw query string, the fixed bodies encoded once at start.
 - `/api/bars` is gzipped when the request's Accept-Encoding allows it (`Content-Encoding: gzip`)
-  and never otherwise; every `/api/bars` answer says `Vary: Accept-Encoding`.
+  and never otherwise; every `/api/bars` answer says `Vary: Accept-Encoding`. The other JSON
+  answers that can be large (status, the ticks) are gzipped the same way above `_GZIP_MIN`
+  bytes; the UI's static files by `static_ui`.
+- `/api/ticks` serves the last tick of each symbol from the surface's tick cache, each checked
+  against `tick_v1` first (an invalid one is left out and counted, like any value from Redis).
 - Parameters are parsed by hand (strict, see `http_common`) and documented by hand
   (`openapi_doc`), with the public contracts' JSON Schemas as components.
 """
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
@@ -45,6 +49,7 @@ from fxconnector.runtime.publish.event_check import EventCheck
 from fxconnector.runtime.publish.host_guard import HostGuard
 from fxconnector.runtime.publish.http_common import JSON, ApiDeps, ApiError, error_body, get_route
 from fxconnector.runtime.publish.openapi_doc import DEFAULT_LIMIT, MAX_LIMIT
+from fxconnector.runtime.publish.static_ui import StaticUi
 from fxconnector.runtime.publish.ws_sse import install_push
 from fxconnector.runtime.smc.api import smc_doc, smc_endpoint
 from fxconnector.runtime.smc.check import HintCheck
@@ -54,6 +59,7 @@ __all__ = ["ApiDeps", "create_app"]
 TITLE: Final = "fxconnector"
 DESCRIPTION: Final = "Read-only market data: final OHLCV bars, live previews, status."
 _BARS_PARAMS: Final = ("symbol", "tf", "limit", "from_ms", "to_ms", "include_preview")
+_GZIP_MIN: Final = 1024  # smaller bodies fit one packet: compressing them gains nothing
 _CODES: Final = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 _PARSED_QUERIES_MAX: Final = 1024
 _PLAIN: Final = {"vary": "Accept-Encoding"}
@@ -110,12 +116,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
     )
     _install_error_handlers(app)
     app.add_middleware(HostGuard, policy=deps.guard)
+    check = EventCheck(deps.rejects, deps.calendars)
     bars = BarsService(
         deps.reader,
         deps.history,
         deps.preview,
         recheck_s=deps.bars_recheck_s,
-        check=EventCheck(deps.rejects, deps.calendars),
+        check=check,
     )
     parsed_queries: dict[bytes, BarsQuery] = {}
     live_body = encode({"status": "live"})
@@ -162,7 +169,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def get_status(request: Request) -> Response:
         symbol = params.check_names(request.query_params, ("symbol",)).get("symbol")
         if symbol is None:
-            return Response(deps.status(), media_type=JSON)
+            return json_response(request, deps.status())
         await deps.refresh_symbols()
         symbol = params.status_symbol(symbol, deps)
         if deps.is_own(symbol):
@@ -178,7 +185,20 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def get_status_processes(request: Request) -> Response:
         params.check_names(request.query_params, ())
         found = await deps.reader.status_processes()
-        return Response(b'{"processes":[' + b",".join(found.values()) + b"]}", media_type=JSON)
+        body = b'{"processes":[' + b",".join(found.values()) + b"]}"
+        return json_response(request, body)
+
+    async def get_ticks(request: Request) -> Response:
+        values = params.check_names(request.query_params, ("symbols",))
+        await deps.refresh_symbols()
+        served = deps.served_symbols()
+        wanted = params.comma_list(values, "symbols")
+        symbols = list(served) if wanted is None else [params.symbol(s, served) for s in wanted]
+        found = await deps.reader.ticks(list(dict.fromkeys(symbols)))
+        ticks = [
+            found[s] for s in dict.fromkeys(symbols) if s in found and check.tick(found[s], s, s)
+        ]
+        return json_response(request, b'{"ticks":[' + b",".join(ticks) + b"]}")
 
     async def get_live(request: Request) -> Response:
         params.check_names(request.query_params, ())
@@ -235,6 +255,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
             "A series' SMC hints (smc_hint_v1, active and newest) and the SMC stream cursor",
             smc_doc(deps),
         ),
+        (
+            "/api/ticks",
+            get_ticks,
+            "ticks",
+            "The last tick (bid, ask, broker time) of each served symbol, from the tick cache",
+            doc.ticks_doc(deps),
+        ),
         ("/api/health/live", get_live, "live", "Liveness", doc.json_doc("Live", 400)),
         ("/api/health/ready", get_ready, "ready", "Readiness", doc.ready_doc()),
         (
@@ -265,8 +292,19 @@ def create_app(deps: ApiDeps) -> FastAPI:
     document = doc.document(paths, title=TITLE, version=app.version, description=DESCRIPTION)
     app.openapi = lambda: document  # type: ignore[method-assign]
     if deps.ui_dir is not None:
-        app.mount("/", StaticFiles(directory=deps.ui_dir, html=True), name="ui")
+        app.mount("/", StaticUi(directory=deps.ui_dir), name="ui")
     return app
+
+
+def json_response(request: Request, body: bytes) -> Response:
+    """A JSON answer, gzipped when it is large enough and the client accepts gzip."""
+    if len(body) < _GZIP_MIN:
+        return Response(body, headers=_PLAIN, media_type=JSON)
+    if params.accepts_gzip(request.headers.get("accept-encoding")):
+        return Response(
+            gzip.compress(body, compresslevel=5, mtime=0), headers=_GZIP, media_type=JSON
+        )
+    return Response(body, headers=_PLAIN, media_type=JSON)
 
 
 def _error_response(status: int, code: str, message: str, headers: Any = None) -> Response:

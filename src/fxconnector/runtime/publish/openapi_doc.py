@@ -3,8 +3,8 @@ whose parameters are parsed by hand, so there is nothing for FastAPI to infer).
 
 Rules: every operation lists its parameters with their constraints and every status it can
 answer with, each with a schema; the public contracts' JSON Schemas (`ohlcv_event_v1`,
-`status_v2`, `status_symbol_v1`) are the components, their `$defs` moved beside them, so a
-client or a fuzzer can check every answer against the same contract the rest of the system
+`tick_v1`, `status_v2`, `status_symbol_v1`) are the components, their `$defs` moved beside them,
+so a client or a fuzzer can check every answer against the same contract the rest of the system
 obeys.
 """
 
@@ -143,6 +143,20 @@ def bars_doc(deps: ApiDeps) -> dict[str, Any]:
     return doc
 
 
+def ticks_doc(deps: ApiDeps) -> dict[str, Any]:
+    """`/api/ticks[?symbols=]`: the tick cache."""
+    doc = json_doc("Ticks", 400, 404, 422, 503)
+    doc["parameters"] = [
+        query_parameter(
+            "symbols",
+            {"type": "string"},
+            "Comma-separated served symbols (default: every served symbol); a symbol without "
+            "a tick yet is left out of the answer",
+        )
+    ]
+    return doc
+
+
 def _contract(name: ContractName, prefix: str, components: dict[str, Any]) -> dict[str, Any]:
     """A contract's schema as an OpenAPI component, its `$defs` moved beside it."""
     schema = load_schema(name)
@@ -171,6 +185,8 @@ def _components() -> dict[str, Any]:
     components: dict[str, Any] = {}
     nullable_string = {"anyOf": [{"type": "string"}, {"type": "null"}]}
     components["BarEvent"] = _contract(ContractName.OHLCV_EVENT_V1, "BarEvent_", components)
+    components["Tick"] = _contract(ContractName.TICK_V1, "Tick_", components)
+    components["Ticks"] = _object(ticks={"type": "array", "items": ref("Tick")})
     components["Status"] = _contract(ContractName.STATUS_V2, "Status_", components)
     components["StatusSymbol"] = _contract(
         ContractName.STATUS_SYMBOL_V1, "StatusSymbol_", components

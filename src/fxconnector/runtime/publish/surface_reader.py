@@ -241,9 +241,35 @@ class SurfaceReader:
         )
         return None if value is None else _as_bytes(value)
 
-    async def ticks(self) -> dict[str, bytes]:
-        """symbol -> the last tick's canonical `tick_v1` JSON."""
-        raw: Any = await self._call(
-            "HGETALL price_tik", lambda: self._redis.hgetall(self._keys.price_tik)
-        )
-        return {_text(symbol): _as_bytes(tick) for symbol, tick in raw.items()}
+    async def ticks(self, symbols: list[str] | None = None) -> dict[str, bytes]:
+        """symbol -> the last tick's canonical `tick_v1` JSON (symbols without one are left out).
+
+        Single-node layout: the `price_tik` hash (all of it, or HMGET of `symbols`). Cluster
+        layout: one GET per symbol's tick key, pipelined (`symbols` is required there: the
+        keys live in different slots).
+        """
+        if not self._keys.cluster:
+            if symbols is None:
+                raw: Any = await self._call(
+                    "HGETALL price_tik", lambda: self._redis.hgetall(self._keys.price_tik)
+                )
+                return {_text(symbol): _as_bytes(tick) for symbol, tick in raw.items()}
+            if not symbols:
+                return {}
+            values: Any = await self._call(
+                "HMGET price_tik", lambda: self._redis.hmget(self._keys.price_tik, symbols)
+            )
+        else:
+            if symbols is None:
+                raise ContractViolation("ticks() needs the symbols in the cluster layout")
+            if not symbols:
+                return {}
+
+            async def get_all() -> Any:
+                pipe = self._redis.pipeline(transaction=False)
+                for symbol in symbols:
+                    pipe.get(self._keys.tick(symbol))
+                return await pipe.execute()
+
+            values = await self._call("GET ticks", get_all)
+        return {s: _as_bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}

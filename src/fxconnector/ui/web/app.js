@@ -1,236 +1,263 @@
-// The chart page: pickers, bootstrap from /api/bars, live from the SSE push stream, the merge
-// policy (merge.js), the status panel (status_panel.js: the summary and the shown symbol's detail,
-// polled from /api/status and /api/status?symbol=) and the lost-connection banner.
+// The chart page: the composition of the panes (pane.js: one chart each, with its bootstrap,
+// stream, history and legend), the header pickers, the 1/2/4-chart layout with synced crosshair
+// and time scale, the view in the location hash (view_hash.js), the keyboard, the watchlist
+// (watchlist.js, from /api/ticks), the status panel (status_panel.js, from /api/status and
+// /api/status?symbol=) and the lost-connection banner.
 //
 // Rules:
-// - Every bar drawn comes out of the merge book (final > preview, NoMix, revisions by rev), the
-//   same policy as the Python BarBook; the chart (chart_adapter.js) only draws merged bars.
-// - Bootstrap: /api/bars?include_preview=true gives the finals, the current preview and the
-//   stream cursor they reflect; the stream is read from that cursor, so nothing is missed and
-//   nothing is doubled. On a dropped connection EventSource resumes with Last-Event-ID; when it
-//   gives up, we reconnect ourselves with `cursor=<last event id>` (the same thing). A
-//   `cursor_expired` notice (the server restarted, or the trimmed stream lost our place) means
-//   bootstrap again: the snapshot replaces the finals and keeps only newer previews.
-// - Switching symbol or timeframe bumps `generation`: callbacks of the old stream or fetches
-//   see a stale generation and do nothing.
+// - The header pickers act on the active pane (the first one unless another was clicked).
+// - Panes are made in one place, `makePane`; overlays that attach to a chart hook in there.
+// - Sync: only the pane under the pointer (or the one being touched) drives the others'
+//   crosshair and visible span, so a synced pane never echoes back into a loop. Panes of other
+//   timeframes follow by time.
+// - The hash holds symbol, tf, time mode, layout, the other charts and the visible span. A change
+//   of symbol, timeframe, layout or averages is a new history entry (Back undoes it); scrolling
+//   replaces the entry. Editing the hash or Back/Forward applies it.
+// - Operations detail (stream counts, ids, raw server errors) goes to the status panel in
+//   words, never into the header; the header keeps one pill: live, connecting or disconnected.
 // - Server data reaches the DOM as text only (textContent), never as HTML.
-// - `window.__fx` is a small read-only debug hook (the browser tests read the chart's data).
+// - `window.__fx` is a small read-only debug hook (debug_hook.js: the browser tests read the
+//   chart's data through it).
 
-import { createChartAdapter, localOffsetMs } from "./chart_adapter.js";
-import { applyUpdates, createState, getBar, loadSnapshot, seriesBars } from "./merge.js";
-import { renderPanel } from "./status_panel.js";
+import { localOffsetMs } from "./chart_adapter.js";
+import { installDebugHook } from "./debug_hook.js";
+import { bindKeys } from "./keys.js";
+import { seriesBars } from "./merge.js";
+import { formatAge, formatTime as formatTimeIn, offsetLabel } from "./format.js";
+import {
+  closeStream, createPane, drawAverages, getJson, load, loadBackTo, renderCountdown, renderLegend,
+} from "./pane.js";
+import { describeNotice, renderConnection, renderPanel } from "./status_panel.js";
 import { attachSmcOverlay } from "./smc_overlay.js";
+import { defaultChart, formatView, parseView } from "./view_hash.js";
+import { renderWatchlist } from "./watchlist.js";
 
-const BARS_LIMIT = 1500;
 const STATUS_PERIOD_MS = 3000;
-const FETCH_TIMEOUT_MS = 4000;
+const TICKS_PERIOD_MS = 1000;
 const RETRY_MS = 1500;
-const FLUSH_MS = 40; // SSE events are merged and drawn in small batches
+const HASH_DELAY_MS = 400; // the hash follows scrolling once it settles
+const SIDE_KEY = "fxconnector.side"; // the side panel's open/closed sections, remembered
 
 const $ = (id) => document.getElementById(id);
 
 const app = {
-  symbol: null,
-  tf: null,
+  served: null,
+  panes: [],
+  active: 0,
+  layout: 1,
   utc: true,
   offsetMs: 0,
-  book: createState(),
-  generation: 0,
-  source: null,
-  cursor: null,
-  lastEventId: null,
-  pending: [],
-  flushTimer: null,
-  stream: "connecting", // connecting | open | lost
+  averages: [],
   statusOk: null, // null: not asked yet
-  barsOk: true,
   lostSince: null,
-  events: 0,
-  loads: 0,
-  lastEventAt: null,
   status: null,
-  symbolStatus: null, // the shown symbol's detail (status_symbol_v1)
-  streamNotice: null,
-  hovered: null,
+  symbolStatus: null, // the active symbol's detail (status_symbol_v1)
+  ticks: new Map(),
+  driver: null, // the pane under the pointer: it drives the synced ones
+  hashTimer: null,
+  lastHash: null,
 };
 
-let chart = null;
+const formatTime = (ms, options) => formatTimeIn(ms, app.offsetMs, app.utc, options);
+const activePane = () => app.panes[app.active] ?? app.panes[0];
 
-// --- time -------------------------------------------------------------------------------------
+// --- panes ----------------------------------------------------------------------------------------
 
-function pad(n, width = 2) {
-  return String(n).padStart(width, "0");
-}
-
-function offsetLabel(offsetMs) {
-  const minutes = Math.round(offsetMs / 60_000);
-  const sign = minutes < 0 ? "-" : "+";
-  const abs = Math.abs(minutes);
-  return `UTC${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
-}
-
-/** A UTC epoch-ms moment in the chosen time mode (the chart's own shift). */
-function formatTime(ms, { seconds = false } = {}) {
-  if (ms === null || ms === undefined) return "—";
-  const d = new Date(ms + app.offsetMs);
-  const text = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ` +
-    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}` + (seconds ? `:${pad(d.getUTCSeconds())}` : "");
-  return `${text} ${app.utc ? "UTC" : "local"}`;
-}
-
-function formatAge(ms) {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
-  const s = Math.max(ms, 0) / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
-  return `${(s / 86_400).toFixed(1)} d`;
-}
-
-// --- fetch ------------------------------------------------------------------------------------
-
-async function getJson(path) {
-  const response = await fetch(path, {
-    cache: "no-store",
-    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-  });
-  const body = await response.json();
-  if (!response.ok) {
-    const error = body?.error;
-    throw new Error(error ? `${error.code}: ${error.message}` : `HTTP ${response.status}`);
-  }
-  return body;
-}
-
-// --- location hash: #symbol=EURUSD&tf=1m&tz=utc -------------------------------------------------
-
-function readHash() {
-  const params = new URLSearchParams(location.hash.slice(1));
-  return { symbol: params.get("symbol"), tf: params.get("tf"), tz: params.get("tz") };
-}
-
-function writeHash() {
-  const params = new URLSearchParams({ symbol: app.symbol, tf: app.tf, tz: app.utc ? "utc" : "local" });
-  history.replaceState(null, "", `#${params}`);
-}
-
-// --- bootstrap and the push stream ----------------------------------------------------------------
-
-async function load() {
-  const generation = ++app.generation;
-  closeStream();
-  app.pending = [];
-  app.lastEventId = null;
-  app.streamNotice = null;
-  setStream("connecting");
-  const query = new URLSearchParams({
-    symbol: app.symbol, tf: app.tf, limit: String(BARS_LIMIT), include_preview: "true",
-  });
-  let body;
-  try {
-    body = await getJson(`/api/bars?${query}`);
-  } catch (error) {
-    if (generation !== app.generation) return;
-    app.barsOk = false;
-    app.streamNotice = `bars: ${error.message}`;
-    updateBanner();
-    setTimeout(() => generation === app.generation && load(), RETRY_MS);
-    return;
-  }
-  if (generation !== app.generation) return;
-  app.barsOk = true;
-  app.loads += 1;
-  loadSnapshot(app.book, app.symbol, app.tf, body.bars);
-  if (body.preview) applyUpdates(app.book, [body.preview]);
-  app.cursor = body.cursor;
-  chart.reset(seriesBars(app.book, app.symbol, app.tf), { tf: app.tf, utcOffsetMs: app.offsetMs });
-  renderLegend();
-  updateBanner();
-  openStream(generation);
-}
-
-function openStream(generation) {
-  const params = new URLSearchParams({ symbols: app.symbol, tfs: app.tf });
-  const from = app.lastEventId ?? app.cursor;
-  if (from) params.set("cursor", from);
-  const source = new EventSource(`/api/stream?${params}`);
-  app.source = source;
-  source.addEventListener("open", () => {
-    if (generation !== app.generation) return;
-    app.streamNotice = null;
-    setStream("open");
-  });
-  source.addEventListener("bar", (event) => {
-    if (generation !== app.generation) return;
-    app.lastEventId = event.lastEventId || app.lastEventId;
-    app.pending.push(JSON.parse(event.data));
-    if (app.flushTimer === null) app.flushTimer = setTimeout(flush, FLUSH_MS);
-  });
-  source.addEventListener("error", (event) => {
-    if (generation !== app.generation) return;
-    if (typeof event.data === "string") {
-      // A notice from the server (`event: error`): the stream itself goes on.
-      const notice = JSON.parse(event.data).error ?? { code: "unknown", message: event.data };
-      if (notice.code === "cursor_expired") {
-        load();
-        return;
+const hooks = {
+  formatTime,
+  onHover(pane, openMs) {
+    if (pane !== app.driver) return;
+    for (const other of app.panes) if (other !== pane) other.chart.setCrosshair(openMs);
+  },
+  onRange(pane) {
+    renderRealtime();
+    if (pane !== app.driver) return;
+    const span = pane.chart.visibleMs();
+    if (span !== null) for (const other of app.panes) if (other !== pane) other.chart.setVisibleMs(span);
+    scheduleHash();
+  },
+  onLoaded(pane) {
+    // A pane that (re)loads takes the first pane's span; the first pane gives its own to the
+    // rest. After a frame: a chart that was just created has no width before its first layout.
+    requestAnimationFrame(() => {
+      const leader = app.panes[0];
+      if (app.panes.length < 2 || leader.loads === 0) return;
+      const span = leader.chart.visibleMs();
+      if (span === null) return;
+      for (const other of pane === leader ? app.panes.slice(1) : [pane]) {
+        if (other.loads > 0) other.chart.setVisibleMs(span);
       }
-      app.streamNotice = `${notice.code}: ${notice.message}`;
-      renderStreamState();
-      return;
-    }
-    setStream("lost");
-    if (source.readyState === EventSource.CLOSED) {
-      // The browser gave up (e.g. an HTTP error while the server restarts): resume ourselves.
-      source.close();
-      setTimeout(() => generation === app.generation && openStream(generation), RETRY_MS);
-    }
+    });
+  },
+  onChange(pane) {
+    renderStreamState();
+    updateBanner();
+    if (pane === activePane()) renderConnectionPanel();
+  },
+};
+
+/** A new pane in a new grid cell: THE place a chart pane is created. */
+function makePane(index, { symbol, tf }) {
+  const element = document.createElement("div");
+  element.dataset.index = String(index);
+  $("charts").append(element);
+  const pane = createPane(element, { symbol, tf, offsetMs: app.offsetMs, averages: app.averages },
+    hooks);
+  const drive = () => { app.driver = pane; };
+  element.addEventListener("pointerenter", drive);
+  element.addEventListener("pointerdown", () => {
+    drive();
+    setActive(app.panes.indexOf(pane));
   });
+  element.addEventListener("pointerleave", () => {
+    if (app.driver !== pane) return;
+    for (const other of app.panes) if (other !== pane) other.chart.setCrosshair(null);
+  });
+  return pane;
 }
 
-function closeStream() {
-  if (app.source !== null) {
-    app.source.close();
-    app.source = null;
+function setLayout(layout, charts = null) {
+  const wanted = charts ?? Array.from({ length: layout }, (_, k) =>
+    app.panes[k] ? { symbol: app.panes[k].symbol, tf: app.panes[k].tf }
+      : defaultChart(app.panes[0], k, app.served));
+  while (app.panes.length > layout) {
+    const pane = app.panes.pop();
+    closeStream(pane);
+    pane.chart.destroy();
+    pane.element.remove();
   }
-  if (app.flushTimer !== null) {
-    clearTimeout(app.flushTimer);
-    app.flushTimer = null;
+  for (let k = 0; k < layout; k++) {
+    if (app.panes[k] === undefined) {
+      app.panes[k] = makePane(k, wanted[k]);
+      load(app.panes[k], hooks);
+    } else if (app.panes[k].symbol !== wanted[k].symbol || app.panes[k].tf !== wanted[k].tf) {
+      showSeries(app.panes[k], wanted[k].symbol, wanted[k].tf);
+    }
+  }
+  app.layout = layout;
+  $("charts").className = `layout-${layout}`;
+  $("layout").value = String(layout);
+  if (app.active >= layout) setActive(0);
+  else setActive(app.active);
+}
+
+function showSeries(pane, symbol, tf) {
+  pane.symbol = symbol;
+  pane.tf = tf;
+  pane.hovered = null;
+  load(pane, hooks);
+}
+
+function setActive(index) {
+  app.active = Math.max(index, 0);
+  app.panes.forEach((pane, k) => pane.element.classList.toggle("active", k === app.active));
+  const pane = activePane();
+  $("symbol").value = pane.symbol;
+  $("tf").value = pane.tf;
+  renderConnectionPanel();
+  renderWatch();
+}
+
+function chooseSeries({ symbol = activePane().symbol, tf = activePane().tf }) {
+  const pane = activePane();
+  if (symbol === pane.symbol && tf === pane.tf) return;
+  const symbolChanged = symbol !== pane.symbol;
+  showSeries(pane, symbol, tf);
+  $("symbol").value = symbol;
+  $("tf").value = tf;
+  writeHash({ push: true, range: false });
+  if (symbolChanged) {
+    renderStatus();
+    loadSymbolStatus();
+    renderWatch();
   }
 }
 
-function flush() {
-  app.flushTimer = null;
-  const events = app.pending;
-  app.pending = [];
-  const mine = events.filter((e) => e.symbol === app.symbol && e.tf === app.tf);
-  app.events += events.length;
-  app.lastEventAt = Date.now();
-  const changedKeys = new Set();
-  for (const change of applyUpdates(app.book, mine)) {
-    if (change.changed) changedKeys.add(change.event.open_ms);
+function setAverages(names, { write = true } = {}) {
+  app.averages = names;
+  $("averages").value = names.join(",");
+  for (const pane of app.panes) {
+    pane.averages = [...names];
+    drawAverages(pane);
+    renderLegend(pane, hooks);
   }
-  if (changedKeys.size > 0) {
-    // Draw each changed key once, as the book holds it now, oldest first.
-    const bars = [...changedKeys].sort((a, b) => a - b)
-      .map((openMs) => getBar(app.book, app.symbol, app.tf, openMs))
-      .filter((bar) => bar !== null);
-    chart.upsert(bars);
-    if (app.hovered === null) renderLegend();
-  }
-  renderStreamState();
+  if (write) writeHash({ push: true });
 }
 
-function setStream(state) {
-  app.stream = state;
-  renderStreamState();
-  updateBanner();
+// --- the hash ---------------------------------------------------------------------------------------
+
+function currentView(withRange) {
+  const span = withRange ? app.panes[0]?.chart.visibleMs() ?? null : null;
+  return {
+    charts: app.panes.map((p) => ({ symbol: p.symbol, tf: p.tf })),
+    layout: app.layout,
+    utc: app.utc,
+    range: span,
+    averages: app.averages,
+  };
 }
 
-// --- the banner ---------------------------------------------------------------------------------
+function writeHash({ push = false, range = true } = {}) {
+  const text = formatView(currentView(range && !app.panes[0]?.chart.atRealtime()));
+  app.lastHash = text;
+  if (location.hash.slice(1) === text) return;
+  if (push) history.pushState(null, "", `#${text}`);
+  else history.replaceState(null, "", `#${text}`);
+}
+
+function scheduleHash() {
+  if (app.hashTimer !== null) clearTimeout(app.hashTimer);
+  app.hashTimer = setTimeout(() => {
+    app.hashTimer = null;
+    writeHash();
+  }, HASH_DELAY_MS);
+}
+
+/** Apply the location's hash (Back/Forward, an edited hash). */
+async function applyHash() {
+  const text = location.hash.slice(1);
+  if (text === app.lastHash) return;
+  app.lastHash = text;
+  const view = parseView(text, app.served);
+  if (view.utc !== app.utc) setTimeMode(view.utc, { write: false });
+  setLayout(view.layout, view.charts);
+  if (view.averages.join(",") !== app.averages.join(",")) {
+    setAverages(view.averages, { write: false });
+  }
+  renderStatus();
+  loadSymbolStatus();
+  if (view.range !== null) await showRange(view.range);
+  else for (const pane of app.panes) pane.chart.scrollToRealtime();
+}
+
+/** Show the span {from, to} (UTC ms) on every pane, loading older bars first when needed. */
+async function showRange(range) {
+  await Promise.all(app.panes.map(async (pane) => {
+    await waitLoaded(pane);
+    await loadBackTo(pane, hooks, range.from);
+    pane.chart.setVisibleMs(range);
+  }));
+}
+
+async function waitLoaded(pane) {
+  const generation = pane.generation;
+  while (pane.loads === 0 || pane.generation !== generation || pane.stream === "connecting") {
+    if (pane.loads > 0 && pane.generation === generation) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// --- the banner, the stream pill, the connection panel ---------------------------------------------
+
+function streamState() {
+  if (app.panes.some((p) => p.stream === "lost")) return "lost";
+  if (app.panes.every((p) => p.stream === "open")) return "open";
+  return "connecting";
+}
 
 function updateBanner() {
-  const lost = app.stream === "lost" || app.statusOk === false || !app.barsOk;
+  const lost = streamState() === "lost" || app.statusOk === false ||
+    app.panes.some((p) => !p.barsOk);
   if (lost && app.lostSince === null) app.lostSince = Date.now();
   if (!lost) app.lostSince = null;
   const banner = $("banner");
@@ -244,88 +271,59 @@ function updateBanner() {
   document.body.classList.toggle("offline", lost);
 }
 
-// --- the legend ---------------------------------------------------------------------------------
-
-function renderLegend(bar = undefined) {
-  const shown = bar ?? app.hovered ?? lastBar();
-  const legend = $("legend");
-  legend.replaceChildren();
-  const title = document.createElement("span");
-  title.className = "legend-title";
-  title.textContent = `${app.symbol} · ${app.tf}`;
-  legend.append(title);
-  if (shown) {
-    const precision = decimals(shown);
-    const parts = [
-      ["O", shown.open.toFixed(precision)],
-      ["H", shown.high.toFixed(precision)],
-      ["L", shown.low.toFixed(precision)],
-      ["C", shown.close.toFixed(precision)],
-      ["V", String(shown.volume)],
-    ];
-    for (const [label, value] of parts) {
-      const item = document.createElement("span");
-      item.className = "legend-item";
-      const name = document.createElement("b");
-      name.textContent = label;
-      item.append(name, ` ${value}`);
-      legend.append(item);
-    }
-    const kind = document.createElement("span");
-    kind.className = shown.complete ? "badge final" : "badge preview";
-    kind.textContent = shown.complete
-      ? `final ${shown.source}${shown.rev > 0 ? ` rev ${shown.rev}` : ""}`
-      : "preview";
-    const when = document.createElement("span");
-    when.className = "legend-time";
-    when.textContent = formatTime(shown.open_ms);
-    legend.append(kind, when);
-  }
+function renderStreamState() {
+  const state = streamState();
+  const el = $("stream-state");
+  const labels = { open: "live", connecting: "connecting…", lost: "disconnected" };
+  el.textContent = labels[state];
+  el.className = `pill ${state}`;
+  const notice = app.panes.map((p) => p.notice).find((n) => n) ?? null;
+  el.title = describeNotice(notice) ?? "the live stream of bar updates";
 }
 
-function lastBar() {
-  const bars = seriesBars(app.book, app.symbol, app.tf);
-  return bars.length ? bars[bars.length - 1] : null;
+function renderConnectionPanel() {
+  const pane = activePane();
+  if (!pane) return;
+  renderConnection($("connection"), {
+    stream: pane.stream, events: pane.events, lastEventAt: pane.lastEventAt,
+    lastEventId: pane.lastEventId, cursor: pane.cursor, notice: pane.notice, nowMs: Date.now(),
+  }, { formatAge });
 }
 
-function decimals(bar) {
-  let most = 2;
-  for (const price of [bar.open, bar.high, bar.low, bar.close]) {
-    const text = String(price);
-    const dot = text.indexOf(".");
-    if (dot >= 0) most = Math.max(most, text.length - dot - 1);
-  }
-  return Math.min(most, 6);
+function renderRealtime() {
+  const away = app.panes.some((p) => !p.chart.atRealtime());
+  $("realtime").classList.toggle("away", away);
 }
 
 // --- the status panel ----------------------------------------------------------------------------
 
-// The summary (status_v2) counts every symbol; the shown symbol's detail (status_symbol_v1)
+// The summary (status_v2) counts every symbol; the active symbol's detail (status_symbol_v1)
 // comes from /api/status?symbol=.
 async function pollStatus() {
-  const symbol = app.symbol;
+  const symbol = activePane().symbol;
   try {
     const [summary, detail] = await Promise.all([
       getJson("/api/status"),
       getJson(`/api/status?symbol=${encodeURIComponent(symbol)}`),
     ]);
     app.status = summary;
-    if (symbol === app.symbol) app.symbolStatus = detail;
+    if (symbol === activePane().symbol) app.symbolStatus = detail;
     app.statusOk = true;
   } catch {
     app.statusOk = false;
   }
   renderStatus();
+  renderConnectionPanel();
   updateBanner();
   setTimeout(pollStatus, STATUS_PERIOD_MS);
 }
 
 /** The detail of a newly chosen symbol, at once (the poll refreshes it afterwards). */
 async function loadSymbolStatus() {
-  const symbol = app.symbol;
+  const symbol = activePane().symbol;
   try {
     const detail = await getJson(`/api/status?symbol=${encodeURIComponent(symbol)}`);
-    if (symbol === app.symbol) app.symbolStatus = detail;
+    if (symbol === activePane().symbol) app.symbolStatus = detail;
   } catch {
     // the poll says so (statusOk) on its next turn
   }
@@ -341,28 +339,33 @@ function renderStatus() {
   $("status-updated").className = stale ? "bad" : "";
   $("status-body").classList.toggle("stale", stale);
   if (!s) return;
+  const pane = activePane();
   renderPanel($("status-body"), s, app.symbolStatus, {
-    symbol: app.symbol,
-    tf: app.tf,
-    formatTime,
-    formatAge,
+    symbol: pane.symbol, tf: pane.tf, formatTime, formatAge,
   });
 }
 
-function renderStreamState() {
-  const el = $("stream-state");
-  const labels = { open: "live", connecting: "connecting…", lost: "disconnected" };
-  el.textContent = labels[app.stream];
-  el.className = `pill ${app.stream}`;
-  const details = [
-    `events ${app.events}`,
-    app.lastEventId ? `last id ${app.lastEventId}` : `cursor ${app.cursor ?? "none"}`,
-  ];
-  if (app.streamNotice) details.push(app.streamNotice);
-  $("stream-detail").textContent = details.join(" · ");
+// --- the watchlist --------------------------------------------------------------------------------
+
+async function pollTicks() {
+  try {
+    const body = await getJson("/api/ticks");
+    app.ticks = new Map(body.ticks.map((tick) => [tick.symbol, tick]));
+  } catch {
+    // the status poll reports a lost server; the rows keep their last prices
+  }
+  renderWatch();
+  setTimeout(pollTicks, TICKS_PERIOD_MS);
 }
 
-// --- pickers ------------------------------------------------------------------------------------
+function renderWatch() {
+  if (app.served === null) return;
+  renderWatchlist($("watch-rows"), app.served.symbols, app.ticks, {
+    active: activePane()?.symbol, nowMs: Date.now(), onPick: (symbol) => chooseSeries({ symbol }),
+  });
+}
+
+// --- pickers and keys ------------------------------------------------------------------------------
 
 function fillSelect(select, values, chosen) {
   select.replaceChildren(...values.map((value) => {
@@ -383,89 +386,122 @@ function renderTimeMode() {
     : "Times shifted by your current UTC offset; click for UTC";
 }
 
-function setTimeMode(utc) {
+function setTimeMode(utc, { write = true } = {}) {
   app.utc = utc;
   app.offsetMs = utc ? 0 : localOffsetMs();
-  chart.setOffset(app.offsetMs);
+  for (const pane of app.panes) {
+    pane.offsetMs = app.offsetMs;
+    pane.chart.setOffset(app.offsetMs);
+    drawAverages(pane);
+    renderLegend(pane, hooks);
+  }
   renderTimeMode();
-  renderLegend();
   renderStatus();
-  writeHash();
+  if (write) writeHash({ push: true });
+}
+
+function step(values, current, by) {
+  const at = values.indexOf(current);
+  return values[(at + by + values.length) % values.length];
+}
+
+/** What each key does (keys.js maps the keys). */
+const keyActions = {
+  symbol: (by) => chooseSeries({ symbol: step(app.served.symbols, activePane().symbol, by) }),
+  timeframe: (by) => chooseSeries({ tf: step(app.served.timeframes, activePane().tf, by) }),
+  realtime: () => goRealtime(),
+  layout: (by) => {
+    setLayout(step([1, 2, 4], app.layout, by));
+    writeHash({ push: true, range: false });
+  },
+  averages: (by) => {
+    const choices = [...$("averages").options].map((o) => o.value);
+    setAverages(step(choices, app.averages.join(","), by).split(",").filter(Boolean));
+  },
+};
+
+function goRealtime() {
+  for (const pane of app.panes) pane.chart.scrollToRealtime();
+  writeHash({ range: false });
+}
+
+function rememberSide() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem(SIDE_KEY) ?? "{}");
+  } catch {
+    saved = {};
+  }
+  for (const id of ["watch", "status"]) {
+    const details = $(id);
+    if (typeof saved[id] === "boolean") details.open = saved[id];
+    details.addEventListener("toggle", () => {
+      saved[id] = details.open;
+      localStorage.setItem(SIDE_KEY, JSON.stringify(saved));
+    });
+  }
 }
 
 async function start() {
-  try {
-    chart = createChartAdapter($("chart"), {
-      onHover: (bar) => {
-        app.hovered = bar;
-        renderLegend();
-      },
-    });
-  } catch (error) {
-    $("chart").textContent = error.message;
-    throw error;
+  if (globalThis.LightweightCharts === undefined) {
+    $("charts").textContent = "lightweight-charts did not load (vendor/lightweight-charts.standalone.production.js)";
+    throw new Error("lightweight-charts is not loaded");
   }
-  let served;
+  rememberSide();
   for (;;) {
     try {
-      served = await getJson("/api/symbols");
-      app.barsOk = true;
+      app.served = await getJson("/api/symbols");
       break;
     } catch {
-      app.barsOk = false;
-      updateBanner();
+      $("banner").hidden = false;
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
   }
-  const wanted = readHash();
-  app.symbol = served.symbols.includes(wanted.symbol) ? wanted.symbol : served.symbols[0];
-  app.tf = served.timeframes.includes(wanted.tf) ? wanted.tf : served.timeframes[0];
-  app.utc = wanted.tz !== "local";
+  const view = parseView(location.hash, app.served);
+  app.utc = view.utc;
   app.offsetMs = app.utc ? 0 : localOffsetMs();
-  fillSelect($("symbol"), served.symbols, app.symbol);
-  fillSelect($("tf"), served.timeframes, app.tf);
+  app.averages = view.averages;
+  $("averages").value = view.averages.join(",");
+  fillSelect($("symbol"), app.served.symbols, view.charts[0].symbol);
+  fillSelect($("tf"), app.served.timeframes, view.charts[0].tf);
   renderTimeMode();
-  writeHash();
-  $("symbol").addEventListener("change", (event) => {
-    app.symbol = event.target.value;
-    writeHash();
-    load();
-    renderStatus();
-    loadSymbolStatus();
+  app.panes[0] = makePane(0, view.charts[0]);
+  const first = load(app.panes[0], hooks);
+  setLayout(view.layout, view.charts);
+  app.lastHash = location.hash.slice(1);
+  $("symbol").addEventListener("change", (event) => chooseSeries({ symbol: event.target.value }));
+  $("tf").addEventListener("change", (event) => chooseSeries({ tf: event.target.value }));
+  $("layout").addEventListener("change", (event) => {
+    setLayout(Number(event.target.value));
+    writeHash({ push: true, range: false });
   });
-  $("tf").addEventListener("change", (event) => {
-    app.tf = event.target.value;
-    writeHash();
-    load();
-    renderStatus();
-  });
+  $("averages").addEventListener("change", (event) =>
+    setAverages(event.target.value.split(",").filter(Boolean)));
   $("tz").addEventListener("click", () => setTimeMode(!app.utc));
-  attachSmcOverlay(chart, () => ({ symbol: app.symbol, tf: app.tf, offsetMs: app.offsetMs,
-    edgeMs: seriesBars(app.book, app.symbol, app.tf).findLast((b) => b.complete)?.close_ms ?? null }));
-  setInterval(() => app.lostSince !== null && updateBanner(), 1000);
+  $("realtime").addEventListener("click", goRealtime);
+  bindKeys(document, keyActions);
+  window.addEventListener("hashchange", applyHash);
+  window.addEventListener("popstate", applyHash);
+  setInterval(() => {
+    if (app.lostSince !== null) updateBanner();
+    const now = Date.now();
+    for (const pane of app.panes) renderCountdown(pane, now);
+    renderConnectionPanel();
+  }, 1000);
+  // SMC hints (smc_overlay.js) are drawn on the first chart, which every layout keeps.
+  attachSmcOverlay(app.panes[0].chart, () => {
+    const pane = app.panes[0];
+    const last = seriesBars(pane.book, pane.symbol, pane.tf).findLast((bar) => bar.complete);
+    return { symbol: pane.symbol, tf: pane.tf, offsetMs: pane.offsetMs,
+      edgeMs: last?.close_ms ?? null };
+  });
   pollStatus();
-  await load();
+  pollTicks();
+  await first;
+  if (view.range !== null) await showRange(view.range);
+  writeHash({ range: view.range !== null });
 }
 
-window.__fx = Object.freeze({
-  /** The chart's candle data as the library holds it (bars only: no whitespace points). */
-  bars: () => (chart ? chart.candles() : []),
-  /** The chart's volume data. */
-  volumes: () => (chart ? chart.volumes() : []),
-  /** The markers drawn (long gaps, revisions). */
-  markers: () => (chart ? chart.markers() : []),
-  /** The merged bars of the shown series (ohlcv_event_v1 objects). */
-  book: () => (app.symbol ? seriesBars(app.book, app.symbol, app.tf).map((b) => ({ ...b })) : []),
-  /** The page's state in short. */
-  state: () => ({
-    symbol: app.symbol, tf: app.tf, utc: app.utc, offsetMs: app.offsetMs, stream: app.stream,
-    statusOk: app.statusOk, lost: app.lostSince !== null, lastEventId: app.lastEventId,
-    cursor: app.cursor, events: app.events, loads: app.loads, generation: app.generation,
-    visibleRange: chart ? chart.visibleRange() : null,
-    visibleTimes: chart ? chart.visibleTimes() : null,
-  }),
-  /** The time scale's logical index of a chart time (gaps' empty slots have one), or null. */
-  indexOf: (time) => (chart ? chart.indexOf(time) : null),
-});
+installDebugHook({ app, activePane, streamState });
 
 start();

@@ -24,149 +24,45 @@
 // - Previews (complete=false) are drawn with a translucent body and an amber outline and wick;
 //   finals are solid. A revised final (rev > 0) gets a small "r<rev>" marker.
 //
-// The helpers above `createChartAdapter` are pure (no DOM, no library) and tested by node.
+// The pure helpers live in timeline.js (re-exported here); the start-of-data mark is a
+// primitive of start_of_data.js.
 
-export const TF_MS = Object.freeze({
-  "1m": 60_000,
-  "3m": 180_000,
-  "5m": 300_000,
-  "15m": 900_000,
-  "30m": 1_800_000,
-  "1h": 3_600_000,
-  "4h": 14_400_000,
-  "1d": 86_400_000,
-});
+import { StartOfData } from "./start_of_data.js";
+import {
+  COLORS,
+  TF_MS,
+  buildTimeline,
+  candleOf,
+  chartTime,
+  findBarAtOrBefore,
+  findItem,
+  formatDuration,
+  gapBetween,
+  planUpsert,
+  pricePrecision,
+  volumeOf,
+} from "./timeline.js";
 
-export const MAX_GAP_SLOTS = 240;
+export {
+  TF_MS,
+  MAX_GAP_SLOTS,
+  COLORS,
+  formatDuration,
+  gapBetween,
+  buildTimeline,
+  findItem,
+  planUpsert,
+  pipSize,
+  symbolPrecision,
+  pricePrecision,
+  localOffsetMs,
+  chartTime,
+  candleOf,
+  volumeOf,
+  findBarAtOrBefore,
+} from "./timeline.js";
 
-export const COLORS = Object.freeze({
-  up: "#26a69a",
-  down: "#ef5350",
-  upPreview: "rgba(38, 166, 154, 0.25)",
-  downPreview: "rgba(239, 83, 80, 0.25)",
-  previewOutline: "#f5b700",
-  upVolume: "rgba(38, 166, 154, 0.5)",
-  downVolume: "rgba(239, 83, 80, 0.5)",
-  previewVolume: "rgba(245, 183, 0, 0.45)",
-  gap: "#9598a1",
-  revision: "#42a5f5",
-});
-
-/** "2d 1h", "3h 5m", "4m": a duration for a gap marker. */
-export function formatDuration(ms) {
-  const minutes = Math.round(ms / 60_000);
-  const days = Math.floor(minutes / 1440);
-  const hours = Math.floor((minutes % 1440) / 60);
-  const rest = minutes % 60;
-  const parts = [];
-  if (days) parts.push(`${days}d`);
-  if (hours) parts.push(`${hours}h`);
-  if (rest && !days) parts.push(`${rest}m`);
-  return parts.join(" ") || "0m";
-}
-
-/** The empty slots between two bars, or `long: true` when the gap is too long to widen. */
-export function gapBetween(prevOpenMs, nextOpenMs, tfMs, maxGapSlots = MAX_GAP_SLOTS) {
-  // Round: 4h and 1d buckets follow the trading day, which moves by an hour at DST changes.
-  const missing = Math.round((nextOpenMs - prevOpenMs) / tfMs) - 1;
-  if (missing <= 0) return { slots: [], long: false, missing: 0 };
-  if (missing > maxGapSlots) return { slots: [], long: true, missing };
-  const slots = [];
-  for (let k = 1; k <= missing; k++) {
-    const openMs = prevOpenMs + k * tfMs;
-    if (openMs < nextOpenMs) slots.push(openMs);
-  }
-  return { slots, long: false, missing };
-}
-
-/**
- * The drawn timeline of ascending bars: `items` ({openMs, bar}; bar null for an empty slot) and
- * `gaps` (the long gaps: {openMs of the bar after, spanMs}).
- */
-export function buildTimeline(bars, tfMs, maxGapSlots = MAX_GAP_SLOTS) {
-  const items = [];
-  const gaps = [];
-  let prev = null;
-  for (const bar of bars) {
-    if (prev !== null) {
-      const gap = gapBetween(prev.open_ms, bar.open_ms, tfMs, maxGapSlots);
-      for (const openMs of gap.slots) items.push({ openMs, bar: null });
-      if (gap.long) gaps.push({ openMs: bar.open_ms, spanMs: bar.open_ms - prev.open_ms - tfMs });
-    }
-    items.push({ openMs: bar.open_ms, bar });
-    prev = bar;
-  }
-  return { items, gaps };
-}
-
-/** Index of the item at `openMs` in ascending `items`, or -1. */
-export function findItem(items, openMs) {
-  let lo = 0;
-  let hi = items.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const at = items[mid].openMs;
-    if (at === openMs) return mid;
-    if (at < openMs) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -1;
-}
-
-/**
- * Which library call draws `bar` on the timeline `items`:
- * "append" (after the last item), "last" (replaces the last item), "historical" (replaces an
- * older drawn bar) or "rebuild" (setData: the bar needs a slot that holds no bar).
- */
-export function planUpsert(items, bar) {
-  if (items.length === 0 || bar.open_ms > items[items.length - 1].openMs) return "append";
-  const index = findItem(items, bar.open_ms);
-  if (index < 0 || items[index].bar === null) return "rebuild";
-  return index === items.length - 1 ? "last" : "historical";
-}
-
-/** Decimals to show: the most any of the (last 200) bars' prices needs, at most 6. */
-export function pricePrecision(bars) {
-  let precision = 2;
-  for (const bar of bars.slice(-200)) {
-    for (const price of [bar.open, bar.high, bar.low, bar.close]) {
-      const text = String(price);
-      const dot = text.indexOf(".");
-      if (dot >= 0 && !text.includes("e")) precision = Math.max(precision, text.length - dot - 1);
-    }
-  }
-  return Math.min(precision, 6);
-}
-
-/** The browser's UTC offset now, in ms (positive east of Greenwich). */
-export function localOffsetMs(date = new Date()) {
-  return -date.getTimezoneOffset() * 60_000;
-}
-
-/** A chart time (UTC seconds, shifted by `offsetMs` so the library's UTC labels read local). */
-export function chartTime(openMs, offsetMs) {
-  return Math.floor((openMs + offsetMs) / 1000);
-}
-
-/** The candle data point of one bar (per-bar colours: previews translucent, amber outline). */
-export function candleOf(bar, time) {
-  const up = bar.close >= bar.open;
-  if (bar.complete) {
-    const color = up ? COLORS.up : COLORS.down;
-    return { time, open: bar.open, high: bar.high, low: bar.low, close: bar.close, color,
-      borderColor: color, wickColor: color };
-  }
-  return { time, open: bar.open, high: bar.high, low: bar.low, close: bar.close,
-    color: up ? COLORS.upPreview : COLORS.downPreview, borderColor: COLORS.previewOutline,
-    wickColor: COLORS.previewOutline };
-}
-
-/** The volume data point of one bar. */
-export function volumeOf(bar, time) {
-  let color = bar.close >= bar.open ? COLORS.upVolume : COLORS.downVolume;
-  if (!bar.complete) color = COLORS.previewVolume;
-  return { time, value: bar.volume, color };
-}
+const RIGHT_OFFSET = 6; // empty bars right of the newest one
 
 // --- the library ----------------------------------------------------------------------------
 
@@ -186,10 +82,13 @@ const THEME = {
 };
 
 /**
- * A candlestick chart with a volume pane in `container`.
- * `onHover(bar | null)` is called with the bar under the crosshair.
+ * A candlestick chart with a volume pane in `container`: THE place a chart is created.
+ * `onHover(bar | null, time | null)` is called with the bar under the crosshair;
+ * `onRange(logicalRange)` when the visible range changes (scrolling, zooming).
+ * The returned adapter exposes `chart` and `candles` (the library's objects) for overlays that
+ * attach their own primitives (e.g. smc_overlay.js).
  */
-export function createChartAdapter(container, { onHover = () => {} } = {}) {
+export function createChartAdapter(container, { onHover = () => {}, onRange = () => {} } = {}) {
   const lib = library();
   const chart = lib.createChart(container, {
     autoSize: true,
@@ -201,7 +100,7 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
     grid: { vertLines: { color: THEME.grid }, horzLines: { color: THEME.grid } },
     rightPriceScale: { borderColor: THEME.border },
     timeScale: { borderColor: THEME.border, timeVisible: true, secondsVisible: false,
-      rightOffset: 6 },
+      rightOffset: RIGHT_OFFSET },
     crosshair: { mode: lib.CrosshairMode.Normal },
   });
   const candles = chart.addSeries(lib.CandlestickSeries, {
@@ -215,6 +114,9 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
   panes[0].setStretchFactor(3);
   panes[1].setStretchFactor(1);
   const markerApi = lib.createSeriesMarkers(candles, []);
+  const startOfData = new StartOfData();
+  candles.attachPrimitive(startOfData);
+  const lines = new Map(); // name -> line series (moving averages)
 
   let tfMs = TF_MS["1m"];
   let offsetMs = 0;
@@ -253,14 +155,15 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
 
   // setData with the viewport kept. A view scrolled into history keeps its first visible item
   // in place; a view that shows the newest item keeps showing it (it follows the live bar).
-  function redraw(previousItems) {
+  function redraw(previousItems, anchorLeft = false) {
     const range = chart.timeScale().getVisibleLogicalRange();
     let shift = null;
     if (range !== null && previousItems.length > 0) {
-      if (range.to >= previousItems.length - 1) {
+      if (range.to >= previousItems.length - 1 && !anchorLeft) {
         shift = items.length - previousItems.length;
       } else {
-        const anchorIndex = Math.min(Math.max(Math.round(range.from), 0), previousItems.length - 1);
+        const anchorIndex = Math.min(Math.max(Math.round(range.from), 0),
+          previousItems.length - 1);
         const newIndex = findItem(items, previousItems[anchorIndex].openMs);
         shift = newIndex < 0 ? 0 : newIndex - anchorIndex;
       }
@@ -275,17 +178,32 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
     }
   }
 
+  let syncing = false; // a crosshair set by setCrosshair must not echo back as a hover
+  let syncedAt = null; // open_ms of the bar under a synced crosshair
   chart.subscribeCrosshairMove((param) => {
-    onHover(param.time === undefined ? null : byTime.get(param.time) ?? null);
+    if (syncing) return;
+    const time = param.time ?? null;
+    onHover(time === null ? null : byTime.get(time) ?? null, time);
+  });
+  chart.timeScale().subscribeVisibleLogicalRangeChange((range) => onRange(range));
+  // A tap (touch has no hover) puts the crosshair on the bar tapped; a mouse click, the same.
+  chart.subscribeClick((param) => {
+    if (param.time === undefined || param.point === undefined) return;
+    const price = candles.coordinateToPrice(param.point.y);
+    if (price !== null) chart.setCrosshairPosition(price, param.time, candles);
+    onHover(byTime.get(param.time) ?? null, param.time);
   });
 
   return {
+    chart,
+    candles,
+
     /** Draw `bars` (ascending, merged) from scratch and show the newest part. */
-    reset(bars, { tf, utcOffsetMs = 0 }) {
+    reset(bars, { tf, utcOffsetMs = 0, precision = pricePrecision(bars) }) {
       tfMs = TF_MS[tf] ?? TF_MS["1m"];
       offsetMs = utcOffsetMs;
       ({ items, gaps } = buildTimeline(bars, tfMs));
-      const precision = pricePrecision(bars);
+      startOfData.set(null);
       candles.applyOptions({ priceFormat: { type: "price", precision,
         minMove: 10 ** -precision } });
       const points = items.map(pointsOf);
@@ -296,7 +214,7 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
       const count = items.length;
       if (count > 0) {
         chart.timeScale().setVisibleLogicalRange({ from: Math.max(count - 150, 0) - 0.5,
-          to: count - 1 + 6 });
+          to: count - 1 + RIGHT_OFFSET });
       }
     },
 
@@ -350,6 +268,115 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
       if (marksChanged) drawMarkers();
     },
 
+    /**
+     * Add older bars (ascending, merged, all before the first drawn one) left of the drawn
+     * timeline, keeping the view where it is (the same bars stay under the same pixels).
+     */
+    prepend(older) {
+      if (older.length === 0) return;
+      const before = items;
+      const all = older.concat(before.filter((it) => it.bar !== null).map((it) => it.bar));
+      ({ items, gaps } = buildTimeline(all, tfMs));
+      redraw(before, true);
+    },
+
+    /** Mark the first drawn bar as the start of the data (null: there may be more). */
+    setStartOfData(isStart) {
+      const first = items.find((it) => it.bar !== null);
+      startOfData.set(isStart && first ? timeOf(first.openMs) : null);
+    },
+
+    /** The open_ms of the first drawn bar, or null. */
+    firstOpenMs: () => (items.length ? items[0].openMs : null),
+
+    /**
+     * Draw (or replace) a line `name` with points [{open_ms, value, preview}]: the finals' part
+     * solid, the step to a preview point (the live bar's) dashed amber, drawn apart.
+     */
+    setLine(name, points, { color, title }) {
+      const addLine = (options) => chart.addSeries(lib.LineSeries, { lineWidth: 1, title,
+        priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+        ...options });
+      if (!lines.has(name)) {
+        lines.set(name, { finals: addLine({ color }),
+          preview: addLine({ color: COLORS.previewOutline, lineStyle: lib.LineStyle.Dashed }) });
+      }
+      const { finals, preview } = lines.get(name);
+      const data = points.map((p) => ({ time: timeOf(p.open_ms), value: p.value,
+        ...(p.preview ? { color: COLORS.previewOutline } : {}) }));
+      finals.setData(data);
+      const live = data.length >= 2 && points[points.length - 1].preview ? data.slice(-2) : [];
+      preview.setData(live.map((p) => ({ time: p.time, value: p.value })));
+    },
+
+    /** Remove the line `name` (if drawn). */
+    removeLine(name) {
+      const line = lines.get(name);
+      if (line !== undefined) {
+        chart.removeSeries(line.finals);
+        chart.removeSeries(line.preview);
+        lines.delete(name);
+      }
+    },
+
+    /** The line series' data as the library holds it. */
+    lineData: (name) => (lines.has(name) ? lines.get(name).finals.data().map((p) => ({ ...p }))
+      : []),
+    /** The dashed preview step of line `name` (two points, or none). */
+    linePreview: (name) => (lines.has(name)
+      ? lines.get(name).preview.data().map((p) => ({ ...p })) : []),
+
+    /** Scroll to the newest bar (the live edge), keeping the zoom. */
+    scrollToRealtime() {
+      // Not the library's scrollToRealTime(): it animates, over seconds from far back.
+      const range = chart.timeScale().getVisibleLogicalRange();
+      if (range === null || items.length === 0) return;
+      const width = range.to - range.from;
+      const to = items.length - 1 + RIGHT_OFFSET;
+      chart.timeScale().setVisibleLogicalRange({ from: to - width, to });
+    },
+
+    /** Whether the newest bar is in view. */
+    atRealtime() {
+      const range = chart.timeScale().getVisibleLogicalRange();
+      return range === null || range.to >= items.length - 1 - 0.5;
+    },
+
+    /** Show the crosshair at UTC epoch ms `openMs` (a synced chart's), or hide it (null). */
+    setCrosshair(openMs) {
+      syncing = true;
+      try {
+        const bar = openMs === null ? null : findBarAtOrBefore(items, openMs);
+        syncedAt = bar === null ? null : bar.open_ms;
+        if (bar === null) {
+          chart.clearCrosshairPosition();
+          return;
+        }
+        chart.setCrosshairPosition(bar.close, timeOf(bar.open_ms), candles);
+      } finally {
+        syncing = false;
+      }
+    },
+
+    /** open_ms of the bar under the crosshair set by setCrosshair, or null. */
+    syncedCrosshair: () => syncedAt,
+
+    /** The time of the start-of-data mark (chart seconds), or null. */
+    startOfDataTime: () => startOfData.time,
+
+    /** The visible span as UTC epoch ms {from, to}, or null. */
+    visibleMs() {
+      const range = chart.timeScale().getVisibleRange();
+      if (range === null) return null;
+      return { from: range.from * 1000 - offsetMs, to: range.to * 1000 - offsetMs };
+    },
+
+    /** Show the UTC epoch ms span {from, to} (a synced chart's, or a restored view). */
+    setVisibleMs({ from, to }) {
+      if (items.length === 0) return;
+      chart.timeScale().setVisibleRange({ from: timeOf(from), to: timeOf(to) });
+    },
+
     /** Shift every time by `utcOffsetMs` (0: UTC) keeping the viewport. */
     setOffset(utcOffsetMs) {
       if (utcOffsetMs === offsetMs) return;
@@ -373,6 +400,7 @@ export function createChartAdapter(container, { onHover = () => {} } = {}) {
     attachPrimitive: (primitive) => candles.attachPrimitive(primitive),
 
     destroy() {
+      startOfData.detached();
       chart.remove();
     },
   };

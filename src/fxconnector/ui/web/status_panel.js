@@ -6,6 +6,75 @@ import { TF_MS } from "./chart_adapter.js";
 
 const ERRORS_SHOWN = 5;
 
+/** A stream or fetch notice ({code, message}) in words for a trader; the raw text goes in a tooltip. */
+export function describeNotice(notice) {
+  if (notice === null || notice === undefined) return null;
+  const words = {
+    unavailable: "The server cannot read its data store (Redis) right now; it keeps retrying.",
+    bars: "The chart could not load its bars; retrying.",
+    history: "Older bars could not be loaded; scroll left again to retry.",
+    cursor_expired: "The server restarted or trimmed its stream; the chart reloaded.",
+    foreign_symbol_range: "Older bars of this symbol come only from the process that " +
+      "publishes it; this server has its newest bars.",
+  };
+  return words[notice.code] ?? `The server reported a problem (${notice.code}).`;
+}
+
+const ERROR_WORDS = Object.freeze({
+  "redis.unavailable": "The data store (Redis) did not answer; the connector retries.",
+  "redis.auth_failed": "The data store (Redis) refused the connector's credentials.",
+  "lease.lost": "Another process took over a symbol this one published.",
+  "ssot.corrupt_line": "A damaged line in the bar store was skipped at start.",
+});
+const AREA_WORDS = Object.freeze({
+  redis: "Data store (Redis)",
+  ssot: "Bar store",
+  broker: "Broker",
+  history: "Broker history",
+  lease: "Symbol ownership",
+});
+
+/** A status error (`{code, message}`) in words; the raw code and message go in a tooltip. */
+export function describeError(error) {
+  const known = ERROR_WORDS[error.code];
+  if (known) return known;
+  if (error.code.startsWith("redis.invalid_")) {
+    return `The data store (Redis) held an invalid ${error.code.slice(14)}; it was not served.`;
+  }
+  const area = AREA_WORDS[error.code.split(".")[0]] ?? "Connector";
+  const detail = error.code.split(".").slice(1).join(" ").replaceAll("_", " ");
+  return `${area}: ${detail || "a problem"}.`;
+}
+
+/**
+ * The connection section: the live stream's state and counts, in words.
+ * `connection`: {stream: open|connecting|lost, events, lastEventAt, lastEventId, notice, nowMs}.
+ */
+export function renderConnection(body, connection, view) {
+  body.replaceChildren();
+  const table = section(body, "Connection");
+  const states = {
+    open: ["live: updates arrive as they happen", "good"],
+    connecting: ["connecting…", null],
+    lost: ["disconnected: retrying; the chart shows the last data received", "bad"],
+  };
+  const [text, tone] = states[connection.stream];
+  row(table, "stream", text, tone);
+  row(table, "updates received", String(connection.events));
+  row(table, "last update", connection.lastEventAt === null ? "none yet"
+    : `${view.formatAge(connection.nowMs - connection.lastEventAt)} ago`);
+  const words = describeNotice(connection.notice);
+  if (words !== null) {
+    const tr = row(table, "problem", words, "warn");
+    tr.title = `${connection.notice.code}: ${connection.notice.message}`;
+    tr.classList.add("notice");
+  }
+  const position = row(table, "position", connection.lastEventId ? "following the stream"
+    : "at the snapshot");
+  position.title = connection.lastEventId ? `last event id ${connection.lastEventId}`
+    : `cursor ${connection.cursor ?? "none"}`;
+}
+
 function row(table, label, value, tone = null) {
   const doc = table.ownerDocument;
   const tr = doc.createElement("tr");
@@ -141,8 +210,10 @@ export function renderPanel(body, s, detail, view) {
   const errors = section(body, "Recent errors");
   if (s.errors.length === 0) row(errors, "errors", "none", "good");
   for (const error of s.errors.slice(-ERRORS_SHOWN).reverse()) {
-    row(errors, view.formatTime(error.ts, { seconds: true }).replace(/ (UTC|local)$/, ""),
-      `${error.code}: ${error.message}`, "bad");
+    const tr = row(errors,
+      view.formatTime(error.ts, { seconds: true }).replace(/ (UTC|local)$/, ""),
+      describeError(error), "bad");
+    tr.title = `${error.code}: ${error.message}`;
   }
   if (s.degraded.length) row(errors, "degraded", s.degraded.join(", "), "warn");
 }
