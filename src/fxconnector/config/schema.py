@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from fxconnector.config.execution import ExecutionConfig
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.time_geom import Timeframe
 
@@ -173,3 +174,4 @@ class Config(_Section, frozen=True):
     http: HttpConfig = HttpConfig()
     broker: BrokerConfig = BrokerConfig()
     repair: RepairConfig = RepairConfig()
+    execution: ExecutionConfig = ExecutionConfig()

@@ -231,3 +231,8 @@ class SurfaceReader:
             "HGETALL price_tik", lambda: self._redis.hgetall(self._keys.price_tik)
         )
         return {_text(symbol): _as_bytes(tick) for symbol, tick in raw.items()}
+
+    async def hash_values(self, key: str) -> dict[str, bytes]:
+        """field -> raw value of the hash `key` (the execution keys: `keys.exec_*`)."""
+        raw: Any = await self._call(f"HGETALL {key}", lambda: self._redis.hgetall(key))
+        return {_text(name): _as_bytes(value) for name, value in raw.items()}

@@ -1,0 +1,67 @@
+"""The `[execution]` section: the `fxconnector exec` process (DESIGN §16).
+
+Rules: the same frozen, closed schema as the rest of the config (unknown keys are errors);
+numbers constrained; defaults safe for real money: no trader is known until the file names
+one (an intent of an unknown trader is denied), the gateway is `paper`. Only `paper` runs this
+round: `oanda` and `fxcm` are accepted by the schema (they are the design's) and refused by
+`fxconnector exec` with a message saying so. Paths relative to the workdir are made absolute
+by the loader.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+TraderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Units = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+Money = Annotated[float, msgspec.Meta(ge=0, le=1e15)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class TraderLimitsConfig(_Section, frozen=True):
+    """One trader's limits (per symbol where it says so; the day is the calendar's trading
+    day, 17:00 New York on fx_ny)."""
+
+    #: Largest order, in units of the base currency.
+    max_units_per_order: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] = 100_000
+    #: Largest open position per symbol (absolute units, long or short).
+    max_position_units: Units = 500_000
+    #: Largest notional of one order, in the quote currency (units x price).
+    max_notional: Money = 1_000_000.0
+    #: Orders (submits) a minute, across symbols.
+    max_orders_per_minute: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30
+    #: Realised loss in a trading day that halts the trader (quote currency, positive).
+    daily_loss_limit: Money = 1_000.0
+
+
+class PaperGatewayConfig(_Section, frozen=True):
+    """The paper gateway: fills from the surface's live prices (buy at ask, sell at bid)."""
+
+    #: Extra spread added on each side, in price units (0: the quote's own spread).
+    extra_spread: Annotated[float, msgspec.Meta(ge=0, le=1.0)] = 0.0
+
+
+class ExecutionConfig(_Section, frozen=True):
+    """`fxconnector exec`: gateway, journal, control socket, limits."""
+
+    gateway: Literal["paper", "oanda", "fxcm"] = "paper"
+    #: The execution journal's folder (one writer: `fxconnector exec` holds its lock).
+    journal_dir: str = "execution"
+    #: The control socket (owner-only): the only way intents arrive.
+    socket_path: str = "exec.sock"
+    #: No order on a price older than this (the stale-price check).
+    max_price_age_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 10_000
+    #: How often the process reads prices, ticks the core and publishes (ms).
+    tick_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
+    #: An order UNKNOWN for longer than this (no evidence from the broker) halts trading.
+    unknown_escalate_ms: Annotated[int, msgspec.Meta(ge=1_000, le=3_600_000)] = 60_000
+    #: Events kept in `NS:exec:events` (the stream is trimmed to about this many entries).
+    events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
+    #: Trader name -> limits; an intent whose trader is not listed is denied.
+    traders: dict[TraderName, TraderLimitsConfig] = msgspec.field(default_factory=dict)
+    paper: PaperGatewayConfig = PaperGatewayConfig()

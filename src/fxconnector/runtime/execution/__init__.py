@@ -1,0 +1,1 @@
+"""The execution process's I/O: journal, gateways, control socket, prices, publishing."""
