@@ -14,29 +14,39 @@ from typing import Annotated, Literal
 
 import msgspec
 
-TraderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-Units = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
-Money = Annotated[float, msgspec.Meta(ge=0, le=1e15)]
+from fxconnector.core.model.bar import SYMBOL_PATTERN
+
+Symbol = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN)]
+TraderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+PositiveUnits = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+Money = Annotated[float, msgspec.Meta(gt=0, le=1e15)]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
-class TraderLimitsConfig(_Section, frozen=True):
-    """One trader's limits (per symbol where it says so; the day is the calendar's trading
-    day, 17:00 New York on fx_ny)."""
+class SymbolLimitsConfig(_Section, frozen=True):
+    """One trader's limits in one symbol. Money is in the symbol's quote currency (USD for
+    EURUSD, JPY for USDJPY): a limit per symbol, never converted."""
 
     #: Largest order, in units of the base currency.
-    max_units_per_order: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] = 100_000
-    #: Largest open position per symbol (absolute units, long or short).
-    max_position_units: Units = 500_000
-    #: Largest notional of one order, in the quote currency (units x price).
+    max_units_per_order: PositiveUnits = 100_000
+    #: Largest net position, counting every working order as if it filled (absolute units).
+    max_open_units: PositiveUnits = 500_000
+    #: Largest notional of that worst-case position (units x price, quote currency).
     max_notional: Money = 1_000_000.0
+    #: Realised loss in a trading day (quote currency) that halts the trader; after a resume
+    #: only orders that reduce exposure pass until the day ends.
+    max_daily_loss: Money = 1_000.0
+
+
+class TraderConfig(_Section, frozen=True):
+    """One trader: the symbols it may trade (any other is denied) and its order rate."""
+
     #: Orders (submits) a minute, across symbols.
     max_orders_per_minute: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30
-    #: Realised loss in a trading day that halts the trader (quote currency, positive).
-    daily_loss_limit: Money = 1_000.0
+    symbols: dict[Symbol, SymbolLimitsConfig] = msgspec.field(default_factory=dict)
 
 
 class PaperGatewayConfig(_Section, frozen=True):
@@ -62,6 +72,6 @@ class ExecutionConfig(_Section, frozen=True):
     unknown_escalate_ms: Annotated[int, msgspec.Meta(ge=1_000, le=3_600_000)] = 60_000
     #: Events kept in `NS:exec:events` (the stream is trimmed to about this many entries).
     events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
-    #: Trader name -> limits; an intent whose trader is not listed is denied.
-    traders: dict[TraderName, TraderLimitsConfig] = msgspec.field(default_factory=dict)
+    #: Trader name -> its symbols and limits; an intent of a trader not listed is denied.
+    traders: dict[TraderName, TraderConfig] = msgspec.field(default_factory=dict)
     paper: PaperGatewayConfig = PaperGatewayConfig()

@@ -1,0 +1,105 @@
+"""`fxconnector run --with-exec`: the execution process as a supervised child of the connector.
+
+Rules:
+- The child is a full `fxconnector exec` process with the connector's own config flags: its
+  own journal lock, socket and state, so it is crash-only on its own (kill -9 of either
+  process loses nothing). This module only starts, watches and stops it.
+- The child dies with the connector even under SIGKILL (Linux `PR_SET_PDEATHSIG`: SIGTERM), so
+  a killed connector leaves no orphan holding the journal lock.
+- A child that exits on its own is restarted with capped exponential backoff (1 s doubling to
+  30 s), except on exit 2 (bad config, a journal another process holds): that will not heal
+  by itself, so it is logged once and left stopped; the connector keeps running either way.
+- Stop (the connector stops): SIGTERM, a bounded wait, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+from fxconnector.app import logs
+from fxconnector.config.schema import Config
+
+log = logging.getLogger("fxconnector.exec_child")
+_PR_SET_PDEATHSIG: Final = 1
+STOP_WITHIN_S: Final = 5.0
+BACKOFF_INITIAL_S: Final = 1.0
+BACKOFF_MAX_S: Final = 30.0
+EXIT_USAGE: Final = 2
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def flags_of(args: argparse.Namespace, config: Config) -> list[str]:
+    """The `fxconnector exec` flags that give the child the connector's own config."""
+    flags = ["--workdir", config.workdir, "--log-level", args.log_level]
+    if args.config is not None:
+        flags += ["--config", str(args.config)]
+    if args.profile is not None:
+        flags += ["--profile", args.profile]
+    if args.redis_url is not None:
+        flags += ["--redis-url", args.redis_url]
+    for setting in args.settings:
+        flags += ["--set", setting]
+    return flags
+
+
+def exec_argv(flags: Sequence[str]) -> list[str]:
+    """The child's command line: this interpreter running `fxconnector exec FLAGS`."""
+    return [sys.executable, "-m", "fxconnector.app.main", "exec", *flags]
+
+
+async def supervise(flags: Sequence[str]) -> None:
+    """Run `fxconnector exec FLAGS` until cancelled, restarting it when it dies."""
+    backoff = BACKOFF_INITIAL_S
+    while True:
+        process = await asyncio.create_subprocess_exec(
+            *exec_argv(flags),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=None,  # its announce line and JSON logs go where the connector's go
+            stderr=None,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+        )
+        logs.emit(log, logging.INFO, "exec_child.started", pid=process.pid)
+        try:
+            code = await process.wait()
+        except asyncio.CancelledError:
+            await _stop(process)
+            raise
+        if code == EXIT_USAGE:
+            logs.emit(
+                log,
+                logging.ERROR,
+                "exec_child.refused",
+                code=code,
+                detail="fxconnector exec refused its config or journal (see its line above); "
+                "not restarted",
+            )
+            return
+        logs.emit(log, logging.WARNING, "exec_child.exited", code=code, restart_in_s=backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_WITHIN_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
