@@ -19,6 +19,8 @@ from jsonschema import Draft202012Validator
 from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.command import Command
+from fxconnector.core.model.exec_event import ExecEvent
+from fxconnector.core.model.intent import OrderIntent
 from fxconnector.core.model.status import StatusV2, SymbolStatus
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.validation.validator import decode_checked
@@ -29,6 +31,8 @@ MODELS: dict[ContractName, Any] = {
     ContractName.STATUS_V2: StatusV2,
     ContractName.STATUS_SYMBOL_V1: SymbolStatus,
     ContractName.COMMANDS_V1: Command,
+    ContractName.INTENT_V1: OrderIntent,
+    ContractName.EXEC_EVENT_V1: ExecEvent,
 }
 ANNOTATIONS = {"title", "description", "$schema", "$id", "$comment", "examples", "discriminator"}
 
@@ -298,3 +302,91 @@ def test_symbol_status_gets_the_same_verdict(how: str, data: st.DataObject) -> N
     status = sample_symbol_status()
     assert same_verdict(ContractName.STATUS_SYMBOL_V1, status)
     same_verdict(ContractName.STATUS_SYMBOL_V1, mutate(status, how, data))
+
+
+@st.composite
+def intents(draw: st.DrawFn) -> dict[str, Any]:
+    intent: dict[str, Any] = {
+        "intent_id": draw(st.from_regex(r"\A[A-Za-z0-9._:-]{1,64}\Z")),
+        "trader": draw(st.sampled_from(["alice", "desk-1"])),
+        "symbol": draw(symbols),
+        "side": draw(st.sampled_from(["buy", "sell"])),
+        "units": draw(st.integers(1, 1_000_000_000)),
+        "type": draw(st.sampled_from(["market", "limit", "stop"])),
+        "ts": draw(ms),
+    }
+    for key in ("price", "stop_loss", "take_profit"):
+        if draw(st.booleans()):
+            intent[key] = draw(prices)
+    if draw(st.booleans()):
+        intent["time_in_force"] = draw(st.sampled_from(["GTC", "IOC", "FOK"]))
+    return intent
+
+
+@given(intent=intents(), how=MUTATIONS, data=st.data())
+def test_intents_get_the_same_verdict(
+    intent: dict[str, Any], how: str, data: st.DataObject
+) -> None:
+    assert same_verdict(ContractName.INTENT_V1, intent)
+    same_verdict(ContractName.INTENT_V1, mutate(intent, how, data))
+
+
+@st.composite
+def exec_events(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["risk", "order", "fill", "position", "trading_state"]))
+    head: dict[str, Any] = {"kind": kind, "seq": draw(st.integers(1, 10**12)), "ts": draw(ms)}
+    order = {
+        "intent_id": "i-1",
+        "trader": "alice",
+        "symbol": draw(symbols),
+        "side": draw(st.sampled_from(["buy", "sell"])),
+        "units": draw(st.integers(1, 10**9)),
+    }
+    if kind == "risk":
+        deny = draw(st.booleans())
+        body: dict[str, Any] = {
+            "intent": draw(intents()),
+            "decision": "deny" if deny else "allow",
+        }
+        if deny:
+            body["reason"] = draw(st.sampled_from(["stale_price", "max_notional"]))
+            body["detail"] = "why"
+    elif kind == "order":
+        body = {
+            **order,
+            "type": draw(st.sampled_from(["market", "limit", "stop"])),
+            "state": draw(st.sampled_from(["NEW", "SUBMITTED", "UNKNOWN", "FILLED"])),
+            "filled_units": draw(st.integers(0, 10**9)),
+            "avg_fill_price": draw(st.one_of(st.none(), prices)),
+            "broker_order_id": draw(st.one_of(st.none(), st.just("B-17"))),
+            "cancel_requested": draw(st.booleans()),
+            "reason": "",
+        }
+    elif kind == "fill":
+        body = {**order, "price": draw(prices), "fill_id": "F-1", "late": draw(st.booleans())}
+    elif kind == "position":
+        body = {
+            "trader": "alice",
+            "symbol": draw(symbols),
+            "units": draw(st.integers(-(10**9), 10**9)),
+            "avg_price": draw(st.one_of(st.none(), prices)),
+            "realised_pnl": draw(st.floats(-1e9, 1e9)),
+            "day_open_ms": draw(ms),
+            "day_realised_pnl": draw(st.floats(-1e9, 1e9)),
+        }
+    else:
+        body = {
+            "scope": draw(st.sampled_from(["*", "alice"])),
+            "state": draw(st.sampled_from(["ACTIVE", "REDUCING", "HALTED"])),
+            "source": draw(st.sampled_from(["command", "auto"])),
+            "reason": "operator",
+        }
+    return {**head, **body}
+
+
+@given(event=exec_events(), how=MUTATIONS, data=st.data())
+def test_exec_events_get_the_same_verdict(
+    event: dict[str, Any], how: str, data: st.DataObject
+) -> None:
+    assert same_verdict(ContractName.EXEC_EVENT_V1, event)
+    same_verdict(ContractName.EXEC_EVENT_V1, mutate(event, how, data))

@@ -20,6 +20,8 @@ class ContractName(StrEnum):
     STATUS_V2 = "status_v2"
     STATUS_SYMBOL_V1 = "status_symbol_v1"
     COMMANDS_V1 = "commands_v1"
+    INTENT_V1 = "intent_v1"
+    EXEC_EVENT_V1 = "exec_event_v1"
 
 
 def load_schema(name: ContractName) -> dict[str, Any]:

@@ -47,6 +47,13 @@ class ErrorCode(StrEnum):
     PREVIEW_EVENT_TS = "preview.event_ts_outside_bar"
     SYMBOL_NOT_ALLOWED = "allowlist.symbol"
     TF_NOT_ALLOWED = "allowlist.tf"
+    # order intents (core.validation.intent)
+    INTENT_PRICE_REQUIRED = "intent.price_required"
+    INTENT_PRICE_ON_MARKET = "intent.price_on_market"
+    INTENT_TIME_IN_FORCE = "intent.time_in_force"
+    INTENT_BRACKET_SIDE = "intent.bracket_side"
+    # execution events (core.validation.intent)
+    EXEC_RISK_REASON = "exec.risk_reason"
 
 
 @dataclass(frozen=True, slots=True)

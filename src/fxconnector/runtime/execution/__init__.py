@@ -1,1 +1,2 @@
-"""The execution process's I/O: journal, gateways, control socket, prices, publishing."""
+"""Execution, the I/O part: the durable journal and the broker gateways around the pure core in
+`fxconnector.execution` (DESIGN §16)."""

@@ -1,0 +1,1 @@
+"""Pre-trade risk: the limits (`limits.py`) and the decision on one intent (`validator.py`)."""

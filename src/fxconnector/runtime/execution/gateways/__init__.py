@@ -1,0 +1,1 @@
+"""Order gateways: one Protocol (`port.OrderGateway`), one module per broker."""
