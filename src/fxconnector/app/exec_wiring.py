@@ -107,7 +107,9 @@ class ExecProcess:
         tasks: list[asyncio.Task[None]] = []
         try:
             keys = SurfaceKeys(config.surface.namespace, config.surface.cluster)
-            redis = connect_surface(surface_url(config), self.secrets, cluster=config.surface.cluster)
+            redis = connect_surface(
+                surface_url(config), self.secrets, cluster=config.surface.cluster
+            )
             publisher = ExecPublisher(redis, keys, maxlen=execution.events_maxlen)
             core = ExecCore(
                 risk_limits(config),

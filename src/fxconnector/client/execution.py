@@ -109,7 +109,9 @@ class ExecClient:
         if answer.get("ok") is True and isinstance(answer.get("result"), dict):
             result: dict[str, Any] = answer["result"]
             return result
-        error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
+        error: dict[str, Any] = answer.get("error") or {}
+        if not isinstance(error, dict):
+            error = {}
         raise ExecRequestError(
             str(error.get("code", "bad_answer")), str(error.get("message", answer))
         )
@@ -129,14 +131,10 @@ class ExecClient:
         return msgspec.convert(self.request({"op": "submit", "intent": payload}), SubmitResult)
 
     def status(self, intent_id: str) -> SubmitResult:
-        return msgspec.convert(
-            self.request({"op": "status", "intent_id": intent_id}), SubmitResult
-        )
+        return msgspec.convert(self.request({"op": "status", "intent_id": intent_id}), SubmitResult)
 
     def cancel(self, intent_id: str) -> SubmitResult:
-        return msgspec.convert(
-            self.request({"op": "cancel", "intent_id": intent_id}), SubmitResult
-        )
+        return msgspec.convert(self.request({"op": "cancel", "intent_id": intent_id}), SubmitResult)
 
     def risk(self, action: str, reason: str) -> TradingStateEvent:
         result = self.request({"op": "risk", "action": action, "reason": reason})
@@ -144,7 +142,9 @@ class ExecClient:
 
 
 def _intent_payload(intent: OrderIntent | dict[str, Any]) -> dict[str, Any]:
-    checked = validate_intent(msgspec.to_builtins(intent) if isinstance(intent, OrderIntent) else intent)
+    checked = validate_intent(
+        msgspec.to_builtins(intent) if isinstance(intent, OrderIntent) else intent
+    )
     if not checked.ok:
         problem = checked.problems[0]
         raise ExecRequestError(

@@ -20,14 +20,18 @@ from fxconnector.core.utils.frames import (
 
 _VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 _MESSAGES = st.dictionaries(st.text(max_size=8), _VALUES, max_size=5)
 
 
 @given(st.lists(_MESSAGES, min_size=1, max_size=6), st.data())
-def test_frames_survive_any_split_of_the_stream(messages: list[dict[str, Any]], data: st.DataObject) -> None:
+def test_frames_survive_any_split_of_the_stream(
+    messages: list[dict[str, Any]], data: st.DataObject
+) -> None:
     stream = b"".join(encode_frame(m) for m in messages)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
     decoder = FrameDecoder()

@@ -64,7 +64,6 @@ class RiskRequest(_Request, frozen=True, tag="risk"):
 
 
 Request = SubmitRequest | StatusRequest | CancelRequest | RiskRequest
-REQUEST_DECODER: Final = msgspec.json.Decoder(Request)
 
 
 class SubmitResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

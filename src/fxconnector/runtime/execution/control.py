@@ -30,7 +30,6 @@ from typing import Any, Protocol
 import msgspec
 
 from fxconnector.core.model.exec_control import (
-    REQUEST_DECODER,
     ControlErrorCode,
     Request,
     error_answer,

@@ -90,12 +90,12 @@ class ExecEngine:
         core: ExecCore,
         journal: Journal,
         gateway: OrderGateway,
-        *,
-        ack_wait_s: float = 2.0,
         publisher: ExecPublisher,
         prices: PriceReader,
         clock: Clock,
         symbols: Sequence[str],
+        *,
+        ack_wait_s: float = 2.0,
     ) -> None:
         self.core = core
         self._journal = journal
@@ -223,10 +223,9 @@ class ExecEngine:
             self.quotes[tick.symbol] = tick
         async with self._lock:
             await self._carry_out(self.core.tick(self._clock.now_ms()))
-        try:
+        # The publisher resyncs on its next call; the journal holds everything.
+        with contextlib.suppress(TransientIOError):
             await self.publisher.publish()
-        except TransientIOError:
-            pass  # the publisher resyncs on its next call; the journal holds everything
 
     async def follow_gateway(self) -> None:
         """Apply the gateway's evidence as it comes (acks, fills, cancels), until it ends."""

@@ -104,7 +104,9 @@ def routes(deps: ApiDeps) -> list[RouteSpec]:
                     "invalid_parameter",
                     f"state: {params.quote(state_text)} is not an order state ({known})",
                 ) from None
-        limit = params.integer(query, "limit", minimum=1, maximum=MAX_ORDERS, default=DEFAULT_ORDERS)
+        limit = params.integer(
+            query, "limit", minimum=1, maximum=MAX_ORDERS, default=DEFAULT_ORDERS
+        )
         assert limit is not None
         raw = await deps.reader.hash_values(keys.exec_orders)
         orders = _checked(raw, OrderEvent, lambda e: e.intent_id, deps, keys.exec_orders)
