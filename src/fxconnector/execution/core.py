@@ -379,9 +379,15 @@ class ExecCore:
         if fill.fill_id in order.fill_ids:
             return []
         intent = order.intent
-        moved, late = sm.filled(order, now_ms, fill.fill_id, fill.units, fill.price)
-        if fill.broker_order_id and moved.broker_order_id is None:
-            moved = replace(moved, broker_order_id=fill.broker_order_id)
+        side = fill.side or intent.side
+        exit_fill = side is not intent.side
+        if exit_fill:
+            # The order's own stop loss or take profit closed what it opened.
+            moved, late = order, False
+        else:
+            moved, late = sm.filled(order, now_ms, fill.fill_id, fill.units, fill.price)
+            if fill.broker_order_id and moved.broker_order_id is None:
+                moved = replace(moved, broker_order_id=fill.broker_order_id)
         events: list[ExecEvent] = [
             self._emit(
                 FillEvent,
@@ -389,7 +395,7 @@ class ExecCore:
                 intent_id=intent.intent_id,
                 trader=intent.trader,
                 symbol=intent.symbol,
-                side=intent.side,
+                side=side,
                 units=fill.units,
                 price=fill.price,
                 fill_id=fill.fill_id,
@@ -398,7 +404,7 @@ class ExecCore:
         ]
         key = (intent.trader, intent.symbol)
         position, realised = apply_fill(
-            self._book.positions.get(key, Position()), intent.side, fill.units, fill.price
+            self._book.positions.get(key, Position()), side, fill.units, fill.price
         )
         day_open = trading_day(now_ms, self.calendars.for_symbol(intent.symbol))
         day = self._book.day_pnl.get(key)
@@ -416,7 +422,8 @@ class ExecCore:
                 day_realised_pnl=day_pnl,
             )
         )
-        events.append(self._order_event(moved, now_ms))
+        if not exit_fill:
+            events.append(self._order_event(moved, now_ms))
         limits = self.limits.for_symbol(intent.trader, intent.symbol)
         if (
             limits is not None

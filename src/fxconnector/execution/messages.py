@@ -15,7 +15,7 @@ import msgspec
 
 from fxconnector.core.model.bar import EpochMs, Price
 from fxconnector.core.model.exec_event import BrokerId, OrderState, Text
-from fxconnector.core.model.intent import IntentId, OrderIntent, Units
+from fxconnector.core.model.intent import IntentId, OrderIntent, Side, Units
 
 # --- core -> gateway ---------------------------------------------------------------------------
 
@@ -62,12 +62,17 @@ class OrderRejected(_Evidence, frozen=True, tag="rejected"):
 
 
 class OrderFilled(_Evidence, frozen=True, tag="filled"):
-    """One execution of `units` at `price`; `fill_id` is unique per broker (a repeat is a no-op)."""
+    """One execution of `units` at `price`; `fill_id` is unique per broker (a repeat is a no-op).
+
+    `side` is set only for an exit: a fill of the order's own stop loss or take profit, on the
+    other side, which closes what the order opened (it changes the position, not the order).
+    """
 
     fill_id: BrokerId
     units: Units
     price: Price
     broker_order_id: BrokerId | None = None
+    side: Side | None = None
 
 
 class OrderCancelled(_Evidence, frozen=True, tag="cancelled"):

@@ -5,8 +5,10 @@ Rules:
   already has returns without placing a second order (the paper gateway guarantees it; a real
   broker's own rule, e.g. OANDA's "only among pending orders", is not enough on its own, which
   is why the core never resends: see `fxconnector.execution.core`).
-- `submit` and `cancel` return once the request was handed over; what the broker did comes as
-  evidence on `events()` (accepted, filled, rejected, cancelled, expired).
+- `submit` returns the broker's report of the order with that client id (the existing one when
+  the id is known: nothing new is placed); `cancel` returns once the request was handed over.
+  What the broker does comes as evidence on `events()` (accepted, filled, rejected, cancelled,
+  expired); a report and the stream may tell the same fill twice (the core applies it once).
 - A timeout or a broken connection raises `TransientIOError` (or a child): the caller turns it
   into `TransportFailed` evidence, so the order becomes UNKNOWN, never resent.
 - `query` answers from the broker's own books by client id (an `OrderReport`, NOT_FOUND when it
@@ -29,8 +31,9 @@ class OrderGateway(Protocol):
         """`paper`, `oanda` or `fxcm`."""
         ...
 
-    async def submit(self, order: SubmitOrder) -> None:
-        """Place the order with client id `order.intent.intent_id` (idempotent by that id)."""
+    async def submit(self, order: SubmitOrder) -> OrderReport:
+        """Place the order with client id `order.intent.intent_id` (idempotent by that id) and
+        return the broker's report of it."""
         ...
 
     async def cancel(self, intent_id: str) -> None:
