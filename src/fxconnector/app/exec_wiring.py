@@ -33,7 +33,7 @@ from fxconnector.execution.risk.limits import RiskLimits, SymbolLimits, TraderLi
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.control import ExecControlServer
 from fxconnector.runtime.execution.engine import ExecEngine
-from fxconnector.runtime.execution.gateways.port import OrderGateway
+from fxconnector.runtime.execution.gateways.paper import PaperGateway
 from fxconnector.runtime.execution.journal import exec_journal
 from fxconnector.runtime.execution.prices import PriceReader
 from fxconnector.runtime.execution.publisher import ExecPublisher
@@ -44,6 +44,8 @@ from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_sur
 log = logging.getLogger("fxconnector.exec")
 #: Where the connector's embedded Redis listens, under its workdir (`runtime.publish.embedded`).
 EMBEDDED_REDIS_DIR: Final = "redis"
+#: The paper broker's books, under the journal folder (their own journal and lock).
+PAPER_DIR: Final = "paper"
 
 
 def risk_limits(config: Config) -> RiskLimits:
@@ -91,7 +93,7 @@ class ExecProcess:
     secrets: Secrets
     clock: Clock
     calendars: CalendarProfile
-    make_gateway: Callable[[ExecEngine | None], OrderGateway]
+    make_gateway: Callable[[], PaperGateway]
 
     async def run(self, stop: asyncio.Event, announce: Callable[[str], None]) -> int:
         """Serve until `stop` is set; 0, or the failure raised once stopped."""
@@ -103,8 +105,9 @@ class ExecProcess:
             logs.emit(log, logging.WARNING, "exec.journal_torn_tail_cut", detail=torn)
         redis: SurfaceClient | None = None
         control: ExecControlServer | None = None
-        gateway: OrderGateway | None = None
+        gateway: PaperGateway | None = None
         tasks: list[asyncio.Task[None]] = []
+        engine_box: list[ExecEngine] = []
         try:
             keys = SurfaceKeys(config.surface.namespace, config.surface.cluster)
             redis = connect_surface(
@@ -116,8 +119,7 @@ class ExecProcess:
                 self.calendars,
                 ExecSettings(unknown_halt_ms=execution.unknown_escalate_ms),
             )
-            engine_box: list[ExecEngine] = []
-            gateway = self.make_gateway(None)
+            gateway = self.make_gateway()
             engine = ExecEngine(
                 core,
                 journal,
@@ -126,6 +128,7 @@ class ExecProcess:
                 PriceReader(redis, keys),
                 self.clock,
                 traded_symbols(config),
+                on_quote=gateway.on_quote,
             )
             engine_box.append(engine)
             control = ExecControlServer(Path(execution.socket_path), engine)
@@ -190,7 +193,13 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
     overrides = Path(config.calendar.overrides_path) if config.calendar.overrides_path else None
     calendars = load_calendar(config.calendar.profile, now_ms=clock.now_ms(), path=overrides)
 
-    def make_gateway(engine: ExecEngine | None) -> OrderGateway:
-        raise NotImplementedError  # replaced once the paper gateway lands
+    def make_gateway() -> PaperGateway:
+        gateway = PaperGateway(
+            Path(config.execution.journal_dir) / PAPER_DIR,
+            clock,
+            max_quote_age_ms=config.execution.max_price_age_ms,
+        )
+        gateway.open()  # the paper books' own lock and replay
+        return gateway
 
     return ExecProcess(config, secrets, clock, calendars, make_gateway)

@@ -39,7 +39,9 @@ from fxconnector.execution.messages import (
 )
 
 
-class Placed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="placed"):
+class Placed(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind", tag="placed"
+):
     """The broker took an order into its books under `broker_order_id`."""
 
     intent: OrderIntent

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -99,7 +100,8 @@ def test_orders_positions_and_risk_are_served_from_what_exec_published(
     ]  # newest first; the denied a-2 has no order
     for order in orders:
         validator.validate(order)
-    assert orders[1]["filled_units"] == 1000 and orders[1]["avg_fill_price"] == 1.1002
+    assert orders[1]["filled_units"] == 1000
+    assert orders[1]["avg_fill_price"] == 1.1002
     only_bob = http.get("/api/orders", params={"trader": "bob"}).json()["orders"]
     assert [o["intent_id"] for o in only_bob] == ["b-1"]
     filled = http.get("/api/orders", params={"state": "FILLED", "symbol": "EURUSD"}).json()
@@ -113,7 +115,7 @@ def test_orders_positions_and_risk_are_served_from_what_exec_published(
     risk = http.get("/api/risk").json()["trading_states"]
     assert [(s["scope"], s["state"], s["reason"]) for s in risk] == [("*", "HALTED", "test")]
     # The stream holds every event once, with the journal's seq as the id.
-    entries = stack.writer.client.xrange(stack.keys.exec_events)
+    entries: Any = stack.writer.client.xrange(stack.keys.exec_events)
     assert [entry_id.decode() for entry_id, _ in entries] == [f"0-{e.seq}" for e in events]
     assert all(STREAM_FIELD.encode() in fields for _, fields in entries)
 

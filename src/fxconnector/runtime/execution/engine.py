@@ -8,8 +8,12 @@ Rules:
   the journal's order is the order the core saw.
 - Start = recovery: replay the journal into the core, then `recover()` (query every order not
   done) and apply the gateway's answers, before `ready`. Nothing is ever resent on recovery.
-- Prices: each period the surface's latest ticks go to the core (risk: stale-price check) and
-  to the gateway (paper fills). Redis trouble keeps the last prices (their age then denies).
+- Prices: each period the surface's new ticks go to the core (risk: stale-price check) and to
+  `on_quote` (the paper gateway fills from them). Redis trouble keeps the last prices (their
+  age then denies).
+- The gateway's evidence (acks, fills) arrives on its own stream (`follow_gateway`); a submit
+  waits up to `ack_wait_s` for the first of it, so its answer says ACCEPTED/FILLED/REJECTED
+  when the broker is quick, and the order as journaled (SUBMITTED) otherwise.
 - Publishing is best effort and never blocks a request: the events wait in the publisher until
   Redis takes them (keys.py, execution keys).
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -95,6 +99,7 @@ class ExecEngine:
         clock: Clock,
         symbols: Sequence[str],
         *,
+        on_quote: Callable[[Tick], None] | None = None,
         ack_wait_s: float = 2.0,
     ) -> None:
         self.core = core
@@ -106,6 +111,7 @@ class ExecEngine:
         self._symbols = tuple(symbols)
         self._lock = asyncio.Lock()
         self._ack_wait_s = ack_wait_s
+        self._on_quote = on_quote
         #: Submits waiting for the broker's first evidence on their order (intent_id -> event).
         self._acks: dict[str, asyncio.Event] = {}
         self._orders: dict[str, OrderEvent] = {}
@@ -219,8 +225,13 @@ class ExecEngine:
             self.price_errors += 1
             ticks = {}
         for tick in ticks.values():
+            last = self.quotes.get(tick.symbol)
+            if last is not None and last.ts_ms >= tick.ts_ms:
+                continue  # nothing new for this symbol
             self.core.on_price(tick)
             self.quotes[tick.symbol] = tick
+            if self._on_quote is not None:
+                self._on_quote(tick)  # the paper gateway fills from it (evidence: its stream)
         async with self._lock:
             await self._carry_out(self.core.tick(self._clock.now_ms()))
         # The publisher resyncs on its next call; the journal holds everything.
