@@ -36,6 +36,9 @@ namespace = "{NAMESPACE}"
 gateway = "paper"
 tick_interval_ms = 50
 max_price_age_ms = 600000
+ack_timeout_ms = 500
+query_interval_ms = 200
+not_found_grace_ms = 1000
 
 [execution.traders.alice]
 max_orders_per_minute = 1000
@@ -67,7 +70,9 @@ def write_ticks(client: redis.Redis, keys: SurfaceKeys = KEYS) -> None:
     )
 
 
-def intent(intent_id: str, *, units: int = 1000, side: str = "buy", symbol: str = "EURUSD") -> dict[str, Any]:
+def intent(
+    intent_id: str, *, units: int = 1000, side: str = "buy", symbol: str = "EURUSD"
+) -> dict[str, Any]:
     return {
         "intent_id": intent_id,
         "trader": "alice",

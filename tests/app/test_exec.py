@@ -3,16 +3,19 @@ paper gateway; `fxconnector order`/`risk` as subprocesses or in process (exit co
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
@@ -20,9 +23,12 @@ from fxconnector.app.main import main
 from fxconnector.client.execution import ExecClient, submit_intent
 from fxconnector.core.model.exec_event import ExecEvent, OrderEvent, OrderState, PositionEvent
 from fxconnector.core.utils.frames import encode_frame
-from fxconnector.execution.paper import Placed, PaperRecord
+from fxconnector.execution.paper import PaperRecord, Placed
+from tests.app.connector import Connector
 from tests.app.exec_harness import KEYS, ExecRun, intent, write_ticks
 from tests.redis_server import RedisServer
+
+FXCONNECTOR = [sys.executable, "-m", "fxconnector.app.main"]
 
 
 @pytest.fixture
@@ -68,7 +74,9 @@ def test_submit_fills_on_paper_and_a_repeat_is_the_same_order(
     assert first.order is not None
     assert first.order.state is OrderState.FILLED
     assert first.order.avg_fill_price == 1.1002  # a buy fills at the ask
-    again = submit_intent(intent("t-1") | {"ts": first.order.ts - 5}, socket_path=exec_run.socket_path)
+    again = submit_intent(
+        intent("t-1") | {"ts": first.order.ts - 5}, socket_path=exec_run.socket_path
+    )
     assert again.reason is not None  # another intent under a used id: refused, not an order
     assert again.reason.value == "intent_id_conflict"
     same = dict(intent("t-1"))
@@ -110,7 +118,11 @@ def test_halt_denies_with_its_reason_and_resume_allows(
     code, out, err = cli(capsys, "order", "submit", "--json", payload, "--socket", sock)
     assert code == 3
     answer = msgspec.json.decode(out)
-    assert (answer["decision"], answer["reason"], answer["order"]) == ("deny", "trading_halted", None)
+    assert (answer["decision"], answer["reason"], answer["order"]) == (
+        "deny",
+        "trading_halted",
+        None,
+    )
     assert err.startswith("fxconnector order submit: denied: trading_halted")
     # The deny is journaled: the same intent after a resume is still the same deny.
     assert cli(capsys, "risk", "resume", "--reason", "done", "--socket", sock)[0] == 0
@@ -132,7 +144,12 @@ def test_halt_denies_with_its_reason_and_resume_allows(
         (["order", "submit", "--file", "/no/such/file.json"], "cannot read it"),
         (["order", "submit", "--json", '{"intent_id": "x"}'], "refused: bad_intent"),
         (
-            ["order", "submit", "--json", msgspec.json.encode(intent("p") | {"price": 1.2}).decode()],
+            [
+                "order",
+                "submit",
+                "--json",
+                msgspec.json.encode(intent("p") | {"price": 1.2}).decode(),
+            ],
             "a market order takes no price",
         ),
         (["order", "status", "never-sent"], "refused: unknown_intent"),
@@ -200,10 +217,8 @@ def _send_then_kill(run: ExecRun, payload: dict[str, Any], delay_s: float) -> No
         raw.sendall(encode_frame({"v": 1, "op": "submit", "intent": payload}))
         if delay_s:
             raw.settimeout(delay_s)
-            try:
+            with contextlib.suppress(TimeoutError):
                 raw.recv(1 << 16)
-            except TimeoutError:
-                pass
         run.kill()
 
 
@@ -222,80 +237,98 @@ def test_kill_9_mid_submit_then_restart_loses_nothing_and_duplicates_nothing(
             _send_then_kill(run, payload, chooser.choice([0.0, 0.0005, 0.002, 0.01]))
         run.start()
         run.wait_ready()
-        # Every intent submitted again (as a client does after losing its answer): each is
-        # one order, at the broker and in the journal, and each resolves.
-        answers = {p["intent_id"]: submit_intent(p, socket_path=run.socket_path) for p in intents}
+        # Every intent submitted again (as a client does after losing its answer): never a
+        # second order; then each resolves on the broker's evidence alone.
+        for payload in intents:
+            submit_intent(payload, socket_path=run.socket_path)
+        final = {p["intent_id"]: _resolved(run, p["intent_id"]) for p in intents}
         assert run.stop() == 0
     finally:
         run.cleanup()
     placed = Counter(r.intent.intent_id for r in paper_books(workdir) if isinstance(r, Placed))
-    assert all(count == 1 for count in placed.values()), placed
+    assert all(count == 1 for count in placed.values()), placed  # no duplicate at the broker
     events = journal(workdir)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    orders: dict[str, OrderEvent] = {}
-    for event in events:
-        if isinstance(event, OrderEvent):
-            orders[event.intent_id] = event
-    assert set(orders) == {p["intent_id"] for p in intents}  # no lost intent
+    journaled = {e.intent_id for e in events if isinstance(e, OrderEvent)}
+    assert journaled == {p["intent_id"] for p in intents}  # no lost intent
     filled = 0
-    for intent_id, answer in answers.items():
-        assert answer.order is not None
-        assert answer.order.state is OrderState.FILLED, (intent_id, answer)
-        assert placed[intent_id] == 1  # exactly one order at the broker
-        filled += answer.order.filled_units
-    position = [e for e in events if isinstance(e, PositionEvent)][-1]
-    assert position.units == filled == sum(p["units"] for p in intents)
+    for intent_id, order in final.items():
+        if placed[intent_id]:  # the broker has it: filled, once
+            assert order.state is OrderState.FILLED, order
+            filled += order.filled_units
+        else:  # journaled, killed before it was sent: the broker's "no such order" decides
+            assert order.state is OrderState.REJECTED, order
+            assert "never arrived" in order.reason
+    positions = [e for e in events if isinstance(e, PositionEvent)]
+    assert positions[-1].units == filled
+    assert filled == sum(p["units"] for p in intents if placed[p["intent_id"]])
+
+
+def _resolved(run: ExecRun, intent_id: str) -> OrderEvent:
+    """The order once it is in a terminal state (bounded wait; the core queries on its own)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with ExecClient(run.socket_path) as client:
+            order = client.status(intent_id).order
+        assert order is not None
+        if order.state.terminal or time.monotonic() > deadline:
+            return order
+        time.sleep(0.05)
 
 
 def test_make_run_demo_places_a_paper_order_in_one_command(tmp_path: Path) -> None:
     """`fxconnector run --with-exec` (what `make run` runs): the README's one command fills
     on paper from the simulator's live prices and shows in /api/orders and /api/positions."""
-    import httpx
-
-    from tests.app.connector import Connector
-
     connector = Connector(tmp_path / "var", "--with-exec")
     try:
         connector.wait_ready()
-        sock = tmp_path / "var" / "exec.sock"
-        command = [
-            sys.executable,
-            "-m",
-            "fxconnector.app.main",
-            "order",
-            "submit",
-            "--workdir",
-            str(tmp_path / "var"),
-            "--json",
-            '{"intent_id":"demo-1","trader":"demo","symbol":"EURUSD","side":"buy",'
-            '"units":1000,"type":"market","ts":1767225600000}',
-        ]
         answer = None
-        for _ in range(200):  # the exec child starts beside the connector, and needs a tick
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        for attempt in range(200):
+            payload = msgspec.json.encode(
+                {
+                    "intent_id": f"demo-{attempt}",
+                    "trader": "demo",
+                    "symbol": "EURUSD",
+                    "side": "buy",
+                    "units": 1000,
+                    "type": "market",
+                    "ts": 1767225600000,
+                }
+            ).decode()
+            done = subprocess.run(
+                [
+                    *FXCONNECTOR,
+                    "order",
+                    "submit",
+                    "--workdir",
+                    str(tmp_path / "var"),
+                    "--json",
+                    payload,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             if done.returncode == 0:
                 answer = msgspec.json.decode(done.stdout)
                 break
-            # Not up yet (exit 1), or denied (exit 3) while the first live tick is on its way:
-            # a deny is final for that id, so the next try uses a fresh one.
+            # The exec child is not up yet (1, 2 not_ready), or the first live tick is on its
+            # way (3, no_price): a deny is final for its id, so the next try takes a new one.
             assert done.returncode in (1, 2, 3), done.stderr
-            command[-1] = command[-1].replace(f'"demo-{_ + 1}"', f'"demo-{_ + 2}"')
-            if sock.exists():
-                import time
-
-                time.sleep(0.1)
+            time.sleep(0.1)
         assert answer is not None, connector.tail()
         assert answer["order"]["state"] == "FILLED"
-        intent_id = answer["intent_id"]
         with httpx.Client(base_url=connector.base, timeout=5) as http:
-            for _ in range(100):
+            orders: list[dict[str, Any]] = []
+            for _ in range(100):  # published on the exec process's next period
                 orders = http.get("/api/orders").json()["orders"]
                 if orders:
                     break
-                import time
-
                 time.sleep(0.1)
-            assert [(o["intent_id"], o["state"]) for o in orders] == [(intent_id, "FILLED")]
+            assert [(o["intent_id"], o["state"]) for o in orders] == [
+                (answer["intent_id"], "FILLED")
+            ]
             positions = http.get("/api/positions", params={"trader": "demo"}).json()["positions"]
             assert [(p["symbol"], p["units"]) for p in positions] == [("EURUSD", 1000)]
         assert connector.stop() == 0

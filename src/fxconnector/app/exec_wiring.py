@@ -117,7 +117,12 @@ class ExecProcess:
             core = ExecCore(
                 risk_limits(config),
                 self.calendars,
-                ExecSettings(unknown_halt_ms=execution.unknown_escalate_ms),
+                ExecSettings(
+                    ack_timeout_ms=execution.ack_timeout_ms,
+                    query_interval_ms=execution.query_interval_ms,
+                    unknown_halt_ms=execution.unknown_halt_ms,
+                    not_found_grace_ms=execution.not_found_grace_ms,
+                ),
             )
             gateway = self.make_gateway()
             engine = ExecEngine(

@@ -68,8 +68,15 @@ class ExecutionConfig(_Section, frozen=True):
     max_price_age_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 10_000
     #: How often the process reads prices, ticks the core and publishes (ms).
     tick_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
-    #: An order UNKNOWN for longer than this (no evidence from the broker) halts trading.
-    unknown_escalate_ms: Annotated[int, msgspec.Meta(ge=1_000, le=3_600_000)] = 60_000
+    #: A SUBMITTED order with no word from the broker for this long becomes UNKNOWN.
+    ack_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 10_000
+    #: How often an UNKNOWN order (or an unanswered cancel) is queried at the broker.
+    query_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 5_000
+    #: An order UNKNOWN for this long (no evidence from the broker) halts all trading.
+    unknown_halt_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 60_000
+    #: A broker's "no such order" is believed this long after the submit (before, the order
+    #: may still be on its way); then the order is REJECTED ("never arrived").
+    not_found_grace_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 30_000
     #: Events kept in `NS:exec:events` (the stream is trimmed to about this many entries).
     events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
     #: Trader name -> its symbols and limits; an intent of a trader not listed is denied.
