@@ -110,6 +110,7 @@ def main() -> int:
     from bench import (
         bench_buckets,
         bench_commands,
+        bench_exec,
         bench_final_latency,
         bench_http,
         bench_pipeline,
@@ -130,6 +131,7 @@ def main() -> int:
         bench_commands,
         bench_stall,
         bench_final_latency,
+        bench_exec,
     )
     for module in modules:
         rows.extend(module.run())

@@ -26,6 +26,8 @@ from tests.conftest import calendar_profile
 from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import T0, Stack, running_stack
 
+#: The execution routes (`exec_routes.routes`), fuzzed with the rest by test_http_api.
+EXEC_PATHS = ("/api/orders", "/api/positions", "/api/risk")
 LIMITS = SymbolLimits(
     max_units_per_order=10_000, max_open_units=50_000, max_notional=1e6, max_daily_loss=1e4
 )
@@ -170,6 +172,6 @@ def test_bad_parameters_are_json_errors(
 
 
 def test_the_routes_are_read_only(http: httpx.Client) -> None:
-    for path in ("/api/orders", "/api/positions", "/api/risk"):
+    for path in EXEC_PATHS:
         assert http.post(path, json={}).status_code == 405
         assert http.get(path).status_code == 200  # empty surface: empty lists
