@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from fxconnector.config import schema
+from fxconnector.config import execution, schema
 from tests.conftest import REPO
 
 SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -23,6 +23,9 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     "[broker.fxcm]": schema.FxcmBrokerConfig,
     "[broker.oanda]": schema.OandaBrokerConfig,
     "[repair]": schema.RepairConfig,
+    "[execution]": execution.ExecutionConfig,
+    "[execution.traders.NAME]": execution.TraderConfig,
+    "[execution.traders.NAME.symbols.SYMBOL]": execution.SymbolLimitsConfig,
 }
 
 

@@ -49,13 +49,6 @@ class TraderConfig(_Section, frozen=True):
     symbols: dict[Symbol, SymbolLimitsConfig] = msgspec.field(default_factory=dict)
 
 
-class PaperGatewayConfig(_Section, frozen=True):
-    """The paper gateway: fills from the surface's live prices (buy at ask, sell at bid)."""
-
-    #: Extra spread added on each side, in price units (0: the quote's own spread).
-    extra_spread: Annotated[float, msgspec.Meta(ge=0, le=1.0)] = 0.0
-
-
 class ExecutionConfig(_Section, frozen=True):
     """`fxconnector exec`: gateway, journal, control socket, limits."""
 
@@ -81,4 +74,3 @@ class ExecutionConfig(_Section, frozen=True):
     events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
     #: Trader name -> its symbols and limits; an intent of a trader not listed is denied.
     traders: dict[TraderName, TraderConfig] = msgspec.field(default_factory=dict)
-    paper: PaperGatewayConfig = PaperGatewayConfig()
