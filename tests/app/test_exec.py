@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+import redis
 
 from fxconnector.app.main import main
 from fxconnector.client.execution import ExecClient, submit_intent
@@ -332,5 +333,47 @@ def test_make_run_demo_places_a_paper_order_in_one_command(tmp_path: Path) -> No
             positions = http.get("/api/positions", params={"trader": "demo"}).json()["positions"]
             assert [(p["symbol"], p["units"]) for p in positions] == [("EURUSD", 1000)]
         assert connector.stop() == 0
+        assert not (tmp_path / "var" / "exec.sock").exists()  # the child stopped cleanly too
     finally:
         connector.cleanup()
+
+
+def test_the_exec_child_dies_with_a_killed_connector(tmp_path: Path) -> None:
+    connector = Connector(tmp_path / "var", "--with-exec")
+    try:
+        connector.wait_ready()
+        pid = None
+        for _ in range(200):
+            started = [
+                msgspec.json.decode(line)
+                for line in connector.output().splitlines()
+                if '"exec_child.started"' in line
+            ]
+            if started:
+                pid = int(started[0]["pid"])
+                break
+            time.sleep(0.05)
+        assert pid is not None, connector.tail()
+        assert Path(f"/proc/{pid}").exists()
+        connector.kill()  # SIGKILL: no cleanup in the connector at all
+        for _ in range(200):
+            if not _alive(pid):
+                break
+            time.sleep(0.05)
+        assert not _alive(pid), "the exec child outlived its killed connector"
+    finally:
+        connector.cleanup()
+        # The killed connector could not stop its embedded Redis: do it here.
+        with (
+            contextlib.suppress(redis.RedisError, OSError),
+            redis.Redis(unix_socket_path=str(tmp_path / "var" / "redis" / "redis.sock")) as orphan,
+        ):
+            orphan.shutdown(nosave=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited: only its parent's wait is missing

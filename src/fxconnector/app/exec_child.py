@@ -6,9 +6,10 @@ Rules:
   process loses nothing). This module only starts, watches and stops it.
 - The child dies with the connector even under SIGKILL (Linux `PR_SET_PDEATHSIG`: SIGTERM), so
   a killed connector leaves no orphan holding the journal lock.
-- A child that exits on its own is restarted with capped exponential backoff (1 s doubling to
-  30 s), except on exit 2 (bad config, a journal another process holds): that will not heal
-  by itself, so it is logged once and left stopped; the connector keeps running either way.
+- A child that dies (exit 1, a signal) is restarted with capped exponential backoff (1 s
+  doubling to 30 s). Exit 0 (it was asked to stop: a Ctrl-C reaches the whole process group)
+  and exit 2 (bad config, a journal another process holds: it will not heal by itself) are
+  logged once and not restarted; the connector keeps running either way.
 - Stop (the connector stops): SIGTERM, a bounded wait, then SIGKILL.
 """
 
@@ -77,6 +78,11 @@ async def supervise(flags: Sequence[str]) -> None:
         except asyncio.CancelledError:
             await _stop(process)
             raise
+        if code == 0:
+            # It was asked to stop (a terminal's Ctrl-C reaches the whole process group): the
+            # connector is stopping too.
+            logs.emit(log, logging.INFO, "exec_child.stopped", code=code)
+            return
         if code == EXIT_USAGE:
             logs.emit(
                 log,
