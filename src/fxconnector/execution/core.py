@@ -157,6 +157,8 @@ class _Book:
 
     seq: int = 0
     orders: dict[str, Order] = field(default_factory=dict)
+    #: Ids of the orders that are not done, in submission order (what ticks and risk look at).
+    working: dict[str, None] = field(default_factory=dict)
     denied: dict[str, RiskEvent] = field(default_factory=dict)
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
     day_pnl: dict[tuple[str, str], _DayPnl] = field(default_factory=dict)
@@ -195,7 +197,8 @@ class ExecCore:
         return list(self._book.orders.values())
 
     def open_orders(self) -> list[Order]:
-        return [o for o in self._book.orders.values() if o.working]
+        orders = self._book.orders
+        return [orders[intent_id] for intent_id in self._book.working]
 
     def denial(self, intent_id: str) -> RiskEvent | None:
         return self._book.denied.get(intent_id)
@@ -228,9 +231,9 @@ class ExecCore:
 
     def exposure(self, trader: str, symbol: str) -> Exposure:
         buy = sell = 0
-        for order in self._book.orders.values():
+        for order in self.open_orders():
             intent = order.intent
-            if order.working and intent.trader == trader and intent.symbol == symbol:
+            if intent.trader == trader and intent.symbol == symbol:
                 if intent.side is Side.BUY:
                     buy += order.remaining_units
                 else:
@@ -581,6 +584,7 @@ class ExecCore:
             intent = event.intent
             if event.decision is Decision.ALLOW:
                 book.orders[intent.intent_id] = sm.new_order(intent, event.ts)
+                book.working[intent.intent_id] = None
                 book.recent.setdefault(intent.trader, deque()).append(event.ts)
             else:
                 book.denied[intent.intent_id] = event
@@ -620,3 +624,5 @@ class ExecCore:
             cancel_requested=event.cancel_requested,
             reason=event.reason,
         )
+        if event.state not in sm.WORKING_STATES:
+            book.working.pop(event.intent_id, None)

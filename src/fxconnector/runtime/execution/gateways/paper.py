@@ -37,8 +37,8 @@ class PaperGateway:
     def name(self) -> str:
         return "paper"
 
-    def open(self) -> None:
-        """Take the paper books' lock and replay them."""
+    async def start(self) -> None:
+        """Take the paper books' lock (StoreLocked if another process has them) and replay them."""
         self._broker.replay(self._journal.open())
         self._open = True
 

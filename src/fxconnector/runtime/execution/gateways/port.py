@@ -31,6 +31,10 @@ class OrderGateway(Protocol):
         """`paper`, `oanda` or `fxcm`."""
         ...
 
+    async def start(self) -> None:
+        """Connect (or open the paper books); evidence flows on `events()` from here on."""
+        ...
+
     async def submit(self, order: SubmitOrder) -> OrderReport:
         """Place the order with client id `order.intent.intent_id` (idempotent by that id) and
         return the broker's report of it."""
