@@ -1,4 +1,5 @@
-"""Submit-to-ack latency of `fxconnector exec` on the paper gateway (issue 15 point 6).
+"""Submit-to-ack latency of the `fxconnector exec` process through its control socket, on the
+paper gateway (issue 15 point 6; `bench_exec` measures the engine alone, in process).
 
 Real parts: the `fxconnector exec` process (subprocess), its control socket, its journal and
 the paper books on the real disk (every step fsynced), an embedded Redis holding the last ticks
@@ -11,7 +12,7 @@ the paper gateway fills from. The client is the Python client (`ExecClient`, one
   (the socket and frame round trip and a lookup, nothing journaled): the floor under the subject.
 
 Figures: p50 / p99 / max over every submit of `ROUNDS` rounds of `PER_ROUND`, and the median of
-the rounds' p99 with its min-max. Run alone with `python -m bench.bench_exec`, or in `make
+the rounds' p99 with its min-max. Run alone with `python -m bench.bench_exec_socket`, or in `make
 bench` (the row's ratio is the baseline's median p99 / the submit's: < 1, the cost of
 durability over the bare round trip).
 """
@@ -98,7 +99,7 @@ def measure() -> tuple[list[list[float]], list[list[float]]]:
             command = [sys.executable, "-m", "fxconnector.app.main", "exec", "--config"]
             command += [str(config), "--workdir", str(workdir), "--redis-url", redis.url]
             command += ["--log-level", "warning"]
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603 - this interpreter, our arguments
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
             )
             try:
@@ -176,7 +177,7 @@ def run() -> list[Row]:
     baseline_p99 = statistics.median(_stats(r)[1] for r in statuses)
     return [
         Row(
-            "exec submit->ack p99 (paper, fsynced)",
+            "exec process submit->ack p99 (socket, paper)",
             1,
             "acks",
             subject_p99 / 1000,

@@ -4,9 +4,10 @@ Rules:
 - Built once from the frozen config; nothing global. The risk limits come from
   `[execution.traders]` (per trader and symbol; money in the symbol's quote currency), the
   calendars from `[calendar]` (market-closed check, trading day of the daily loss).
-- Order of start (crash-only: start == recovery): the journal (its writer lock, a torn tail
-  cut), the control socket (answers `not_ready`), the gateway, the replay into the core and the
-  reconcile of every open order, the first prices, then `ready`: intents are accepted.
+- Order of start (crash-only: start == recovery): the gateway (the paper books' lock and
+  replay), the journal (its writer lock, a torn tail cut), the replay into the core and the
+  reconcile of every open order (the engine's start), the control socket (answers `not_ready`
+  until ready), the first prices, then `ready`: intents are accepted.
 - Order of stop: the socket first (no new intent), the loops, the gateway, a last publish
   attempt, Redis, the journal (and its lock).
 - Redis: `[surface] redis_url`, or the embedded Redis of the connector in the same workdir.
@@ -32,14 +33,13 @@ from fxconnector.execution.core import ExecCore, ExecSettings
 from fxconnector.execution.risk.limits import RiskLimits, SymbolLimits, TraderLimits
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.control import ExecControlServer
-from fxconnector.runtime.execution.engine import ExecEngine
 from fxconnector.runtime.execution.gateways.paper import PaperGateway
-from fxconnector.runtime.execution.journal import exec_journal
 from fxconnector.runtime.execution.prices import PriceReader
 from fxconnector.runtime.execution.publisher import ExecPublisher
+from fxconnector.runtime.execution.service import ExecService
 from fxconnector.runtime.publish.embedded import SOCKET_NAME as REDIS_SOCKET_NAME
 from fxconnector.runtime.publish.keys import SurfaceKeys
-from fxconnector.runtime.publish.redis_connect import SurfaceClient, connect_surface
+from fxconnector.runtime.publish.redis_connect import connect_surface
 
 log = logging.getLogger("fxconnector.exec")
 #: Where the connector's embedded Redis listens, under its workdir (`runtime.publish.embedded`).
@@ -99,96 +99,81 @@ class ExecProcess:
         """Serve until `stop` is set; 0, or the failure raised once stopped."""
         config = self.config
         execution = config.execution
-        journal = exec_journal(Path(execution.journal_dir))
-        replayed = journal.open()  # StoreLocked: another exec process writes this journal
-        for torn in journal.torn:
-            logs.emit(log, logging.WARNING, "exec.journal_torn_tail_cut", detail=torn)
-        redis: SurfaceClient | None = None
-        control: ExecControlServer | None = None
-        gateway: PaperGateway | None = None
+        keys = SurfaceKeys(config.surface.namespace, config.surface.cluster)
+        redis = connect_surface(surface_url(config), self.secrets, cluster=config.surface.cluster)
+        core = ExecCore(
+            risk_limits(config),
+            self.calendars,
+            ExecSettings(
+                ack_timeout_ms=execution.ack_timeout_ms,
+                query_interval_ms=execution.query_interval_ms,
+                unknown_halt_ms=execution.unknown_halt_ms,
+                not_found_grace_ms=execution.not_found_grace_ms,
+            ),
+        )
+        service = ExecService(
+            core,
+            Path(execution.journal_dir),
+            self.make_gateway(),
+            self.clock,
+            ExecPublisher(redis, keys, maxlen=execution.events_maxlen),
+            PriceReader(redis, keys),
+            traded_symbols(config),
+        )
+        control = ExecControlServer(Path(execution.socket_path), service)
+        started = False
         tasks: list[asyncio.Task[None]] = []
-        engine_box: list[ExecEngine] = []
         try:
-            keys = SurfaceKeys(config.surface.namespace, config.surface.cluster)
-            redis = connect_surface(
-                surface_url(config), self.secrets, cluster=config.surface.cluster
-            )
-            publisher = ExecPublisher(redis, keys, maxlen=execution.events_maxlen)
-            core = ExecCore(
-                risk_limits(config),
-                self.calendars,
-                ExecSettings(
-                    ack_timeout_ms=execution.ack_timeout_ms,
-                    query_interval_ms=execution.query_interval_ms,
-                    unknown_halt_ms=execution.unknown_halt_ms,
-                    not_found_grace_ms=execution.not_found_grace_ms,
-                ),
-            )
-            gateway = self.make_gateway()
-            engine = ExecEngine(
-                core,
-                journal,
-                gateway,
-                publisher,
-                PriceReader(redis, keys),
-                self.clock,
-                traded_symbols(config),
-                on_quote=gateway.on_quote,
-            )
-            engine_box.append(engine)
-            control = ExecControlServer(Path(execution.socket_path), engine)
+            # The paper books' lock, then the journal's (StoreLocked: another exec process),
+            # the replay, the reconcile of every open order.
+            open_orders = await service.start()
+            started = True
+            for torn in service.journal.torn:
+                logs.emit(log, logging.WARNING, "exec.journal_torn_tail_cut", detail=torn)
             await control.start()
-            tasks.append(asyncio.create_task(engine.follow_gateway(), name="gateway"))
-            await engine.step()  # the first prices, before the reconcile needs them
-            open_orders = await engine.recover(replayed)
+            await service.step()  # the first prices before the first intent
             control.ready()
             logs.emit(
                 log,
                 logging.INFO,
                 "exec.started",
                 gateway=execution.gateway,
-                replayed_events=len(replayed),
+                replayed_events=service.replayed,
                 reconciled_orders=open_orders,
                 socket=execution.socket_path,
-                journal=str(journal.path),
+                journal=str(service.journal.path),
             )
             announce(
                 f"fxconnector exec {execution.gateway}: accepting intents on "
-                f"{execution.socket_path} (journal {journal.path}, {len(replayed)} events "
-                f"replayed, {open_orders} open orders reconciled)"
+                f"{execution.socket_path} (journal {service.journal.path}, {service.replayed} "
+                f"events replayed, {open_orders} open orders reconciled)"
             )
-            tasks.append(
-                asyncio.create_task(
-                    _loop(engine, execution.tick_interval_ms / 1000, stop), name="tick"
-                )
+            loop = asyncio.create_task(
+                _loop(service, execution.tick_interval_ms / 1000, stop), name="prices"
             )
+            tasks.append(loop)
             waiter = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([waiter, loop], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-            for task in done:
-                if task is not waiter and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            if loop.done() and loop.exception() is not None:
+                raise loop.exception()  # type: ignore[misc]
         finally:
-            if control is not None:
-                await control.close()
+            await control.close()  # no new intent from here on
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if gateway is not None:
-                await gateway.close()
-            if redis is not None:
-                with contextlib.suppress(TransientIOError):
-                    if engine_box:
-                        await engine_box[0].publisher.publish()
-                await redis.aclose()
-            journal.close()
+            if started:
+                await service.close()  # the engine's tasks, the gateway, the journal
+            with contextlib.suppress(TransientIOError):
+                await service.publisher.publish()  # a last attempt; the journal has it all
+            await redis.aclose()
             logs.emit(log, logging.INFO, "exec.stopped")
         return 0
 
 
-async def _loop(engine: ExecEngine, period_s: float, stop: asyncio.Event) -> None:
+async def _loop(service: ExecService, period_s: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        await engine.step()
+        await service.step()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), period_s)
 
@@ -204,7 +189,6 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
             clock,
             max_quote_age_ms=config.execution.max_price_age_ms,
         )
-        gateway.open()  # the paper books' own lock and replay
-        return gateway
+        return gateway  # opened (its books' lock and replay) by the engine's start
 
     return ExecProcess(config, secrets, clock, calendars, make_gateway)
