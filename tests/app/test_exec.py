@@ -167,6 +167,18 @@ def test_bad_input_is_one_line_and_exit_2(
     assert err.count("\n") == 1
 
 
+def test_exec_without_traders_or_with_a_long_socket_path_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "exec", "--profile", "fx", "--workdir", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert "execution.traders is empty" in err
+    long_dir = tmp_path / ("d" * 100)
+    code, out, err = cli(capsys, "exec", "--workdir", str(long_dir))
+    assert (code, out) == (2, "")
+    assert "longer than a unix socket path may be" in err
+
+
 def test_a_bad_frame_is_refused_and_the_socket_keeps_serving(exec_run: ExecRun) -> None:
     with socket.socket(socket.AF_UNIX) as raw:
         raw.connect(str(exec_run.socket_path))
