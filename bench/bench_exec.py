@@ -7,8 +7,9 @@ the core, both journals on the real disk (a temporary folder), the paper gateway
 (the risk checks need an open market, whatever today is).
 
 Baseline, same process, same folder, interleaved round by round: the durable floor of the same
-work, three fsynced appends of the same journal lines without any decision; the ratio is the
-floor's time over the subject's (how much of a submit is the disk).
+work, three fsynced appends of the same lines to two files (the exec journal's and the paper
+books' pattern) without any decision; the ratio is the floor's time over the subject's (how much
+of a submit is the disk).
 
 Figures: p50 / p99 / max per order pooled over the rounds, and the median of the rounds' p99 with
 its min-max. Run alone with `python -m bench.bench_exec`, or in `make bench`.
@@ -80,21 +81,25 @@ async def _subject(root: Path, round_: int) -> tuple[list[float], list[bytes]]:
 
 
 def _floor(root: Path, round_: int, lines: list[bytes]) -> list[float]:
-    """Per order, the subject's three durable writes (its two exec journal lines and a paper
-    books line of the same size as the fill line), each fsynced, nothing else."""
-    path = root / f"floor{round_}.jsonl"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    """Per order, the subject's three durable writes in its pattern: its submit line to one file,
+    a paper books line (fill-sized) to a second file, its fill line to the first; each fsynced,
+    nothing else."""
+    journal = os.open(root / f"floor{round_}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    books = os.open(
+        root / f"floor{round_}-paper.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+    )
     latencies = []
     try:
         for n in range(ORDERS):
             submit_line, fill_line = lines[2 * n], lines[2 * n + 1]
             start = time.perf_counter()
-            for line in (submit_line, fill_line, fill_line):
+            for fd, line in ((journal, submit_line), (books, fill_line), (journal, fill_line)):
                 os.write(fd, line + b"\n")
                 os.fsync(fd)
             latencies.append(time.perf_counter() - start)
     finally:
-        os.close(fd)
+        os.close(journal)
+        os.close(books)
     return latencies
 
 

@@ -192,3 +192,60 @@ def test_exit_fills_close_the_position(core: ExecCore) -> None:
     order = core.order("b")
     assert order is not None
     assert (order.state, order.filled_units) == (OrderState.FILLED, 1_000)
+
+
+def test_an_intent_built_against_its_schema_is_denied_unjournaled(core: ExecCore) -> None:
+    bad = intent("bad id with spaces", units=0)
+    sub = core.submit(bad, OPEN_MS)
+    assert isinstance(sub.decision, Deny)
+    assert sub.decision.reason is RiskReason.INVALID_INTENT
+    assert sub.output == Output()
+    assert core.seq == 0
+
+
+def test_a_retry_with_a_new_ts_is_the_same_intent(core: ExecCore) -> None:
+    core.submit(intent("r", ts=OPEN_MS), OPEN_MS)
+    again = core.submit(intent("r", ts=OPEN_MS + 5_000), OPEN_MS + 5_000)
+    assert again.duplicate
+    assert again.decision.allowed
+    assert again.output == Output()
+
+
+def test_a_bad_scope_is_a_command_error(core: ExecCore) -> None:
+    with pytest.raises(CommandError, match="neither"):
+        core.set_trading_state("two words", TradingState.HALTED, "x", OPEN_MS)
+    assert core.seq == 0
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        OrderFilled("g", OPEN_MS, "", 10, 1.1),
+        OrderFilled("g", OPEN_MS, "F", 10, float("nan")),
+        OrderFilled("g", OPEN_MS, "F", 0, 1.1),
+    ],
+)
+def test_unusable_evidence_is_a_note_not_an_event(core: ExecCore, evidence: OrderFilled) -> None:
+    core.submit(intent("g"), OPEN_MS)
+    seq = core.seq
+    out = core.on_gateway_event(evidence, OPEN_MS)
+    assert out.events == ()
+    assert "unusable evidence" in out.notes[0]
+    assert core.seq == seq
+
+
+def test_after_a_resume_a_new_doubt_still_halts(core: ExecCore) -> None:
+    core.submit(intent("old"), OPEN_MS)
+    core.on_gateway_event(TransportFailed("old", OPEN_MS, Operation.SUBMIT), OPEN_MS)
+    core.tick(OPEN_MS + SETTINGS.unknown_halt_ms)
+    core.submit(intent("new", units=10), OPEN_MS + 1)  # denied: halted
+    core.set_trading_state(ALL_TRADERS, TradingState.ACTIVE, "seen", OPEN_MS + 30_001)
+    core.on_price(quote(ts_ms=OPEN_MS + 30_001))
+    assert core.submit(intent("later", units=10), OPEN_MS + 30_001).decision.allowed
+    core.tick(OPEN_MS + 30_001 + SETTINGS.ack_timeout_ms)  # "later" goes UNKNOWN
+    later = core.order("later")
+    assert later is not None
+    assert later.state is OrderState.UNKNOWN
+    out = core.tick(OPEN_MS + 30_001 + SETTINGS.ack_timeout_ms + SETTINGS.unknown_halt_ms)
+    halts = [e for e in out.events if isinstance(e, TradingStateEvent)]
+    assert [h.reason.split()[1] for h in halts] == ["later"]

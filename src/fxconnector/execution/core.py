@@ -1,7 +1,7 @@
 """The execution core: intents, risk, orders, fills and positions, without I/O.
 
     core = ExecCore(limits, calendars, ExecSettings())
-    for event in journal.replay(): core.replay(event)        # crash-only: start == recovery
+    core.replay(journal.open())                                # crash-only: start == recovery
     out = core.recover(now_ms)                                 # query every open order
     core.on_price(tick)                                        # latest quotes
     sub = core.submit(intent, now_ms)                          # Submission(decision, order, out)
@@ -17,9 +17,9 @@ process must stop (crash-only): the core has already moved on, and only a replay
 gives the state that was made durable.
 
 Rules:
-- The state changes only by applying events (`_apply`), live and on replay alike, so a replay
-  of the journal rebuilds exactly the state the live core had; an event out of `seq` order is a
-  ContractViolation.
+- The state changes only by applying events (`book.Book.apply`), live and on replay alike, so a
+  replay of the journal rebuilds exactly the state the live core had; an event out of `seq`
+  order is a ContractViolation.
 - `intent_id` is the idempotency key: a second submit of the same id returns the first answer
   (the existing order, or the same deny) and sends nothing; the same id with a different intent is
   denied `intent_id_conflict`.
@@ -31,9 +31,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections import deque
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Final
 
 from fxconnector.core.errors import CommandError, ContractViolation
@@ -51,9 +51,17 @@ from fxconnector.core.model.exec_event import (
     TradingState,
     TradingStateEvent,
 )
-from fxconnector.core.model.intent import OrderIntent, Side
+from fxconnector.core.model.intent import OrderIntent
 from fxconnector.core.model.tick import Tick
 from fxconnector.execution import orders as sm
+from fxconnector.execution.api import (
+    ExecSettings,
+    Output,
+    Submission,
+    replace_ts,
+    schema_problem,
+)
+from fxconnector.execution.book import Book
 from fxconnector.execution.messages import (
     REPORT_TO_STATE,
     CancelOrder,
@@ -73,97 +81,18 @@ from fxconnector.execution.messages import (
 )
 from fxconnector.execution.orders import Order
 from fxconnector.execution.positions import Position, apply_fill
-from fxconnector.execution.risk.limits import MINUTE_MS, CalendarLookup, RiskLimits, trading_day
+from fxconnector.execution.risk.limits import CalendarLookup, RiskLimits, trading_day
 from fxconnector.execution.risk.validator import (
     ALLOW,
-    Allow,
     Deny,
     Exposure,
     TraderView,
     check_intent,
 )
 
-_STATE_RANK: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+__all__ = ["ExecCore", "ExecSettings", "Output", "Submission"]
 
-
-@dataclass(frozen=True, slots=True)
-class ExecSettings:
-    """Time bounds of the order lifecycle (ms).
-
-    - `ack_timeout_ms`: a SUBMITTED order with no evidence for this long becomes UNKNOWN;
-    - `query_interval_ms`: how often an UNKNOWN order (or an unanswered cancel) is queried;
-    - `unknown_halt_ms`: an order UNKNOWN for this long halts all trading;
-    - `not_found_grace_ms`: a broker's "no such order" is believed only this long after the
-      submit (before, the order may still be on its way): then the order is REJECTED.
-    """
-
-    ack_timeout_ms: int = 10_000
-    query_interval_ms: int = 5_000
-    unknown_halt_ms: int = 60_000
-    not_found_grace_ms: int = 30_000
-
-    def __post_init__(self) -> None:
-        for name in ("ack_timeout_ms", "query_interval_ms", "unknown_halt_ms"):
-            if getattr(self, name) < 1:
-                raise ContractViolation(f"{name} must be positive, got {getattr(self, name)}")
-        if self.not_found_grace_ms < 0:
-            raise ContractViolation("not_found_grace_ms must not be negative")
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """Events to journal (then publish) and, only after that, commands to the gateway.
-    `notes` are things worth a log line (evidence for an order we do not know, ...)."""
-
-    events: tuple[ExecEvent, ...] = ()
-    commands: tuple[GatewayCommand, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def __add__(self, other: Output) -> Output:
-        return Output(
-            self.events + other.events,
-            self.commands + other.commands,
-            self.notes + other.notes,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """The answer to a submit: the decision, the order (None when denied), whether the intent
-    was seen before (then nothing is journaled or sent), and what to journal and send."""
-
-    decision: Allow | Deny
-    order: Order | None
-    duplicate: bool
-    output: Output
-
-
-@dataclass(slots=True)
-class _DayPnl:
-    day_open_ms: int = 0
-    pnl: float = 0.0
-
-
-@dataclass(slots=True)
-class _Scope:
-    state: TradingState = TradingState.ACTIVE
-    reason: str = ""
-    since_ms: int = 0
-
-
-@dataclass(slots=True)
-class _Book:
-    """Everything the events build."""
-
-    seq: int = 0
-    orders: dict[str, Order] = field(default_factory=dict)
-    #: Ids of the orders that are not done, in submission order (what ticks and risk look at).
-    working: dict[str, None] = field(default_factory=dict)
-    denied: dict[str, RiskEvent] = field(default_factory=dict)
-    positions: dict[tuple[str, str], Position] = field(default_factory=dict)
-    day_pnl: dict[tuple[str, str], _DayPnl] = field(default_factory=dict)
-    recent: dict[str, deque[int]] = field(default_factory=dict)
-    scopes: dict[str, _Scope] = field(default_factory=dict)
+_SCOPE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}|\*")
 
 
 class ExecCore:
@@ -178,7 +107,7 @@ class ExecCore:
         self.limits = limits
         self.calendars = calendars
         self.settings = settings or ExecSettings()
-        self._book = _Book()
+        self._book = Book()
         self._quotes: dict[str, Tick] = {}
         self._last_query_ms: dict[str, int] = {}
         self._escalated: set[str] = set()
@@ -197,14 +126,13 @@ class ExecCore:
         return list(self._book.orders.values())
 
     def open_orders(self) -> list[Order]:
-        orders = self._book.orders
-        return [orders[intent_id] for intent_id in self._book.working]
+        return self._book.open_orders()
 
     def denial(self, intent_id: str) -> RiskEvent | None:
         return self._book.denied.get(intent_id)
 
     def position(self, trader: str, symbol: str) -> Position:
-        return self._book.positions.get((trader, symbol), Position())
+        return self._book.position(trader, symbol)
 
     def positions(self) -> dict[tuple[str, str], Position]:
         return dict(self._book.positions)
@@ -219,26 +147,15 @@ class ExecCore:
 
     def trading_state(self, trader: str = ALL_TRADERS) -> TradingState:
         """The effective state of `trader`: the stricter of everyone's and the trader's own."""
-        everyone = self._book.scopes.get(ALL_TRADERS, _Scope()).state
-        if trader == ALL_TRADERS:
-            return everyone
-        own = self._book.scopes.get(trader, _Scope()).state
-        return max(everyone, own, key=_STATE_RANK.__getitem__)
+        return self._book.trading_state(trader)
 
     def trading_states(self) -> dict[str, tuple[TradingState, str, int]]:
         """Every scope that was ever switched: (state, reason, since_ms)."""
         return {k: (v.state, v.reason, v.since_ms) for k, v in self._book.scopes.items()}
 
     def exposure(self, trader: str, symbol: str) -> Exposure:
-        buy = sell = 0
-        for order in self.open_orders():
-            intent = order.intent
-            if intent.trader == trader and intent.symbol == symbol:
-                if intent.side is Side.BUY:
-                    buy += order.remaining_units
-                else:
-                    sell += order.remaining_units
-        return Exposure(self.position(trader, symbol).units, buy, sell)
+        """The position and the unfilled units of the working orders, per side."""
+        return self._book.exposure(trader, symbol)
 
     def quote(self, symbol: str) -> Tick | None:
         return self._quotes.get(symbol)
@@ -256,6 +173,10 @@ class ExecCore:
     def submit(self, intent: OrderIntent, now_ms: int) -> Submission:
         """Decide on `intent`; when allowed, the order is SUBMITTED and a SubmitOrder command is
         returned (to send only after the events are journaled)."""
+        problem = schema_problem(intent)
+        if problem is not None:
+            # Not journaled: an event carrying it could not be read back.
+            return Submission(Deny(RiskReason.INVALID_INTENT, problem), None, False, Output())
         existing = self._book.orders.get(intent.intent_id)
         denied = self._book.denied.get(intent.intent_id)
         if existing is not None or denied is not None:
@@ -263,7 +184,7 @@ class ExecCore:
         view = TraderView(
             state=self.trading_state(intent.trader),
             exposure=self.exposure(intent.trader, intent.symbol),
-            orders_last_minute=self._orders_last_minute(intent.trader, now_ms),
+            orders_last_minute=self._book.orders_last_minute(intent.trader, now_ms),
             day_realised_pnl=self.day_realised_pnl(intent.trader, intent.symbol, now_ms),
         )
         decision = check_intent(
@@ -294,7 +215,8 @@ class ExecCore:
         self, intent: OrderIntent, order: Order | None, denied: RiskEvent | None
     ) -> Submission:
         first = order.intent if order is not None else denied.intent if denied else None
-        if first != intent:
+        # A retry may carry a new `ts` (when the client sent it); everything else must match.
+        if first is None or replace_ts(first, intent.ts) != intent:
             detail = f"intent_id {intent.intent_id!r} was already used for a different intent"
             return Submission(Deny(RiskReason.INTENT_ID_CONFLICT, detail), order, True, Output())
         if order is not None:
@@ -303,14 +225,6 @@ class ExecCore:
         if denied is None or reason is None:
             raise ContractViolation(f"intent {intent.intent_id} is neither an order nor denied")
         return Submission(Deny(reason, denied.detail), None, True, Output())
-
-    def _orders_last_minute(self, trader: str, now_ms: int) -> int:
-        window = self._book.recent.get(trader)
-        if not window:
-            return 0
-        while window and window[0] <= now_ms - MINUTE_MS:
-            window.popleft()
-        return sum(1 for ts in window if ts <= now_ms)
 
     def cancel(self, intent_id: str, now_ms: int) -> Output:
         """Ask the broker to cancel a working order (allowed in every trading state). A done
@@ -327,7 +241,10 @@ class ExecCore:
     def set_trading_state(
         self, scope: str, state: TradingState, reason: str, now_ms: int
     ) -> Output:
-        """Switch a trader (or `*`, everyone) to ACTIVE, REDUCING or HALTED by command."""
+        """Switch a trader (or `*`, everyone) to ACTIVE, REDUCING or HALTED by command; a scope
+        that is neither `*` nor a valid trader id is a CommandError."""
+        if not _SCOPE.fullmatch(scope):
+            raise CommandError(f"scope {scope!r} is neither * nor a trader id")
         event = self._emit(
             TradingStateEvent,
             now_ms,
@@ -338,7 +255,9 @@ class ExecCore:
         )
         if state is not TradingState.HALTED and scope == ALL_TRADERS:
             # An operator resumed knowing what is still unknown: escalate those only anew.
-            self._escalated = {o.intent_id for o in self.open_orders()}
+            self._escalated = {
+                o.intent_id for o in self.open_orders() if o.state is OrderState.UNKNOWN
+            }
         return Output((event,))
 
     # --- evidence ----------------------------------------------------------------------------
@@ -346,6 +265,9 @@ class ExecCore:
     def on_gateway_event(self, evidence: GatewayEvent, now_ms: int) -> Output:
         """Apply what a gateway reported (acks, fills, rejects, cancels, query reports,
         transport failures)."""
+        problem = schema_problem(evidence)
+        if problem is not None:
+            return Output(notes=(f"unusable evidence from the gateway ({problem}): {evidence!r}",))
         order = self._book.orders.get(evidence.intent_id)
         if order is None:
             return Output(notes=(f"evidence for an order we do not have: {evidence!r}",))
@@ -431,7 +353,7 @@ class ExecCore:
         if (
             limits is not None
             and -day_pnl >= limits.max_daily_loss
-            and self._book.scopes.get(intent.trader, _Scope()).state is not TradingState.HALTED
+            and self._book.scope_state(intent.trader) is not TradingState.HALTED
         ):
             events.append(
                 self._emit(
@@ -547,11 +469,11 @@ class ExecCore:
     def replay(self, events: Iterable[ExecEvent]) -> None:
         """Rebuild the state from journaled events (in `seq` order, from the first)."""
         for event in events:
-            self._apply(event)
+            self._book.apply(event)
 
     def _emit(self, kind: type[ExecEvent], ts: int, **fields: object) -> ExecEvent:
         event = kind(seq=self._book.seq + 1, ts=ts, **fields)  # type: ignore[arg-type]
-        self._apply(event)
+        self._book.apply(event)
         return event
 
     def _order_event(self, order: Order, ts: int) -> ExecEvent:
@@ -572,57 +494,3 @@ class ExecCore:
             cancel_requested=order.cancel_requested,
             reason=order.reason[:512],
         )
-
-    def _apply(self, event: ExecEvent) -> None:
-        book = self._book
-        if event.seq != book.seq + 1:
-            raise ContractViolation(
-                f"execution event seq {event.seq} does not follow {book.seq}: "
-                "the journal has a gap or is out of order"
-            )
-        if isinstance(event, RiskEvent):
-            intent = event.intent
-            if event.decision is Decision.ALLOW:
-                book.orders[intent.intent_id] = sm.new_order(intent, event.ts)
-                book.working[intent.intent_id] = None
-                book.recent.setdefault(intent.trader, deque()).append(event.ts)
-            else:
-                book.denied[intent.intent_id] = event
-        elif isinstance(event, OrderEvent):
-            self._apply_order(event)
-        elif isinstance(event, FillEvent):
-            order = book.orders.get(event.intent_id)
-            if order is None:
-                raise ContractViolation(f"fill for an unknown order {event.intent_id}")
-            book.orders[event.intent_id] = replace(order, fill_ids=order.fill_ids | {event.fill_id})
-        elif isinstance(event, PositionEvent):
-            key = (event.trader, event.symbol)
-            book.positions[key] = Position(event.units, event.avg_price, event.realised_pnl)
-            book.day_pnl[key] = _DayPnl(event.day_open_ms, event.day_realised_pnl)
-        else:
-            book.scopes[event.scope] = _Scope(event.state, event.reason, event.ts)
-        book.seq = event.seq
-
-    def _apply_order(self, event: OrderEvent) -> None:
-        book = self._book
-        order = book.orders.get(event.intent_id)
-        if order is None:
-            raise ContractViolation(f"order event for an unknown order {event.intent_id}")
-        changed = event.state is not order.state
-        book.orders[event.intent_id] = replace(
-            order,
-            state=event.state,
-            since_ms=event.ts if changed else order.since_ms,
-            submitted_ms=(
-                event.ts
-                if event.state is OrderState.SUBMITTED and order.submitted_ms is None
-                else order.submitted_ms
-            ),
-            filled_units=event.filled_units,
-            avg_fill_price=event.avg_fill_price,
-            broker_order_id=event.broker_order_id,
-            cancel_requested=event.cancel_requested,
-            reason=event.reason,
-        )
-        if event.state not in sm.WORKING_STATES:
-            book.working.pop(event.intent_id, None)

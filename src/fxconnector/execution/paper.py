@@ -76,6 +76,8 @@ class PaperBroker:
     def __init__(self, *, max_quote_age_ms: int = 5_000) -> None:
         self.max_quote_age_ms = max_quote_age_ms
         self._orders: dict[str, _Book] = {}
+        #: Per symbol, the books a quote can still fill (working, or with live exits), in order.
+        self._live: dict[str, dict[str, None]] = {}
         self._quotes: dict[str, Tick] = {}
         self._placed = 0
 
@@ -142,9 +144,8 @@ class PaperBroker:
             return []
         self._quotes[tick.symbol] = tick
         records: list[PaperRecord] = []
-        for book in self._orders.values():
-            if book.intent.symbol != tick.symbol:
-                continue
+        for intent_id in self._live.get(tick.symbol, {}):
+            book = self._orders[intent_id]
             if book.state is ReportState.WORKING:
                 fill = self._match(
                     book.intent, book.broker_order_id, len(book.fills), tick, tick.ts_ms
@@ -208,6 +209,16 @@ class PaperBroker:
 
     def apply(self, record: PaperRecord) -> None:
         """Apply one record (live after journaling it, or on replay)."""
+        intent_id = record.intent.intent_id if isinstance(record, Placed) else record.intent_id
+        self._apply(record)
+        book = self._orders[intent_id]
+        live = self._live.setdefault(book.intent.symbol, {})
+        if book.state is ReportState.WORKING or (book.exits and book.exit_units):
+            live[intent_id] = None
+        else:
+            live.pop(intent_id, None)
+
+    def _apply(self, record: PaperRecord) -> None:
         if isinstance(record, Placed):
             self._placed += 1
             self._orders[record.intent.intent_id] = _Book(record.intent, record.broker_order_id)

@@ -103,7 +103,9 @@ def test_each_code_has_a_payload_that_triggers_it(
 
 
 def test_every_code_is_covered() -> None:
-    assert {case[0] for case in CASES} == set(ErrorCode)
+    # The execution contracts' codes are covered in test_intent.py.
+    bar_codes = {c for c in ErrorCode if not c.value.startswith(("intent.", "exec."))}
+    assert {case[0] for case in CASES} == bar_codes
 
 
 def test_problems_say_where_and_why(fx_ny: CalendarProfile) -> None:

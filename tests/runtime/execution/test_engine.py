@@ -10,8 +10,10 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from fxconnector.core.calendar import CalendarProfile
-from fxconnector.core.errors import BrokerDisconnected
+from fxconnector.core.errors import BrokerDisconnected, StoreLocked
 from fxconnector.core.model.exec_event import ExecEvent, OrderState, TradingState
 from fxconnector.core.model.intent import OrderType, Side
 from fxconnector.execution.messages import OrderReport, SubmitOrder
@@ -209,5 +211,29 @@ def test_cancel_through_the_engine(tmp_path: Path, fx_ny: CalendarProfile) -> No
         assert order is not None
         assert order.state is OrderState.CANCELLED
         await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_second_engine_on_the_same_journal_is_refused(
+    tmp_path: Path, fx_ny: CalendarProfile
+) -> None:
+    async def scenario() -> None:
+        clock = ManualClock(OPEN_MS)
+        first = engine_at(tmp_path, fx_ny, clock)
+        await first.start(run_timers=False)
+        second = ExecEngine(
+            make_core(fx_ny),
+            exec_journal(tmp_path / "exec"),
+            PaperGateway(tmp_path / "other-paper", clock),
+            clock,
+        )
+        with pytest.raises(StoreLocked):
+            await second.start(run_timers=False)
+        await first.close()
+        # The refused engine let go of its gateway's books.
+        again = PaperGateway(tmp_path / "other-paper", clock)
+        await again.start()
+        await again.close()
 
     asyncio.run(scenario())

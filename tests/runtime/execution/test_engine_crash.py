@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from fxconnector.core.model.exec_event import OrderState
+from fxconnector.execution.messages import ReportState
 from fxconnector.execution.paper import PaperBroker, PaperRecord, Placed
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.execution.engine import ExecEngine
@@ -139,7 +140,9 @@ def test_kill_9_of_the_exec_process_loses_nothing_and_duplicates_nothing(tmp_pat
     books.replay(records)
     for intent_id, order in orders.items():
         if order.state is OrderState.FILLED:
-            assert intent_id in placed
+            report = books.query(intent_id, OPEN_MS)
+            assert report.state is ReportState.FILLED
+            assert [f.fill_id for f in report.fills] == sorted(order.fill_ids)
         else:
             # Journaled, never sent (killed before the send): rejected, never resent.
             assert order.state is OrderState.REJECTED, order

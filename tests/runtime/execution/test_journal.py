@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 
 from fxconnector.core.calendar import CalendarProfile
-from fxconnector.core.errors import StoreCorrupt, StoreLocked
-from fxconnector.core.model.exec_event import ExecEvent
+from fxconnector.core.errors import ContractViolation, StoreCorrupt, StoreError, StoreLocked
+from fxconnector.core.model.exec_event import (
+    ExecEvent,
+    StateSource,
+    TradingState,
+    TradingStateEvent,
+)
 from fxconnector.execution.messages import OrderFilled
 from fxconnector.runtime.execution.journal import exec_journal
 from tests.execution.helpers import OPEN_MS, intent, make_core, quote
@@ -82,8 +87,17 @@ def test_one_writer(tmp_path: Path) -> None:
 
 
 def test_appending_to_a_closed_journal_is_an_error(tmp_path: Path, fx_ny: CalendarProfile) -> None:
-    from fxconnector.core.errors import StoreError
-
     journal = exec_journal(tmp_path)
     with pytest.raises(StoreError, match="not open for writing"):
         journal.append(some_batches(fx_ny)[0])
+
+
+def test_a_batch_that_would_not_decode_is_refused_unwritten(tmp_path: Path) -> None:
+    bad = TradingStateEvent(
+        seq=1, ts=OPEN_MS, scope="two words", state=TradingState.HALTED, source=StateSource.AUTO
+    )
+    with exec_journal(tmp_path) as journal:
+        journal.open()
+        with pytest.raises(ContractViolation, match="does not decode"):
+            journal.append([bad])
+    assert (tmp_path / "journal.jsonl").read_bytes() == b""

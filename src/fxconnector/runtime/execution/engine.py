@@ -93,7 +93,12 @@ class ExecEngine:
         """Replay the journal into the core, query every open order, start pumping the gateway's
         evidence (and the timers)."""
         await self.gateway.start()
-        self.core.replay(self.journal.open())
+        try:
+            events = self.journal.open()
+        except BaseException:
+            await self.gateway.close()
+            raise
+        self.core.replay(events)
         for torn in self.journal.torn:
             log.warning("execution journal: torn last line cut (a crash mid-write): %s", torn)
         self._tasks.append(asyncio.create_task(self._pump(), name="exec-evidence"))

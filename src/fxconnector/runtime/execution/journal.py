@@ -22,7 +22,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from fxconnector.core.errors import StoreCorrupt, StoreError
+from fxconnector.core.errors import ContractViolation, StoreCorrupt, StoreError
 from fxconnector.core.model.exec_event import ExecEvent
 from fxconnector.core.utils import json_codec
 from fxconnector.runtime.store.jsonl_files import read_repaired
@@ -79,13 +79,19 @@ class Journal(Generic[T]):
     def append(self, batch: Sequence[T]) -> None:
         """Write `batch` as one line and fsync it; when this returns, the batch survives a crash.
         An empty batch writes nothing. A failure raises StoreError: the caller must stop (the
-        line may be half written; the next open() cuts it)."""
+        line may be half written; the next open() cuts it). A batch that would not decode back is
+        refused before anything is written (ContractViolation)."""
         if not batch:
             return
         fd = self._fd
         if fd is None:
             raise StoreError(f"the journal {self.path} is not open for writing")
         line = json_codec.encode(list(batch)) + b"\n"
+        try:
+            self._decoder.decode(line)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            # Our bug; never write a line that a replay could not read back.
+            raise ContractViolation(f"refusing a journal line that does not decode: {exc}") from exc
         try:
             view = memoryview(line)
             while view:
