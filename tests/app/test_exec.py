@@ -75,14 +75,12 @@ def test_submit_fills_on_paper_and_a_repeat_is_the_same_order(
     assert first.order is not None
     assert first.order.state is OrderState.FILLED
     assert first.order.avg_fill_price == 1.1002  # a buy fills at the ask
-    again = submit_intent(
-        intent("t-1") | {"ts": first.order.ts - 5}, socket_path=exec_run.socket_path
-    )
-    assert again.reason is not None  # another intent under a used id: refused, not an order
-    assert again.reason.value == "intent_id_conflict"
-    same = dict(intent("t-1"))
-    same["ts"] = journal(exec_run.workdir)[0].intent.ts  # type: ignore[union-attr]
-    repeat = submit_intent(same, socket_path=exec_run.socket_path)
+    # Another intent under a used id is refused, never an order.
+    other = submit_intent(intent("t-1", units=2000), socket_path=exec_run.socket_path)
+    assert other.reason is not None
+    assert other.reason.value == "intent_id_conflict"
+    # The same intent again (a retry: only its ts is new) is the same order, nothing sent.
+    repeat = submit_intent(intent("t-1"), socket_path=exec_run.socket_path)
     assert repeat.duplicate
     assert repeat.order == first.order
     # One order at the (paper) broker, one in the journal.
