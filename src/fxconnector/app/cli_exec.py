@@ -6,8 +6,9 @@ Rules:
   refused at start (exit 2) with a message saying so.
 - Start = recovery (crash-only): take the journal's writer lock (a second exec process on the
   same journal is refused, exit 2), replay the journal into the core, reconcile every
-  unfinished order with the gateway, then answer intents on the control socket. The socket
-  exists from the start but answers `not_ready` until the reconcile is done.
+  unfinished order with the gateway, then answer intents on the control socket. The socket is
+  created only once the lock is held (a refused second process never touches the first one's
+  socket) and answers `not_ready` until the first prices are read.
 - Prices come from the public surface: `[surface] redis_url`, or with none the embedded Redis
   of the connector running in the same workdir (`WORKDIR/redis/redis.sock`). Without prices
   the process still runs: orders are denied `no_price`/`stale_price` until they come.
@@ -27,7 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Final
 
-from fxconnector.app import logs
+from fxconnector.app import exec_child, logs
 from fxconnector.app.cli_run import make_workdir, parse_setting
 from fxconnector.app.exec_wiring import build_exec
 from fxconnector.config.loader import PROFILES, load_config
@@ -74,6 +75,7 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    exec_child.die_with_parent()  # a child of `fxconnector run --with-exec`: dies with it
     overrides: dict[str, Any] = dict(parse_setting(text) for text in args.settings)
     if args.redis_url is not None:
         overrides["surface.redis_url"] = args.redis_url

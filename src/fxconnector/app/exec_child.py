@@ -4,8 +4,9 @@ Rules:
 - The child is a full `fxconnector exec` process with the connector's own config flags: its
   own journal lock, socket and state, so it is crash-only on its own (kill -9 of either
   process loses nothing). This module only starts, watches and stops it.
-- The child dies with the connector even under SIGKILL (Linux `PR_SET_PDEATHSIG`: SIGTERM), so
-  a killed connector leaves no orphan holding the journal lock.
+- The child dies with the connector even under SIGKILL (Linux `PR_SET_PDEATHSIG`: SIGTERM, set
+  by the child itself at start: `die_with_parent`, no code between fork and exec), so a killed
+  connector leaves no orphan holding the journal lock.
 - A child that dies (exit 1, a signal) is restarted with capped exponential backoff (1 s
   doubling to 30 s). Exit 0 (it was asked to stop: a Ctrl-C reaches the whole process group)
   and exit 2 (bad config, a journal another process holds: it will not heal by itself) are
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -30,16 +32,26 @@ from fxconnector.config.schema import Config
 
 log = logging.getLogger("fxconnector.exec_child")
 _PR_SET_PDEATHSIG: Final = 1
+#: Set for the child: the connector's pid (see `die_with_parent`).
+PARENT_ENV: Final = "FXCONNECTOR_EXEC_PARENT_PID"
 STOP_WITHIN_S: Final = 5.0
 BACKOFF_INITIAL_S: Final = 1.0
 BACKOFF_MAX_S: Final = 30.0
 EXIT_USAGE: Final = 2
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:
+    """In `fxconnector exec`: when started by `supervise` (PARENT_ENV names the connector's
+    pid), ask the kernel for SIGTERM when the connector dies, and stop at once when it is
+    already gone (it died between the fork and this call)."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):
+        raise SystemExit(0)
 
 
 def flags_of(args: argparse.Namespace, config: Config) -> list[str]:

@@ -19,10 +19,11 @@ This module must not know sockets or frames (control.py) or how a gateway talks 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -58,6 +59,8 @@ from fxconnector.runtime.execution.journal import Journal
 from fxconnector.runtime.execution.prices import PriceReader
 from fxconnector.runtime.execution.publisher import ExecPublisher
 
+#: The engine's background tasks (`ExecEngine.start`), watched by name each period.
+ENGINE_TASKS: Final = frozenset({"exec-evidence", "exec-timers"})
 _STATES = {
     "halt": TradingState.HALTED,
     "reduce": TradingState.REDUCING,
@@ -191,7 +194,10 @@ class ExecService:
     # --- the period --------------------------------------------------------------------------
 
     async def step(self) -> None:
-        """One period: the surface's new ticks to the engine, then publish."""
+        """One period: the engine's tasks alive, the surface's new ticks to the engine, then
+        publish. A failed engine task (a journal that cannot be written) is raised here:
+        crash-only, the process stops and a restart replays what was made durable."""
+        _raise_failed_engine_task()
         try:
             ticks = await self._prices.latest(self._symbols)
         except TransientIOError:
@@ -206,3 +212,12 @@ class ExecService:
         # The publisher resyncs on its next call; the journal holds everything.
         with contextlib.suppress(TransientIOError):
             await self.publisher.publish()
+
+
+def _raise_failed_engine_task() -> None:
+    for task in asyncio.all_tasks():
+        if task.get_name() in ENGINE_TASKS and task.done() and not task.cancelled():
+            failure = task.exception()
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"the engine's task {task.get_name()} ended on its own")
