@@ -82,7 +82,7 @@ async def supervise(flags: Sequence[str]) -> None:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=None,  # its announce line and JSON logs go where the connector's go
             stderr=None,
-            preexec_fn=_die_with_parent,
+            env={**os.environ, PARENT_ENV: str(os.getpid())},
         )
         logs.emit(log, logging.INFO, "exec_child.started", pid=process.pid)
         try:
