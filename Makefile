@@ -83,8 +83,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $@
 
+# The connector, and the execution process (paper orders) as its supervised child
+# (`--with-exec`: docs/execution.md); Ctrl-C stops both.
 run: $(STAMP)
-	$(BIN)/fxconnector run --profile demo --workdir '$(WORKDIR)' --http '$(HTTP)'
+	$(BIN)/fxconnector run --profile demo --workdir '$(WORKDIR)' --http '$(HTTP)' --with-exec
 
 test: $(STAMP) $(VENV37_STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest

@@ -111,6 +111,7 @@ def main() -> int:
         bench_buckets,
         bench_commands,
         bench_exec,
+        bench_exec_socket,
         bench_final_latency,
         bench_http,
         bench_pipeline,
@@ -134,6 +135,7 @@ def main() -> int:
         bench_final_latency,
         bench_exec,
         bench_smc,
+        bench_exec_socket,
     )
     for module in modules:
         rows.extend(module.run())

@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from fxconnector.config import schema
+from fxconnector.config import execution, schema
 from tests.conftest import REPO
 
 SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -24,6 +24,9 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     "[broker.oanda]": schema.OandaBrokerConfig,
     "[repair]": schema.RepairConfig,
     "[smc]": schema.SmcSection,
+    "[execution]": execution.ExecutionConfig,
+    "[execution.traders.NAME]": execution.TraderConfig,
+    "[execution.traders.NAME.symbols.SYMBOL]": execution.SymbolLimitsConfig,
 }
 
 

@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Final
 
-from fxconnector.app import logs
+from fxconnector.app import exec_child, logs
 from fxconnector.app.composition import build
 from fxconnector.app.lifecycle import run
 from fxconnector.config.loader import PROFILES, load_config
@@ -76,6 +76,11 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         "(VALUE is read as TOML, else as a string; repeatable)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--with-exec",
+        action="store_true",
+        help="also run `fxconnector exec` (paper orders) as a supervised child (app.exec_child)",
+    )
     parser.set_defaults(handler=cmd_run)
 
 
@@ -178,7 +183,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        return await run(parts, listener=listener, stop=stop, announce=announce)
+        if not args.with_exec:
+            return await run(parts, listener=listener, stop=stop, announce=announce)
+        child = asyncio.create_task(exec_child.supervise(exec_child.flags_of(args, config)))
+        try:
+            return await run(parts, listener=listener, stop=stop, announce=announce)
+        finally:
+            child.cancel()
+            await asyncio.gather(child, return_exceptions=True)
 
     try:
         return asyncio.run(main())

@@ -17,7 +17,17 @@ from typing import NoReturn
 
 from fxconnector import __version__
 from fxconnector import tools as tools_cli
-from fxconnector.app import cli_bars, cli_cmd, cli_export, cli_import, cli_run, cli_smc, cli_status
+from fxconnector.app import (
+    cli_bars,
+    cli_cmd,
+    cli_exec,
+    cli_export,
+    cli_import,
+    cli_order,
+    cli_run,
+    cli_smc,
+    cli_status,
+)
 from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
@@ -69,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_command(commands)
     cli_export.add_command(commands)
     cli_import.add_command(commands)
+    cli_exec.add_command(commands)
+    cli_order.add_order_command(commands)
+    cli_order.add_risk_command(commands)
     tools_cli.add_commands(commands, parse_time=parse_time_ms, progress_bar=ProgressBar)
     return parser
 

@@ -1,8 +1,9 @@
 """The Python client of the public surface: what later layers (SMC, execution) read bars with.
 
 Rules: it reads only the documented Redis layout (`runtime.publish.keys`), the public HTTP API
-and the public contract (`core`); it never writes. `merge` is the pure policy, `consumer` the
-Redis reader, `http` the HTTP/SSE reader, `frames` bars as Arrow/pandas/polars tables.
+and the public contract (`core`); it never writes to Redis. `merge` is the pure policy,
+`consumer` the Redis reader, `http` the HTTP/SSE reader, `frames` bars as Arrow/pandas/polars
+tables, `execution` submits intents to `fxconnector exec` over its control socket (never Redis).
 """
 
 from fxconnector.client.consumer import (
@@ -11,6 +12,13 @@ from fxconnector.client.consumer import (
     StreamId,
     SurfaceConsumer,
     SurfaceKeys,
+)
+from fxconnector.client.execution import (
+    ExecClient,
+    ExecRequestError,
+    ExecUnavailable,
+    order_status,
+    submit_intent,
 )
 from fxconnector.client.frames import BarWindow
 from fxconnector.client.http import HttpClient, HttpClientStats, fetch_bars
@@ -23,6 +31,9 @@ __all__ = [
     "Change",
     "ChangeKind",
     "ConsumerStats",
+    "ExecClient",
+    "ExecRequestError",
+    "ExecUnavailable",
     "HttpClient",
     "HttpClientStats",
     "IgnoreReason",
@@ -30,4 +41,6 @@ __all__ = [
     "SurfaceConsumer",
     "SurfaceKeys",
     "fetch_bars",
+    "order_status",
+    "submit_intent",
 ]

@@ -7,9 +7,9 @@ the Redis URL) is refused: secrets live in `config.secrets`.
   the sim and replay get `demo`. A real broker never runs on `demo` (its always-open calendar
   and local history budget are for the simulator): naming both is a ConfigError.
 - Every path comes out absolute, resolved once here: `workdir` against the current directory,
-  every other relative path (store, secrets file, calendar overrides, replay input) against the
-  workdir; nothing later depends on the current directory (a child process that changes
-  directory sees the same files).
+  every other relative path (store, secrets file, calendar overrides, replay input, execution
+  journal and socket) against the workdir; nothing later depends on the current directory (a
+  child process that changes directory sees the same files).
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ def resolve_paths(config: Config, cwd: Path) -> Config:
             replay=msgspec.structs.replace(
                 config.broker.replay, path=under(config.broker.replay.path)
             ),
+        ),
+        execution=msgspec.structs.replace(
+            config.execution,
+            journal_dir=under(config.execution.journal_dir),
+            socket_path=under(config.execution.socket_path),
         ),
     )
 

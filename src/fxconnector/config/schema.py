@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from fxconnector.config.execution import ExecutionConfig
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.smc.config import SmcConfig
@@ -189,3 +190,4 @@ class Config(_Section, frozen=True):
     broker: BrokerConfig = BrokerConfig()
     repair: RepairConfig = RepairConfig()
     smc: SmcSection = SmcSection()
+    execution: ExecutionConfig = ExecutionConfig()

@@ -392,6 +392,8 @@ def test_exec_events_get_the_same_verdict(
 ) -> None:
     assert same_verdict(ContractName.EXEC_EVENT_V1, event)
     same_verdict(ContractName.EXEC_EVENT_V1, mutate(event, how, data))
+
+
 def sample_hint() -> dict[str, Any]:
     return {
         "symbol": "EURUSD",

@@ -34,6 +34,7 @@ from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import T0, Stack, bar, running_stack, series
+from tests.runtime.publish.test_exec_routes import EXEC_PATHS
 
 pytestmark = pytest.mark.redis
 
@@ -528,5 +529,6 @@ def test_openapi_is_valid_and_fuzzing_finds_no_server_error(
             "/api/symbols",
             "/api/ticks",
             "/metrics",
+            *EXEC_PATHS,
         ]
     )

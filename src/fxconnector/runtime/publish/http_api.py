@@ -42,6 +42,7 @@ from starlette.routing import BaseRoute
 from fxconnector.core.errors import TransientIOError
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.utils.json_codec import encode
+from fxconnector.runtime.publish import exec_routes
 from fxconnector.runtime.publish import http_common as params
 from fxconnector.runtime.publish import openapi_doc as doc
 from fxconnector.runtime.publish.bars_window import BarsService
@@ -273,6 +274,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             doc.json_doc("Symbols", 400),
         ),
         ("/metrics", get_metrics, "metrics", "Prometheus metrics", doc.metrics_doc()),
+        *exec_routes.routes(deps),
     ]:
         routes.append(get_route(path, endpoint))
         paths[path] = doc.operation(operation_id, summary, path_doc)
@@ -290,6 +292,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.router.routes[:0] = routes  # ahead of FastAPI's own (/openapi.json): fewer matches
     paths.update(install_push(app, deps))
     document = doc.document(paths, title=TITLE, version=app.version, description=DESCRIPTION)
+    document["components"]["schemas"].update(exec_routes.components())
     app.openapi = lambda: document  # type: ignore[method-assign]
     if deps.ui_dir is not None:
         app.mount("/", StaticUi(directory=deps.ui_dir), name="ui")

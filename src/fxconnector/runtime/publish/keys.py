@@ -50,7 +50,19 @@ SMC layer (`runtime.smc`, DESIGN §15), written by the SMC consumer only, same l
   newest SMC stream entry reflected in `hints`; `state`, where the consumer stands in the
   series (`smc_state`: the first and the last final bar it fed its engine).
 
-Streams are trimmed by time (MINID, `surface.events_retention_s`), not by count.
+Execution (`fxconnector exec`, DESIGN §16; the same names in both layouts, written by the one
+exec process of the namespace, never atomically across keys):
+
+- `NS:exec:events` STREAM of `exec_event_v1` JSON (field `event`): every order state change,
+  fill, position change and risk decision, in journal order; trimmed by count (MAXLEN ~).
+- `NS:exec:orders` HASH: intent_id -> the order's latest `exec_event_v1` JSON.
+- `NS:exec:positions` HASH: `TRADER:SYMBOL` -> the position's latest `exec_event_v1` JSON.
+- `NS:exec:risk` STRING: the latest risk-state `exec_event_v1` JSON (trading state, reason).
+- `NS:exec:seq` STRING: the journal sequence number the keys above reflect; a lower or missing
+  value (a restarted Redis) makes the exec process republish them from its journal.
+
+Streams are trimmed by time (MINID, `surface.events_retention_s`), not by count (the exec
+events stream excepted, above).
 
 There is deliberately no command key or channel: nothing commands the connector through Redis.
 """
@@ -142,6 +154,26 @@ class SurfaceKeys:
     @property
     def status_snapshot(self) -> str:
         return f"{self.namespace}:status:snapshot"
+
+    @property
+    def exec_events(self) -> str:
+        return f"{self.namespace}:exec:events"
+
+    @property
+    def exec_orders(self) -> str:
+        return f"{self.namespace}:exec:orders"
+
+    @property
+    def exec_positions(self) -> str:
+        return f"{self.namespace}:exec:positions"
+
+    @property
+    def exec_risk(self) -> str:
+        return f"{self.namespace}:exec:risk"
+
+    @property
+    def exec_seq(self) -> str:
+        return f"{self.namespace}:exec:seq"
 
     def all_fixed(self) -> tuple[str, ...]:
         """The keys that do not depend on a series or a process."""

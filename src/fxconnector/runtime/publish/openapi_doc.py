@@ -226,3 +226,8 @@ def _object(**properties: Any) -> dict[str, Any]:
         "required": list(properties),
         "additionalProperties": False,
     }
+
+
+#: For route modules that document their own components (`exec_routes`).
+contract_component = _contract
+closed_object = _object

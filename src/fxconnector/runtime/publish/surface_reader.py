@@ -273,3 +273,8 @@ class SurfaceReader:
 
             values = await self._call("GET ticks", get_all)
         return {s: _as_bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}
+
+    async def hash_values(self, key: str) -> dict[str, bytes]:
+        """field -> raw value of the hash `key` (the execution keys: `keys.exec_*`)."""
+        raw: Any = await self._call(f"HGETALL {key}", lambda: self._redis.hgetall(key))
+        return {_text(name): _as_bytes(value) for name, value in raw.items()}

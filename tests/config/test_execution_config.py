@@ -1,0 +1,55 @@
+"""The `[execution]` section: closed, constrained, paths under the workdir, the demo's trader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fxconnector.app.exec_wiring import risk_limits, surface_url, traded_symbols
+from fxconnector.config.loader import load_config
+from fxconnector.core.errors import ConfigError
+
+
+def test_the_demo_profile_names_one_paper_trader(tmp_path: Path) -> None:
+    config = load_config(None, overrides={"workdir": "w"}, cwd=tmp_path)
+    execution = config.execution
+    assert execution.gateway == "paper"
+    assert execution.journal_dir == str(tmp_path / "w" / "execution")
+    assert execution.socket_path == str(tmp_path / "w" / "exec.sock")
+    assert traded_symbols(config) == ("EURUSD", "GBPUSD", "USDJPY")
+    limits = risk_limits(config)
+    usdjpy = limits.for_symbol("demo", "USDJPY")
+    assert usdjpy is not None
+    assert usdjpy.max_notional == 100_000_000.0  # quote currency: JPY
+    assert limits.for_symbol("demo", "AUDUSD") is None
+    assert limits.for_symbol("someone", "EURUSD") is None
+    assert surface_url(config) == f"unix://{tmp_path / 'w' / 'redis' / 'redis.sock'}"
+
+
+def test_the_fx_profile_knows_no_trader(tmp_path: Path) -> None:
+    config = load_config(None, profile="fx", cwd=tmp_path)
+    assert config.execution.traders == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[execution]\ncolour = 1\n", "unknown key 'execution.colour'"),
+        (
+            "[execution.traders.x.symbols.EURUSD]\nmax_units = 1\n",
+            "unknown key 'execution.traders[...].symbols[...].max_units'",
+        ),
+        ("[execution]\ngateway = 'ib'\n", "execution.gateway"),
+        ("[execution.traders.x.symbols.EURUSD]\nmax_units_per_order = 0\n", ">= 1"),
+        ("[execution.traders.x.symbols.EURUSD]\nmax_daily_loss = -5.0\n", "> 0"),
+        ("[execution.traders.'a b']\n", "execution.traders"),
+        ("[execution.traders.x.symbols.eurusd]\n", "at `key` in `execution.traders[...].symbols`"),
+    ],
+)
+def test_bad_execution_settings_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, cwd=tmp_path)
