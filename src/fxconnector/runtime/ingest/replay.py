@@ -226,8 +226,14 @@ class _MinuteDrive(_Drive):
             return -1
         latest = np.maximum.accumulate(ts - ts % MINUTE_MS)
         firsts = np.flatnonzero(np.concatenate(([True], latest[1:] > latest[:-1])))
-        for done, minute in zip(firsts.tolist(), latest[firsts].tolist(), strict=True):
-            await self.new_minute(minute, done)
+        minutes = latest[firsts]
+        # Between two advances the tick drive does nothing but look at the wall clock, and
+        # there is nothing new to flush: only the minutes that advance are visited (the first
+        # one at or after each `_next_advance`), one search each.
+        at = 0
+        while at < minutes.size:
+            await self.new_minute(int(minutes[at]), int(firsts[at]))
+            at = max(at + 1, int(np.searchsorted(minutes, self._next_advance, side="left")))
         return int(latest[-1])
 
     def applied(self) -> tuple[int, int]:
