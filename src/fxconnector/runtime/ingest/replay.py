@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -226,14 +227,15 @@ class _MinuteDrive(_Drive):
             return -1
         latest = np.maximum.accumulate(ts - ts % MINUTE_MS)
         firsts = np.flatnonzero(np.concatenate(([True], latest[1:] > latest[:-1])))
-        minutes = latest[firsts]
+        minutes = latest[firsts].tolist()
+        starts = firsts.tolist()
         # Between two advances the tick drive does nothing but look at the wall clock, and
         # there is nothing new to flush: only the minutes that advance are visited (the first
         # one at or after each `_next_advance`), one search each.
         at = 0
-        while at < minutes.size:
-            await self.new_minute(int(minutes[at]), int(firsts[at]))
-            at = max(at + 1, int(np.searchsorted(minutes, self._next_advance, side="left")))
+        while at < len(minutes):
+            await self.new_minute(minutes[at], starts[at])
+            at = max(at + 1, bisect_left(minutes, self._next_advance))
         return int(latest[-1])
 
     def applied(self) -> tuple[int, int]:
