@@ -65,6 +65,20 @@ def bulk(size: int) -> Iterator[None]:
         gc.enable()
 
 
+#: Symbols already matched against the pattern (a store sees a handful, per bar).
+_GOOD_SYMBOLS: set[str] = set()
+_GOOD_SYMBOLS_MAX: Final = 4096
+
+
+def _good_symbol(symbol: str) -> bool:
+    """`_SYMBOL.fullmatch`, remembering the symbols that match (a bounded set)."""
+    if _SYMBOL.fullmatch(symbol) is None:
+        return False
+    if len(_GOOD_SYMBOLS) < _GOOD_SYMBOLS_MAX:
+        _GOOD_SYMBOLS.add(symbol)
+    return True
+
+
 def valid_symbol(symbol: object) -> bool:
     """True when `symbol` is a contract symbol (and therefore a safe directory name)."""
     return isinstance(symbol, str) and _SYMBOL.fullmatch(symbol) is not None
@@ -82,7 +96,7 @@ def final_problem(bar: OhlcvEvent) -> str | None:
     if (
         tf_ms is not None
         and type(bar.symbol) is str
-        and _SYMBOL.fullmatch(bar.symbol) is not None
+        and (bar.symbol in _GOOD_SYMBOLS or _good_symbol(bar.symbol))
         and bar.complete is True
         and type(bar.source) is Source
         and bar.source in FINAL_SOURCES

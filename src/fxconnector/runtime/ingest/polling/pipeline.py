@@ -487,8 +487,10 @@ class Pipeline:
     def _publish(self, events: Sequence[OhlcvEvent]) -> None:
         if not events:
             return
-        for event in events:
-            (self._stats.revisions if event.rev else self._stats.finals)[event.tf.value] += 1
+        for (revised, tf), count in collections.Counter(
+            (bool(e.rev), e.tf) for e in events
+        ).items():
+            (self._stats.revisions if revised else self._stats.finals)[tf.value] += count
         self._sink.finals(events)
 
     def error(self, now_ms: int, code: str, message: str) -> None:
