@@ -33,7 +33,7 @@ from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import ConfigError
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.tick import TickBatch
-from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.core.time_geom import MINUTE_MS, Timeframe, floor_array
 from fxconnector.core.validation.ticks import TickRails, check_batch, count_reasons
 from fxconnector.runtime.ingest.broker.replay.broker import ReplayBroker
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline, PipelineStats
@@ -225,7 +225,8 @@ class _MinuteDrive(_Drive):
         ts = self.good.ts_ms
         if not ts.size:
             return -1
-        latest = np.maximum.accumulate(ts - ts % MINUTE_MS)
+        # The minutes exactly as the broker's history (vector.ticks_to_1m) floors the same ticks.
+        latest = np.maximum.accumulate(floor_array(ts, MINUTE_MS))
         firsts = np.flatnonzero(np.concatenate(([True], latest[1:] > latest[:-1])))
         minutes = latest[firsts].tolist()
         starts = firsts.tolist()
