@@ -6,6 +6,8 @@
   decode the same files, drop the ticks in closed minutes (the calendar's sessions, as the
   rails do), build 1m bars and nest the higher timeframes with the same trading-day alignment
   (New York 17:00). Their bars are checked equal to what the store holds.
+- the same after the decode (ticks already in memory, on both sides): the LZMA decode is the
+  same work for both and most of the pandas script's time, so this row shows the rest.
 - 1m -> every higher timeframe on the FXCM GBPUSD 2012 year (368k bars): `compose_all` vs
   polars doing the same nesting (3m, 5m from 1m; 15m from 5m; ... 1d from 4h) with the same
   trading-day alignment, outputs checked equal.
@@ -35,6 +37,7 @@ from fxconnector.config.calendars import load_calendar
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.builders.vector import BarColumns, compose_all
 from fxconnector.core.calendar import TradingCalendar
+from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import MINUTE_MS, TIMEFRAMES, Timeframe, to_ms
 from fxconnector.runtime.ingest.broker.replay.readers import read_ticks
 from fxconnector.runtime.ingest.replay import run_replay
@@ -101,22 +104,15 @@ def _replay_rows(root: Path, calendar: TradingCalendar) -> list[Row]:
         batch = read_ticks(root, SYMBOL, "dukascopy")
         path = scratch / str(len(stores))
         stores.append(path)
-        # As the CLI opens it: the store flushes at the replay's 1 s ack interval.
-        store = JsonlStore(path, fsync_interval_ms=1000)
-        store.open()
-        try:
-            asyncio.run(
-                run_replay(
-                    batch,
-                    calendar=calendar,
-                    timeframes=REPLAY_TFS,
-                    spec=BarSpec(),
-                    store=store,
-                    now_ms=NOW_MS,
-                )
-            )
-        finally:
-            store.close()
+        _replay_into(path, batch, calendar)
+
+    decoded = read_ticks(root, SYMBOL, "dukascopy")
+    script_decoded = _decode(root / SYMBOL)
+
+    def ours_decoded() -> None:
+        path = scratch / str(len(stores))
+        stores.append(path)
+        _replay_into(path, decoded, calendar)
 
     try:
         ours()
@@ -134,9 +130,35 @@ def _replay_rows(root: Path, calendar: TradingCalendar) -> list[Row]:
             _check_equal(stored, script(), name)
             timing = interleaved(ours, script, ROUNDS_REPLAY)
             rows.append(timing.row(f"replay {SYMBOL} Dec 2012 end to end", ticks, "ticks", name))
+        # Where the time goes: both sides after their decode (LZMA is the same work for both).
+        _check_equal(stored, _pandas_bars(*script_decoded, calendar), "pandas after decode")
+        timing = interleaved(ours_decoded, lambda: _pandas_bars(*script_decoded, calendar), 5)
+        rows.append(
+            timing.row("replay after decode (ticks in memory)", ticks, "ticks", "pandas, same")
+        )
         return rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replay_into(path: Path, batch: TickBatch, calendar: TradingCalendar) -> None:
+    """`fxconnector replay`'s work on decoded ticks: a fresh store, the replay, closed."""
+    # As the CLI opens it: the store flushes at the replay's 1 s ack interval.
+    store = JsonlStore(path, fsync_interval_ms=1000)
+    store.open()
+    try:
+        asyncio.run(
+            run_replay(
+                batch,
+                calendar=calendar,
+                timeframes=REPLAY_TFS,
+                spec=BarSpec(),
+                store=store,
+                now_ms=NOW_MS,
+            )
+        )
+    finally:
+        store.close()
 
 
 def _stored_bars(path: Path) -> Bars:
@@ -182,7 +204,13 @@ def _decode(sym_dir: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float6
 
 
 def _pandas_script(sym_dir: Path, calendar: TradingCalendar) -> Bars:
-    ts, bid = _decode(sym_dir)
+    return _pandas_bars(*_decode(sym_dir), calendar)
+
+
+def _pandas_bars(
+    ts: npt.NDArray[np.int64], bid: npt.NDArray[np.float64], calendar: TradingCalendar
+) -> Bars:
+    """The pandas script after its decode: rails, 1m bars, the higher timeframes."""
     keep = calendar.is_open_array(ts)  # the rails drop ticks in closed minutes
     frame = pd.DataFrame({"minute": ts[keep] - ts[keep] % MINUTE_MS, "price": bid[keep]})
     m1 = frame.groupby("minute", sort=True)["price"].agg(["first", "max", "min", "last", "size"])

@@ -23,11 +23,7 @@ def encode(value: Any) -> bytes:
 
 def encode_lines(values: list[Any]) -> bytes:
     """Canonical JSON lines, each ended by a newline."""
-    out = bytearray()
-    for value in values:
-        out += _ENCODER.encode(value)
-        out += b"\n"
-    return bytes(out)
+    return _ENCODER.encode_lines(values)
 
 
 def decode(data: bytes | str, type: type[T]) -> T:

@@ -23,7 +23,7 @@ from fxconnector.core.model.command import Command
 from fxconnector.core.model.smc import PRICE_KINDS, REF_KINDS, ZONE_KINDS, SmcHint, hint_id
 from fxconnector.core.model.status import StatusV2
 from fxconnector.core.model.tick import Tick
-from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.time_geom import RANGE_END_MS, RANGE_START_MS, Timeframe
 
 T = TypeVar("T")
 
@@ -212,6 +212,32 @@ def bar_problems(
                 )
             )
     return problems
+
+
+def clean_final(event: OhlcvEvent, symbol: str, tf: Timeframe) -> bool:
+    """True when `event` is a final `symbol`/`tf` bar on its bucket with sound OHLC: exactly
+    when `bar_problems(event, calendar, symbols={symbol}, timeframes={tf})` finds nothing and
+    `event.complete is True`, for a timeframe aligned to the epoch (up to 1h, where the
+    calendar plays no part). One short-circuit expression for per-bar hot paths; a False says
+    only "ask bar_problems why"."""
+    open_ms, low, high = event.open_ms, event.low, event.high
+    size = tf.ms
+    return (
+        not tf.session_aligned
+        and event.tf is tf
+        and event.symbol == symbol
+        and event.complete is True
+        and type(open_ms) is int
+        and RANGE_START_MS <= open_ms < RANGE_END_MS
+        and open_ms % size == 0
+        and event.close_ms == open_ms + size - 1
+        and event.event_ts == event.close_ms
+        and event.source in FINAL_SOURCES
+        and low <= event.open <= high
+        and low <= event.close <= high
+        and -math.inf < low
+        and high < math.inf
+    )
 
 
 def validate_event(

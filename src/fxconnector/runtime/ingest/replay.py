@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import ConfigError
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.tick import TickBatch
-from fxconnector.core.time_geom import MINUTE_MS, Timeframe
+from fxconnector.core.time_geom import MINUTE_MS, Timeframe, floor_array
 from fxconnector.core.validation.ticks import TickRails, check_batch, count_reasons
 from fxconnector.runtime.ingest.broker.replay.broker import ReplayBroker
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline, PipelineStats
@@ -224,10 +225,18 @@ class _MinuteDrive(_Drive):
         ts = self.good.ts_ms
         if not ts.size:
             return -1
-        latest = np.maximum.accumulate(ts - ts % MINUTE_MS)
+        # The minutes exactly as the broker's history (vector.ticks_to_1m) floors the same ticks.
+        latest = np.maximum.accumulate(floor_array(ts, MINUTE_MS))
         firsts = np.flatnonzero(np.concatenate(([True], latest[1:] > latest[:-1])))
-        for done, minute in zip(firsts.tolist(), latest[firsts].tolist(), strict=True):
-            await self.new_minute(minute, done)
+        minutes = latest[firsts].tolist()
+        starts = firsts.tolist()
+        # Between two advances the tick drive does nothing but look at the wall clock, and
+        # there is nothing new to flush: only the minutes that advance are visited (the first
+        # one at or after each `_next_advance`), one search each.
+        at = 0
+        while at < len(minutes):
+            await self.new_minute(minutes[at], starts[at])
+            at = max(at + 1, bisect_left(minutes, self._next_advance))
         return int(latest[-1])
 
     def applied(self) -> tuple[int, int]:

@@ -172,32 +172,38 @@ class JsonlStore:
                     for key, group in by_file.items()
                 ]
             )
-            for bar in writes:
-                self._indexed(bar)
+            for (symbol, tf, day), group in by_file.items():
+                self._indexed(symbol, tf, day, group)
         return results
 
-    def _indexed(self, bar: StoredFinal) -> None:
-        """Bring the index (and the cached day, if any) up to date with a written bar."""
-        key = (bar.symbol, bar.tf)
+    def _indexed(self, symbol: str, tf: Timeframe, day: int, bars: list[StoredFinal]) -> None:
+        """Bring the index (and the cached day, if any) up to date with the bars written to one
+        day file, in the order written (one index and cache look-up per file, not per bar)."""
+        key = (symbol, tf)
         index = self._index.get(key)
         if index is None:
             index = self._index[key] = SeriesIndex()
-        day = bar.open_ms // DAY_MS
         info = index.info.get(day)
-        if info is None:  # a new file: cached whole from its first bar
-            index.add(day, DayInfo(1, bar.open_ms, bar.open_ms))
+        if info is None:  # a new file: cached whole, as written
             fresh = DaySeries()
-            fresh.put(bar)
+            for bar in bars:
+                fresh.put(bar)
+            opens = fresh.by_open
+            index.add(day, DayInfo(len(opens), min(opens), max(opens)))
             self._cache.put((*key, day), fresh)
             return
-        if bar.rev == 0:
-            info.count += 1
-            info.first_open = min(info.first_open, bar.open_ms)
-            info.last_open = max(info.last_open, bar.open_ms)
         cached = self._cache.get((*key, day))
-        if cached is not None:  # an uncached day is read from its file, which has the bar
-            cached.put(bar)
-            self._cache.grew(1 if bar.rev == 0 else 0)
+        new = 0
+        for bar in bars:
+            if bar.rev == 0:  # a key's first line: the file holds one more key
+                new += 1
+                info.first_open = min(info.first_open, bar.open_ms)
+                info.last_open = max(info.last_open, bar.open_ms)
+            if cached is not None:  # an uncached day is read from its file, which has the bar
+                cached.put(bar)
+        info.count += new
+        if cached is not None:
+            self._cache.grew(new)
 
     def flush(self) -> None:
         """Make every append so far durable. The fsyncs run outside the store's lock, so a

@@ -88,6 +88,11 @@ class DerivedBuilder:
                 dirty.add(bucket_open(start, tf, calendar))
                 dirty.add(bucket_open(to_ms - 1, tf, calendar))
                 continue
+            if not tf.session_aligned:
+                # Epoch-aligned buckets tile time: every tf.ms from the first one's open.
+                first = bucket_open(start, tf, calendar)
+                dirty.update(range(first, bucket_open(to_ms - 1, tf, calendar) + 1, tf.ms))
+                continue
             if minutes is None:
                 minutes = np.arange(start, to_ms, MINUTE_MS, dtype=np.int64)
             dirty.update(np.unique(bucket_open_array(minutes, tf, calendar)).tolist())

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator
-
-import numpy as np
 
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.builders.vector import build
@@ -45,7 +44,7 @@ class ReplayBroker:
         self._history = columns[Timeframe.M1].events(
             batch.symbol, Timeframe.M1, complete=True, source=Source.HISTORY
         )
-        self._opens = columns[Timeframe.M1].open_ms
+        self._opens: list[int] = columns[Timeframe.M1].open_ms.tolist()  # bisected per call
         self._closed = False
 
     async def connect(self) -> None:
@@ -77,8 +76,8 @@ class ReplayBroker:
         (its completeness signal covers the range asked)."""
         if symbol != self._batch.symbol:
             raise ConfigError(f"this replay plays {self._batch.symbol}, not {symbol}")
-        lo = int(np.searchsorted(self._opens, from_ms, side="left"))
-        hi = int(np.searchsorted(self._opens, to_ms, side="left"))
+        lo = bisect_left(self._opens, from_ms)
+        hi = bisect_left(self._opens, to_ms)
         return HistoryAnswer(self._history[lo:hi], passed_until_ms=to_ms)
 
     async def session_events(self) -> AsyncIterator[SessionEvent]:

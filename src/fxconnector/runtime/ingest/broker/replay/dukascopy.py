@@ -110,25 +110,42 @@ def read_tick_tree(sym_dir: Path, symbol: str, from_ms: int | None, to_ms: int |
         for hour in _hour_files(sym_dir)
         if _overlaps(hour.start_ms, hour.start_ms + HOUR_MS, from_ms, to_ms)
     ]
-    parts: list[Records] = []
-    starts: list[int] = []
-    # LZMA decoding is most of the work and releases the GIL: files are decoded in parallel,
-    # and taken (and their defects raised) in time order.
-    with ThreadPoolExecutor(_DECODERS) as pool:
-        for hour, records in zip(hours, pool.map(_tick_records, hours), strict=True):
-            parts.append(records)
-            starts.append(hour.start_ms)
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=_TICK_DTYPE)
-    counts = [part.size for part in parts]
-    hour_starts = np.repeat(np.asarray(starts, dtype=np.int64), counts)
     decimals = point_decimals(symbol)
+    # LZMA decoding is most of the work and releases the GIL: files are decoded in parallel,
+    # each straight into its numpy columns (the casts release the GIL too), and taken (and
+    # their defects raised) in time order.
+    with ThreadPoolExecutor(_DECODERS) as pool:
+        parts = list(pool.map(lambda hour: _hour_columns(hour, decimals), hours))
+    if not parts:
+        parts = [_columns(np.empty(0, dtype=_TICK_DTYPE), 0, decimals)]
+    ts_ms, bid, ask, bid_volume, ask_volume = (
+        np.concatenate(column) for column in zip(*parts, strict=True)
+    )
     return TickBatch(
         symbol=symbol,
-        ts_ms=hour_starts + records["offset_ms"].astype(np.int64),
-        bid=_prices(records["bid"], decimals),
-        ask=_prices(records["ask"], decimals),
-        bid_volume=records["bid_volume"].astype(np.float64),
-        ask_volume=records["ask_volume"].astype(np.float64),
+        ts_ms=ts_ms,
+        bid=bid,
+        ask=ask,
+        bid_volume=bid_volume,
+        ask_volume=ask_volume,
+    )
+
+
+Columns = tuple[npt.NDArray[np.int64], F64Array, F64Array, F64Array, F64Array]
+
+
+def _hour_columns(hour: _HourFile, decimals: int) -> Columns:
+    return _columns(_tick_records(hour), hour.start_ms, decimals)
+
+
+def _columns(records: Records, start_ms: int, decimals: int) -> Columns:
+    """ts_ms, bid, ask, bid volume, ask volume of one hour file's records."""
+    return (
+        records["offset_ms"].astype(np.int64) + np.int64(start_ms),
+        _prices(records["bid"], decimals),
+        _prices(records["ask"], decimals),
+        records["bid_volume"].astype(np.float64),
+        records["ask_volume"].astype(np.float64),
     )
 
 
