@@ -8,11 +8,13 @@ chooses, so tests can also play a producer whose clock is behind. Every wait is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import pytest
+from bench.cluster_launch import RedisClusterNodes
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -20,6 +22,7 @@ from redis.typing import EncodableT, FieldT
 
 from fxconnector.client.consumer import Backoff, StreamId, SurfaceConsumer
 from fxconnector.client.merge import Change, ChangeKind
+from fxconnector.config.secrets import Secrets
 from fxconnector.core.errors import ConfigError, ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.time_geom import Timeframe
@@ -30,6 +33,7 @@ from fxconnector.runtime.publish.keys import (
     STREAM_FIELD,
     SurfaceKeys,
 )
+from fxconnector.runtime.publish.redis_connect import connect_cluster
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -513,3 +517,65 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         assert len(set(delays)) > 1
     with pytest.raises(ValueError, match="initial_s"):
         Backoff(initial_s=2.0, cap_s=1.0)
+
+
+def test_a_cluster_master_outage_is_surface_unavailable_until_it_returns(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """A dead master (a refused connection for its symbol, CLUSTERDOWN from the live masters
+    for the others) is a passing outage, never a contract fault: the consumer reads on from
+    its cursors when it is back."""
+    cluster = SurfaceKeys("fxtest", cluster=True)
+    series = [("EURUSD", M1), ("EURUSD", M5), ("USDJPY", M1)]
+
+    async def minute(producer: Producer, k: int) -> None:
+        """Minute k of EURUSD (on the master that dies) and USDJPY (on one that stays), each
+        in its own slot's transaction."""
+        await producer.publish([e for e in minute_batch(k) if e.symbol == "EURUSD"])
+        await producer.publish([bar("USDJPY", M1, k, ticks=9), bar("USDJPY", M1, k)])
+
+    async def main() -> None:
+        producer_redis = connect_cluster(redis_cluster.url, Secrets())
+        consumer_redis = connect_cluster(redis_cluster.url, Secrets())
+        try:
+            producer = Producer(producer_redis, keys=cluster)  # type: ignore[arg-type]
+            for k in range(10):
+                await minute(producer, k)
+            consumer = SurfaceConsumer(consumer_redis, cluster, series, backoff=FAST)  # type: ignore[arg-type]
+            await consumer.bootstrap()
+            victim = redis_cluster.index_of_key(cluster.events_for("EURUSD"))
+            witness = redis_cluster.index_of_key(cluster.events_for("USDJPY"))
+            assert witness != victim
+            redis_cluster.kill(victim)
+            async with asyncio.timeout(WAIT_S * 3):
+                while redis_cluster.state(witness) != "fail":
+                    with pytest.raises(SurfaceUnavailable):
+                        await consumer.poll(block_ms=0)
+                    await asyncio.sleep(0.05)
+            with pytest.raises(SurfaceUnavailable):  # the cluster answers CLUSTERDOWN now
+                await consumer.poll(block_ms=0)
+            redis_cluster.start(victim)
+            # Back but not yet ok: the returning master answers LOADING, then CLUSTERDOWN until
+            # it has heard from the others; every poll of that window is an outage too.
+            async with asyncio.timeout(WAIT_S * 3):
+                while not all(redis_cluster.state(i) == "ok" for i in range(3)):
+                    with contextlib.suppress(SurfaceUnavailable):
+                        await consumer.poll(block_ms=0)
+                    await asyncio.sleep(0.005)
+            await producer_redis.aclose()  # its connection to the killed node is gone
+            producer_redis = producer.redis = connect_cluster(redis_cluster.url, Secrets())  # type: ignore[assignment]
+            for k in range(10, 15):
+                await minute(producer, k)
+            streams = [cluster.events_for("EURUSD"), cluster.events_for("USDJPY")]
+            async with asyncio.timeout(WAIT_S):
+                while consumer.cursors != {s: producer.stream_last[s] for s in streams}:
+                    with contextlib.suppress(SurfaceUnavailable):  # the client finds the node
+                        await consumer.poll(block_ms=0, count=7)
+            for symbol, tf in series:
+                assert consumer.book.finals(symbol, tf) == producer.expected(symbol, tf)
+            assert consumer.stats.bootstraps == 1
+        finally:
+            await producer_redis.aclose()
+            await consumer_redis.aclose()
+
+    asyncio.run(main())

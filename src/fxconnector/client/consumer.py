@@ -381,6 +381,8 @@ class SurfaceConsumer:
         return "stream_trimmed" if trimmed else None
 
     def _stream_info(self, stream: str, reply: Any) -> _StreamInfo | None:
+        if _transient(reply):
+            raise SurfaceUnavailable(f"XINFO STREAM {stream}: {reply}") from reply
         if isinstance(reply, redis_errors.ResponseError):
             if "no such key" in str(reply).lower():
                 return None
@@ -416,15 +418,31 @@ class SurfaceConsumer:
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as exc:
             raise ConfigError(f"Redis refused the client's credentials: {exc}") from exc
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        except (*_TRANSIENT, redis_errors.RedisClusterException) as exc:
             raise SurfaceUnavailable(f"Redis unavailable: {exc}") from exc
         for reply in replies:
             if isinstance(reply, redis_errors.NoPermissionError):
                 raise ConfigError(f"Redis ACL refuses a read the consumer needs: {reply}")
-            if isinstance(reply, redis_errors.ConnectionError | redis_errors.TimeoutError):
-                # e.g. LOADING while a restarted server reads its dataset.
+            if _transient(reply):
+                # e.g. LOADING while a restarted server reads its dataset, or CLUSTERDOWN while
+                # a cluster fails a master over.
                 raise SurfaceUnavailable(f"Redis unavailable: {reply}") from reply
         return replies
+
+
+#: Errors that pass: a lost connection, a server still loading, a cluster failing over or
+#: moving slots. Everything else in a reply is the surface's fault and is not retried.
+_TRANSIENT = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
+    redis_errors.AskError,
+)
+
+
+def _transient(reply: Any) -> bool:
+    return isinstance(reply, _TRANSIENT)
 
 
 def _field(fields: dict[Any, Any], name: str) -> Any:
