@@ -171,3 +171,13 @@ def test_a_paper_fill_is_a_marker_and_the_position_a_price_line(
     assert five_s in {point["time"] for point in chart.candles()}
     assert [line["price"] for line in drawn["lines"]] == [avg]
     chart.screenshot("exec_overlay_5m.png")
+
+    # Another symbol on the chart: none of EURUSD's trades on it; back: they return.
+    chart.page.select_option("#symbol", "GBPUSD")
+    chart.wait_for(
+        "(() => { const d = window.__fxExec.drawn()[0]; return d.symbol === 'GBPUSD' && "
+        "window.__fx.state().stream === 'open' && d.markers.length === 0 && "
+        "d.lines.length === 0; })()"
+    )
+    chart.page.select_option("#symbol", "EURUSD")
+    drawn_with(chart, marker_id, five_s)

@@ -500,6 +500,7 @@ async function start() {
   attachExecOverlay(() => app.panes.map((pane) => ({
     symbol: pane.symbol, tf: pane.tf, chart: pane.chart, offsetMs: pane.offsetMs,
     precision: symbolPrecision(pane.symbol), bars: () => seriesBars(pane.book, pane.symbol, pane.tf),
+    ready: pane.loads > 0 && pane.stream !== "connecting",
   })));
   pollStatus();
   pollTicks();

@@ -146,7 +146,11 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
           color: COLORS.revision, text: `r${item.bar.rev}`, size: 0.6 });
       }
     }
-    for (const { openMs, ...marker } of overlayMarkers) markers.push({ ...marker, time: timeOf(openMs) });
+    for (const { openMs, ...marker } of overlayMarkers) {
+      // Only on a drawn bar: the library would move a marker to the nearest one.
+      const time = timeOf(openMs);
+      if (byTime.has(time)) markers.push({ ...marker, time });
+    }
     markers.sort((a, b) => a.time - b.time);
     markerApi.setMarkers(markers);
   }

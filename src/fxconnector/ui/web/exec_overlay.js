@@ -18,7 +18,8 @@
 //   at its average price, labelled with trader, direction, units and unrealised P&L in the
 //   quote currency at the current bid (long) or ask (short); a flat position has no line.
 // - Where: each symbol's fills and positions go on the first chart of the layout that shows the
-//   symbol. A toggle ("Trades") next to the charts hides and shows them.
+//   symbol, once it has loaded it (while a chart loads a series it may still show the previous
+//   one: it shows no trades then). A toggle ("Trades") next to the charts hides and shows them.
 // - `window.__fxExec` is the test hook (what is known, what each chart has drawn, as the
 //   library holds it).
 //
@@ -164,8 +165,9 @@ function addToggle(state, onChange) {
 
 /**
  * Draw the trades on the charts (see the rules at the top). `view()` -> the panes in layout
- * order, [{symbol, tf, chart (the adapter), bars() (merged, ascending), precision}], read a
- * few times a second.
+ * order, [{symbol, tf, chart (the adapter), bars() (merged, ascending), precision, ready}],
+ * read a few times a second; a pane that is not `ready` (loading a series: its chart may still
+ * show the previous one) shows no trades until it is.
  */
 export function attachExecOverlay(view) {
   const state = { enabled: true, fills: new Map(), seq: null, positions: [], ticks: new Map(),
@@ -201,7 +203,7 @@ export function attachExecOverlay(view) {
     for (const chart of [...state.drawn.keys()]) if (!charts.has(chart)) state.drawn.delete(chart);
     const targets = targetsOf(panes);
     for (const pane of panes) {
-      const target = state.enabled && targets.get(pane.symbol) === pane;
+      const target = state.enabled && pane.ready && targets.get(pane.symbol) === pane;
       let markers = [];
       let lines = [];
       if (target) {
