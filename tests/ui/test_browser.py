@@ -67,8 +67,9 @@ T = TypeVar("T")
 class ConnectorProcess:
     """`fxconnector run` on a fixed workdir and port, so it can be stopped and started again."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str) -> None:
         self.workdir = workdir
+        self.extra = extra  # more `fxconnector run` flags (e.g. --with-exec)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir.parent / f"{workdir.name}.log"
@@ -88,6 +89,7 @@ class ConnectorProcess:
                     str(self.workdir),
                     "--http",
                     f"127.0.0.1:{self.port}",
+                    *self.extra,
                 ],
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -27,15 +27,15 @@ from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import T0, Stack, running_stack
 
 #: The execution routes (`exec_routes.routes`), fuzzed with the rest by test_http_api.
-EXEC_PATHS = ("/api/orders", "/api/positions", "/api/risk")
+EXEC_PATHS = ("/api/orders", "/api/positions", "/api/risk", "/api/fills")
 LIMITS = SymbolLimits(
     max_units_per_order=10_000, max_open_units=50_000, max_notional=1e6, max_daily_loss=1e4
 )
 
 
-def trade_events() -> list[ExecEvent]:
+def trade_events(*, late_fill: bool = False) -> list[ExecEvent]:
     """Two traders' orders through the real core: one filled, one working, one denied,
-    then a halt."""
+    then a halt (and with `late_fill`, then the working one filled)."""
     core = ExecCore(
         RiskLimits(
             {
@@ -61,6 +61,10 @@ def trade_events() -> list[ExecEvent]:
     events += core.on_gateway_event(OrderAccepted("b-1", now + 3, "b-2"), now + 3).events
     events += core.submit(intent("a-2", "alice", "EURUSD", 99_999), now + 4).output.events
     events += core.set_trading_state(ALL_TRADERS, TradingState.HALTED, "test", now + 5).events
+    if late_fill:
+        events += core.on_gateway_event(
+            OrderFilled("b-1", now + 9, "f-2", 2000, 1.3003, "b-2"), now + 9
+        ).events
     return events
 
 
@@ -152,6 +156,42 @@ def test_invalid_values_in_redis_are_left_out_and_counted(
     assert {s.code for s in stack.deps.rejects.samples} == {"redis.invalid_exec_event"}
 
 
+def test_fills_are_served_from_the_events_stream_and_polled_by_seq(
+    redis_server: RedisServer, stack: Stack, http: httpx.Client
+) -> None:
+    assert http.get("/api/fills").json() == {"fills": [], "seq": 0}
+    events = trade_events()
+    publish(redis_server, stack, events)
+    validator = Draft202012Validator(load_schema(ContractName.EXEC_EVENT_V1))
+    answer = http.get("/api/fills", params={"symbol": "EURUSD"}).json()
+    assert answer["seq"] == events[-1].seq
+    assert [
+        (f["intent_id"], f["side"], f["units"], f["price"], f["ts"]) for f in answer["fills"]
+    ] == [("a-1", "buy", 1000, 1.1002, T0 + 1)]
+    validator.validate(answer["fills"][0])
+    assert http.get("/api/fills", params={"symbol": "GBPUSD"}).json()["fills"] == []
+    assert http.get("/api/fills", params={"trader": "bob"}).json()["fills"] == []
+    # Polling from the answer's seq: nothing new, then the fills of a later journal line only.
+    polled = http.get("/api/fills", params={"after_seq": answer["seq"]}).json()
+    assert polled == {"fills": [], "seq": answer["seq"]}
+    more = trade_events(late_fill=True)[len(events) :]
+    assert more
+    publish(redis_server, stack, events + more)
+    polled = http.get("/api/fills", params={"after_seq": answer["seq"]}).json()
+    assert [(f["intent_id"], f["symbol"], f["price"]) for f in polled["fills"]] == [
+        ("b-1", "GBPUSD", 1.3003)
+    ]
+    assert polled["seq"] == more[-1].seq
+    newest = http.get("/api/fills", params={"limit": 1}).json()["fills"]
+    assert [f["intent_id"] for f in newest] == ["b-1"]
+    # A page of one from the start: the seq to continue from is that fill's.
+    first = http.get("/api/fills", params={"after_seq": 0, "limit": 1}).json()
+    assert [f["intent_id"] for f in first["fills"]] == ["a-1"]
+    assert first["seq"] == first["fills"][0]["seq"]
+    # A seq beyond the stream's (a new journal): the answer's seq is lower, the page reloads.
+    assert http.get("/api/fills", params={"after_seq": 10_000}).json()["seq"] == more[-1].seq
+
+
 @pytest.mark.parametrize(
     ("path", "query", "status", "code"),
     [
@@ -161,6 +201,10 @@ def test_invalid_values_in_redis_are_left_out_and_counted(
         ("/api/orders", {"colour": "red"}, 400, "unknown_parameter"),
         ("/api/positions", {"symbol": "EURUSD"}, 400, "unknown_parameter"),
         ("/api/risk", {"trader": "alice"}, 400, "unknown_parameter"),
+        ("/api/fills", {"after_seq": "-1"}, 422, "invalid_parameter"),
+        ("/api/fills", {"limit": "5001"}, 422, "invalid_parameter"),
+        ("/api/fills", {"symbol": "eur"}, 422, "invalid_parameter"),
+        ("/api/fills", {"state": "FILLED"}, 400, "unknown_parameter"),
     ],
 )
 def test_bad_parameters_are_json_errors(

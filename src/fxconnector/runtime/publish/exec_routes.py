@@ -1,4 +1,5 @@
-"""Read-only HTTP routes of the execution layer: `/api/orders`, `/api/positions`, `/api/risk`.
+"""Read-only HTTP routes of the execution layer: `/api/orders`, `/api/positions`, `/api/risk`,
+`/api/fills`.
 
 Rules:
 - Read-only like the rest of the API: every value comes from the keys `fxconnector exec`
@@ -8,6 +9,13 @@ Rules:
 - Every value read back is decoded into its `exec_event_v1` model (closed, constrained) and
   must be of the key's kind and agree with its hash field; an invalid one is left out of the
   answer and counted in `deps.rejects` (status errors[]), never served.
+- `/api/fills` reads the fills out of `NS:exec:events` (the stream's id is `0-SEQ`, the journal
+  sequence): the newest `limit` fills among the newest FILL_SCAN events, or the fills after
+  `after_seq` (the `seq` of a previous answer: poll with it). Its `seq` is the newest event
+  scanned (the stream's last one when nothing was scanned): a `seq` below the `after_seq`
+  asked means the stream restarted from a new journal, so read again without `after_seq`.
+  The stream is trimmed (`execution.events_maxlen`): fills older than what it keeps are gone
+  from this route (the orders hash still holds each order's cumulative fill).
 - Answers are sorted (orders newest first by journal `seq`; positions and states by key) and
   canonical JSON. Filters are strict query parameters (an unknown one is a 400).
 - Registered by `routes(deps)` and documented by `components()`: `http_api` adds both.
@@ -27,6 +35,7 @@ from fxconnector.core.contracts import ContractName
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.model.exec_event import (
     ExecEvent,
+    FillEvent,
     OrderEvent,
     OrderState,
     PositionEvent,
@@ -47,6 +56,11 @@ DEFAULT_ORDERS: Final = 200
 MAX_ORDERS: Final = 5000
 _DECODER: Final = msgspec.json.Decoder(ExecEvent)
 _ORDER_PARAMS: Final = ("trader", "symbol", "state", "limit")
+DEFAULT_FILLS: Final = 500
+MAX_FILLS: Final = 5000
+#: Events of `NS:exec:events` one `/api/fills` request reads at most.
+FILL_SCAN: Final = 20_000
+_FILL_PARAMS: Final = ("trader", "symbol", "after_seq", "limit")
 
 
 def _checked(
@@ -77,6 +91,27 @@ def _pattern(query: dict[str, str], name: str, pattern: str) -> str | None:
     if value is not None and re.fullmatch(pattern, value) is None:
         raise ApiError(422, "invalid_parameter", f"{name}: {params.quote(value)} is not valid")
     return value
+
+
+def _fills_of(entries: list[tuple[str, bytes]], deps: ApiDeps, where: str) -> list[FillEvent]:
+    """The valid fill events of `entries` (each must be the event of its id's seq)."""
+    out: list[FillEvent] = []
+    for entry_id, value in entries:
+        try:
+            event = _DECODER.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            deps.rejects.add("exec_event", f"{where}[{entry_id}]", str(exc))
+            continue
+        if entry_id != f"0-{event.seq}":
+            deps.rejects.add("exec_event", f"{where}[{entry_id}]", f"seq {event.seq} at this id")
+            continue
+        if isinstance(event, FillEvent):
+            out.append(event)
+    return out
+
+
+def _seq_of(entry_id: str) -> int:
+    return int(entry_id.partition("-")[2] or 0)
 
 
 def position_key(trader: str, symbol: str) -> str:
@@ -137,6 +172,31 @@ def routes(deps: ApiDeps) -> list[RouteSpec]:
         )
         return Response(encode({"positions": chosen}), media_type=JSON)
 
+    async def get_fills(request: Request) -> Response:
+        query = params.check_names(request.query_params, _FILL_PARAMS)
+        trader = _pattern(query, "trader", ID_PATTERN)
+        symbol = _pattern(query, "symbol", SYMBOL_PATTERN)
+        after = params.integer(query, "after_seq", minimum=0, maximum=2**63 - 1, default=None)
+        limit = params.integer(query, "limit", minimum=1, maximum=MAX_FILLS, default=DEFAULT_FILLS)
+        assert limit is not None
+        stream = keys.exec_events
+        entries = await deps.reader.stream_entries(
+            stream, after=None if after is None else f"0-{after}", count=FILL_SCAN
+        )
+        newest = entries[-1][0] if entries else await deps.reader.last_id(stream)
+        seq = _seq_of(newest)
+        fills = [
+            f
+            for f in _fills_of(entries, deps, stream)
+            if (trader is None or f.trader == trader) and (symbol is None or f.symbol == symbol)
+        ]
+        if after is None:
+            fills = fills[-limit:]
+        elif len(fills) > limit:
+            fills = fills[:limit]
+            seq = fills[-1].seq  # the rest on the next request
+        return Response(encode({"fills": fills, "seq": seq}), media_type=JSON)
+
     async def get_risk(request: Request) -> Response:
         params.check_names(request.query_params, ())
         raw = await deps.reader.hash_values(keys.exec_risk)
@@ -160,6 +220,21 @@ def routes(deps: ApiDeps) -> list[RouteSpec]:
     positions_doc["parameters"] = [
         q("trader", {"type": "string", "pattern": ID_PATTERN}, "Only this trader's positions")
     ]
+    fills_doc = doc.json_doc("Fills", 400, 422, 503)
+    fills_doc["parameters"] = [
+        q("trader", {"type": "string", "pattern": ID_PATTERN}, "Only this trader's fills"),
+        q("symbol", {"type": "string", "pattern": SYMBOL_PATTERN}, "Only this symbol's fills"),
+        q(
+            "after_seq",
+            {"type": "integer", "minimum": 0},
+            "Only fills after this journal seq (the seq of a previous answer)",
+        ),
+        q(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_FILLS, "default": DEFAULT_FILLS},
+            "At most this many fills (the newest without after_seq, the oldest with it)",
+        ),
+    ]
     return [
         (
             "/api/orders",
@@ -175,6 +250,14 @@ def routes(deps: ApiDeps) -> list[RouteSpec]:
             "positions",
             "Open and closed positions per trader and symbol (exec_event_v1 position events)",
             positions_doc,
+        ),
+        (
+            "/api/fills",
+            get_fills,
+            "fills",
+            "Fills (exec_event_v1 fill events) from the execution events stream, oldest first, "
+            "with the seq to poll from",
+            fills_doc,
         ),
         (
             "/api/risk",
@@ -194,4 +277,7 @@ def components() -> dict[str, Any]:
     out["Orders"] = doc.closed_object(orders=events)
     out["Positions"] = doc.closed_object(positions=events)
     out["Risk"] = doc.closed_object(trading_states=events)
+    out["Fills"] = doc.closed_object(
+        fills=events, seq={"type": "integer", "minimum": 0, "description": "Newest event read"}
+    )
     return out

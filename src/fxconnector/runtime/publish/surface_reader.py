@@ -278,3 +278,21 @@ class SurfaceReader:
         """field -> raw value of the hash `key` (the execution keys: `keys.exec_*`)."""
         raw: Any = await self._call(f"HGETALL {key}", lambda: self._redis.hgetall(key))
         return {_text(name): _as_bytes(value) for name, value in raw.items()}
+
+    async def stream_entries(
+        self, stream: str, *, after: str | None, count: int
+    ) -> list[tuple[str, bytes]]:
+        """Entries of `stream` as `(id, event JSON)`, oldest first: the `count` newest ones
+        (`after` None), or up to `count` after the id `after` (exclusive)."""
+        if count < 1:
+            raise ContractViolation(f"count must be >= 1, got {count}")
+        if after is None:
+            newest: Any = await self._call(
+                "XREVRANGE", lambda: self._redis.xrevrange(stream, count=count)
+            )
+            return _entries([[stream, list(reversed(newest))]])
+        start = f"({normalize_stream_id(after)}"
+        reply: Any = await self._call(
+            "XRANGE", lambda: self._redis.xrange(stream, min=start, count=count)
+        )
+        return _entries([[stream, reply]])

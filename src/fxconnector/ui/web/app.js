@@ -1,7 +1,7 @@
 // The chart page: the composition of the panes (pane.js: one chart each, with its bootstrap,
 // stream, history and legend), the header pickers, the 1/2/4-chart layout with synced crosshair
 // and time scale, the view in the location hash (view_hash.js), the keyboard, the watchlist
-// (watchlist.js, from /api/ticks), the status panel (status_panel.js, from /api/status and
+// (watchlist.js, from /api/ticks), the trades overlay (exec_overlay.js), the status panel (status_panel.js, from /api/status and
 // /api/status?symbol=) and the lost-connection banner.
 //
 // Rules:
@@ -19,8 +19,9 @@
 // - `window.__fx` is a small read-only debug hook (debug_hook.js: the browser tests read the
 //   chart's data through it).
 
-import { localOffsetMs } from "./chart_adapter.js";
+import { localOffsetMs, symbolPrecision } from "./chart_adapter.js";
 import { installDebugHook } from "./debug_hook.js";
+import { attachExecOverlay } from "./exec_overlay.js";
 import { bindKeys } from "./keys.js";
 import { seriesBars } from "./merge.js";
 import { formatAge, formatTime as formatTimeIn, offsetLabel } from "./format.js";
@@ -495,6 +496,12 @@ async function start() {
     return { symbol: pane.symbol, tf: pane.tf, offsetMs: pane.offsetMs,
       edgeMs: last?.close_ms ?? null };
   });
+  // Fills and open positions (exec_overlay.js) on the first chart showing their symbol.
+  attachExecOverlay(() => app.panes.map((pane) => ({
+    symbol: pane.symbol, tf: pane.tf, chart: pane.chart, offsetMs: pane.offsetMs,
+    precision: symbolPrecision(pane.symbol), bars: () => seriesBars(pane.book, pane.symbol, pane.tf),
+    ready: pane.loads > 0 && pane.stream !== "connecting",
+  })));
   pollStatus();
   pollTicks();
   await first;

@@ -117,6 +117,8 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
   const startOfData = new StartOfData();
   candles.attachPrimitive(startOfData);
   const lines = new Map(); // name -> line series (moving averages)
+  let overlayMarkers = []; // an overlay's markers, times as UTC open_ms (exec_overlay.js)
+  const priceLines = new Map(); // id -> the library's price line (exec_overlay.js)
 
   let tfMs = TF_MS["1m"];
   let offsetMs = 0;
@@ -143,6 +145,11 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
         markers.push({ time: timeOf(item.openMs), position: "belowBar", shape: "circle",
           color: COLORS.revision, text: `r${item.bar.rev}`, size: 0.6 });
       }
+    }
+    for (const { openMs, ...marker } of overlayMarkers) {
+      // Only on a drawn bar: the library would move a marker to the nearest one.
+      const time = timeOf(openMs);
+      if (byTime.has(time)) markers.push({ ...marker, time });
     }
     markers.sort((a, b) => a.time - b.time);
     markerApi.setMarkers(markers);
@@ -325,6 +332,37 @@ export function createChartAdapter(container, { onHover = () => {}, onRange = ()
     /** The dashed preview step of line `name` (two points, or none). */
     linePreview: (name) => (lines.has(name)
       ? lines.get(name).preview.data().map((p) => ({ ...p })) : []),
+
+    /**
+     * An overlay's markers, drawn with the gaps' and revisions' ({openMs: the bar's UTC open,
+     * then the library's marker fields}); [] removes them.
+     */
+    setOverlayMarkers(markers) {
+      overlayMarkers = markers.map((m) => ({ ...m }));
+      drawMarkers();
+    },
+
+    /** Horizontal price lines on the candles, [{id, price, color, title}]: those not given go. */
+    setPriceLines(wanted) {
+      const ids = new Set(wanted.map((w) => w.id));
+      for (const [id, line] of priceLines) {
+        if (!ids.has(id)) {
+          candles.removePriceLine(line);
+          priceLines.delete(id);
+        }
+      }
+      for (const { id, price, color, title } of wanted) {
+        const options = { price, color, title, lineWidth: 1, lineStyle: lib.LineStyle.Dashed,
+          axisLabelVisible: true };
+        if (priceLines.has(id)) priceLines.get(id).applyOptions(options);
+        else priceLines.set(id, candles.createPriceLine(options));
+      }
+    },
+
+    /** The price lines as the library holds them ({price, color, title, ...}). */
+    priceLines: () => candles.priceLines().map((line) => ({ ...line.options() })),
+    /** The y coordinate (px) of a price on the candles' scale, or null. */
+    yOf: (price) => candles.priceToCoordinate(price),
 
     /** Scroll to the newest bar (the live edge), keeping the zoom. */
     scrollToRealtime() {
