@@ -28,6 +28,7 @@ from fxconnector.config.secrets import Secrets
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.publish.http_api import create_app
+from fxconnector.runtime.publish.http_common import PushSettings
 from fxconnector.runtime.publish.keys import (
     SMC_HINTS_FIELD,
     SNAPSHOT_CURSOR_FIELD,
@@ -55,8 +56,9 @@ SYMBOL = "EURUSD"
 
 
 class CountingApp:
-    """The real app, with a count of `/api/bars` requests and an optional step run before an
-    `/api/bars` answer leaves the server (a stream trimmed within a client's round trip)."""
+    """The real app, with a count of `/api/bars` requests and an optional step (a coroutine
+    function) run before an `/api/bars` answer leaves the server (a stream trimmed within a
+    client's round trip)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -72,7 +74,7 @@ class CountingApp:
         async def sending(message: Any) -> None:
             step = self.before_bars_answer
             if message["type"] == "http.response.start" and step is not None:
-                await asyncio.to_thread(step)
+                await step()  # on the server's event loop
             await send(message)
 
         await self.app(scope, receive, sending)
@@ -107,13 +109,15 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(url: str, sync: Any, *, cluster: bool) -> Iterator[Served]:
+def serving(
+    url: str, sync: Any, *, cluster: bool, push: PushSettings | None = None
+) -> Iterator[Served]:
     keys = SurfaceKeys("fxtest", cluster=cluster)
     client = connect_surface(url, Secrets(), cluster=cluster)
     deps = replace(
         # Every request reads Redis (no cached cursor): the simulated minutes here run far
         # faster than the cache's recheck period, and the stream keeps less than a minute.
-        make_deps(SurfaceReader(client, keys), FakeConnector(), recheck_s=0.0),
+        make_deps(SurfaceReader(client, keys), FakeConnector(), recheck_s=0.0, push=push),
         timeframes=(M1, M15),
         smc_timeframes=(M15,),
     )
