@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -69,7 +70,7 @@ class ShortRetentionConnector(ConnectorProcess):
             )
         self.wait_ready()
 
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Any:
         return redis.Redis(unix_socket_path=str(self.workdir / "redis" / "redis.sock"))
 
 
@@ -102,7 +103,7 @@ def wait_until_trimmed_past_the_snapshot(connector: ShortRetentionConnector) -> 
             if cursor is not None and oldest:
                 own = cursor.decode()
                 if parse_stream_id(oldest[0][0].decode()) > parse_stream_id(own):
-                    return own
+                    return str(own)
             time.sleep(0.5)
     finally:
         client.close()
