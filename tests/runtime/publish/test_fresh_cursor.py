@@ -36,7 +36,7 @@ from fxconnector.runtime.publish.keys import (
     SurfaceKeys,
 )
 from fxconnector.runtime.publish.redis_connect import connect_surface
-from fxconnector.runtime.publish.surface_reader import SurfaceReader
+from fxconnector.runtime.publish.surface_reader import SurfaceReader, fresh_cursor
 from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import (
     T0,
@@ -269,3 +269,10 @@ def test_a_long_run_of_a_15m_chart_loads_bars_a_bounded_number_of_times(served: 
     assert follower_loads == 1
     assert page_loads == [1] * 60
     assert served.app.bars_requests - before == 1 + 60
+
+
+def test_fresh_cursor_is_the_newer_of_the_two_ids_compared_as_numbers() -> None:
+    assert fresh_cursor(None, b"5-0") is None  # no snapshot: no cursor
+    assert fresh_cursor(b"9-1", None) == "9-1"  # an empty stream: the snapshot's own
+    assert fresh_cursor(b"9-1", b"10-0") == "10-0"  # not "9-1" > "10-0" as strings
+    assert fresh_cursor("10-0", "9-9") == "10-0"  # a recreated stream never moves it back

@@ -143,7 +143,7 @@ class SurfaceReader:
         )
         values = list(reply)
         if len(values) != len(fields) + 1:
-            raise SurfaceUnavailable(f"snapshot at head: unexpected reply {values!r:.200}")
+            raise ContractViolation(f"snapshot at head: unexpected reply {values!r:.200}")
         return values
 
     async def snapshot(self, symbol: str, tf: Timeframe) -> tuple[bytes, str | None, str | None]:
