@@ -17,7 +17,12 @@ Rules:
   server may have come back with an empty Redis whose stream ids mean something else: the
   window's bars are applied on top of the book, so finals made while away come out as
   changes and redelivered ones are ignored by the merge. `unavailable` (Redis trouble on
-  the server) is waited out on the open stream. A 4xx answer
+  the server) is waited out on the open stream. A `cursor_expired` that follows a bootstrap
+  before any event arrived (the stream lost our place again at once: a retention shorter than
+  a round trip, or a server handing out stale cursors) waits first, with the same capped
+  exponential backoff with jitter, so a client never reloads `/api/bars` in a tight loop; the
+  wait is counted (`stats.resync_waits`) and said in words in `stats.last_error`. The first
+  event read resets it. A 4xx answer
   (unknown symbol, bad timeframe) is the caller's to fix: ConfigError, never retried.
 - Finals missing from a re-bootstrap's window (an outage longer than `limit` bars) are not
   fetched: `limit` bounds what a restart can fill in.
@@ -28,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -170,6 +175,7 @@ class HttpClientStats:
     bootstraps: int = 0
     reconnects: int = 0
     server_errors: int = 0
+    resync_waits: int = 0
     last_error: str = ""
 
 
@@ -195,7 +201,9 @@ class HttpClient:
         backoff: Backoff | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """`sleep` waits out backoff delays (tests inject one that records them)."""
         if not tfs:
             raise ConfigError("follow at least one timeframe")
         self.symbol = symbol
@@ -205,6 +213,9 @@ class HttpClient:
         self.stats = HttpClientStats()
         self._backoff = backoff if backoff is not None else Backoff()
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter only
+        self._sleep = sleep
+        self._read_since_bootstrap = 0
+        self._resyncs_in_a_row = 0
         # Reads of the stream wait for pings (sent every few seconds), not for the timeout.
         self._http = httpx.AsyncClient(
             base_url=base_url, timeout=httpx.Timeout(timeout_s, read=max(timeout_s, 30.0))
@@ -259,6 +270,7 @@ class HttpClient:
         # Stream ids compare as (ms, seq); the oldest cursor misses nothing of any series.
         self.cursor = min((c for c in self._cursors.values() if c is not None), key=_id_order)
         self.stats.bootstraps += 1
+        self._read_since_bootstrap = 0
         return changes
 
     async def changes(self) -> AsyncIterator[Change]:
@@ -278,7 +290,7 @@ class HttpClient:
                     yield change
                 # The body ended: the server is shutting down, or cut us off as too slow.
             except _Resync:
-                pass
+                await self._wait_if_resync_repeats()
             except (httpx.TransportError, SurfaceUnavailable) as exc:
                 failures += 1
                 self.stats.last_error = repr(exc)
@@ -294,7 +306,7 @@ class HttpClient:
                         "fields": {"failures": failures, "retry_in_s": delay_s, "error": repr(exc)}
                     },
                 )
-                await asyncio.sleep(delay_s)
+                await self._sleep(delay_s)
             self.stats.reconnects += 1
             # The server may be a new one (an empty Redis, other stream ids): load again.
             for change in await self._retrying_bootstrap():
@@ -313,7 +325,25 @@ class HttpClient:
                     and failures >= self._backoff.max_failures
                 ):
                     raise
-                await asyncio.sleep(self._backoff.delay_s(failures, self._rng))
+                await self._sleep(self._backoff.delay_s(failures, self._rng))
+
+    async def _wait_if_resync_repeats(self) -> None:
+        """Back off when the stream lost our place before any event followed a bootstrap."""
+        if self._read_since_bootstrap > 0:
+            self._resyncs_in_a_row = 0
+            return
+        self._resyncs_in_a_row += 1
+        delay_s = self._backoff.delay_s(self._resyncs_in_a_row, self._rng)
+        self.stats.resync_waits += 1
+        self.stats.last_error = (
+            f"the stream lost our place again right after a reload "
+            f"({self._resyncs_in_a_row} in a row); reloading in {delay_s:.1f} s"
+        )
+        log.warning(
+            "client.http_resync_repeated",
+            extra={"fields": {"in_a_row": self._resyncs_in_a_row, "retry_in_s": delay_s}},
+        )
+        await self._sleep(delay_s)
 
     async def _follow(self) -> AsyncIterator[Change]:
         params = {"symbols": self.symbol, "tfs": ",".join(tf.value for tf in self.tfs)}
@@ -335,6 +365,8 @@ class HttpClient:
                         f"/api/stream sent a bar that is not one: {exc}"
                     ) from None
                 self.stats.events_read += 1
+                self._read_since_bootstrap += 1
+                self._resyncs_in_a_row = 0
                 change = self.book.apply(event)
                 if message.id is not None:
                     self.cursor = message.id

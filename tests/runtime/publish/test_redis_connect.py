@@ -21,7 +21,7 @@ pytestmark = pytest.mark.redis
 def test_a_busy_bounded_pool_is_surface_unavailable_then_serves_again(
     redis_server: RedisServer,
 ) -> None:
-    async def main() -> tuple[str, str | None]:
+    async def main() -> tuple[str, tuple[str | None, str | None]]:
         client = connect_redis(redis_server.url, Secrets(), max_connections=1, pool_timeout_s=0.2)
         reader = SurfaceReader(client, SurfaceKeys("fxtest"))
         try:
@@ -36,5 +36,5 @@ def test_a_busy_bounded_pool_is_surface_unavailable_then_serves_again(
             await client.aclose()
 
     message, cursor = asyncio.run(main())
-    assert message.startswith("redis HGET snapshot cursor failed: ConnectionError")
-    assert cursor is None  # answered once the connection is free
+    assert message.startswith("redis EVAL snapshot at head failed: ConnectionError")
+    assert cursor == (None, None)  # answered once the connection is free

@@ -11,6 +11,13 @@ Rules:
   `redis_connect.connect_redis` makes it); a blocking read needs a socket timeout longer than
   its `block_ms`.
 - Stream ids are compared as `(ms, seq)` integer pairs, never as strings.
+- A snapshot served with a stream cursor (`/api/bars`, `/api/smc`) is read together with its
+  stream's newest id in one script (`SNAPSHOT_AT_HEAD_LUA`; its two keys are one symbol's, so
+  one slot in the cluster layout), and that id is the cursor handed out: every entry of the
+  series up to it is already in the snapshot (the writer updates the snapshot in the same
+  script as each entry of the series it reflects), so reading the stream after it misses
+  nothing, and the cursor is as young as the stream (a snapshot written long ago, a higher
+  timeframe's, no longer hands out an id the stream has trimmed away).
 - Several streams (the cluster layout's per-symbol streams) are read with one non-blocking
   XREAD per stream, pipelined: redis-py's RedisCluster refuses a multi-key XREAD across slots,
   and per-stream commands in one pipeline are one round trip per node.
@@ -43,6 +50,16 @@ STREAM_START: Final = "0-0"
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _U64_MAX: Final = 2**64 - 1
 _EVENT_FIELD: Final = STREAM_FIELD.encode()
+
+#: KEYS[1] a snapshot hash, KEYS[2] the stream its cursor is an id of; ARGV the hash fields.
+#: Returns the fields' values (nil when absent), then the stream's newest id (nil when the
+#: stream is empty or absent), read atomically.
+SNAPSHOT_AT_HEAD_LUA: Final = """
+local out = redis.call('HMGET', KEYS[1], unpack(ARGV))
+local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+out[#ARGV + 1] = newest[1] and newest[1][1] or false
+return out
+"""
 
 
 def parse_stream_id(text: str) -> tuple[int, int]:
@@ -89,6 +106,18 @@ def _entries(reply: Any) -> list[tuple[str, bytes]]:
     return out
 
 
+def fresh_cursor(snapshot_cursor: bytes | str | None, head: bytes | str | None) -> str | None:
+    """The cursor to hand out with a snapshot: the stream's newest id read with it (never
+    older than the snapshot's own cursor); None without a snapshot cursor."""
+    if snapshot_cursor is None:
+        return None
+    own = _text(snapshot_cursor)
+    if head is None:
+        return own  # the stream is empty or gone: nothing follows the snapshot's own cursor
+    newest = _text(head)
+    return newest if parse_stream_id(newest) > parse_stream_id(own) else own
+
+
 class SurfaceReader:
     """Reads the surface written by the surface writer; every method is one Redis round trip."""
 
@@ -106,36 +135,51 @@ class SurfaceReader:
         except (RedisError, OSError) as exc:
             raise SurfaceUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
 
-    async def snapshot(self, symbol: str, tf: Timeframe) -> tuple[bytes, str | None]:
-        """The snapshot's raw `bars` JSON array and its cursor; `(b"[]", None)` when absent."""
-        key = self._keys.snapshot(symbol, tf)
-        bars, cursor = await self._call(
-            "HMGET snapshot",
-            lambda: self._redis.hmget(key, [SNAPSHOT_BARS_FIELD, SNAPSHOT_CURSOR_FIELD]),
+    async def _at_head(self, snapshot: str, stream: str, fields: list[str]) -> list[Any]:
+        """The hash `snapshot`'s `fields`, then `stream`'s newest id, read atomically."""
+        reply: Any = await self._call(
+            "EVAL snapshot at head",
+            lambda: self._redis.eval(SNAPSHOT_AT_HEAD_LUA, 2, snapshot, stream, *fields),
         )
-        if bars is None:
-            return b"[]", None
-        return _as_bytes(bars), None if cursor is None else _text(cursor)
+        values = list(reply)
+        if len(values) != len(fields) + 1:
+            raise ContractViolation(f"snapshot at head: unexpected reply {values!r:.200}")
+        return values
 
-    async def snapshot_cursor(self, symbol: str, tf: Timeframe) -> str | None:
-        """Only the snapshot's cursor (cheap: used to check whether a cached window is current)."""
-        key = self._keys.snapshot(symbol, tf)
-        cursor = await self._call(
-            "HGET snapshot cursor", lambda: self._redis.hget(key, SNAPSHOT_CURSOR_FIELD)
+    async def snapshot(self, symbol: str, tf: Timeframe) -> tuple[bytes, str | None, str | None]:
+        """The snapshot's raw `bars` JSON array, its own cursor and the cursor to hand out with
+        it (`fresh_cursor`, read atomically with it); `(b"[]", None, None)` when absent."""
+        bars, cursor, head = await self._at_head(
+            self._keys.snapshot(symbol, tf),
+            self._keys.events_for(symbol),
+            [SNAPSHOT_BARS_FIELD, SNAPSHOT_CURSOR_FIELD],
         )
-        return None if cursor is None else _text(cursor)
+        if bars is None or cursor is None:
+            return b"[]", None, None
+        return _as_bytes(bars), _text(cursor), fresh_cursor(cursor, head)
+
+    async def snapshot_cursor(self, symbol: str, tf: Timeframe) -> tuple[str | None, str | None]:
+        """Only the snapshot's own cursor and the fresh one (cheap: used to check whether a
+        cached window is current); `(None, None)` when absent."""
+        cursor, head = await self._at_head(
+            self._keys.snapshot(symbol, tf), self._keys.events_for(symbol), [SNAPSHOT_CURSOR_FIELD]
+        )
+        if cursor is None:
+            return None, None
+        return _text(cursor), fresh_cursor(cursor, head)
 
     async def smc_snapshot(self, symbol: str, tf: Timeframe) -> tuple[bytes, str | None]:
-        """The SMC snapshot's raw `hints` JSON array and its cursor; `(b"[]", None)` when
-        absent (no SMC consumer has written the series)."""
-        key = self._keys.smc_snapshot(symbol, tf)
-        hints, cursor = await self._call(
-            "HMGET SMC snapshot",
-            lambda: self._redis.hmget(key, [SMC_HINTS_FIELD, SNAPSHOT_CURSOR_FIELD]),
+        """The SMC snapshot's raw `hints` JSON array and the SMC stream cursor to hand out
+        with it (`fresh_cursor`); `(b"[]", <the stream's newest id or None>)` when absent (no
+        SMC consumer has written the series: none of its hints is in the stream either)."""
+        hints, cursor, head = await self._at_head(
+            self._keys.smc_snapshot(symbol, tf),
+            self._keys.smc_events_for(symbol),
+            [SMC_HINTS_FIELD, SNAPSHOT_CURSOR_FIELD],
         )
         if hints is None:
-            return b"[]", None
-        return _as_bytes(hints), None if cursor is None else _text(cursor)
+            return b"[]", None if head is None else _text(head)
+        return _as_bytes(hints), fresh_cursor(cursor, head)
 
     async def read_events(
         self, cursor: str, *, block_ms: int, count: int, stream: str | None = None

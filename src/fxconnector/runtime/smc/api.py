@@ -6,11 +6,13 @@ Rules:
   emission order. Unknown or repeated parameters are 400, a bad number 422, `from_ms > to_ms`
   400 `invalid_range`, an unknown symbol or a timeframe without SMC 404 (the codes of
   `/api/bars`).
-- The answer is `{"symbol", "tf", "cursor", "hints": [...]}`: `cursor` is the SMC stream id
-  the snapshot reflects (the push stream's `kinds=smc` resumes after it; "0-0" when nothing
-  was published yet), `hints` the snapshot's kept hints (every active one and the newest,
-  `[smc] snapshot_hints`) as the bytes Redis held, each validated first (`check`).
-- Read-only: one HMGET per request.
+- The answer is `{"symbol", "tf", "cursor", "hints": [...]}`: `cursor` is the SMC stream's
+  newest id, read atomically with the snapshot (`SurfaceReader.smc_snapshot`: the snapshot
+  reflects every hint of the series up to it, so the push stream's `kinds=smc` resumes after
+  it with no gap, and a series that rarely gets a hint never hands out a trimmed id; "0-0"
+  when the stream is empty), `hints` the snapshot's kept hints (every active one and the
+  newest, `[smc] snapshot_hints`) as the bytes Redis held, each validated first (`check`).
+- Read-only: one script call (HMGET + XREVRANGE, one slot) per request.
 """
 
 from __future__ import annotations

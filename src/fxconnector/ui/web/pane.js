@@ -9,7 +9,9 @@
 //   nothing is doubled. On a dropped connection EventSource resumes with Last-Event-ID; when it
 //   gives up, we reconnect ourselves with `cursor=<last event id>` (the same thing). A
 //   `cursor_expired` notice (the server restarted, or the trimmed stream lost our place) means
-//   bootstrap again: the snapshot replaces the finals and keeps only newer previews.
+//   bootstrap again: the snapshot replaces the finals and keeps only newer previews. When that
+//   notice follows a load before any update arrived, the pane waits before reloading (capped
+//   exponential backoff with jitter, resync.js) and the status panel says so in words.
 // - History: when the view comes within HISTORY_MARGIN bars of the oldest bar drawn, the page
 //   before it is fetched (`/api/bars?to_ms=<oldest open_ms>`, finals only), merged into the book
 //   and prepended without moving the view. A page shorter than asked means the store has no
@@ -22,6 +24,7 @@ import { createChartAdapter, symbolPrecision, TF_MS } from "./chart_adapter.js";
 import { bucketOpen, formatCountdown } from "./format.js";
 import { ema, sma } from "./indicators.js";
 import { applyUpdates, createState, getBar, loadSnapshot, seriesBars } from "./merge.js";
+import { createResync, expiredDelayMs, noteLoad, noteUpdate } from "./resync.js";
 
 export const BARS_LIMIT = 1500;
 export const HISTORY_PAGE = 1500;
@@ -83,6 +86,7 @@ export function createPane(element, { symbol, tf, offsetMs = 0, averages = [] },
     loads: 0,
     lastEventAt: null,
     notice: null, // {code, message} of the last stream notice
+    resync: createResync(), // when to reload after `cursor_expired` (resync.js)
     hovered: null,
     history: { loading: false, start: false, pages: 0, lastPrepend: null },
     chart: null,
@@ -129,6 +133,7 @@ export async function load(pane, hooks) {
   if (generation !== pane.generation) return;
   pane.barsOk = true;
   pane.loads += 1;
+  noteLoad(pane.resync);
   loadSnapshot(pane.book, pane.symbol, pane.tf, body.bars);
   if (body.preview) applyUpdates(pane.book, [body.preview]);
   pane.cursor = body.cursor;
@@ -158,6 +163,7 @@ function openStream(pane, hooks, generation) {
   source.addEventListener("bar", (event) => {
     if (generation !== pane.generation) return;
     pane.lastEventId = event.lastEventId || pane.lastEventId;
+    noteUpdate(pane.resync);
     pane.pending.push(JSON.parse(event.data));
     if (pane.flushTimer === null) pane.flushTimer = setTimeout(() => flush(pane, hooks), FLUSH_MS);
   });
@@ -167,7 +173,7 @@ function openStream(pane, hooks, generation) {
       // A notice from the server (`event: error`): the stream itself goes on.
       const notice = JSON.parse(event.data).error ?? { code: "unknown", message: event.data };
       if (notice.code === "cursor_expired") {
-        load(pane, hooks);
+        reloadAfterExpired(pane, hooks, generation);
         return;
       }
       pane.notice = notice;
@@ -182,6 +188,20 @@ function openStream(pane, hooks, generation) {
         RETRY_MS);
     }
   });
+}
+
+/** Reload now, or, when the stream lost our place again right after a load, a bit later. */
+function reloadAfterExpired(pane, hooks, generation) {
+  const delayMs = expiredDelayMs(pane.resync);
+  if (delayMs === 0) {
+    load(pane, hooks);
+    return;
+  }
+  closeStream(pane);
+  pane.notice = { code: "resync_wait", message: `cursor expired again right after a reload; ` +
+    `reload ${pane.resync.inARow} in a row in ${delayMs} ms`, delayMs, inARow: pane.resync.inARow };
+  setStream(pane, hooks, "connecting");
+  setTimeout(() => generation === pane.generation && load(pane, hooks), delayMs);
 }
 
 export function closeStream(pane) {

@@ -9,6 +9,11 @@ const ERRORS_SHOWN = 5;
 /** A stream or fetch notice ({code, message}) in words for a trader; the raw text goes in a tooltip. */
 export function describeNotice(notice) {
   if (notice === null || notice === undefined) return null;
+  if (notice.code === "resync_wait") {
+    const seconds = Math.max(1, Math.round((notice.delayMs ?? 0) / 1000));
+    return "The server lost this chart's place in its stream again right after a reload; " +
+      `the chart waits ${seconds} s before reloading (to spare the server).`;
+  }
   const words = {
     unavailable: "The server cannot read its data store (Redis) right now; it keeps retrying.",
     bars: "The chart could not load its bars; retrying.",
