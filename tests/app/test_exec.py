@@ -201,15 +201,15 @@ def test_one_exec_per_journal_and_unrunnable_gateways_are_refused(
     second = subprocess.run(exec_run.argv, capture_output=True, text=True, timeout=60, check=False)
     assert second.returncode == 2
     assert "another exec process writes this journal" in second.stderr
-    oanda = subprocess.run(
-        [*exec_run.argv[:4], "--workdir", str(tmp_path / "o"), "--set", "execution.gateway=oanda"],
+    fxcm = subprocess.run(
+        [*exec_run.argv[:4], "--workdir", str(tmp_path / "o"), "--set", "execution.gateway=fxcm"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert oanda.returncode == 2
-    assert "execution.gateway 'oanda' cannot run in this version" in oanda.stderr
+    assert fxcm.returncode == 2
+    assert "execution.gateway 'fxcm' cannot run in this version" in fxcm.stderr
     unknown = subprocess.run(
         [*exec_run.argv[:4], "--workdir", str(tmp_path / "u"), "--set", "execution.colour=1"],
         capture_output=True,
