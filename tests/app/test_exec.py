@@ -92,12 +92,21 @@ def test_submit_fills_on_paper_and_a_repeat_is_the_same_order(
     assert msgspec.json.decode(out)["order"]["state"] == "FILLED"
     # Published: the order and the position (read back validated by the API tests).
     client = redis_server.client()
+    _published(client, "t-1")  # the process publishes each tick_interval_ms, not at once
     stored = msgspec.json.decode(client.hget(KEYS.exec_orders, "t-1") or b"", type=OrderEvent)
     assert stored.state is OrderState.FILLED
     position = msgspec.json.decode(
         client.hget(KEYS.exec_positions, "alice:EURUSD") or b"", type=PositionEvent
     )
     assert position.units == 1000
+
+
+def _published(client: redis.Redis, intent_id: str) -> None:
+    """Until the order's latest event is in `NS:exec:orders` (bounded)."""
+    deadline = time.monotonic() + 20
+    while not client.hexists(KEYS.exec_orders, intent_id):
+        assert time.monotonic() < deadline, f"order {intent_id} never published"
+        time.sleep(0.02)
 
 
 def test_the_socket_is_owner_only(exec_run: ExecRun) -> None:

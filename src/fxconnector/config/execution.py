@@ -67,8 +67,9 @@ class OandaExecConfig(_Section, frozen=True):
     #: Overrides of the environment's hosts (a proxy, a test peer); empty: the environment's.
     rest_url: str = ""
     stream_url: str = ""
-    #: One REST request's bound; past it the order is UNKNOWN (queried, never resent).
-    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    #: One REST request's bound; past it the order is UNKNOWN (queried, never resent). A submit
+    #: is two requests (the check by client id, the post): both fit the engine's 10 s bound.
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 4.0
     #: The transaction stream sends a HEARTBEAT every 5 s; silence this long = disconnected.
     heartbeat_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 20.0
     #: The longest wait between stream reconnect attempts (capped, jittered backoff).

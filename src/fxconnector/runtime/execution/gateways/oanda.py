@@ -206,7 +206,7 @@ class OandaGateway:
         response = await self._call("PUT", path)
         self._raise_if_transient(response)
         if response.status_code == 200:
-            cancelled = self._json(response).get("orderCancelTransaction")
+            cancelled = self._json_or_empty(response).get("orderCancelTransaction")
             if isinstance(cancelled, Mapping):
                 # Evidence now; the stream brings the same transaction again (a no-op then).
                 for event in events_of(cancelled, self._clock.now_ms()):
