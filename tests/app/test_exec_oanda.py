@@ -134,7 +134,7 @@ def test_order_submit_status_and_cancel_through_the_cli_reach_the_v20_peer(
     assert peer.duplicates() == {}
 
 
-def test_exec_with_oanda_and_no_token_or_account_is_refused_with_exit_2(
+def test_exec_with_oanda_without_token_or_account_or_live_on_the_demo_calendar_exits_2(
     tmp_path: Path, redis_server: RedisServer, peer: V20Peer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("FXCONNECTOR_OANDA_TOKEN", raising=False)
@@ -152,6 +152,16 @@ def test_exec_with_oanda_and_no_token_or_account_is_refused_with_exit_2(
     )
     assert no_account.returncode == 2
     assert "execution.oanda.account_id" in no_account.stderr
+    live_on_demo = subprocess.run(
+        [*run.argv, "--set", "execution.oanda.environment=live"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "FXCONNECTOR_OANDA_TOKEN": TOKEN},
+    )
+    assert live_on_demo.returncode == 2
+    assert "always_open calendar" in live_on_demo.stderr
 
 
 def _submit_until_answered(run: ExecRun, payload: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from fxconnector.config.calendars import load_calendar
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.calendar import CalendarProfile
-from fxconnector.core.errors import TransientIOError
+from fxconnector.core.errors import ConfigError, TransientIOError
 from fxconnector.execution.core import ExecCore, ExecSettings
 from fxconnector.execution.risk.limits import RiskLimits, SymbolLimits, TraderLimits
 from fxconnector.runtime.clock import Clock
@@ -48,6 +48,8 @@ from fxconnector.runtime.publish.redis_connect import connect_surface
 log = logging.getLogger("fxconnector.exec")
 #: Where the connector's embedded Redis listens, under its workdir (`runtime.publish.embedded`).
 EMBEDDED_REDIS_DIR: Final = "redis"
+#: The demo's calendar: never with real money.
+ALWAYS_OPEN: Final = "always_open"
 #: The paper broker's books, under the journal folder (their own journal and lock).
 PAPER_DIR: Final = "paper"
 
@@ -188,6 +190,11 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
     calendars = load_calendar(config.calendar.profile, now_ms=clock.now_ms(), path=overrides)
     if config.execution.gateway == "oanda":
         check_settings(config.execution.oanda, secrets.oanda_token)  # ConfigError: exit 2
+        if config.execution.oanda.environment == "live" and config.calendar.profile == ALWAYS_OPEN:
+            raise ConfigError(
+                "execution.oanda.environment 'live' on the always_open calendar (the demo's): "
+                "real money needs the market-closed check; run with --profile fx"
+            )
 
     def make_gateway() -> OrderGateway:
         if config.execution.gateway == "oanda":
