@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import json
 import queue
 import re
@@ -44,6 +43,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.runtime.execution.v20_books import V20Books, rfc3339_now
+
 _POLL_S = 0.005
 _INSTRUMENT = re.compile(r"^[A-Z]{3}_[A-Z]{3}$")
 _UNITS = re.compile(r"^[+-]?[0-9]+$")
@@ -51,31 +52,22 @@ _TIF = {"MARKET": {"FOK", "IOC"}, "LIMIT": {"GTC", "GFD", "GTD", "FOK", "IOC"}}
 _TIF["STOP"] = _TIF["LIMIT"]
 
 
-def rfc3339_now() -> str:
-    now = dt.datetime.now(tz=dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-
-
 @dataclass(slots=True)
 class _Stream:
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
 
-class V20Peer:
+class V20Peer(V20Books):
     """A scripted OANDA v20 order peer in a background thread."""
 
     def __init__(self, *, token: str, account_id: str, first_transaction_id: int = 6000) -> None:
+        super().__init__(account_id, first_transaction_id)
         self.token = token
-        self.account_id = account_id
         #: Seconds between HEARTBEATs on every stream; None drops them.
         self.heartbeat_s: float | None = 0.05
         #: How long a late fill follows its reply.
         self.late_fill_s = 0.05
-        self.prices: dict[str, tuple[float, float]] = {}
-        self.transactions: list[dict[str, Any]] = []
-        self.orders: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
-        self._next_id = first_transaction_id
         self._hold = 0
         self._blackout_next = False
         self._blackout = False
@@ -85,7 +77,6 @@ class V20Peer:
         self._rejects: collections.deque[str] = collections.deque()
         self._failures: collections.deque[int] = collections.deque()
         self._streams: list[_Stream] = []
-        self._lock = threading.RLock()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -190,149 +181,9 @@ class V20Peer:
         with self._lock:
             return len(self._streams)
 
-    def fill_pending(self, client_id: str) -> None:
-        """Fill the PENDING order with this client id (a limit or stop order trading, or the
-        stop loss / take profit of a trade) at its own price."""
-        with self._lock:
-            order = self._pending_by_client(client_id)
-            if order is None:
-                raise KeyError(f"no pending order {client_id}")
-            self._fill(order, float(order["price"]))
-
-    # -- reading --------------------------------------------------------------------------------
-
-    def orders_of(self, client_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [
-                o
-                for o in self.orders.values()
-                if o.get("clientExtensions", {}).get("id") == client_id
-            ]
-
-    def duplicates(self) -> dict[str, int]:
-        """Client ids with more than one order."""
-        with self._lock:
-            counts = collections.Counter(
-                o["clientExtensions"]["id"] for o in self.orders.values() if "clientExtensions" in o
-            )
-        return {k: v for k, v in counts.items() if v > 1}
-
-    def last_id(self) -> int:
-        with self._lock:
-            return self._next_id - 1
-
-    # -- books ----------------------------------------------------------------------------------
-
-    def _transaction(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Append one transaction (lock held) and push it to every open stream."""
-        tx = {
-            "id": str(self._next_id),
-            "time": rfc3339_now(),
-            "userID": 1,
-            "accountID": self.account_id,
-            "batchID": str(self._next_id),
-            "type": kind,
-            **fields,
-        }
-        self._next_id += 1
-        self.transactions.append(tx)
-        line = json.dumps(tx)
+    def _publish(self, line: str) -> None:
         for stream in self._streams:
             stream.lines.put(line)
-        return tx
-
-    def _pending_by_client(self, client_id: str) -> dict[str, Any] | None:
-        for order in self.orders.values():
-            if order["state"] == "PENDING" and order.get("clientExtensions", {}).get("id") == (
-                client_id
-            ):
-                return order
-        return None
-
-    def _find(self, spec: str) -> dict[str, Any] | None:
-        if spec.startswith("@"):
-            found = self.orders_of(spec[1:])
-            return found[-1] if found else None
-        return self.orders.get(spec)
-
-    def _fill(self, order: dict[str, Any], price: float) -> dict[str, Any]:
-        units = order["units"]
-        client = order.get("clientExtensions", {}).get("id")
-        fields: dict[str, Any] = {
-            "orderID": order["id"],
-            "instrument": order["instrument"],
-            "units": units,
-            "price": f"{price:.5f}",
-            "fullVWAP": f"{price:.5f}",
-            "reason": order["type"] + "_ORDER"
-            if order["type"] in ("MARKET", "LIMIT")
-            else order["type"],
-            "pl": "0.0000",
-        }
-        if client:
-            fields["clientOrderID"] = client
-        trade_id = order.get("tradeID")
-        if trade_id is None:
-            fields["tradeOpened"] = {
-                "tradeID": order["id"],
-                "units": units,
-                "price": fields["price"],
-            }
-        else:
-            fields["tradesClosed"] = [{"tradeID": trade_id, "units": units}]
-        fill = self._transaction("ORDER_FILL", **fields)
-        order.update(state="FILLED", fillingTransactionID=fill["id"], filledTime=fill["time"])
-        if trade_id is None:
-            order["tradeOpenedID"] = order["id"]
-            for key, kind, suffix in (
-                ("stopLossOnFill", "STOP_LOSS", "sl"),
-                ("takeProfitOnFill", "TAKE_PROFIT", "tp"),
-            ):
-                details = order.get(key)
-                if details:
-                    self._dependent(order, kind, details, suffix)
-        else:
-            # The trade closed: its other dependent order is cancelled.
-            for other in self.orders.values():
-                if other.get("tradeID") == trade_id and other["state"] == "PENDING":
-                    self._cancel(other, "LINKED_TRADE_CLOSED")
-        return fill
-
-    def _dependent(
-        self, parent: dict[str, Any], kind: str, details: dict[str, Any], suffix: str
-    ) -> None:
-        extensions = details.get("clientExtensions") or {}
-        tx = self._transaction(
-            f"{kind}_ORDER",
-            tradeID=parent["id"],
-            price=details["price"],
-            timeInForce=details.get("timeInForce", "GTC"),
-            reason="ON_FILL",
-            clientExtensions=extensions,
-        )
-        units = str(-int(parent["units"]))
-        self.orders[tx["id"]] = {
-            "id": tx["id"],
-            "createTime": tx["time"],
-            "type": kind,
-            "instrument": parent["instrument"],
-            "units": units,
-            "price": details["price"],
-            "timeInForce": "GTC",
-            "state": "PENDING",
-            "tradeID": parent["id"],
-            "clientExtensions": extensions,
-        }
-        del suffix
-
-    def _cancel(self, order: dict[str, Any], reason: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {"orderID": order["id"], "reason": reason}
-        client = order.get("clientExtensions", {}).get("id")
-        if client:
-            fields["clientOrderID"] = client
-        tx = self._transaction("ORDER_CANCEL", **fields)
-        order.update(state="CANCELLED", cancellingTransactionID=tx["id"], cancelledTime=tx["time"])
-        return tx
 
     # -- the app --------------------------------------------------------------------------------
 
@@ -361,9 +212,6 @@ class V20Peer:
         if failure is not None:
             return _error(failure, "Scripted failure", "SCRIPTED")
         return None
-
-    def _last(self) -> str:
-        return str(self._next_id - 1)
 
     async def _summary(self, request: Request) -> Response:
         answer = self._check(request)
@@ -500,12 +348,6 @@ class V20Peer:
         out["relatedTransactionIDs"] = related
         out["lastTransactionID"] = self._last()
         return JSONResponse(out, status_code=201), hold
-
-    def _late_fill(self, order: dict[str, Any]) -> None:
-        with self._lock:
-            if order["state"] == "PENDING":
-                bid, ask = self.prices[order["instrument"]]
-                self._fill(order, ask if int(order["units"]) > 0 else bid)
 
     async def _get_order(self, request: Request) -> Response:
         answer = self._check(request)
