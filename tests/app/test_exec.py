@@ -92,12 +92,21 @@ def test_submit_fills_on_paper_and_a_repeat_is_the_same_order(
     assert msgspec.json.decode(out)["order"]["state"] == "FILLED"
     # Published: the order and the position (read back validated by the API tests).
     client = redis_server.client()
+    _published(client, "t-1")  # the process publishes each tick_interval_ms, not at once
     stored = msgspec.json.decode(client.hget(KEYS.exec_orders, "t-1") or b"", type=OrderEvent)
     assert stored.state is OrderState.FILLED
     position = msgspec.json.decode(
         client.hget(KEYS.exec_positions, "alice:EURUSD") or b"", type=PositionEvent
     )
     assert position.units == 1000
+
+
+def _published(client: redis.Redis, intent_id: str) -> None:
+    """Until the order's latest event is in `NS:exec:orders` (bounded)."""
+    deadline = time.monotonic() + 20
+    while not client.hexists(KEYS.exec_orders, intent_id):
+        assert time.monotonic() < deadline, f"order {intent_id} never published"
+        time.sleep(0.02)
 
 
 def test_the_socket_is_owner_only(exec_run: ExecRun) -> None:
@@ -201,15 +210,15 @@ def test_one_exec_per_journal_and_unrunnable_gateways_are_refused(
     second = subprocess.run(exec_run.argv, capture_output=True, text=True, timeout=60, check=False)
     assert second.returncode == 2
     assert "another exec process writes this journal" in second.stderr
-    oanda = subprocess.run(
-        [*exec_run.argv[:4], "--workdir", str(tmp_path / "o"), "--set", "execution.gateway=oanda"],
+    fxcm = subprocess.run(
+        [*exec_run.argv[:4], "--workdir", str(tmp_path / "o"), "--set", "execution.gateway=fxcm"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert oanda.returncode == 2
-    assert "execution.gateway 'oanda' cannot run in this version" in oanda.stderr
+    assert fxcm.returncode == 2
+    assert "execution.gateway 'fxcm' cannot run in this version" in fxcm.stderr
     unknown = subprocess.run(
         [*exec_run.argv[:4], "--workdir", str(tmp_path / "u"), "--set", "execution.colour=1"],
         capture_output=True,

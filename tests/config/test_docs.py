@@ -25,6 +25,7 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     "[repair]": schema.RepairConfig,
     "[smc]": schema.SmcSection,
     "[execution]": execution.ExecutionConfig,
+    "[execution.oanda]": execution.OandaExecConfig,
     "[execution.traders.NAME]": execution.TraderConfig,
     "[execution.traders.NAME.symbols.SYMBOL]": execution.SymbolLimitsConfig,
 }

@@ -53,3 +53,47 @@ def test_bad_execution_settings_are_config_errors(tmp_path: Path, text: str, mes
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path, cwd=tmp_path)
+
+
+def test_the_oanda_section_defaults_to_practice_hosts_and_takes_overrides(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path)
+    oanda = config.execution.oanda
+    assert (oanda.account_id, oanda.environment) == ("", "practice")
+    assert oanda.urls() == (
+        "https://api-fxpractice.oanda.com",
+        "https://stream-fxpractice.oanda.com",
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[execution]\ngateway = "oanda"\n[execution.oanda]\naccount_id = "101-004-1234567-001"\n'
+        'environment = "live"\nrequest_timeout_s = 2.5\n'
+    )
+    live = load_config(path, cwd=tmp_path).execution
+    assert live.gateway == "oanda"
+    assert live.oanda.account_id == "101-004-1234567-001"
+    assert live.oanda.request_timeout_s == 2.5
+    assert live.oanda.urls() == (
+        "https://api-fxtrade.oanda.com",
+        "https://stream-fxtrade.oanda.com",
+    )
+    path.write_text('[execution.oanda]\nrest_url = "http://127.0.0.1:1/"\n')
+    local = load_config(path, cwd=tmp_path).execution.oanda
+    assert local.urls() == ("http://127.0.0.1:1", "https://stream-fxpractice.oanda.com")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[execution.oanda]\ntoken = 'x'\n", "unknown key 'execution.oanda.token'"),
+        ("[execution.oanda]\naccountid = '1'\n", "unknown key 'execution.oanda.accountid'"),
+        ("[execution.oanda]\nenvironment = 'real'\n", "execution.oanda.environment"),
+        ("[execution.oanda]\naccount_id = 'my account'\n", "execution.oanda.account_id"),
+        ("[execution.oanda]\nrequest_timeout_s = 0\n", "> 0"),
+        ("[execution.oanda]\nheartbeat_timeout_s = 1000\n", "<= 300"),
+    ],
+)
+def test_bad_oanda_settings_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, cwd=tmp_path)

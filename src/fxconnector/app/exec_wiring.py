@@ -1,9 +1,11 @@
 """The composition root of `fxconnector exec`: config -> core, journal, gateway, socket, surface.
 
 Rules:
-- Built once from the frozen config; nothing global. The risk limits come from
-  `[execution.traders]` (per trader and symbol; money in the symbol's quote currency), the
-  calendars from `[calendar]` (market-closed check, trading day of the daily loss).
+- Built once from the frozen config; nothing global. The gateway: `paper` (books under the
+  journal folder) or `oanda` (`[execution.oanda]`, the token from the secrets). The risk
+  limits come from `[execution.traders]` (per trader and symbol; money in the symbol's quote
+  currency), the calendars from `[calendar]` (market-closed check, trading day of the daily
+  loss).
 - Order of start (crash-only: start == recovery): the gateway (the paper books' lock and
   replay), the journal (its writer lock, a torn tail cut), the replay into the core and the
   reconcile of every open order (the engine's start), the control socket (answers `not_ready`
@@ -28,12 +30,14 @@ from fxconnector.config.calendars import load_calendar
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.calendar import CalendarProfile
-from fxconnector.core.errors import TransientIOError
+from fxconnector.core.errors import ConfigError, TransientIOError
 from fxconnector.execution.core import ExecCore, ExecSettings
 from fxconnector.execution.risk.limits import RiskLimits, SymbolLimits, TraderLimits
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.control import ExecControlServer
+from fxconnector.runtime.execution.gateways.oanda import OandaGateway, check_settings
 from fxconnector.runtime.execution.gateways.paper import PaperGateway
+from fxconnector.runtime.execution.gateways.port import OrderGateway
 from fxconnector.runtime.execution.prices import PriceReader
 from fxconnector.runtime.execution.publisher import ExecPublisher
 from fxconnector.runtime.execution.service import ExecService
@@ -44,6 +48,8 @@ from fxconnector.runtime.publish.redis_connect import connect_surface
 log = logging.getLogger("fxconnector.exec")
 #: Where the connector's embedded Redis listens, under its workdir (`runtime.publish.embedded`).
 EMBEDDED_REDIS_DIR: Final = "redis"
+#: The demo's calendar: never with real money.
+ALWAYS_OPEN: Final = "always_open"
 #: The paper broker's books, under the journal folder (their own journal and lock).
 PAPER_DIR: Final = "paper"
 
@@ -93,7 +99,7 @@ class ExecProcess:
     secrets: Secrets
     clock: Clock
     calendars: CalendarProfile
-    make_gateway: Callable[[], PaperGateway]
+    make_gateway: Callable[[], OrderGateway]
 
     async def run(self, stop: asyncio.Event, announce: Callable[[str], None]) -> int:
         """Serve until `stop` is set; 0, or the failure raised once stopped."""
@@ -182,8 +188,18 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
     """The exec process of `config` (nothing starts until `run`)."""
     overrides = Path(config.calendar.overrides_path) if config.calendar.overrides_path else None
     calendars = load_calendar(config.calendar.profile, now_ms=clock.now_ms(), path=overrides)
+    if config.execution.gateway == "oanda":
+        check_settings(config.execution.oanda, secrets.oanda_token)  # ConfigError: exit 2
+        if config.execution.oanda.environment == "live" and config.calendar.profile == ALWAYS_OPEN:
+            raise ConfigError(
+                "execution.oanda.environment 'live' on the always_open calendar (the demo's): "
+                "real money needs the market-closed check; run with --profile fx"
+            )
 
-    def make_gateway() -> PaperGateway:
+    def make_gateway() -> OrderGateway:
+        if config.execution.gateway == "oanda":
+            # The token from the secrets (env or file), revealed only into request headers.
+            return OandaGateway(config.execution.oanda, secrets.oanda_token, clock)
         gateway = PaperGateway(
             Path(config.execution.journal_dir) / PAPER_DIR,
             clock,

@@ -2,10 +2,11 @@
 
 Rules: the same frozen, closed schema as the rest of the config (unknown keys are errors);
 numbers constrained; defaults safe for real money: no trader is known until the file names
-one (an intent of an unknown trader is denied), the gateway is `paper`. Only `paper` runs this
-round: `oanda` and `fxcm` are accepted by the schema (they are the design's) and refused by
-`fxconnector exec` with a message saying so. Paths relative to the workdir are made absolute
-by the loader.
+one (an intent of an unknown trader is denied), the gateway is `paper`. `paper` and `oanda` run
+(`[execution.oanda]`: the account and the environment, practice unless `live` is written; the
+token is a secret, `FXCONNECTOR_OANDA_TOKEN`, never in this file); `fxcm` is accepted by the
+schema and refused by `fxconnector exec`. Paths relative to the workdir are made absolute by
+the loader.
 """
 
 from __future__ import annotations
@@ -49,6 +50,37 @@ class TraderConfig(_Section, frozen=True):
     symbols: dict[Symbol, SymbolLimitsConfig] = msgspec.field(default_factory=dict)
 
 
+#: v20 hosts per environment: (REST, stream).
+OANDA_HOSTS = {
+    "practice": ("https://api-fxpractice.oanda.com", "https://stream-fxpractice.oanda.com"),
+    "live": ("https://api-fxtrade.oanda.com", "https://stream-fxtrade.oanda.com"),
+}
+
+
+class OandaExecConfig(_Section, frozen=True):
+    """`gateway = "oanda"`: the v20 account orders go to (token: `FXCONNECTOR_OANDA_TOKEN`)."""
+
+    #: The v20 account id, e.g. `101-004-1234567-001` (required for `oanda`).
+    account_id: Annotated[str, msgspec.Meta(pattern=r"^([0-9]{3}-[0-9]{3}-[0-9]+-[0-9]{3})?$")] = ""
+    #: `practice` (fxpractice hosts, no real money) or `live` (fxtrade: real money).
+    environment: Literal["practice", "live"] = "practice"
+    #: Overrides of the environment's hosts (a proxy, a test peer); empty: the environment's.
+    rest_url: str = ""
+    stream_url: str = ""
+    #: One REST request's bound; past it the order is UNKNOWN (queried, never resent). A submit
+    #: is two requests (the check by client id, the post): both fit the engine's 10 s bound.
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 4.0
+    #: The transaction stream sends a HEARTBEAT every 5 s; silence this long = disconnected.
+    heartbeat_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 20.0
+    #: The longest wait between stream reconnect attempts (capped, jittered backoff).
+    reconnect_cap_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+
+    def urls(self) -> tuple[str, str]:
+        """(REST base URL, stream base URL)."""
+        rest, stream = OANDA_HOSTS[self.environment]
+        return (self.rest_url or rest).rstrip("/"), (self.stream_url or stream).rstrip("/")
+
+
 class ExecutionConfig(_Section, frozen=True):
     """`fxconnector exec`: gateway, journal, control socket, limits."""
 
@@ -72,5 +104,7 @@ class ExecutionConfig(_Section, frozen=True):
     not_found_grace_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 30_000
     #: Events kept in `NS:exec:events` (the stream is trimmed to about this many entries).
     events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
+    #: The OANDA account (`gateway = "oanda"` only).
+    oanda: OandaExecConfig = OandaExecConfig()
     #: Trader name -> its symbols and limits; an intent of a trader not listed is denied.
     traders: dict[TraderName, TraderConfig] = msgspec.field(default_factory=dict)
