@@ -68,6 +68,7 @@ def risk_limits(config: Config) -> RiskLimits:
             for name, trader in execution.traders.items()
         },
         max_price_age_ms=execution.max_price_age_ms,
+        max_intent_age_ms=execution.max_intent_age_ms,
     )
 
 

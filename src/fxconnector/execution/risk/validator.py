@@ -108,6 +108,13 @@ def check_intent(
     problems = intent_problems(intent)
     if problems:
         return Deny(RiskReason.INVALID_INTENT, "; ".join(p.message for p in problems))
+    intent_age_ms = now_ms - intent.ts
+    if intent_age_ms > limits.max_intent_age_ms:
+        return Deny(
+            RiskReason.STALE_INTENT,
+            f"the intent's ts is {intent_age_ms} ms old (bound {limits.max_intent_age_ms} ms): "
+            f"send it again with a current ts",
+        )
     if view.state is TradingState.HALTED:
         return Deny(RiskReason.TRADING_HALTED, "trading is halted: only cancels are accepted")
     if not calendar.is_open(now_ms):
