@@ -191,7 +191,8 @@ def test_a_held_lock_says_the_connector_is_running(
         code, out, err = cli(capsys, *AUDIT, "--store", str(store))
         assert (code, out) == (2, "")
         assert "held by pid" in err
-        assert "A running connector holds it; stop the connector first" in err
+        assert "A running connector holds it; use its API instead (HTTP /api/bars" in err
+        assert "or stop the connector first" in err
         code, out, err = cli(
             capsys, "migrate", "--store", str(store), "--to", str(tmp_path / "sq"),
             "--from-kind", "jsonl", "--to-kind", "sqlite",
