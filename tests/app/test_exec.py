@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import socket
 import stat
 import subprocess
@@ -384,6 +385,25 @@ def test_make_run_demo_places_a_paper_order_in_one_command(tmp_path: Path) -> No
             ]
             positions = http.get("/api/positions", params={"trader": "demo"}).json()["positions"]
             assert [(p["symbol"], p["units"]) for p in positions] == [("EURUSD", 1000)]
+            # The exec process's live status: served, and a line of `fxconnector status`.
+            process = http.get("/api/exec").json()["process"]
+            assert process is not None
+            assert (process["gateway"], process["trading_state"]) == ("paper", "ACTIVE")
+            assert (process["open_orders"], process["open_positions"]) == (0, 1)
+        human = subprocess.run(
+            [*FXCONNECTOR, "status", "--http", f"127.0.0.1:{connector.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert human.returncode == 0, human.stderr
+        assert re.search(
+            r"^exec      paper pid \d+, trading ACTIVE; open orders 0, open positions 1, "
+            r"journal seq \d+ \(as of \d+ s ago\)$",
+            human.stdout,
+            re.MULTILINE,
+        ), human.stdout
         assert connector.stop() == 0
         assert not (tmp_path / "var" / "exec.sock").exists()  # the child stopped cleanly too
     finally:
