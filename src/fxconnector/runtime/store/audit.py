@@ -187,8 +187,9 @@ def audit(
 
     Coverage spans `[from_ms, to_ms)` (the end of the symbol's stored UTC days when `to_ms` is
     not given), never starts before the symbol's first stored minute (nothing was asked of the
-    broker before it) and never goes past `until_ms` (now: the future is not missing). `timeframes` are the higher
-    timeframes whose derived finals must be complete (see the module rules for the default).
+    broker before it) and never goes past `until_ms` (now: the future is not missing).
+    `timeframes` are the higher timeframes whose derived finals must be complete (see the module
+    rules for the default).
     `progress(done, total)` is told after each series (symbol and timeframe) read.
     """
     sink = _Sink(max_problems)
