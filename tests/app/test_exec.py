@@ -30,6 +30,7 @@ from fxconnector.core.model.exec_event import (
     PositionEvent,
     RiskEvent,
 )
+from fxconnector.core.time_geom import iso_utc
 from fxconnector.core.utils.frames import encode_frame
 from fxconnector.execution.paper import PaperRecord, Placed
 from tests.app.connector import Connector
@@ -176,7 +177,10 @@ def test_submit_stamps_a_missing_ts_and_denies_an_old_one(
     assert code == 3
     answer = msgspec.json.decode(out)
     assert (answer["decision"], answer["reason"], answer["order"]) == ("deny", "stale_intent", None)
-    assert err.startswith("fxconnector order submit: denied: stale_intent (the intent's ts is ")
+    assert err.startswith(
+        "fxconnector order submit: denied: stale_intent (the intent's ts "
+        f"{iso_utc(before - 3_600_000)} is "
+    )
 
 
 @pytest.mark.parametrize(
