@@ -171,7 +171,8 @@ def test_commands_round_trip_over_the_control_socket(tmp_path: Path) -> None:
         assert "broker    sim connected" in human.stdout
         assert "finals within 6 s (planned)" in human.stdout
         assert "command   warmup" in human.stdout
-        assert re.search(r"EURUSD +[a-z_]+ +last final 1m", human.stdout), human.stdout
+        assert re.search(r"EURUSD +[a-z_]+ +1m final closed ", human.stdout), human.stdout
+        assert re.search(r"finals    newest 1m final closed \d+ s ago", human.stdout)
         assert "symbols   3: " in human.stdout
         assert "repair    every 300 s over 24 h; no run yet" in human.stdout
         # The connector's own console shows the running command's progress (JSON lines here).

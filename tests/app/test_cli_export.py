@@ -15,6 +15,7 @@ import pytest
 
 from fxconnector.app.main import main
 from fxconnector.client.frames import BAR_SCHEMA
+from fxconnector.core.time_geom import iso_utc
 
 DAY_FROM = "2019-02-04T00:00:00Z"
 DAY_TO = "2019-02-05T00:00:00Z"
@@ -153,6 +154,45 @@ def test_an_empty_range_still_writes_a_readable_file(
     assert code == 0, err
     assert "rows=0" in err
     assert pd.read_parquet(out).empty
+    # Never silently: the warning names the range asked and the one the store holds.
+    code, bars_out, _ = cli(
+        capsys, "bars", "--symbol", "EURUSD", "--tf", "1m", "--store", str(store)
+    )
+    opens = [json.loads(line)["open_ms"] for line in bars_out.splitlines()]
+    assert code == 0
+    assert opens
+    first, last = (iso_utc(opens[0]), iso_utc(opens[-1]))
+    assert (
+        "fxconnector export: warning: no EURUSD 1m bars in [2030-01-01T00:00:00Z, end); the "
+        f"store holds EURUSD 1m bars opening from {first} to {last}\n"
+    ) in err
+
+
+def test_a_series_the_store_lacks_is_named_in_the_warning(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "none.csv"
+    code, _, err = cli(
+        capsys, "export", "--symbol", "GBPUSD", "--tf", "1h", "--to", "2019-02-05",
+        "--format", "csv", "--store", str(store), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert (
+        "warning: no GBPUSD 1h bars in [start, 2019-02-05T00:00:00Z); the store holds no "
+        "GBPUSD 1h bars\n"
+    ) in err
+
+
+def test_a_range_with_bars_gives_no_warning(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(
+        capsys, "export", "--symbol", "EURUSD", "--tf", "1h", "--from", DAY_FROM, "--to", DAY_TO,
+        "--format", "jsonl", "--store", str(store), "--out", str(tmp_path / "day.jsonl"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "rows=24 " in err
+    assert "warning" not in err
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from fxconnector.app.main import main
 from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.time_geom import Timeframe
 from fxconnector.core.validation.validator import validate_hint
+from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from fxconnector.smc import CSV_HEADER, SmcEngine, encode_hint
 
@@ -145,3 +146,20 @@ def test_a_missing_store_is_a_clear_error(
     )
     assert code == 2
     assert "is not a store folder" in err
+
+
+def test_a_store_a_running_connector_holds_points_at_api_smc(
+    capsys: pytest.CaptureFixture[str], day_store: Path
+) -> None:
+    holder = WriterLock(day_store)
+    holder.acquire()  # what a running connector holds
+    try:
+        code, out, err = cli(
+            capsys, "smc", "--symbol", "EURUSD", "--tf", "15m", "--store", str(day_store)
+        )
+    finally:
+        holder.release()
+    assert (code, out) == (2, "")
+    assert "is in use" in err
+    assert "use its API instead (HTTP /api/smc?symbol=EURUSD&tf=15m for its live hints)" in err
+    assert err.count("\n") == 1

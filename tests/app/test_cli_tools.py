@@ -132,8 +132,9 @@ def test_missing_minutes_alone_exit_0(workdir: Path, capsys: pytest.CaptureFixtu
     code, out, _ = cli(capsys, *AUDIT, "--workdir", str(workdir), "--symbol", "USDJPY")
     assert code == 0
     assert "2013-01-01  USDJPY" in out
+    # From its first final (22:00, 34 finals) to the day's end; before it nothing was asked.
     assert out.splitlines()[-1] == (
-        "result: ok: every invariant holds; missing minutes: 1406 "
+        "result: ok: every invariant holds; missing minutes: 86 "
         "(reported, not an invariant failure)"
     )
     code, out, _ = cli(capsys, "audit", "--help")
@@ -191,7 +192,8 @@ def test_a_held_lock_says_the_connector_is_running(
         code, out, err = cli(capsys, *AUDIT, "--store", str(store))
         assert (code, out) == (2, "")
         assert "held by pid" in err
-        assert "A running connector holds it; stop the connector first" in err
+        assert "A running connector holds it; use its API instead (HTTP /api/bars" in err
+        assert "or stop the connector first" in err
         code, out, err = cli(
             capsys, "migrate", "--store", str(store), "--to", str(tmp_path / "sq"),
             "--from-kind", "jsonl", "--to-kind", "sqlite",

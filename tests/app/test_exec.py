@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import socket
 import stat
 import subprocess
@@ -22,7 +23,14 @@ import redis
 
 from fxconnector.app.main import main
 from fxconnector.client.execution import ExecClient, submit_intent
-from fxconnector.core.model.exec_event import ExecEvent, OrderEvent, OrderState, PositionEvent
+from fxconnector.core.model.exec_event import (
+    ExecEvent,
+    OrderEvent,
+    OrderState,
+    PositionEvent,
+    RiskEvent,
+)
+from fxconnector.core.time_geom import iso_utc
 from fxconnector.core.utils.frames import encode_frame
 from fxconnector.execution.paper import PaperRecord, Placed
 from tests.app.connector import Connector
@@ -67,6 +75,17 @@ def paper_books(workdir: Path) -> list[PaperRecord]:
     return [record for line in path.read_bytes().splitlines() for record in decoder.decode(line)]
 
 
+def published(client: redis.Redis, key: str, field: str) -> bytes:
+    """The hash field once the exec process has published it (it does so every period)."""
+    for _ in range(200):
+        value = client.hget(key, field)
+        if value:
+            assert isinstance(value, bytes)
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{key} {field} was never published")
+
+
 def test_submit_fills_on_paper_and_a_repeat_is_the_same_order(
     exec_run: ExecRun, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -90,23 +109,15 @@ def test_submit_fills_on_paper_and_a_repeat_is_the_same_order(
     code, out, err = cli(capsys, "order", "status", "t-1", "--socket", str(exec_run.socket_path))
     assert (code, err) == (0, "")
     assert msgspec.json.decode(out)["order"]["state"] == "FILLED"
-    # Published: the order and the position (read back validated by the API tests).
+    # Published on the exec process's next period: the order and the position (read back
+    # validated by the API tests).
     client = redis_server.client()
-    _published(client, "t-1")  # the process publishes each tick_interval_ms, not at once
-    stored = msgspec.json.decode(client.hget(KEYS.exec_orders, "t-1") or b"", type=OrderEvent)
+    stored = msgspec.json.decode(published(client, KEYS.exec_orders, "t-1"), type=OrderEvent)
     assert stored.state is OrderState.FILLED
     position = msgspec.json.decode(
-        client.hget(KEYS.exec_positions, "alice:EURUSD") or b"", type=PositionEvent
+        published(client, KEYS.exec_positions, "alice:EURUSD"), type=PositionEvent
     )
     assert position.units == 1000
-
-
-def _published(client: redis.Redis, intent_id: str) -> None:
-    """Until the order's latest event is in `NS:exec:orders` (bounded)."""
-    deadline = time.monotonic() + 20
-    while not client.hexists(KEYS.exec_orders, intent_id):
-        assert time.monotonic() < deadline, f"order {intent_id} never published"
-        time.sleep(0.02)
 
 
 def test_the_socket_is_owner_only(exec_run: ExecRun) -> None:
@@ -142,6 +153,34 @@ def test_halt_denies_with_its_reason_and_resume_allows(
     code, out, _ = cli(capsys, "order", "submit", "--file", str(intent_file), "--socket", sock)
     assert code == 0
     assert msgspec.json.decode(out)["order"]["state"] == "FILLED"
+
+
+def test_submit_stamps_a_missing_ts_and_denies_an_old_one(
+    exec_run: ExecRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sock = str(exec_run.socket_path)
+    fresh = {k: v for k, v in intent("ts-1").items() if k != "ts"}
+    before = time.time_ns() // 1_000_000
+    code, out, err = cli(
+        capsys, "order", "submit", "--json", msgspec.json.encode(fresh).decode(), "--socket", sock
+    )
+    after = time.time_ns() // 1_000_000
+    assert (code, err) == (0, "")
+    assert msgspec.json.decode(out)["order"]["state"] == "FILLED"
+    (risk,) = [e for e in journal(exec_run.workdir) if isinstance(e, RiskEvent)]
+    assert before <= risk.intent.ts <= after
+    # An hour-old decision (past the 60 s default) is denied, journaled, never an order.
+    old = intent("ts-2") | {"ts": before - 3_600_000}
+    code, out, err = cli(
+        capsys, "order", "submit", "--json", msgspec.json.encode(old).decode(), "--socket", sock
+    )
+    assert code == 3
+    answer = msgspec.json.decode(out)
+    assert (answer["decision"], answer["reason"], answer["order"]) == ("deny", "stale_intent", None)
+    assert err.startswith(
+        "fxconnector order submit: denied: stale_intent (the intent's ts "
+        f"{iso_utc(before - 3_600_000)} is "
+    )
 
 
 @pytest.mark.parametrize(
@@ -312,7 +351,6 @@ def test_make_run_demo_places_a_paper_order_in_one_command(tmp_path: Path) -> No
                     "side": "buy",
                     "units": 1000,
                     "type": "market",
-                    "ts": 1767225600000,
                 }
             ).decode()
             done = subprocess.run(
@@ -351,6 +389,25 @@ def test_make_run_demo_places_a_paper_order_in_one_command(tmp_path: Path) -> No
             ]
             positions = http.get("/api/positions", params={"trader": "demo"}).json()["positions"]
             assert [(p["symbol"], p["units"]) for p in positions] == [("EURUSD", 1000)]
+            # The exec process's live status: served, and a line of `fxconnector status`.
+            process = http.get("/api/exec").json()["process"]
+            assert process is not None
+            assert (process["gateway"], process["trading_state"]) == ("paper", "ACTIVE")
+            assert (process["open_orders"], process["open_positions"]) == (0, 1)
+        human = subprocess.run(
+            [*FXCONNECTOR, "status", "--http", f"127.0.0.1:{connector.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert human.returncode == 0, human.stderr
+        assert re.search(
+            r"^exec      paper pid \d+, trading ACTIVE; open orders 0, open positions 1, "
+            r"journal seq \d+ \(as of \d+ s ago\)$",
+            human.stdout,
+            re.MULTILINE,
+        ), human.stdout
         assert connector.stop() == 0
         assert not (tmp_path / "var" / "exec.sock").exists()  # the child stopped cleanly too
     finally:

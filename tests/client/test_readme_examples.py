@@ -66,6 +66,10 @@ def run_example(block: str, connector: Connector) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # A new user reads no traceback: breaking out of a stream closes it cleanly (an unclosed
+    # stream printed "an error occurred during closing of asynchronous generator").
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "Error" not in done.stderr, done.stderr[-3000:]
     return done.stdout
 
 

@@ -249,3 +249,15 @@ def test_after_a_resume_a_new_doubt_still_halts(core: ExecCore) -> None:
     out = core.tick(OPEN_MS + 30_001 + SETTINGS.ack_timeout_ms + SETTINGS.unknown_halt_ms)
     halts = [e for e in out.events if isinstance(e, TradingStateEvent)]
     assert [h.reason.split()[1] for h in halts] == ["later"]
+
+
+def test_position_events_carry_money_without_float_noise(core: ExecCore) -> None:
+    core.submit(intent("b", units=1_000), OPEN_MS)
+    core.on_gateway_event(OrderFilled("b", OPEN_MS, "F1", 1_000, 1.1), OPEN_MS)
+    core.submit(intent("s", units=1_000, side=Side.SELL), OPEN_MS)
+    out = core.on_gateway_event(OrderFilled("s", OPEN_MS, "F2", 1_000, 1.1003), OPEN_MS)
+    (position,) = [e for e in out.events if type(e).__name__ == "PositionEvent"]
+    body = msgspec.json.decode(msgspec.json.encode(position))
+    # In floats 1000 * (1.1003 - 1.1) is 0.30000000000000115.
+    assert (body["realised_pnl"], body["day_realised_pnl"]) == (0.3, 0.3)
+    assert b'"realised_pnl":0.3,' in msgspec.json.encode(position)

@@ -24,6 +24,8 @@ SUBMIT = st.tuples(
     st.one_of(st.integers(1, 1_000), st.integers(4_000, 12_000)),
     st.sampled_from([OrderType.MARKET, OrderType.LIMIT]),
     st.floats(0.9, 1.6),
+    # How old the intent's ts is: mostly fresh, sometimes past the 60 s bound.
+    st.one_of(st.just(0), st.integers(0, 120_000)),
 )
 FILL = st.tuples(st.just("fill"), st.integers(0, 50), st.floats(0.05, 1.0), st.floats(1.0, 1.2))
 OTHER = st.tuples(st.sampled_from(["cancel", "ack", "cancelled"]), st.integers(0, 50))
@@ -59,12 +61,13 @@ def run(
         kind = step[0]
         working = sorted(core.open_orders(), key=lambda o: o.intent_id)
         if kind == "submit":
-            _, trader, side, units, type_, price = step
+            _, trader, side, units, type_, price, age = step
             assert isinstance(trader, str)
             assert isinstance(side, Side)
             assert isinstance(units, int)
             assert isinstance(type_, OrderType)
             assert isinstance(price, float)
+            assert isinstance(age, int)
             candidate = intent(
                 f"i{n}",
                 trader=trader,
@@ -72,7 +75,7 @@ def run(
                 units=units,
                 type=type_,
                 price=price if type_ is OrderType.LIMIT else None,
-                ts=now,
+                ts=now - age,
             )
             exposure = core.exposure(trader, "EURUSD")
             day_pnl = core.day_realised_pnl(trader, "EURUSD", now)
@@ -83,6 +86,7 @@ def run(
                 assert limits is not None
                 allowed[trader].append(now)
                 assert units <= limits.max_units_per_order
+                assert age <= LIMITS.max_intent_age_ms
                 after = exposure.worst(side, units)
                 grows = abs(after) > abs(exposure.worst(side))
                 reduces = exposure.reduces(side, units)

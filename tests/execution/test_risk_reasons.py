@@ -37,6 +37,11 @@ def invalid_intent(core: ExecCore) -> tuple[object, int]:
     return intent(type=OrderType.LIMIT, price=None), OPEN_MS
 
 
+def stale_intent(core: ExecCore) -> tuple[object, int]:
+    # One ms past the 60 s default: a queued or replayed decision made long ago.
+    return intent(ts=OPEN_MS - 60_001), OPEN_MS
+
+
 def trading_halted(core: ExecCore) -> tuple[object, int]:
     core.set_trading_state("*", TradingState.HALTED, "operator", OPEN_MS)
     return intent(), OPEN_MS
@@ -97,6 +102,7 @@ CASES: dict[RiskReason, Callable[[ExecCore], tuple[object, int]]] = {
     RiskReason.UNKNOWN_TRADER: unknown_trader,
     RiskReason.SYMBOL_NOT_ALLOWED: symbol_not_allowed,
     RiskReason.INVALID_INTENT: invalid_intent,
+    RiskReason.STALE_INTENT: stale_intent,
     RiskReason.TRADING_HALTED: trading_halted,
     RiskReason.MARKET_CLOSED: market_closed,
     RiskReason.NO_PRICE: no_price,
@@ -188,3 +194,9 @@ def test_cancel_is_accepted_while_halted(fx_ny: CalendarProfile) -> None:
     assert order is not None
     assert order.cancel_requested
     assert order.state is OrderState.SUBMITTED
+
+
+def test_an_intent_exactly_at_the_age_bound_passes(fx_ny: CalendarProfile) -> None:
+    core = make_core(fx_ny)
+    core.on_price(quote())
+    assert core.submit(intent("edge", ts=OPEN_MS - 60_000), OPEN_MS).decision.allowed

@@ -7,6 +7,8 @@ UTC timestamps, prices and volume float64); JSON lines are the canonical `ohlcv_
 events (epoch ms integers), as `fxconnector bars` prints them. A file is written beside its
 target and renamed into place at the end: an interrupted export leaves no half file. Work goes
 in batches, so memory does not grow with the range. Bad input is one line and exit code 2.
+A range with no bars still writes its (empty) file, with a warning on stderr naming the range
+asked and the range the store holds for the series (a wrong --from/--to is the usual cause).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.client.frames import BAR_SCHEMA, bars_to_arrow
 from fxconnector.core.errors import ConfigError, ContractViolation
 from fxconnector.core.model.bar import OhlcvEvent
-from fxconnector.core.time_geom import parse_timeframe
+from fxconnector.core.time_geom import Timeframe, iso_utc, parse_timeframe
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.store.factory import open_store
+from fxconnector.runtime.store.port import FinalStore
 from fxconnector.tools.options import existing_store, writer_lock
 
 FORMATS: Final = ("parquet", "csv", "jsonl")
@@ -124,6 +127,25 @@ def _sink(out: Path | None, fmt: str) -> Iterator[IO[bytes]]:
         partial.unlink(missing_ok=True)
 
 
+def empty_warning(
+    store: FinalStore, symbol: str, tf: Timeframe, from_ms: int | None, to_ms: int | None
+) -> str:
+    """The warning for an export that found no bars: the range asked and the store's range."""
+    asked = (
+        f"[{iso_utc(from_ms) if from_ms is not None else 'start'}, "
+        f"{iso_utc(to_ms) if to_ms is not None else 'end'})"
+    )
+    first = next(iter(store.bars(symbol, tf)), None)
+    last_open = store.last_open_ms(symbol, tf)
+    held = (
+        f"the store holds no {symbol} {tf.value} bars"
+        if first is None or last_open is None
+        else f"the store holds {symbol} {tf.value} bars opening from "
+        f"{iso_utc(first.open_ms)} to {iso_utc(last_open)}"
+    )
+    return f"fxconnector export: warning: no {symbol} {tf.value} bars in {asked}; {held}\n"
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     symbol = _symbol(args.symbol)
     try:
@@ -148,6 +170,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         finals = (stored.event() for stored in store.bars(symbol, tf, from_ms, to_ms))
         with _sink(args.out, args.format) as sink:
             rows = _write(args.format, sink, _batches(finals), progress)
+        if rows == 0:
+            sys.stderr.write(empty_warning(store, symbol, tf, from_ms, to_ms))
     finally:
         progress.finish()
         store.close()

@@ -7,13 +7,15 @@ broker. The answer is printed on stdout as one JSON object.
 Exit codes: 0 done (an allowed intent, an order, a switched state), 3 the intent was denied by
 risk (the answer says why), 2 bad input or a refused request (one line on stderr), 1 no exec
 process answers (or not in time: the outcome of a submit is then unknown; submitting the same
-intent again is safe).
+intent again is safe). An intent without `ts` is stamped with the time of the submit (UTC ms):
+the exec process denies an intent older than `[execution] max_intent_age_ms` (`stale_intent`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -69,7 +71,7 @@ def add_order_command(commands: argparse._SubParsersAction[Any]) -> None:
         parents=[common],
         help="submit an intent (intent_v1 JSON)",
         description="Submit one intent_v1 object. Safe to repeat: the same intent_id is "
-        "never a second order.",
+        "never a second order. Without `ts`, the intent is stamped with now (UTC ms).",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -131,8 +133,15 @@ def read_intent(args: argparse.Namespace) -> dict[str, Any]:
     return value
 
 
+def stamped(intent: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """`intent` with `ts` set to `now_ms` when it has none (a given `ts` is kept as it is)."""
+    return intent if "ts" in intent else {**intent, "ts": now_ms}
+
+
 def cmd_order(args: argparse.Namespace) -> int:
-    intent = read_intent(args) if args.action == "submit" else None
+    intent = (
+        stamped(read_intent(args), time.time_ns() // 1_000_000) if args.action == "submit" else None
+    )
     path = socket_path(args)
     try:
         with ExecClient(path, timeout_s=args.timeout) as client:

@@ -73,7 +73,8 @@ def cmd_smc(args: argparse.Namespace) -> int:
         raise ConfigError(f"--store: {args.store} is not a store folder")
     found = existing_store(args.store, args.store_kind, None)
     store = open_store(found.kind, args.store)
-    with writer_lock(args.store):
+    live = f"HTTP /api/smc?symbol={args.symbol}&tf={tf.value} for its live hints"
+    with writer_lock(args.store, instead=live):
         report = store.open()
     for line in report.corrupt_lines:  # run without them, never silently
         sys.stderr.write(f"fxconnector smc: unreadable store line skipped: {line}\n")

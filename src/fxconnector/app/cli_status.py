@@ -3,6 +3,8 @@
 The summary counts every symbol by state and names the worst; up to `DETAILED_UP_TO` symbols,
 each also gets its own line (from `/api/status?symbol=`). `--symbol S` prints one symbol's
 detail, `--processes` one line per live process of the namespace (`/api/status/processes`).
+When an execution process runs (`/api/exec`), one line says its gateway, trading state, open
+orders and positions.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if status["symbols"]["total"] <= DETAILED_UP_TO:
         served = _get(base, "/api/symbols").json()["symbols"]
         details = [_get(base, "/api/status", {"symbol": s}).json() for s in served]
-    sys.stdout.write(summary(status, now_ms, details))
+    process = _get(base, "/api/exec").json()["process"]
+    sys.stdout.write(summary(status, now_ms, details, process))
     ready = httpx.get(f"{base}/api/health/ready", timeout=5.0)
     return 0 if ready.status_code == 200 else 1
 
@@ -87,7 +90,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _ago(now_ms: int, ts_ms: int | None) -> str:
     if ts_ms is None:
         return "never"
-    seconds = (now_ms - ts_ms) / 1000
+    # A moment written after this command read the clock is "0 s ago", never "-0 s ago".
+    seconds = max(0.0, (now_ms - ts_ms) / 1000)
     return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
@@ -101,7 +105,7 @@ def symbol_line(detail: dict[str, Any], now_ms: int) -> str:
     coverage = detail["coverage"] or {}
     last_1m = detail["last_final_ms"].get("1m")
     return (
-        f"  {detail['symbol']:8} {detail['state']:8} last final 1m {_ago(now_ms, last_1m)}, "
+        f"  {detail['symbol']:8} {detail['state']:8} 1m final closed {_ago(now_ms, last_1m)}, "
         f"lag {detail['final_lag_ms'] // 1000} s; 24h coverage final "
         f"{coverage.get('final', '-')} quiet {coverage.get('quiet', '-')} "
         f"missing {coverage.get('missing', '-')}; underived {detail['underived']}\n"
@@ -125,8 +129,30 @@ def processes_lines(processes: list[dict[str, Any]], now_ms: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary(status: dict[str, Any], now_ms: int, details: Sequence[dict[str, Any]] = ()) -> str:
-    """The lines a person wants to read first."""
+def exec_line(process: dict[str, Any], now_ms: int) -> str:
+    """The execution process (exec_process_v1) on one line."""
+    own = [
+        f"{process[key]} trader{'s' if process[key] != 1 else ''} {state}"
+        for key, state in (("traders_halted", "HALTED"), ("traders_reducing", "REDUCING"))
+        if process[key]
+    ]
+    return (
+        f"exec      {process['gateway']} pid {process['pid']}, trading "
+        f"{process['trading_state']}"
+        + "".join(f", {text}" for text in own)
+        + f"; open orders {process['open_orders']}, open positions "
+        f"{process['open_positions']}, journal seq {process['journal_seq']} "
+        f"(as of {_ago(now_ms, process['ts'])})"
+    )
+
+
+def summary(
+    status: dict[str, Any],
+    now_ms: int,
+    details: Sequence[dict[str, Any]] = (),
+    process: dict[str, Any] | None = None,
+) -> str:
+    """The lines a person wants to read first; `process`: the exec process, when one runs."""
     market = status["market"]
     broker = status["broker"]
     counts = status["symbols"]
@@ -147,6 +173,7 @@ def summary(status: dict[str, Any], now_ms: int, details: Sequence[dict[str, Any
         f"{counts['with_underived']} with underived buckets",
         f"coverage  24h minutes of all symbols: final {cover['final']} quiet {cover['quiet']} "
         f"missing {cover['missing']} closed {cover['closed']}",
+        f"finals    newest 1m final closed {_ago(now_ms, counts.get('newest_final_ms'))}",
     ]
     lines.extend(symbol_line(d, now_ms).rstrip("\n") for d in details)
     if not details:
@@ -181,6 +208,8 @@ def summary(status: dict[str, Any], now_ms: int, details: Sequence[dict[str, Any
         lines.append(
             f"repair    every {repair['interval_s']} s over {repair['window_hours']} h; {done}"
         )
+    if process is not None:
+        lines.append(exec_line(process, now_ms))
     if status["degraded"]:
         lines.append("DEGRADED  " + ", ".join(status["degraded"]))
     for error in status["errors"][-5:]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from fxconnector.runtime.execution.gateways.paper import PaperGateway
 from fxconnector.runtime.execution.gateways.port import OrderGateway
 from fxconnector.runtime.execution.prices import PriceReader
 from fxconnector.runtime.execution.publisher import ExecPublisher
-from fxconnector.runtime.execution.service import ExecService
+from fxconnector.runtime.execution.service import ExecService, ProcessIdentity
 from fxconnector.runtime.publish.embedded import SOCKET_NAME as REDIS_SOCKET_NAME
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.redis_connect import connect_surface
@@ -74,6 +75,7 @@ def risk_limits(config: Config) -> RiskLimits:
             for name, trader in execution.traders.items()
         },
         max_price_age_ms=execution.max_price_age_ms,
+        max_intent_age_ms=execution.max_intent_age_ms,
     )
 
 
@@ -125,6 +127,13 @@ class ExecProcess:
             ExecPublisher(redis, keys, maxlen=execution.events_maxlen),
             PriceReader(redis, keys),
             traded_symbols(config),
+            ProcessIdentity(
+                pid=os.getpid(),
+                started_ms=self.clock.now_ms(),
+                gateway=execution.gateway,
+                # A few periods, and never under 5 s: a busy period does not blink it out.
+                ttl_ms=max(5_000, 5 * execution.tick_interval_ms),
+            ),
         )
         control = ExecControlServer(Path(execution.socket_path), service)
         started = False

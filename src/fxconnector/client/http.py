@@ -31,9 +31,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -143,7 +145,7 @@ class _Sse:
     id: str | None
 
 
-async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[_Sse]:
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncGenerator[_Sse, None]:
     """Events of an SSE body (comments and `retry:` skipped; see the HTML SSE parsing rules)."""
     event, event_id = "message", None
     data: list[str] = []
@@ -221,6 +223,8 @@ class HttpClient:
             base_url=base_url, timeout=httpx.Timeout(timeout_s, read=max(timeout_s, 30.0))
         )
         self.cursor: str | None = None
+        #: The streams `changes()` handed out and not yet finished: closed by `aclose()`.
+        self._streams: weakref.WeakSet[AsyncGenerator[Change, None]] = weakref.WeakSet()
         self._cursors: dict[Timeframe, str | None] = {}
 
     async def __aenter__(self) -> HttpClient:
@@ -230,6 +234,10 @@ class HttpClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close every stream still open (a loop over `changes()` that was left with `break`),
+        then the connections."""
+        for stream in list(self._streams):
+            await stream.aclose()
         await self._http.aclose()
 
     def window(self, tf: str | Timeframe = "1m") -> BarWindow:
@@ -273,21 +281,28 @@ class HttpClient:
         self._read_since_bootstrap = 0
         return changes
 
-    async def changes(self) -> AsyncIterator[Change]:
+    def changes(self) -> AsyncIterator[Change]:
         """Every change to the book from the stream, for ever (see the module docstring).
 
         Raises ConfigError on a refused request, SurfaceUnavailable after
-        `backoff.max_failures` failed attempts in a row.
+        `backoff.max_failures` failed attempts in a row. Leaving the loop early is fine: the
+        stream is closed when the client is (`async with HttpClient(...)`).
         """
+        stream = self._changes()
+        self._streams.add(stream)
+        return stream
+
+    async def _changes(self) -> AsyncGenerator[Change, None]:
         if self.cursor is None:
             for change in await self._retrying_bootstrap():
                 yield change
         failures = 0
         while True:
             try:
-                async for change in self._follow():
-                    failures = 0
-                    yield change
+                async with contextlib.aclosing(self._follow()) as follow:
+                    async for change in follow:
+                        failures = 0
+                        yield change
                 # The body ended: the server is shutting down, or cut us off as too slow.
             except _Resync:
                 await self._wait_if_resync_repeats()
@@ -345,36 +360,37 @@ class HttpClient:
         )
         await self._sleep(delay_s)
 
-    async def _follow(self) -> AsyncIterator[Change]:
+    async def _follow(self) -> AsyncGenerator[Change, None]:
         params = {"symbols": self.symbol, "tfs": ",".join(tf.value for tf in self.tfs)}
         headers = {"Last-Event-ID": self.cursor} if self.cursor is not None else {}
         async with self._http.stream("GET", "/api/stream", params=params, headers=headers) as sse:
             if sse.status_code >= 400:
                 await sse.aread()
                 _raise_for_status(sse)
-            async for message in _sse_events(sse.aiter_lines()):
-                if message.event == "error":
-                    self._server_error(message.data)
-                    continue
-                if message.event != "bar":
-                    continue
-                try:
-                    event = decode(message.data, OhlcvEvent)
-                except msgspec.MsgspecError as exc:
-                    raise ContractViolation(
-                        f"/api/stream sent a bar that is not one: {exc}"
-                    ) from None
-                self.stats.events_read += 1
-                self._read_since_bootstrap += 1
-                self._resyncs_in_a_row = 0
-                change = self.book.apply(event)
-                if message.id is not None:
-                    self.cursor = message.id
-                if change.changed:
-                    self.stats.applied += 1
-                    yield change
-                else:
-                    self.stats.ignored += 1
+            async with contextlib.aclosing(_sse_events(sse.aiter_lines())) as messages:
+                async for message in messages:
+                    if message.event == "error":
+                        self._server_error(message.data)
+                        continue
+                    if message.event != "bar":
+                        continue
+                    try:
+                        event = decode(message.data, OhlcvEvent)
+                    except msgspec.MsgspecError as exc:
+                        raise ContractViolation(
+                            f"/api/stream sent a bar that is not one: {exc}"
+                        ) from None
+                    self.stats.events_read += 1
+                    self._read_since_bootstrap += 1
+                    self._resyncs_in_a_row = 0
+                    change = self.book.apply(event)
+                    if message.id is not None:
+                        self.cursor = message.id
+                    if change.changed:
+                        self.stats.applied += 1
+                        yield change
+                    else:
+                        self.stats.ignored += 1
 
     def _server_error(self, data: str) -> None:
         self.stats.server_errors += 1

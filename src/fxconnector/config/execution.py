@@ -91,6 +91,8 @@ class ExecutionConfig(_Section, frozen=True):
     socket_path: str = "exec.sock"
     #: No order on a price older than this (the stale-price check).
     max_price_age_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 10_000
+    #: No order for an intent whose `ts` is older than this (the stale-intent check).
+    max_intent_age_ms: Annotated[int, msgspec.Meta(ge=1, le=86_400_000)] = 60_000
     #: How often the process reads prices, ticks the core and publishes (ms).
     tick_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
     #: A SUBMITTED order with no word from the broker for this long becomes UNKNOWN.

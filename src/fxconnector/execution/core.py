@@ -80,7 +80,7 @@ from fxconnector.execution.messages import (
     TransportFailed,
 )
 from fxconnector.execution.orders import Order
-from fxconnector.execution.positions import Position, apply_fill
+from fxconnector.execution.positions import Position, apply_fill, money
 from fxconnector.execution.risk.limits import CalendarLookup, RiskLimits, trading_day
 from fxconnector.execution.risk.validator import (
     ALLOW,
@@ -333,7 +333,9 @@ class ExecCore:
         )
         day_open = trading_day(now_ms, self.calendars.for_symbol(intent.symbol))
         day = self._book.day_pnl.get(key)
-        day_pnl = (day.pnl if day is not None and day.day_open_ms == day_open else 0.0) + realised
+        day_pnl = money(
+            (day.pnl if day is not None and day.day_open_ms == day_open else 0.0) + realised
+        )
         events.append(
             self._emit(
                 PositionEvent,

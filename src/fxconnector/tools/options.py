@@ -89,16 +89,20 @@ def require_store(path: Path, kind: str) -> None:
         raise ConfigError(f"no jsonl store at {path} (not a folder)")
 
 
+#: What a tool that reads bars can use instead of a store a running connector holds.
+API_INSTEAD = "HTTP /api/bars and /api/status to read, `fxconnector cmd` to send it commands"
+
+
 @contextmanager
-def writer_lock(path: Path) -> Iterator[None]:
-    """Turn StoreLocked into the operator's answer: a connector is running on this store."""
+def writer_lock(path: Path, instead: str = API_INSTEAD) -> Iterator[None]:
+    """Turn StoreLocked into the operator's answer: a connector is running on this store;
+    `instead` names what of its API gives the same answer."""
     try:
         yield
     except StoreLocked as exc:
         raise ConfigError(
-            f"the store {path} is in use: {exc}. A running connector holds it; stop the "
-            "connector first, or use its API instead (HTTP /api/bars and /api/status to read, "
-            "`fxconnector cmd` to send it commands)"
+            f"the store {path} is in use: {exc}. A running connector holds it; use its API "
+            f"instead ({instead}), or stop the connector first"
         ) from None
 
 

@@ -20,6 +20,7 @@ from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.command import Command
 from fxconnector.core.model.exec_event import ExecEvent
+from fxconnector.core.model.exec_process import ExecProcessStatus
 from fxconnector.core.model.intent import OrderIntent
 from fxconnector.core.model.smc import SmcHint
 from fxconnector.core.model.status import StatusV2, SymbolStatus
@@ -34,6 +35,7 @@ MODELS: dict[ContractName, Any] = {
     ContractName.COMMANDS_V1: Command,
     ContractName.INTENT_V1: OrderIntent,
     ContractName.EXEC_EVENT_V1: ExecEvent,
+    ContractName.EXEC_PROCESS_V1: ExecProcessStatus,
     ContractName.SMC_HINT_V1: SmcHint,
 }
 ANNOTATIONS = {"title", "description", "$schema", "$id", "$comment", "examples", "discriminator"}

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.contracts import ContractName, load_schema
 from fxconnector.core.model.exec_event import ALL_TRADERS, ExecEvent, TradingState
+from fxconnector.core.model.exec_process import ExecProcessStatus
 from fxconnector.core.model.intent import OrderIntent, OrderType, Side
 from fxconnector.core.model.tick import Tick
 from fxconnector.execution.core import ExecCore
@@ -27,7 +28,7 @@ from tests.redis_server import RedisServer
 from tests.runtime.publish.api_harness import T0, Stack, running_stack
 
 #: The execution routes (`exec_routes.routes`), fuzzed with the rest by test_http_api.
-EXEC_PATHS = ("/api/orders", "/api/positions", "/api/risk", "/api/fills")
+EXEC_PATHS = ("/api/orders", "/api/positions", "/api/risk", "/api/fills", "/api/exec")
 LIMITS = SymbolLimits(
     max_units_per_order=10_000, max_open_units=50_000, max_notional=1e6, max_daily_loss=1e4
 )
@@ -205,6 +206,7 @@ def test_fills_are_served_from_the_events_stream_and_polled_by_seq(
         ("/api/fills", {"limit": "5001"}, 422, "invalid_parameter"),
         ("/api/fills", {"symbol": "eur"}, 422, "invalid_parameter"),
         ("/api/fills", {"state": "FILLED"}, 400, "unknown_parameter"),
+        ("/api/exec", {"trader": "alice"}, 400, "unknown_parameter"),
     ],
 )
 def test_bad_parameters_are_json_errors(
@@ -219,3 +221,35 @@ def test_the_routes_are_read_only(http: httpx.Client) -> None:
     for path in EXEC_PATHS:
         assert http.post(path, json={}).status_code == 405
         assert http.get(path).status_code == 200  # empty surface: empty lists
+
+
+def test_the_live_exec_process_is_served_and_goes_with_its_time_to_live(
+    redis_server: RedisServer, stack: Stack, http: httpx.Client
+) -> None:
+    assert http.get("/api/exec").json() == {"process": None}  # none runs
+    status = ExecProcessStatus(
+        ts=T0, pid=4242, started_ms=T0 - 1000, gateway="paper",
+        trading_state=TradingState.REDUCING, traders_reducing=0, traders_halted=1,
+        open_orders=2, open_positions=1, journal_seq=17,
+    )  # fmt: skip
+
+    async def go(ttl_ms: int) -> None:
+        client = connect_redis(redis_server.url, Secrets())
+        try:
+            await ExecPublisher(client, stack.keys, maxlen=1000).publish_process(status, ttl_ms)
+        finally:
+            await client.aclose()
+
+    asyncio.run(go(60_000))
+    served = http.get("/api/exec").json()["process"]
+    Draft202012Validator(load_schema(ContractName.EXEC_PROCESS_V1)).validate(served)
+    assert served["gateway"] == "paper"
+    assert (served["trading_state"], served["open_orders"], served["journal_seq"]) == (
+        "REDUCING", 2, 17,
+    )  # fmt: skip
+    assert 0 < (stack.writer.client.pttl(stack.keys.exec_process) or 0) <= 60_000
+    # An invalid value is never served: null, and counted.
+    stack.writer.client.set(stack.keys.exec_process, b'{"pid":0}')
+    before = stack.deps.rejects.count
+    assert http.get("/api/exec").json() == {"process": None}
+    assert stack.deps.rejects.count == before + 1

@@ -167,7 +167,8 @@ def test_a_thousand_symbols_are_all_counted_within_the_rail(fx_ny: CalendarProfi
     assert len(data) <= HARD_LIMIT_BYTES
     Draft202012Validator(load_schema(ContractName.STATUS_V2)).validate(json.loads(data))
     symbols = json.loads(data)["symbols"]
-    assert {k: v for k, v in symbols.items() if k not in ("coverage", "worst")} == {
+    skip = ("coverage", "worst", "newest_final_ms")
+    assert {k: v for k, v in symbols.items() if k not in skip} == {
         "total": 1000,
         "current": 990,
         "lagging": 5,
@@ -205,3 +206,15 @@ def test_a_symbol_detail_is_valid_and_says_its_state(fx_ny: CalendarProfile) -> 
         states.append(detail["state"])
     assert states == ["stalled"] * 3 + ["lagging"] * 5 + ["no_final"] * 2 + ["current"] * 2
     assert SymbolFacts("X", {"1m": 1}, None, LAGGING_AFTER_MS, False).state is SymbolState.CURRENT
+
+
+def test_the_newest_final_of_any_symbol_is_reported(fx_ny: CalendarProfile) -> None:
+    builder = make_builder(fx_ny)
+    older = replace(symbol_facts("OLDER"), last_final_ms={"1m": NOW - 180_001})
+    newest = replace(symbol_facts("NEWEST"), last_final_ms={"1m": NOW - 1, "1h": NOW + 10})
+    none_yet = replace(symbol_facts("NONE"), last_final_ms={"1m": None})
+    status = json.loads(encode_bounded(builder.build(facts(each=[older, newest, none_yet]))))
+    Draft202012Validator(load_schema(ContractName.STATUS_V2)).validate(status)
+    assert status["symbols"]["newest_final_ms"] == NOW - 1  # 1m only: a 1h close is not newer
+    status = json.loads(encode_bounded(builder.build(facts(each=[none_yet]))))
+    assert status["symbols"]["newest_final_ms"] is None

@@ -199,6 +199,34 @@ def test_missing_minutes_are_counted_but_break_no_invariant(
     assert (day.final, day.quiet, day.missing, day.closed) == (10, 60, 1440 - 70, 0)
 
 
+def test_coverage_starts_at_the_stores_first_minute(
+    tmp_path: Path, always_open: CalendarProfile
+) -> None:
+    """A store whose history starts at 11:30 (the demo's three days back from a start at
+    11:30) is not missing the 690 minutes before it, with or without an earlier --from."""
+    start = JAN_1 + 690 * MINUTE_MS
+    store = JsonlStore(tmp_path / "ssot")
+    store.open()
+    store.append([make_bar(i, open_ms=start + i * MINUTE_MS) for i in range(10)])
+    store.mark_fetched("EURUSD", start, start + 20 * MINUTE_MS)
+    store.close()
+    for from_ms in (None, JAN_1 - DAY_MS, JAN_1):
+        report = scan(tmp_path / "ssot", always_open, timeframes=[], from_ms=from_ms)
+        assert report.ok
+        (day,) = report.coverage
+        assert (day.date, day.final, day.quiet, day.missing, day.closed) == (
+            "2020-01-01",
+            10,
+            10,
+            1440 - 690 - 20,  # the rest of the day after the store's last minute: missing
+            0,
+        ), from_ms
+    # A --from inside the store's range still starts where it says.
+    report = scan(tmp_path / "ssot", always_open, timeframes=[], from_ms=start + 5 * MINUTE_MS)
+    (day,) = report.coverage
+    assert (day.final, day.quiet) == (5, 10)
+
+
 # -- damage, one kind at a time ---------------------------------------------------------------
 
 

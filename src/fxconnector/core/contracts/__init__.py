@@ -22,6 +22,7 @@ class ContractName(StrEnum):
     COMMANDS_V1 = "commands_v1"
     INTENT_V1 = "intent_v1"
     EXEC_EVENT_V1 = "exec_event_v1"
+    EXEC_PROCESS_V1 = "exec_process_v1"
     SMC_HINT_V1 = "smc_hint_v1"
 
 

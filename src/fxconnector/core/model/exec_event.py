@@ -90,6 +90,7 @@ class RiskReason(StrEnum):
     UNKNOWN_TRADER = "unknown_trader"
     SYMBOL_NOT_ALLOWED = "symbol_not_allowed"
     INVALID_INTENT = "invalid_intent"
+    STALE_INTENT = "stale_intent"
     INTENT_ID_CONFLICT = "intent_id_conflict"
     TRADING_HALTED = "trading_halted"
     REDUCING_ONLY = "reducing_only"

@@ -143,6 +143,9 @@ class SymbolsStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: The unhealthy symbols, worst first (stalled, no final, lagging; then most lag, most
     #: missing minutes, most underived, name), at most 10; empty when every symbol is healthy.
     worst: Annotated[list[WorstSymbol], msgspec.Meta(max_length=10)]
+    #: close_ms of the newest final 1m of any symbol (None: none yet): "closed N s ago" is
+    #: `ts` (or now) minus it.
+    newest_final_ms: OptionalMs = None
 
 
 class PreviewStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

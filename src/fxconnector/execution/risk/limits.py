@@ -59,16 +59,18 @@ class TraderLimits:
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    """Every trader's limits (an unknown trader is denied) and the price-age bound."""
+    """Every trader's limits (an unknown trader is denied), the price-age bound and the
+    intent-age bound (an intent whose `ts` is older than it is denied: a queued or replayed
+    intent must not trade on a decision made long ago)."""
 
     traders: Mapping[str, TraderLimits]
     max_price_age_ms: int = 5_000
+    max_intent_age_ms: int = 60_000
 
     def __post_init__(self) -> None:
-        if self.max_price_age_ms < 1:
-            raise ContractViolation(
-                f"max_price_age_ms must be positive, got {self.max_price_age_ms}"
-            )
+        for name in ("max_price_age_ms", "max_intent_age_ms"):
+            if getattr(self, name) < 1:
+                raise ContractViolation(f"{name} must be positive, got {getattr(self, name)}")
         object.__setattr__(self, "traders", MappingProxyType(dict(self.traders)))
 
     def for_symbol(self, trader: str, symbol: str) -> SymbolLimits | None:

@@ -18,6 +18,7 @@ from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.model.exec_event import RiskReason, TradingState
 from fxconnector.core.model.intent import OrderIntent, OrderType, Side
 from fxconnector.core.model.tick import Tick
+from fxconnector.core.time_geom import iso_utc
 from fxconnector.core.validation.intent import intent_problems
 from fxconnector.execution.risk.limits import RiskLimits
 
@@ -108,6 +109,13 @@ def check_intent(
     problems = intent_problems(intent)
     if problems:
         return Deny(RiskReason.INVALID_INTENT, "; ".join(p.message for p in problems))
+    intent_age_ms = now_ms - intent.ts
+    if intent_age_ms > limits.max_intent_age_ms:
+        return Deny(
+            RiskReason.STALE_INTENT,
+            f"the intent's ts {iso_utc(intent.ts)} is {intent_age_ms} ms old (bound "
+            f"{limits.max_intent_age_ms} ms): send it again with a current ts, or without one",
+        )
     if view.state is TradingState.HALTED:
         return Deny(RiskReason.TRADING_HALTED, "trading is halted: only cancels are accepted")
     if not calendar.is_open(now_ms):

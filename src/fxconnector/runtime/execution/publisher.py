@@ -10,6 +10,8 @@ Rules:
   state of the hashes (a restarted, empty Redis is rebuilt from the journal).
 - No retries inside a call: `publish()` raises SurfaceUnavailable and marks a resync; the
   caller calls it again on its next period (the events wait in memory, the journal has them).
+- The live process status (`exec_process_v1`) is written every period with a time to live of a
+  few periods: it disappears when the process stops or dies.
 
 This module must not know the order state machine, the risk rules or the socket.
 """
@@ -28,6 +30,7 @@ from fxconnector.core.model.exec_event import (
     PositionEvent,
     TradingStateEvent,
 )
+from fxconnector.core.model.exec_process import ExecProcessStatus
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish.exec_routes import position_key
 from fxconnector.runtime.publish.keys import STREAM_FIELD, SurfaceKeys
@@ -75,6 +78,14 @@ class ExecPublisher:
             self._resync = True
             self.errors += 1
             raise SurfaceUnavailable(f"publishing exec events: {type(exc).__name__}") from exc
+
+    async def publish_process(self, status: ExecProcessStatus, ttl_ms: int) -> None:
+        """Write the live process status under `exec_process`, expiring after `ttl_ms`."""
+        try:
+            await self._redis.set(self._keys.exec_process, encode(status), px=ttl_ms)
+        except (RedisError, OSError) as exc:
+            self.errors += 1
+            raise SurfaceUnavailable(f"publishing the exec status: {type(exc).__name__}") from exc
 
     async def _write(self) -> int:
         keys = self._keys

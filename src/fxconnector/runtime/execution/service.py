@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,6 +49,7 @@ from fxconnector.core.model.exec_event import (
     TradingState,
     TradingStateEvent,
 )
+from fxconnector.core.model.exec_process import ExecProcessStatus, Gateway
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.validation.intent import validate_intent
 from fxconnector.execution.core import ExecCore
@@ -66,6 +68,17 @@ _STATES = {
     "reduce": TradingState.REDUCING,
     "resume": TradingState.ACTIVE,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIdentity:
+    """Who the exec process is, for its live status (`exec_process_v1`): written every period
+    with a time to live of `ttl_ms`."""
+
+    pid: int
+    started_ms: int
+    gateway: Gateway
+    ttl_ms: int
 
 
 class ObservedJournal(Journal[ExecEvent]):
@@ -95,8 +108,11 @@ class ExecService:
         publisher: ExecPublisher,
         prices: PriceReader,
         symbols: Sequence[str],
+        identity: ProcessIdentity | None = None,
     ) -> None:
         self.publisher = publisher
+        self._identity = identity
+        self._clock = clock
         self.journal = ObservedJournal(journal_dir, self.record)
         self.engine = ExecEngine(core, self.journal, gateway, clock, on_events=self.record)
         self._prices = prices
@@ -212,6 +228,27 @@ class ExecService:
         # The publisher resyncs on its next call; the journal holds everything.
         with contextlib.suppress(TransientIOError):
             await self.publisher.publish()
+        if self._identity is not None:
+            with contextlib.suppress(TransientIOError):
+                status = self.process_status(self._identity, self._clock.now_ms())
+                await self.publisher.publish_process(status, self._identity.ttl_ms)
+
+    def process_status(self, identity: ProcessIdentity, now_ms: int) -> ExecProcessStatus:
+        """The live status of this process at `now_ms`, from the core's state."""
+        core = self.engine.core
+        own = [state for scope, (state, _, _) in core.trading_states().items() if scope != "*"]
+        return ExecProcessStatus(
+            ts=now_ms,
+            pid=identity.pid,
+            started_ms=identity.started_ms,
+            gateway=identity.gateway,
+            trading_state=core.trading_state(ALL_TRADERS),
+            traders_reducing=own.count(TradingState.REDUCING),
+            traders_halted=own.count(TradingState.HALTED),
+            open_orders=len(core.open_orders()),
+            open_positions=sum(1 for p in core.positions().values() if p.units),
+            journal_seq=core.seq,
+        )
 
 
 def _raise_failed_engine_task() -> None:

@@ -1,5 +1,6 @@
 """Read-only HTTP routes of the execution layer: `/api/orders`, `/api/positions`, `/api/risk`,
-`/api/fills`.
+`/api/fills`, and
+`/api/exec` (the live exec process's `exec_process_v1`, or null when none runs).
 
 Rules:
 - Read-only like the rest of the API: every value comes from the keys `fxconnector exec`
@@ -41,6 +42,7 @@ from fxconnector.core.model.exec_event import (
     PositionEvent,
     TradingStateEvent,
 )
+from fxconnector.core.model.exec_process import ExecProcessStatus
 from fxconnector.core.model.intent import ID_PATTERN
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish import http_common as params
@@ -55,6 +57,7 @@ RouteSpec = tuple[str, Endpoint, str, str, dict[str, Any]]
 DEFAULT_ORDERS: Final = 200
 MAX_ORDERS: Final = 5000
 _DECODER: Final = msgspec.json.Decoder(ExecEvent)
+_PROCESS_DECODER: Final = msgspec.json.Decoder(ExecProcessStatus)
 _ORDER_PARAMS: Final = ("trader", "symbol", "state", "limit")
 DEFAULT_FILLS: Final = 500
 MAX_FILLS: Final = 5000
@@ -204,6 +207,17 @@ def routes(deps: ApiDeps) -> list[RouteSpec]:
         states.sort(key=lambda s: s.scope)
         return Response(encode({"trading_states": states}), media_type=JSON)
 
+    async def get_exec(request: Request) -> Response:
+        params.check_names(request.query_params, ())
+        raw = await deps.reader.value(keys.exec_process)
+        process = None
+        if raw is not None:
+            try:
+                process = _PROCESS_DECODER.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                deps.rejects.add("exec_process", keys.exec_process, str(exc))
+        return Response(encode({"process": process}), media_type=JSON)
+
     q = doc.query_parameter
     orders_doc = doc.json_doc("Orders", 400, 422, 503)
     orders_doc["parameters"] = [
@@ -266,6 +280,14 @@ def routes(deps: ApiDeps) -> list[RouteSpec]:
             "Trading states (ACTIVE, REDUCING, HALTED) per trader and for everyone (*)",
             doc.json_doc("Risk", 400, 503),
         ),
+        (
+            "/api/exec",
+            get_exec,
+            "exec",
+            "The live execution process (exec_process_v1: gateway, trading state, open orders "
+            "and positions), or null when none runs",
+            doc.json_doc("Exec", 400, 503),
+        ),
     ]
 
 
@@ -280,4 +302,6 @@ def components() -> dict[str, Any]:
     out["Fills"] = doc.closed_object(
         fills=events, seq={"type": "integer", "minimum": 0, "description": "Newest event read"}
     )
+    out["ExecProcess"] = doc.contract_component(ContractName.EXEC_PROCESS_V1, "ExecProcess_", out)
+    out["Exec"] = doc.closed_object(process={"anyOf": [doc.ref("ExecProcess"), {"type": "null"}]})
     return out

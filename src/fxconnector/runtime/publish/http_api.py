@@ -58,7 +58,10 @@ from fxconnector.runtime.smc.check import HintCheck
 __all__ = ["ApiDeps", "create_app"]
 
 TITLE: Final = "fxconnector"
-DESCRIPTION: Final = "Read-only market data: final OHLCV bars, live previews, status."
+DESCRIPTION: Final = (
+    "Read-only market data: final OHLCV bars, live previews, status, SMC hints; and the "
+    "execution process's orders, positions and trading states (intents go to its control socket)."
+)
 _BARS_PARAMS: Final = ("symbol", "tf", "limit", "from_ms", "to_ms", "include_preview")
 _GZIP_MIN: Final = 1024  # smaller bodies fit one packet: compressing them gains nothing
 _CODES: Final = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}

@@ -172,6 +172,11 @@ class SurfaceKeys:
         return f"{self.namespace}:exec:risk"
 
     @property
+    def exec_process(self) -> str:
+        """The live exec process's `exec_process_v1`, with a time to live of a few periods."""
+        return f"{self.namespace}:exec:process"
+
+    @property
     def exec_seq(self) -> str:
         return f"{self.namespace}:exec:seq"
 

@@ -318,6 +318,11 @@ class SurfaceReader:
             values = await self._call("GET ticks", get_all)
         return {s: _as_bytes(v) for s, v in zip(symbols, values, strict=True) if v is not None}
 
+    async def value(self, key: str) -> bytes | None:
+        """The raw value of the string `key`, or None when absent (`keys.exec_process`)."""
+        value = await self._call(f"GET {key}", lambda: self._redis.get(key))
+        return None if value is None else _as_bytes(value)
+
     async def hash_values(self, key: str) -> dict[str, bytes]:
         """field -> raw value of the hash `key` (the execution keys: `keys.exec_*`)."""
         raw: Any = await self._call(f"HGETALL {key}", lambda: self._redis.hgetall(key))

@@ -195,6 +195,7 @@ class StatusBuilder:
 def summarize_symbols(symbols: Sequence[SymbolFacts]) -> SymbolsStatus:
     """Every symbol counted by state, the coverage summed, the worst few named."""
     by_state = dict.fromkeys(SymbolState, 0)
+    closes = [close for s in symbols if (close := s.last_final_ms.get("1m")) is not None]
     final = quiet = missing = closed = 0
     for s in symbols:
         by_state[s.state] += 1
@@ -232,6 +233,7 @@ def summarize_symbols(symbols: Sequence[SymbolFacts]) -> SymbolsStatus:
             )
             for s in unhealthy[:WORST_SHOWN]
         ],
+        newest_final_ms=max(closes, default=None),
     )
 
 

@@ -185,9 +185,11 @@ def audit(
 ) -> AuditReport:
     """Audit the records with `from_ms <= open_ms < to_ms` (all when None) of `symbol` (or all).
 
-    Coverage spans `[from_ms, to_ms)`, or each symbol's stored UTC days when not given, and
-    never goes past `until_ms` (now: the future is not missing). `timeframes` are the higher
-    timeframes whose derived finals must be complete (see the module rules for the default).
+    Coverage spans `[from_ms, to_ms)` (the end of the symbol's stored UTC days when `to_ms` is
+    not given), never starts before the symbol's first stored minute (nothing was asked of the
+    broker before it) and never goes past `until_ms` (now: the future is not missing).
+    `timeframes` are the higher timeframes whose derived finals must be complete (see the module
+    rules for the default).
     `progress(done, total)` is told after each series (symbol and timeframe) read.
     """
     sink = _Sink(max_problems)
@@ -437,7 +439,11 @@ def _coverage(
     ends = [bar.close_ms + 1 for bar in latest_1m[-1:]] + [end for _, end in fetched[-1:]]
     if (from_ms is None or to_ms is None) and not starts:
         return []
-    low = from_ms - from_ms % MINUTE_MS if from_ms is not None else min(starts) // DAY_MS * DAY_MS
+    # Coverage starts at the store's first minute (its first 1m final or fetched interval):
+    # before it, nothing was ever asked of the broker, so nothing there is missing.
+    low = from_ms - from_ms % MINUTE_MS if from_ms is not None else min(starts)
+    if starts:
+        low = max(low, min(starts) - min(starts) % MINUTE_MS)
     high = _ceil(to_ms, MINUTE_MS) if to_ms is not None else _ceil(max(ends), DAY_MS)
     if until_ms is not None:
         high = min(high, until_ms - until_ms % MINUTE_MS)
