@@ -14,15 +14,19 @@ the surface's `on_published` hook (after Redis answered the pipelined script cal
   appended, one flush for all, then every final handed to the surface at once.
 
 Figures: p50 / p99 / max over every (symbol, minute) of `ROUNDS` minutes, pooled over `REPEATS`
-runs (the counts alternate between runs), and the median of the runs' p99 with its min-max. The
-breakdown line of each run splits response -> durable from the store's flush times. Run alone
-with `python -m bench.bench_final_latency`, or in `make bench` (one row per count: the ratio is
-the baseline's median p99 / the pipeline's).
+runs, and the median of the runs' p99 with its min-max. Each repeat runs every count on each
+medium, interleaved: the store on the real disk (a folder under the current directory) and on
+tmpfs (/dev/shm, when there is one), so the fsync's share shows. The breakdown line of each run
+splits response -> durable (check, append, group fsync) from durable -> acked (the publisher's
+Redis round trip) and gives the store's flush times. Run alone with
+`python -m bench.bench_final_latency`, or in `make bench` (one row per medium and count: the
+ratio is the baseline's median p99 / the pipeline's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -56,6 +60,8 @@ REPEATS: Final = 3
 CALL_S: Final = 0.001
 DELAY_MS: Final = 2_000
 TARGET_MS: Final = 5.0
+#: tmpfs for the store's second medium (the first is the real disk under the current directory).
+TMPFS: Final = Path("/dev/shm")  # noqa: S108 - a private TemporaryDirectory is made in it
 Key = tuple[str, int]
 
 
@@ -129,8 +135,10 @@ def _stats(samples_ms: Sequence[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p99, ordered[-1]
 
 
-async def _measure(count: int, root: Path, url: str) -> tuple[list[float], list[float]]:
-    """(subject, baseline) latencies in ms for `count` symbols."""
+async def _measure(
+    count: int, root: Path, url: str, medium: str = "disk"
+) -> tuple[list[float], list[float]]:
+    """(subject, baseline) latencies in ms for `count` symbols, the store under `root`."""
     subject_symbols = [f"S{i:05d}" for i in range(count)]
     baseline_symbols = [f"B{i:05d}" for i in range(count)]
     calendar = load_calendar("always_open", now_ms=T0).default
@@ -174,6 +182,7 @@ async def _measure(count: int, root: Path, url: str) -> tuple[list[float], list[
         start_ms=dict.fromkeys(subject_symbols, T0),
         safety_delay_ms=DELAY_MS,
         budget=budget,
+        settle=surface.settle,  # as composition wires it
     )
 
     async def acks(symbols: Sequence[str], minute: int) -> None:
@@ -193,6 +202,7 @@ async def _measure(count: int, root: Path, url: str) -> tuple[list[float], list[
     subject: list[float] = []
     baseline: list[float] = []
     durable: list[float] = []
+    to_ack: list[float] = []
     try:
         for round_ in range(ROUNDS + 1):  # round 0 warms up (connections, script, caches)
             minute = T0 + round_ * MINUTE_MS
@@ -206,6 +216,9 @@ async def _measure(count: int, root: Path, url: str) -> tuple[list[float], list[
                     (handed[(s, minute)] - broker.responded[(s, minute)]) * 1000
                     for s in subject_symbols
                 )
+                to_ack.extend(
+                    (acked[(s, minute)] - handed[(s, minute)]) * 1000 for s in subject_symbols
+                )
                 for symbols, out in ((subject_symbols, subject), (baseline_symbols, baseline)):
                     out.extend(
                         (acked[(s, minute)] - broker.responded[(s, minute)]) * 1000 for s in symbols
@@ -216,41 +229,49 @@ async def _measure(count: int, root: Path, url: str) -> tuple[list[float], list[
         await client.aclose()
         store.close()
     p50, p99, top = _stats(durable)
+    a50, a99, atop = _stats(to_ack)
     f50, f99, ftop = _stats(store.flushes_ms)
     print(
-        f"  {count} symbols: response -> durable p50 {p50:.2f} p99 {p99:.2f} max {top:.2f} ms; "
-        f"{len(store.flushes_ms)} store flushes p50 {f50:.2f} p99 {f99:.2f} max {ftop:.2f} ms"
+        f"  {medium} {count} symbols: response -> durable p50 {p50:.2f} p99 {p99:.2f} max "
+        f"{top:.2f}; durable -> acked p50 {a50:.2f} p99 {a99:.2f} max {atop:.2f}; "
+        f"{len(store.flushes_ms)} flushes p50 {f50:.2f} p99 {f99:.2f} max {ftop:.2f} ms"
     )
     return subject, baseline
 
 
 Runs = list[tuple[list[float], list[float]]]
+Case = tuple[str, int]  # (medium, symbol count)
 
 
-def measure(repeats: int = REPEATS) -> dict[int, Runs]:
-    """(subject, baseline) latencies per repeat, per symbol count; the counts alternate."""
-    out: dict[int, Runs] = {count: [] for count in COUNTS}
-    with (
-        tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp,
-        EmbeddedRedis(Path(tmp) / "redis") as server,
-    ):
+def measure(repeats: int = REPEATS) -> dict[Case, Runs]:
+    """(subject, baseline) latencies per repeat, per medium and symbol count, interleaved: each
+    repeat runs every count on every medium."""
+    with contextlib.ExitStack() as stack:
+        disk = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=Path.cwd())))
+        media = {"disk": disk}
+        if TMPFS.is_dir():
+            media["tmpfs"] = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=TMPFS)))
+        server = stack.enter_context(EmbeddedRedis(disk / "redis"))
+        out: dict[Case, Runs] = {(m, count): [] for m in media for count in COUNTS}
         for repeat in range(repeats):
             for count in COUNTS:
-                root = Path(tmp) / f"r{repeat}"
-                root.mkdir(exist_ok=True)
-                out[count].append(asyncio.run(_measure(count, root, server.url)))
+                for medium, tmp in media.items():
+                    root = tmp / f"r{repeat}"
+                    root.mkdir(exist_ok=True)
+                    runs = asyncio.run(_measure(count, root, server.url, medium))
+                    out[(medium, count)].append(runs)
     return out
 
 
 def run() -> list[Row]:
     rows = []
-    for count, runs in measure().items():
+    for (medium, count), runs in measure().items():
         subject_p99 = statistics.median(_stats(s)[1] for s, _ in runs)
         baseline_p99 = statistics.median(_stats(b)[1] for _, b in runs)
-        _print(count, runs)
+        _print(medium, count, runs)
         rows.append(
             Row(
-                f"final 1m history->durable+acked p99, {count} sym",
+                f"final 1m history->acked p99, {count} sym, {medium}",
                 1,
                 "finals",
                 subject_p99 / 1000,
@@ -261,18 +282,21 @@ def run() -> list[Row]:
     return rows
 
 
-def _print(count: int, runs: Runs) -> None:
+def _print(medium: str, count: int, runs: Runs) -> None:
     subject = [x for s, _ in runs for x in s]
     baseline = [x for _, b in runs for x in b]
     p50, p99, top = _stats(subject)
     b50, b99, btop = _stats(baseline)
+    p50s = sorted(_stats(s)[0] for s, _ in runs)
     p99s = sorted(_stats(s)[1] for s, _ in runs)
     b99s = sorted(_stats(b)[1] for _, b in runs)
     median = statistics.median(p99s)
     verdict = "meets" if median <= TARGET_MS else f"misses by {median - TARGET_MS:.1f} ms"
     print(
-        f"final latency {count:>4} symbols, {len(runs)} runs of {len(runs[0][0])} finals:\n"
-        f"  pipeline p50 {p50:6.2f} p99 {p99:6.2f} max {top:6.2f} ms; p99 per run median "
+        f"final latency {medium:>5} {count:>4} symbols, {len(runs)} runs of {len(runs[0][0])} "
+        f"finals:\n"
+        f"  pipeline p50 {p50:6.2f} p99 {p99:6.2f} max {top:6.2f} ms; per run: p50 median "
+        f"{statistics.median(p50s):.2f} [{p50s[0]:.2f}-{p50s[-1]:.2f}], p99 median "
         f"{median:.2f} [{p99s[0]:.2f}-{p99s[-1]:.2f}]\n"
         f"  baseline p50 {b50:6.2f} p99 {b99:6.2f} max {btop:6.2f} ms; p99 per run median "
         f"{statistics.median(b99s):.2f} [{b99s[0]:.2f}-{b99s[-1]:.2f}]\n"
@@ -282,5 +306,7 @@ def _print(count: int, runs: Runs) -> None:
 
 
 if __name__ == "__main__":
-    for count, runs in measure().items():
-        _print(count, runs)
+    for (medium, count), runs in measure(
+        int(sys.argv[1]) if len(sys.argv) > 1 else REPEATS
+    ).items():
+        _print(medium, count, runs)

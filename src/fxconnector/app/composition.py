@@ -32,7 +32,7 @@ from fxconnector.runtime.ingest.broker.port import BrokerPort
 from fxconnector.runtime.ingest.broker.sim.broker import SimBroker
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator
 from fxconnector.runtime.ingest.commands.handlers import CommandContext, RepairCaps
-from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+from fxconnector.runtime.ingest.polling.pipeline import Pipeline, Settle
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.sink import EventSink
 from fxconnector.runtime.publish.status_writer import this_process_id
@@ -73,8 +73,11 @@ class Parts:
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.counts)
 
-    def make_pipeline(self, sink: EventSink, start_ms: Mapping[str, int]) -> Pipeline:
-        """The pipeline, once the sink (the Redis surface) exists."""
+    def make_pipeline(
+        self, sink: EventSink, start_ms: Mapping[str, int], settle: Settle | None = None
+    ) -> Pipeline:
+        """The pipeline, once the sink (the Redis surface) exists; `settle` is the surface's
+        (its 1m finals reach Redis before derivation takes the event loop)."""
         broker = self.config.broker
         self.budget = HistoryBudget(
             self.clock,
@@ -103,6 +106,7 @@ class Parts:
             budget=self.budget,
             stall_after_ms=broker.finals_stall_s * 1000,
             plan=self.plan,
+            settle=settle,
         )
         return self.pipeline
 

@@ -197,7 +197,7 @@ async def run(
             on_published=lambda _event, seconds: parts.metrics.publish_latency.observe(seconds),
             on_redis_error=parts.metrics.redis_errors.inc,
         )
-        pipeline = parts.make_pipeline(surface, _start_points(parts))
+        pipeline = parts.make_pipeline(surface, _start_points(parts), surface.settle)
         plan = parts.plan
         logs.emit(
             log,

@@ -250,6 +250,16 @@ class RedisSurface:
             self._wake.set()
             await self._flushed.wait()
 
+    async def settle(self) -> None:
+        """Return once every final queued now (and any queued meanwhile) is acknowledged by
+        Redis, or at once while the surface is not OK: Redis down or rebuilding, or `run()` not
+        running. Heavy work on the event loop (derivation) awaits this first, so the 1m finals
+        handed over reach Redis before it takes the loop (issue 12); it never waits on an
+        outage (the SSOT goes on without Redis)."""
+        while self._finals and self._running and self._state is SurfaceState.OK:
+            self._wake.set()
+            await self._flushed.wait()
+
     async def _loop(self) -> None:
         needs_rebuild = True
         failures = 0
@@ -294,6 +304,7 @@ class RedisSurface:
                 "surface.degraded", extra={"fields": {"error": str(exc), "backlog": self.backlog}}
             )
         self._state = SurfaceState.DEGRADED
+        self._pulse_flushed()  # a settle() or drain() waiting on this cycle learns it failed
 
     def _backoff_ms(self, failures: int) -> int:
         delay_s = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 16))

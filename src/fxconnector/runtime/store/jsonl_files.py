@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import resource
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,12 @@ from fxconnector.runtime.store import rules
 T = TypeVar("T")
 
 FETCHED_NAME: Final = "fetched.jsonl"
-#: Open append descriptors kept at once; a live connector writes a few files per minute.
-MAX_OPEN_FILES: Final = 64
+#: Open append descriptors kept at once, at most: a live connector writes the 1m file, the coverage
+#: file and each derived timeframe's file of every symbol, so with a few hundred symbols a small
+#: LRU closes (and first fsyncs, on the appending thread: the event loop) files it reopens a
+#: minute later. The cap is a quarter of the process's descriptor limit (open_files_cap).
+MAX_OPEN_FILES: Final = 2048
+MIN_OPEN_FILES: Final = 64
 #: Unreadable lines listed one by one per file; the rest are counted in one entry.
 MAX_REPORTED_LINES: Final = 100
 EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
@@ -97,6 +102,15 @@ class DayFiles:
                 os.close(fd)
         self._dirty.clear()
         self._dirs.clear()
+
+
+def open_files_cap() -> int:
+    """Append descriptors the store may keep: a quarter of the soft RLIMIT_NOFILE (sockets,
+    the HTTP server and SQLite need the rest), within [MIN_OPEN_FILES, MAX_OPEN_FILES]."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_OPEN_FILES
+    return max(MIN_OPEN_FILES, min(MAX_OPEN_FILES, soft // 4))
 
 
 def sync(fds: list[int], dirs: list[Path]) -> None:

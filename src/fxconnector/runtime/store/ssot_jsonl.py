@@ -13,9 +13,11 @@ Rules:
   encodes every line. A revision lands in the same file as its rev 0, after it.
 - Durability: `flush()` fsyncs every file written since the last flush and the directories that
   gained entries. There is no background thread: appends older than `fsync_interval_ms` are
-  flushed by the next `append()`/`mark_fetched()`, so the interval bounds the delay only while
-  writes keep coming. Whoever needs an acknowledgement calls `flush()`. A flush fsyncs outside
-  the store's lock (it may run in a worker thread while the loop appends) and two flushes never
+  flushed by the next `append()`/`mark_fetched()` unless a flush ran within the interval (an
+  owner that flushes itself, in a worker thread, is never overtaken by an fsync on its
+  appending thread), so the interval bounds the delay only while writes keep coming. Whoever
+  needs an acknowledgement calls `flush()`. A flush fsyncs outside the store's lock (it may
+  run in a worker thread while the loop appends) and two flushes never
   overlap, so one returns only after every append before it is on disk, including appends an
   earlier, still running flush took; the interval flush is skipped while another one runs.
 - `open()` is recovery: any file not ending in a newline loses its torn tail (reported); every
@@ -59,12 +61,12 @@ from fxconnector.runtime.store.jsonl_files import (
     FETCHED_DECODER,
     FETCHED_NAME,
     FINAL_DECODER,
-    MAX_OPEN_FILES,
     DayFiles,
     FetchedLine,
     day_of,
     decode_lines,
     good_bars,
+    open_files_cap,
     read_repaired,
     rewrite,
     sync,
@@ -100,13 +102,14 @@ class JsonlStore:
         self._lock = WriterLock(root)
         self._guard = threading.RLock()
         self._sync_lock = threading.Lock()  # held by the one flush that is fsyncing
-        self._files = DayFiles(MAX_OPEN_FILES)
+        self._files = DayFiles(open_files_cap())
         self._index: dict[tuple[str, Timeframe], SeriesIndex] = {}
         self._cache = DayCache(cache_bars)
         self._fetched: dict[str, list[rules.Interval]] = {}
         self._day_names: dict[int, str] = {}
         self._state = "unopened"
         self._unflushed_since: float | None = None
+        self._flush_seen = float("-inf")  # when a flush (of any caller) last began or ended
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -218,8 +221,10 @@ class JsonlStore:
             self._require_open()
             fds, dirs = self._files.takesync()
             self._unflushed_since = None
+            self._flush_seen = time.monotonic()
         try:
             sync(fds, dirs)
+            self._flush_seen = time.monotonic()
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the dirty pages: nothing written
             # since the last good sync can be trusted, so only a reopen (recovery) may go on.
@@ -254,8 +259,16 @@ class JsonlStore:
         now = time.monotonic()
         if self._unflushed_since is None:
             self._unflushed_since = now
-        # Bounding the delay only: when another flush is fsyncing, it is skipped (never waits).
-        if now - self._unflushed_since >= self._interval_s and self._sync_lock.acquire(False):
+        # Bounding the delay only, for writers that do not flush themselves: while an owner's
+        # flushes keep coming (one began or ended within the interval, e.g. the pipeline's
+        # per-answer group commit in a worker thread, slow on a busy disk), or one is fsyncing,
+        # it is skipped (never waits): an append never fsyncs on the caller's thread (the event
+        # loop) in the gap between two of the owner's flushes.
+        if (
+            now - self._unflushed_since >= self._interval_s
+            and now - self._flush_seen >= self._interval_s
+            and self._sync_lock.acquire(False)
+        ):
             try:
                 self._flush()
             finally:

@@ -10,17 +10,26 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from fxconnector.config.secrets import Secrets
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.history_plan import HistoryPlan, plan_history
 from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.model.status import SurfaceState
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.core.validation.ticks import TickRails
 from fxconnector.runtime.clock import ManualClock
 from fxconnector.runtime.ingest.polling.live import advance_loop
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline
+from fxconnector.runtime.publish.keys import SurfaceKeys
+from fxconnector.runtime.publish.redis_connect import connect_redis
+from fxconnector.runtime.publish.redis_surface import RedisSurface
+from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.port import AppendResult
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
+from tests.redis_server import RedisServer
 from tests.runtime.ingest.polling.test_live import T0, _bar, _until
 from tests.sinks import RecordingSink
 
@@ -267,3 +276,61 @@ def test_answers_that_arrive_during_a_flush_share_the_next_one(
 async def _store_and_commit(pipeline: Pipeline, symbol: str) -> None:
     pipeline.store_finals(symbol, [_bar(symbol, T0)])
     await pipeline.publish_durable((), True)
+
+
+@pytest.mark.redis
+def test_the_last_symbols_final_reaches_redis_before_derivation_takes_the_loop(
+    tmp_path: Path, always_open: CalendarProfile, redis_server: RedisServer
+) -> None:
+    """Finals first (issue 12): `advance` lets the surface acknowledge every 1m final of the
+    fast path before a derive slice runs, so when Redis acknowledges any symbol's 1m final no
+    derived bar of that advance is stored yet."""
+    symbols = ["EURUSD", "GBPUSD", "USDJPY"]
+    store = JsonlStore(tmp_path / "ssot")
+    store.open()
+    derived_seen_at_ack: dict[str, int] = {}
+
+    def on_published(event: OhlcvEvent, _latency_s: float) -> None:
+        if event.tf is Timeframe.M1:
+            derived = sum(len(list(store.bars(s, Timeframe.M5))) for s in symbols)
+            derived_seen_at_ack[event.symbol] = derived
+
+    async def scenario() -> None:
+        client = connect_redis(redis_server.url, Secrets())
+        surface = RedisSurface(
+            client,
+            SurfaceKeys("fxtest"),
+            TailCache(100),
+            events_retention_s=600,
+            snapshot_bars=50,
+            preview_interval_ms=60_000,
+            clock=ManualClock(T0),
+            on_published=on_published,
+        )
+        publisher = asyncio.create_task(surface.run())
+        try:
+            await _until(lambda: surface.state is SurfaceState.OK, 0.005)
+            pipeline = Pipeline(
+                history=RecordingHistory(ManualClock(T0)),
+                store=store,
+                calendars=dict.fromkeys(symbols, always_open.default),
+                timeframes=(Timeframe.M1, Timeframe.M5),
+                spec=BarSpec(),
+                rails=TickRails(frozenset(symbols)),
+                sink=surface,
+                start_ms=dict.fromkeys(symbols, T0),
+                safety_delay_ms=DELAY_MS,
+                settle=surface.settle,
+            )
+            # Five minutes ended: each symbol's five 1m finals make its first 5m bucket ready.
+            await pipeline.advance(T0 + 5 * MINUTE_MS + DELAY_MS)
+            await asyncio.wait_for(surface.drain(), 15)
+        finally:
+            await surface.stop()
+            await publisher
+            await client.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert derived_seen_at_ack == dict.fromkeys(symbols, 0)
+    assert all(len(list(store.bars(s, Timeframe.M5))) == 1 for s in symbols)  # derived after
+    store.close()

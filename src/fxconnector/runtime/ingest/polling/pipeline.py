@@ -24,6 +24,8 @@ Rules (DESIGN §5):
   runs share the next, and nothing is published before a flush that started after its append
   has ended. Derived bars follow from the final 1m (DerivedBuilder). A repeated final is a
   no-op; a different one is a revision and is republished.
+- 1m finals come before derivation: `advance` lets the sink acknowledge the finals of the
+  fast path (`settle`, when given) before a derive slice takes the event loop.
 - `advance(now)` is the one entry point for time: the live loop calls it at `next_due_ms` (the
   minute boundary plus the safety delay, or earlier for a retry or a catch-up), a replay calls
   it with tick time.
@@ -66,6 +68,9 @@ HistoryFetch = Callable[[str, int, int], Awaitable[HistoryAnswer | Sequence[Ohlc
 #: Runs blocking store work (the fsync of a flush) off the event loop: asyncio.to_thread. A test
 #: that drives fake time by loop turns runs it inline instead.
 Offload = Callable[[Callable[[], None]], Awaitable[None]]
+#: Waits until the sink has acknowledged the finals handed to it (RedisSurface.settle: Redis
+#: acked them, or it is down and nothing is waited for).
+Settle = Callable[[], Awaitable[None]]
 #: Work of one derive slice (a few ms) before the event loop gets its turn back, in minutes of
 #: 1m read (see derived_builder.BUCKET_COST_MINUTES): one 1d bucket, or two 5m buckets.
 DERIVE_SLICE_MINUTES = 250
@@ -117,8 +122,10 @@ class Pipeline:
         stall_after_ms: int = 600_000,
         offload: Offload = asyncio.to_thread,
         plan: HistoryPlan | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self._raw_history = history
+        self._settle = settle
         self._offload = offload
         self._budget = budget
         self._store = store
@@ -269,6 +276,10 @@ class Pipeline:
         self._now_ms = max(self._now_ms, now_ms)
         self.close_previews(now_ms)
         await self.fast.run(now_ms, self._commit)
+        if self._settle is not None:
+            # Derivation holds the event loop for a slice (ms): the 1m finals just handed over
+            # reach Redis first, so the publisher's round trip never queues behind it.
+            await self._settle()
         derived = self.derived.run(now_ms, max_minutes=DERIVE_SLICE_MINUTES)
         more = self.derived.more_ready
         await self.publish_durable(derived, self._flush_each_advance)
