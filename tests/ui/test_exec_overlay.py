@@ -64,8 +64,7 @@ def submit_paper_order(connector: ConnectorProcess) -> dict[str, Any]:
                 "side": "buy",
                 "units": 1000,
                 "type": "market",
-                "ts": 1767225600000,
-            }
+            }  # no ts: the CLI stamps it (an old one would be denied as stale_intent)
         ).decode()
         command = [*FXCONNECTOR, "order", "submit", "--workdir", str(connector.workdir)]
         done = subprocess.run(
@@ -79,6 +78,7 @@ def submit_paper_order(connector: ConnectorProcess) -> dict[str, Any]:
             answer: dict[str, Any] = msgspec.json.decode(done.stdout)
             return answer
         assert done.returncode in (1, 2, 3), done.stderr
+        assert "stale_intent" not in done.stdout + done.stderr
         time.sleep(0.1)
     raise AssertionError(f"no paper order placed:\n{connector.stderr()}")
 
