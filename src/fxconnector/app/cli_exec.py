@@ -2,8 +2,8 @@
 
 Rules:
 - Config as for `run` (built-in profile < `--config` < flags), the `[execution]` section
-  frozen and closed. Only the `paper` gateway runs in this version: `oanda` and `fxcm` are
-  refused at start (exit 2) with a message saying so.
+  frozen and closed. The `paper` and `fxcm` gateways run; `oanda` is refused at start
+  (exit 2) with a message saying so.
 - Start = recovery (crash-only): take the journal's writer lock (a second exec process on the
   same journal is refused, exit 2), replay the journal into the core, reconcile every
   unfinished order with the gateway, then answer intents on the control socket. The socket is
@@ -46,7 +46,7 @@ EXIT_CODES: Final = """exit codes:
      path too long), or another exec process holds the journal
 """
 #: Gateways the schema knows (DESIGN §16) and this version can run.
-RUNNABLE_GATEWAYS: Final = ("paper",)
+RUNNABLE_GATEWAYS: Final = ("paper", "fxcm")
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -85,8 +85,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     gateway = config.execution.gateway
     if gateway not in RUNNABLE_GATEWAYS:
         raise ConfigError(
-            f"execution.gateway {gateway!r} cannot run in this version: only 'paper' is "
-            "implemented (see docs/runbook_execution.md for the way to a practice account)"
+            f"execution.gateway {gateway!r} cannot run in this version: 'paper' and 'fxcm' "
+            "are implemented (see docs/runbook_execution.md for the way to a practice account)"
         )
     if not config.execution.traders:
         raise ConfigError(

@@ -33,7 +33,9 @@ from fxconnector.execution.core import ExecCore, ExecSettings
 from fxconnector.execution.risk.limits import RiskLimits, SymbolLimits, TraderLimits
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.control import ExecControlServer
+from fxconnector.runtime.execution.gateways.fxcm import FxcmGateway
 from fxconnector.runtime.execution.gateways.paper import PaperGateway
+from fxconnector.runtime.execution.gateways.port import OrderGateway
 from fxconnector.runtime.execution.prices import PriceReader
 from fxconnector.runtime.execution.publisher import ExecPublisher
 from fxconnector.runtime.execution.service import ExecService
@@ -46,6 +48,8 @@ log = logging.getLogger("fxconnector.exec")
 EMBEDDED_REDIS_DIR: Final = "redis"
 #: The paper broker's books, under the journal folder (their own journal and lock).
 PAPER_DIR: Final = "paper"
+#: The fxcm bridge's working folder (the SDK's caches), under the journal folder.
+FXCM_DIR: Final = "fxcm"
 
 
 def risk_limits(config: Config) -> RiskLimits:
@@ -93,7 +97,7 @@ class ExecProcess:
     secrets: Secrets
     clock: Clock
     calendars: CalendarProfile
-    make_gateway: Callable[[], PaperGateway]
+    make_gateway: Callable[[], OrderGateway]
 
     async def run(self, stop: asyncio.Event, announce: Callable[[str], None]) -> int:
         """Serve until `stop` is set; 0, or the failure raised once stopped."""
@@ -183,7 +187,9 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
     overrides = Path(config.calendar.overrides_path) if config.calendar.overrides_path else None
     calendars = load_calendar(config.calendar.profile, now_ms=clock.now_ms(), path=overrides)
 
-    def make_gateway() -> PaperGateway:
+    def make_gateway() -> OrderGateway:
+        if config.execution.gateway == "fxcm":
+            return fxcm_gateway(config, secrets, clock)
         gateway = PaperGateway(
             Path(config.execution.journal_dir) / PAPER_DIR,
             clock,
@@ -192,3 +198,21 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
         return gateway  # opened (its books' lock and replay) by the engine's start
 
     return ExecProcess(config, secrets, clock, calendars, make_gateway)
+
+
+def fxcm_gateway(config: Config, secrets: Secrets, clock: Clock) -> FxcmGateway:
+    """`gateway = "fxcm"`: the bridge under `[execution.fxcm] python`, the secrets' user and
+    password (ConfigError without them)."""
+    fxcm = config.execution.fxcm
+    return FxcmGateway(
+        python=fxcm.python,
+        url=fxcm.url,
+        connection=fxcm.connection,
+        user=secrets.fxcm_user,
+        password=secrets.fxcm_password,
+        clock=clock,
+        workdir=Path(config.execution.journal_dir) / FXCM_DIR,
+        pass_env=fxcm.pass_env,
+        request_timeout_s=fxcm.request_timeout_s,
+        connect_timeout_s=fxcm.connect_timeout_s,
+    )

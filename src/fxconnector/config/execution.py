@@ -2,10 +2,9 @@
 
 Rules: the same frozen, closed schema as the rest of the config (unknown keys are errors);
 numbers constrained; defaults safe for real money: no trader is known until the file names
-one (an intent of an unknown trader is denied), the gateway is `paper`. Only `paper` runs this
-round: `oanda` and `fxcm` are accepted by the schema (they are the design's) and refused by
-`fxconnector exec` with a message saying so. Paths relative to the workdir are made absolute
-by the loader.
+one (an intent of an unknown trader is denied), the gateway is `paper`. `fxcm` runs through
+the ForexConnect bridge (`[execution.fxcm]`, credentials from config/secrets.py). Paths
+relative to the workdir are made absolute by the loader.
 """
 
 from __future__ import annotations
@@ -49,6 +48,25 @@ class TraderConfig(_Section, frozen=True):
     symbols: dict[Symbol, SymbolLimitsConfig] = msgspec.field(default_factory=dict)
 
 
+class FxcmGatewayConfig(_Section, frozen=True):
+    """`gateway = "fxcm"`: the ForexConnect bridge that places the orders (its own session).
+    The user and password come from the secrets (`fxcm_user`, `fxcm_password`), never here."""
+
+    #: The Python 3.7 interpreter that has the `forexconnect` SDK.
+    python: str = "python3.7"
+    #: `Demo` for a practice account; `Real` moves real money.
+    connection: Literal["Demo", "Real"] = "Demo"
+    url: str = "http://www.fxcorporate.com/Hosts.jsp"
+    #: No answer from FXCM to an order request for this long: the order is UNKNOWN (queried,
+    #: never resent).
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    #: How long the start waits for the login and the order tables.
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+    #: Names of environment variables handed to the bridge besides PATH, HOME, locale and
+    #: TZ (e.g. HTTPS_PROXY); nothing else of ours reaches it.
+    pass_env: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
+
+
 class ExecutionConfig(_Section, frozen=True):
     """`fxconnector exec`: gateway, journal, control socket, limits."""
 
@@ -72,5 +90,6 @@ class ExecutionConfig(_Section, frozen=True):
     not_found_grace_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 30_000
     #: Events kept in `NS:exec:events` (the stream is trimmed to about this many entries).
     events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
+    fxcm: FxcmGatewayConfig = FxcmGatewayConfig()
     #: Trader name -> its symbols and limits; an intent of a trader not listed is denied.
     traders: dict[TraderName, TraderConfig] = msgspec.field(default_factory=dict)
