@@ -53,7 +53,11 @@ class StandIn:
         temporary.write_text(json.dumps(current))
         os.replace(temporary, self.control)
 
-    def gateway(self, password: str = "standin", request_timeout_s: float = 5.0) -> FxcmGateway:
+    def gateway(
+        self,
+        password: str = "standin",  # noqa: S107 (the stand-in's test password)
+        request_timeout_s: float = 5.0,
+    ) -> FxcmGateway:
         return FxcmGateway(
             python=os.environ.get("FXCM_TEST_PYTHON", "") or _python(),
             url="http://standin.invalid/Hosts.jsp",
@@ -102,7 +106,7 @@ async def _next_event(events: AsyncIterator[GatewayEvent], kind: type[T]) -> T:
 
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:
     async def loop() -> None:
-        while not await check():
+        while not await check():  # noqa: ASYNC110 (polls the broker, as the core's re-query does)
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(loop(), WAIT_S)
@@ -135,7 +139,8 @@ def test_a_market_order_fills_and_a_repeat_is_the_same_order(tmp_path: Path) -> 
         assert [f.fill_id for f in again.fills] == [fill.fill_id]
         assert again.broker_order_id == report.broker_order_id
         queried = await gateway.query("fx-1")
-        assert queried.state is ReportState.FILLED and queried.fills[0].units == 2_000
+        assert queried.state is ReportState.FILLED
+        assert queried.fills[0].units == 2_000
         assert (await gateway.query("fx-none")).state is ReportState.NOT_FOUND
 
     run(standin, scenario)
@@ -218,7 +223,8 @@ def test_a_limit_order_works_until_cancelled(tmp_path: Path) -> None:
         events = gateway.events()
         order = intent("fx-c", type=OrderType.LIMIT, price=0.5, side=Side.BUY)
         report = await gateway.submit(SubmitOrder(order))
-        assert report.state is ReportState.WORKING and report.broker_order_id
+        assert report.state is ReportState.WORKING
+        assert report.broker_order_id
         accepted = await _next_event(events, OrderAccepted)
         assert accepted.broker_order_id == report.broker_order_id
         await gateway.cancel("fx-c")
@@ -227,7 +233,8 @@ def test_a_limit_order_works_until_cancelled(tmp_path: Path) -> None:
         assert (await gateway.query("fx-c")).state is ReportState.CANCELLED
 
     run(standin, scenario)
-    assert standin.orders() == {} and standin.trades("fx-c") == []
+    assert standin.orders() == {}
+    assert standin.trades("fx-c") == []
 
 
 def test_refused_credentials_are_a_config_error_that_never_shows_the_password(
@@ -236,7 +243,7 @@ def test_refused_credentials_are_a_config_error_that_never_shows_the_password(
     standin = StandIn(tmp_path)
 
     async def main() -> None:
-        gateway = standin.gateway(password="s3cret-wrong")
+        gateway = standin.gateway(password="s3cret-wrong")  # noqa: S106 (refused on purpose)
         with pytest.raises(ConfigError) as caught:
             await gateway.start()
         assert "s3cret-wrong" not in str(caught.value)
