@@ -15,10 +15,15 @@ The books are the remote server's, so they outlive a session and the bridge proc
 `FXCM_STANDIN_BOOKS` set they are kept in that JSON file (written whole, atomically, on every
 change) and every new session loads them. Faults (see `_world.py`):
   order_reject              str: every CreateOrder fails with this text (nothing placed)
+  order_drop                every CreateOrder is lost on its way to the server: nothing is
+                            placed and no answer comes
   order_no_completion       the order is placed (tables change) but no completion ever comes
   order_fill_delay_s        a market order's trade row comes this long after the completion
   order_lose_session        int: every increase loses the session right after the next order
                             is placed, before its completion
+  order_fill_hold           a market order placed while set is held by the server (placed,
+                            no trade row); once cleared, the server executes it on the next
+                            offers update of any session, a later bridge process's too
 Entry orders (LE/SE) fill at the offers' prices as the feed crosses their rate; attached stop
 and limit rates are kept on the trade and not triggered.
 """
@@ -247,6 +252,8 @@ class Server:
         params = request.params
         command = params.get("COMMAND")
         if command == "CreateOrder":
+            if world().fault("order_drop", False):
+                return  # lost on the wire: the server never saw it
             self._create(request, params)
         elif command == "DeleteOrder":
             self._delete(request, params)
@@ -297,6 +304,9 @@ class Server:
                 "status_time": wall_ms(),
             }
             self._books.data["orders"][order_id] = order
+            held = order_type == "OM" and bool(the_world.fault("order_fill_hold", False))
+            if held:
+                self._books.data.setdefault("held", []).append(order_id)
             self._books.save()
         self._tables[self._enums.O2GTableType.ORDERS].put(order_id, dict(order))
         lost = self._lost_due()
@@ -304,7 +314,7 @@ class Server:
             self._lose()  # the client hears nothing more; the server executes the order still
         elif not the_world.fault("order_no_completion", False):
             self._complete(request.request_id, order_id)
-        if order_type == "OM":
+        if order_type == "OM" and not held:
             delay_s = float(the_world.fault("order_fill_delay_s", 0))
             if delay_s > 0:
                 timer = threading.Timer(delay_s, self._fill_market, (order_id, offer.instrument))
@@ -359,8 +369,14 @@ class Server:
         offer_ids = {row.offer_id: row.instrument for row in self._tables[self._offers_type()]}
         with self._books.lock:
             due = []
+            release = not world().fault("order_fill_hold", False)
+            held = set(self._books.data.get("held", ()))
             for order in self._books.data["orders"].values():
-                if order["type"] == "OM" or offer_ids.get(order["offer_id"]) != instrument:
+                if offer_ids.get(order["offer_id"]) != instrument:
+                    continue
+                if order["type"] == "OM":
+                    if release and order["order_id"] in held:
+                        due.append(order["order_id"])
                     continue
                 price = ask if order["buy_sell"] == "B" else bid
                 buy, limit = order["buy_sell"] == "B", order["type"] == "LE"
@@ -383,6 +399,8 @@ class Server:
             quote = (offer.bid, offer.ask)
         with self._books.lock:
             order = self._books.data["orders"].pop(order_id, None)
+            if order_id in self._books.data.get("held", ()):
+                self._books.data["held"].remove(order_id)
             if order is None:
                 return  # cancelled meanwhile
             trade_id = self._books.next_id()
