@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fxconnector.app.exec_wiring import risk_limits, surface_url, traded_symbols
+from fxconnector.app.exec_wiring import fxcm_gateway, risk_limits, surface_url, traded_symbols
 from fxconnector.config.loader import load_config
+from fxconnector.config.secrets import Secret, Secrets
 from fxconnector.core.errors import ConfigError
+from fxconnector.runtime.clock import SystemClock
 
 
 def test_the_demo_profile_names_one_paper_trader(tmp_path: Path) -> None:
@@ -81,6 +83,32 @@ def test_the_oanda_section_defaults_to_practice_hosts_and_takes_overrides(tmp_pa
     assert local.urls() == ("http://127.0.0.1:1", "https://stream-fxpractice.oanda.com")
 
 
+def test_the_fxcm_gateway_reads_its_section_and_its_credentials_only_from_the_secrets(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[execution]\ngateway = "fxcm"\n[execution.fxcm]\npython = "/opt/py37/bin/python"\n'
+        'connection = "Demo"\nrequest_timeout_s = 5.0\npass_env = ["HTTPS_PROXY"]\n'
+    )
+    config = load_config(path, cwd=tmp_path)
+    fxcm = config.execution.fxcm
+    assert (config.execution.gateway, fxcm.python, fxcm.connection) == (
+        "fxcm",
+        "/opt/py37/bin/python",
+        "Demo",
+    )
+    assert (fxcm.request_timeout_s, fxcm.pass_env) == (5.0, ["HTTPS_PROXY"])
+    with pytest.raises(ConfigError, match="needs credentials"):
+        fxcm_gateway(config, Secrets(), SystemClock())
+    gateway = fxcm_gateway(
+        config, Secrets(fxcm_user=Secret("u-1"), fxcm_password=Secret("pw-9")), SystemClock()
+    )
+    assert gateway.name == "fxcm"
+    assert "pw-9" not in repr(gateway)
+    assert "u-1" not in repr(gateway)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -90,9 +118,14 @@ def test_the_oanda_section_defaults_to_practice_hosts_and_takes_overrides(tmp_pa
         ("[execution.oanda]\naccount_id = 'my account'\n", "execution.oanda.account_id"),
         ("[execution.oanda]\nrequest_timeout_s = 0\n", "> 0"),
         ("[execution.oanda]\nheartbeat_timeout_s = 1000\n", "<= 300"),
+        ("[execution.fxcm]\nuser = 'me'\n", "unknown key 'execution.fxcm.user'"),
+        ("[execution.fxcm]\npassword = 'x'\n", "unknown key 'execution.fxcm.password'"),
+        ("[execution.fxcm]\nconnection = 'Live'\n", "execution.fxcm.connection"),
+        ("[execution.fxcm]\nrequest_timeout_s = 0\n", "> 0"),
+        ("[execution.fxcm]\npass_env = ['A B']\n", "execution.fxcm.pass_env"),
     ],
 )
-def test_bad_oanda_settings_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_gateway_settings_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):

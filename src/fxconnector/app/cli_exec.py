@@ -2,9 +2,9 @@
 
 Rules:
 - Config as for `run` (built-in profile < `--config` < flags), the `[execution]` section
-  frozen and closed. The `paper` and `oanda` gateways run (`oanda` needs
-  `[execution.oanda] account_id` and the token secret, checked before anything starts);
-  `fxcm` is refused at start (exit 2) with a message saying so.
+  frozen and closed. The `paper`, `oanda` and `fxcm` gateways run (`oanda` needs
+  `[execution.oanda] account_id` and the token secret, `fxcm` the FXCM credentials, checked
+  before anything starts).
 - Start = recovery (crash-only): take the journal's writer lock (a second exec process on the
   same journal is refused, exit 2), replay the journal into the core, reconcile every
   unfinished order with the gateway, then answer intents on the control socket. The socket is
@@ -47,7 +47,7 @@ EXIT_CODES: Final = """exit codes:
      path too long), or another exec process holds the journal
 """
 #: Gateways the schema knows (DESIGN §16) and this version can run.
-RUNNABLE_GATEWAYS: Final = ("paper", "oanda")
+RUNNABLE_GATEWAYS: Final = ("paper", "oanda", "fxcm")
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -86,8 +86,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     gateway = config.execution.gateway
     if gateway not in RUNNABLE_GATEWAYS:
         raise ConfigError(
-            f"execution.gateway {gateway!r} cannot run in this version: only 'paper' and "
-            "'oanda' are implemented (see docs/runbook_execution.md)"
+            f"execution.gateway {gateway!r} cannot run in this version: 'paper', 'oanda' and "
+            "'fxcm' are implemented (see docs/runbook_execution.md)"
         )
     if not config.execution.traders:
         raise ConfigError(

@@ -36,6 +36,7 @@ from fxconnector.execution.core import ExecCore, ExecSettings
 from fxconnector.execution.risk.limits import RiskLimits, SymbolLimits, TraderLimits
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.control import ExecControlServer
+from fxconnector.runtime.execution.gateways.fxcm import FxcmGateway
 from fxconnector.runtime.execution.gateways.oanda import OandaGateway, check_settings
 from fxconnector.runtime.execution.gateways.paper import PaperGateway
 from fxconnector.runtime.execution.gateways.port import OrderGateway
@@ -53,6 +54,8 @@ EMBEDDED_REDIS_DIR: Final = "redis"
 ALWAYS_OPEN: Final = "always_open"
 #: The paper broker's books, under the journal folder (their own journal and lock).
 PAPER_DIR: Final = "paper"
+#: The fxcm bridge's working folder (the SDK's caches), under the journal folder.
+FXCM_DIR: Final = "fxcm"
 
 
 def risk_limits(config: Config) -> RiskLimits:
@@ -134,6 +137,7 @@ class ExecProcess:
                 # A few periods, and never under 5 s: a busy period does not blink it out.
                 ttl_ms=max(5_000, 5 * execution.tick_interval_ms),
             ),
+            call_timeout_s=call_timeout_s(config),
         )
         control = ExecControlServer(Path(execution.socket_path), service)
         started = False
@@ -209,6 +213,8 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
         if config.execution.gateway == "oanda":
             # The token from the secrets (env or file), revealed only into request headers.
             return OandaGateway(config.execution.oanda, secrets.oanda_token, clock)
+        if config.execution.gateway == "fxcm":
+            return fxcm_gateway(config, secrets, clock)
         gateway = PaperGateway(
             Path(config.execution.journal_dir) / PAPER_DIR,
             clock,
@@ -217,3 +223,33 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
         return gateway  # opened (its books' lock and replay) by the engine's start
 
     return ExecProcess(config, secrets, clock, calendars, make_gateway)
+
+
+def call_timeout_s(config: Config) -> float:
+    """How long the engine lets one gateway call run before the order is UNKNOWN: never
+    shorter than the gateway's own request bound (an OANDA submit is two requests, the check
+    by client id and the post), so a configured timeout means what it says."""
+    execution = config.execution
+    if execution.gateway == "oanda":
+        return max(10.0, 2 * execution.oanda.request_timeout_s + 2.0)
+    if execution.gateway == "fxcm":
+        return max(10.0, execution.fxcm.request_timeout_s + 5.0)
+    return 10.0
+
+
+def fxcm_gateway(config: Config, secrets: Secrets, clock: Clock) -> FxcmGateway:
+    """`gateway = "fxcm"`: the bridge under `[execution.fxcm] python`, the secrets' user and
+    password (ConfigError without them)."""
+    fxcm = config.execution.fxcm
+    return FxcmGateway(
+        python=fxcm.python,
+        url=fxcm.url,
+        connection=fxcm.connection,
+        user=secrets.fxcm_user,
+        password=secrets.fxcm_password,
+        clock=clock,
+        workdir=Path(config.execution.journal_dir) / FXCM_DIR,
+        pass_env=fxcm.pass_env,
+        request_timeout_s=fxcm.request_timeout_s,
+        connect_timeout_s=fxcm.connect_timeout_s,
+    )

@@ -2,11 +2,11 @@
 
 Rules: the same frozen, closed schema as the rest of the config (unknown keys are errors);
 numbers constrained; defaults safe for real money: no trader is known until the file names
-one (an intent of an unknown trader is denied), the gateway is `paper`. `paper` and `oanda` run
-(`[execution.oanda]`: the account and the environment, practice unless `live` is written; the
-token is a secret, `FXCONNECTOR_OANDA_TOKEN`, never in this file); `fxcm` is accepted by the
-schema and refused by `fxconnector exec`. Paths relative to the workdir are made absolute by
-the loader.
+one (an intent of an unknown trader is denied), the gateway is `paper`. `paper`, `oanda` and
+`fxcm` run: `[execution.oanda]` (the account and the environment, practice unless `live` is
+written; the token is a secret, `FXCONNECTOR_OANDA_TOKEN`, never in this file) and
+`[execution.fxcm]` (the ForexConnect bridge; credentials from config/secrets.py). Paths relative
+to the workdir are made absolute by the loader.
 """
 
 from __future__ import annotations
@@ -81,6 +81,25 @@ class OandaExecConfig(_Section, frozen=True):
         return (self.rest_url or rest).rstrip("/"), (self.stream_url or stream).rstrip("/")
 
 
+class FxcmGatewayConfig(_Section, frozen=True):
+    """`gateway = "fxcm"`: the ForexConnect bridge that places the orders (its own session).
+    The user and password come from the secrets (`fxcm_user`, `fxcm_password`), never here."""
+
+    #: The Python 3.7 interpreter that has the `forexconnect` SDK.
+    python: str = "python3.7"
+    #: `Demo` for a practice account; `Real` moves real money.
+    connection: Literal["Demo", "Real"] = "Demo"
+    url: str = "http://www.fxcorporate.com/Hosts.jsp"
+    #: No answer from FXCM to an order request for this long: the order is UNKNOWN (queried,
+    #: never resent).
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    #: How long the start waits for the login and the order tables.
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+    #: Names of environment variables handed to the bridge besides PATH, HOME, locale and
+    #: TZ (e.g. HTTPS_PROXY); nothing else of ours reaches it.
+    pass_env: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
+
+
 class ExecutionConfig(_Section, frozen=True):
     """`fxconnector exec`: gateway, journal, control socket, limits."""
 
@@ -108,5 +127,7 @@ class ExecutionConfig(_Section, frozen=True):
     events_maxlen: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
     #: The OANDA account (`gateway = "oanda"` only).
     oanda: OandaExecConfig = OandaExecConfig()
+    #: The FXCM session (`gateway = "fxcm"` only).
+    fxcm: FxcmGatewayConfig = FxcmGatewayConfig()
     #: Trader name -> its symbols and limits; an intent of a trader not listed is denied.
     traders: dict[TraderName, TraderConfig] = msgspec.field(default_factory=dict)

@@ -109,12 +109,15 @@ class ExecService:
         prices: PriceReader,
         symbols: Sequence[str],
         identity: ProcessIdentity | None = None,
+        call_timeout_s: float = 10.0,
     ) -> None:
         self.publisher = publisher
         self._identity = identity
         self._clock = clock
         self.journal = ObservedJournal(journal_dir, self.record)
-        self.engine = ExecEngine(core, self.journal, gateway, clock, on_events=self.record)
+        self.engine = ExecEngine(
+            core, self.journal, gateway, clock, call_timeout_s=call_timeout_s, on_events=self.record
+        )
         self._prices = prices
         self._symbols = tuple(symbols)
         self._orders: dict[str, OrderEvent] = {}

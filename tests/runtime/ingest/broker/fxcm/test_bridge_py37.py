@@ -132,11 +132,16 @@ MESSAGES: dict[str, type[msgspec.Struct]] = {
     "session": wire.SessionMessage,
     "log": wire.LogMessage,
     "fatal": wire.FatalMessage,
+    "order_report": wire.OrderReportMessage,
+    "order_error": wire.OrderErrorMessage,
 }
 REQUESTS: dict[str, type[msgspec.Struct]] = {
     "history": wire.HistoryRequest,
     "subscribe": wire.SubscribeRequest,
     "shutdown": wire.ShutdownRequest,
+    "order_submit": wire.OrderSubmitRequest,
+    "order_cancel": wire.OrderCancelRequest,
+    "order_query": wire.OrderQueryRequest,
 }
 
 
@@ -161,6 +166,11 @@ def test_the_bridge_mirrors_the_protocol_structs() -> None:
         }
         assert bridge.REQUEST_DEFAULTS.get(tag, {}) == defaults, tag
     assert _fields(wire.WireBar) == bridge.BAR_FIELDS
+    assert _fields(wire.WireFill) == bridge.FILL_FIELDS
+    assert typing.get_args(wire.OrderSide) == bridge.ORDER_SIDES
+    assert typing.get_args(wire.OrderKind) == bridge.ORDER_KINDS
+    assert typing.get_args(wire.TimeInForceName) == bridge.TIMES_IN_FORCE
+    assert typing.get_args(wire.OrderStateName) == bridge.ORDER_STATES
     assert typing.get_args(wire.PriceName) == bridge.PRICE_SIDES
     assert typing.get_args(wire.OpenModeName) == bridge.OPEN_MODES
     assert typing.get_args(wire.LogLevel) == bridge.LOG_LEVELS
@@ -178,6 +188,14 @@ def test_bridge_messages_decode_as_the_protocol_structs() -> None:
         bridge.session_message("SESSION_LOST", "", 1709733600000),
         bridge.log_message("warning", "FXCM login failed"),
         bridge.fatal_message("bad_credentials", "FXCM refused the login"),
+        bridge.order_report_message(
+            "o1",
+            "alice-1",
+            "filled",
+            "101",
+            [bridge.fill_message("102", 1000, 1.1, "buy", 1709733600123)],
+        ),
+        bridge.order_error_message("o2", "alice-2", "not connected to FXCM", False),
     ]
     assert {sample["type"] for sample in samples} == set(MESSAGES)
     for sample in samples:
@@ -194,6 +212,21 @@ def test_protocol_requests_parse_in_the_bridge() -> None:
         ),
         wire.SubscribeRequest(symbols=["EURUSD", "XAUUSD"]),
         wire.ShutdownRequest(),
+        wire.OrderSubmitRequest(
+            id="o1",
+            custom_id="alice-1",
+            symbol="EURUSD",
+            side="buy",
+            units=1000,
+            order_type="limit",
+            rate=1.05,
+            time_in_force="GTC",
+        ),
+        wire.OrderSubmitRequest(
+            id="o2", custom_id="a:2", symbol="USDJPY", side="sell", units=5, order_type="market"
+        ),
+        wire.OrderCancelRequest(id="o3", custom_id="alice-1"),
+        wire.OrderQueryRequest(id="o4", custom_id="alice-1"),
     ]
     for request in requests:
         line = wire.encode_line(request)
@@ -221,6 +254,19 @@ def test_protocol_requests_parse_in_the_bridge() -> None:
             "price must be bid or ask",
         ),
         (b'{"type": "subscribe", "symbols": ["EUR/USD"]}', "", "symbols must be"),
+        (b'{"type": "order_query", "id": "o5", "custom_id": "a b"}', "o5", "custom_id must be"),
+        (
+            b'{"type":"order_submit","id":"o6","custom_id":"c","symbol":"EURUSD","side":"buy",'
+            b'"units":0,"order_type":"market"}',
+            "o6",
+            "units must be a positive integer",
+        ),
+        (
+            b'{"type":"order_submit","id":"o7","custom_id":"c","symbol":"EURUSD","side":"buy",'
+            b'"units":1,"order_type":"limit"}',
+            "o7",
+            "needs its rate",
+        ),
     ],
 )
 def test_the_bridge_rejects_bad_requests_naming_the_request(

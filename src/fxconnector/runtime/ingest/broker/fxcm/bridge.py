@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
     Message = dict[str, Any]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 BRIDGE_NAME = "fxconnector-fxcm-bridge"
 
 USER_ENV = "FXCONNECTOR_FXCM_USER"
@@ -84,15 +84,44 @@ MESSAGE_FIELDS = {
     "session": ("status", "detail", "ts_ms"),
     "log": ("level", "message"),
     "fatal": ("code", "message"),
+    "order_report": ("id", "custom_id", "state", "order_id", "fills", "reason"),
+    "order_error": ("id", "custom_id", "message", "sent"),
 }
+FILL_FIELDS = ("fill_id", "units", "rate", "side", "ts_ms", "exit")
 BAR_FIELDS = ("open_ms", "open", "high", "low", "close", "volume")
 REJECTED_FIELDS = ("open_ms", "reason", "detail")
 REQUEST_FIELDS = {
     "history": ("id", "symbol", "from_ms", "to_ms", "price", "open_mode"),
     "subscribe": ("symbols",),
     "shutdown": (),
+    "order_submit": (
+        "id",
+        "custom_id",
+        "symbol",
+        "side",
+        "units",
+        "order_type",
+        "rate",
+        "time_in_force",
+        "stop_rate",
+        "limit_rate",
+    ),
+    "order_cancel": ("id", "custom_id"),
+    "order_query": ("id", "custom_id"),
 }
-REQUEST_DEFAULTS = {"history": {"open_mode": "first_tick"}}
+REQUEST_DEFAULTS: dict[str, dict[str, Any]] = {
+    "history": {"open_mode": "first_tick"},
+    "order_submit": {"rate": None, "time_in_force": None, "stop_rate": None, "limit_rate": None},
+}
+ORDER_REQUESTS = ("order_submit", "order_cancel", "order_query")
+ORDER_SIDES = ("buy", "sell")
+ORDER_KINDS = ("market", "limit", "stop")
+TIMES_IN_FORCE = ("GTC", "IOC", "FOK")
+ORDER_STATES = ("not_found", "working", "filled", "cancelled", "rejected")
+#: Our order kinds as FXCM order types: true market open, limit entry, stop entry.
+FXCM_ORDER_TYPES = {"market": "OM", "limit": "LE", "stop": "SE"}
+FXCM_BUY_SELL = {"buy": "B", "sell": "S"}
+_CUSTOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 PRICE_SIDES = ("bid", "ask")
 OPEN_MODES = ("first_tick", "previous_close")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -150,10 +179,14 @@ class Fatal(Exception):
 class RequestError(ValueError):
     """A request line that breaks the protocol; names the request when it can."""
 
-    def __init__(self, message: str, request_id: str = "", symbol: str = "") -> None:
+    def __init__(
+        self, message: str, request_id: str = "", symbol: str = "", kind: str = ""
+    ) -> None:
         ValueError.__init__(self, message)
         self.request_id = request_id
         self.symbol = symbol
+        self.kind = kind
+        self.custom_id = ""
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -369,6 +402,48 @@ def fatal_message(code: str, message: str) -> Message:
     return {"type": "fatal", "code": code, "message": message}
 
 
+def order_report_message(
+    request_id: str,
+    custom_id: str,
+    state: str,
+    order_id: str = "",
+    fills: Any = None,
+    reason: str = "",
+) -> Message:
+    return {
+        "type": "order_report",
+        "id": request_id,
+        "custom_id": custom_id,
+        "state": state,
+        "order_id": order_id,
+        "fills": list(fills or []),
+        "reason": reason,
+    }
+
+
+def order_error_message(request_id: str, custom_id: str, message: str, sent: bool) -> Message:
+    return {
+        "type": "order_error",
+        "id": request_id,
+        "custom_id": custom_id,
+        "message": message,
+        "sent": sent,
+    }
+
+
+def fill_message(
+    fill_id: str, units: int, rate: float, side: str, ts_ms: int, exit_: bool = False
+) -> Message:
+    return {
+        "fill_id": fill_id,
+        "units": int(units),
+        "rate": float(rate),
+        "side": side,
+        "ts_ms": ts_ms,
+        "exit": exit_,
+    }
+
+
 def parse_request(line: bytes) -> Message:
     """One request line as a dict with every field present; RequestError when it is not one."""
     try:
@@ -396,6 +471,8 @@ def parse_request(line: bytes) -> Message:
         raise RequestError(f"missing {names} in {kind}", request_id, symbol)
     if kind == "history":
         _check_history(request, request_id, symbol)
+    elif kind in ORDER_REQUESTS:
+        _check_order(request, request_id)
     elif kind == "subscribe":
         symbols = request["symbols"]
         if not isinstance(symbols, list) or not all(
@@ -403,6 +480,45 @@ def parse_request(line: bytes) -> Message:
         ):
             raise RequestError("subscribe: symbols must be a list of symbols like EURUSD")
     return request
+
+
+def _check_order(request: Message, request_id: str) -> None:
+    kind = request["type"]
+
+    def bad(text: str) -> RequestError:
+        error = RequestError(f"{kind}: {text}", request_id, "", kind)
+        custom_id = request.get("custom_id")
+        error.custom_id = custom_id if isinstance(custom_id, str) else ""
+        return error
+
+    if not request_id:
+        raise bad("id must be a non-empty string")
+    custom_id = request["custom_id"]
+    if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+        raise bad("custom_id must be 1-64 of A-Z a-z 0-9 . _ : -")
+    if kind != "order_submit":
+        return
+    if not isinstance(request["symbol"], str) or not _SYMBOL.match(request["symbol"]):
+        raise bad("symbol must look like EURUSD")
+    if request["side"] not in ORDER_SIDES:
+        raise bad("side must be buy or sell")
+    units = request["units"]
+    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+        raise bad("units must be a positive integer")
+    if request["order_type"] not in ORDER_KINDS:
+        raise bad("order_type must be market, limit or stop")
+    if request["time_in_force"] not in (None, *TIMES_IN_FORCE):
+        raise bad("time_in_force must be GTC, IOC or FOK")
+    for name in ("rate", "stop_rate", "limit_rate"):
+        value = request[name]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(f"{name} must be a number")
+        if not (math.isfinite(value) and value > 0):
+            raise bad(f"{name} must be finite and positive")
+    if request["order_type"] != "market" and request["rate"] is None:
+        raise bad("a limit or stop order needs its rate")
 
 
 def _check_history(request: Message, request_id: str, symbol: str) -> None:
@@ -549,6 +665,7 @@ class Bridge:
         self._reconnecting = False
         self._bad_rows = 0
         self._password_expired = False  # set by the SDK thread, read after login returns
+        self._desk = OrderDesk(sdk, emitter, self.inbox) if options.orders else None
         self._status_names: dict[Any, str] = {}
         enum = sdk.fxcorepy.AO2GSessionStatus.O2GSessionStatus
         for name in SDK_STATUSES:
@@ -628,8 +745,11 @@ class Bridge:
         self._reconnecting = False
         try:
             self._subscribe()
+            if self._desk is not None:
+                self._desk.attach(fx, generation)
+                self._session("SUBSCRIBED", "ORDERS,TRADES,CLOSED_TRADES")
         except Exception as exc:
-            self._lose(f"offers subscription failed: {describe(exc)}", logout=True)
+            self._lose(f"subscription failed: {describe(exc)}", logout=True)
             return describe(exc)
         return None
 
@@ -664,6 +784,8 @@ class Bridge:
         self._retry_due = True
         self._log("warning", f"{reason}; logging in again")
         self._unsubscribe()
+        if self._desk is not None:
+            self._desk.detach(reason)
         fx, self._fx = self._fx, None
         self._discard(fx, logout)
 
@@ -677,6 +799,8 @@ class Bridge:
 
     def _close_session(self) -> None:
         self._unsubscribe()
+        if self._desk is not None:
+            self._desk.detach("the bridge is stopping")
         fx, self._fx = self._fx, None
         self._connected = False
         self._discard(fx, logout=True)
@@ -767,14 +891,30 @@ class Bridge:
         if kind == "bad_request":
             error = item[1]
             self._log("error", f"bad request: {error}")
-            if error.request_id:
+            if error.kind in ORDER_REQUESTS:
+                answer = order_error_message(error.request_id, error.custom_id, str(error), False)
+                self._emitter.send(answer)
+            elif error.request_id:
                 self._emitter.send(
                     history_error_message(error.request_id, error.symbol, str(error))
                 )
             return True
+        if kind == "order_sdk":
+            if self._desk is not None:
+                self._desk.on_sdk(item)
+            return True
         request = item[1]
         if request["type"] == "shutdown":
             return False
+        if request["type"] in ORDER_REQUESTS:
+            if self._desk is None:
+                text = "this bridge was started without --orders: it places no orders"
+                self._emitter.send(
+                    order_error_message(request["id"], request["custom_id"], text, False)
+                )
+            else:
+                self._desk.handle(request, self._connected)
+            return True
         if request["type"] == "subscribe":
             self._symbols = list(dict.fromkeys(request["symbols"]))
             if self._connected:
@@ -898,6 +1038,300 @@ class Bridge:
         self._emitter.send(log_message(level, text))
 
 
+# -- the order side ----------------------------------------------------------------------------
+
+
+class OrderDesk:
+    """The order side of the session (`--orders`): every SDK call on the owner thread.
+
+    FXCM's custom id (CUSTOM_ID; the ORDERS row's `request_txt`, the trade rows'
+    `open_order_request_txt`) is the caller's idempotency key: a submit whose custom id the
+    tables already hold, or whose CreateOrder is still in flight, sends nothing and is answered
+    with what FXCM holds. The response listener and the table listeners run on SDK threads and
+    only enqueue; requests are sent with the session's asynchronous `send_request` and answered
+    when FXCM's completion (or failure) comes. Orders FXCM deleted as rejected (`R`) or
+    cancelled (`C`), and requests it failed, are remembered for the process's life: the ORDERS
+    table forgets them.
+    """
+
+    def __init__(self, sdk: Any, emitter: Emitter, inbox: Any) -> None:
+        self._sdk = sdk
+        self._emitter = emitter
+        self._inbox = inbox
+        self._fx: Any = None
+        self._generation = 0
+        self._table_listeners: list[Any] = []
+        self._response_listener: Any = None
+        #: request id -> [kind, custom id, answer ids]
+        self._inflight: dict[str, list[Any]] = {}
+        #: custom id -> request id of its CreateOrder in flight
+        self._creating: dict[str, str] = {}
+        #: custom id -> (state, order id, reason) of orders that left the ORDERS table
+        self._ended: dict[str, tuple[str, str, str]] = {}
+
+    # -- session ---------------------------------------------------------------------------
+
+    def attach(self, fx: Any, generation: int) -> None:
+        """Subscribe the response listener and the ORDERS, TRADES, CLOSED_TRADES tables."""
+        self._fx = fx
+        self._generation = generation
+        inbox = self._inbox
+        factory = fx.session.response_reader_factory
+
+        listener_base: Any = self._sdk.fxcorepy.AO2GResponseListener
+
+        class Responses(listener_base):  # type: ignore[misc]
+            def on_request_completed(self, request_id: Any, response: Any) -> None:
+                try:
+                    order_id = str(factory.create_order_response_reader(response).order_id)
+                except Exception:
+                    order_id = ""  # a DeleteOrder's response has no order reader
+                inbox.put(("order_sdk", generation, "completed", str(request_id), order_id))
+
+            def on_request_failed(self, request_id: Any, error: Any) -> None:
+                inbox.put(("order_sdk", generation, "failed", str(request_id), str(error)))
+
+            def on_tables_updates(self, response: Any) -> None:
+                pass
+
+        self._response_listener = Responses()
+        fx.session.subscribe_response(self._response_listener)
+        common = self._sdk.Common
+        forex = self._sdk.ForexConnect
+
+        def order_changed(listener: Any, row_id: Any, row: Any) -> None:
+            self._table_event("orders", row, "")
+
+        def order_deleted(listener: Any, row_id: Any, row: Any) -> None:
+            self._table_event("orders", row, str(row.status))
+
+        def trade_added(listener: Any, row_id: Any, row: Any) -> None:
+            self._table_event("trades", row, "")
+
+        self._table_listeners = [
+            common.subscribe_table_updates(
+                fx.get_table(forex.ORDERS),
+                on_add_callback=order_changed,
+                on_change_callback=order_changed,
+                on_delete_callback=order_deleted,
+            ),
+            common.subscribe_table_updates(fx.get_table(forex.TRADES), on_add_callback=trade_added),
+            common.subscribe_table_updates(
+                fx.get_table(forex.CLOSED_TRADES), on_add_callback=trade_added
+            ),
+        ]
+
+    def _table_event(self, table: str, row: Any, deleted_status: str) -> None:
+        """A table listener (an SDK thread): the row's custom id and what happened, enqueued."""
+        try:
+            if table == "orders":
+                custom_id, order_id = str(row.request_txt or ""), str(row.order_id)
+            else:
+                custom_id, order_id = str(row.open_order_request_txt or ""), str(row.open_order_id)
+        except Exception as exc:
+            log.warning("unusable %s row: %s", table, describe(exc))
+            return
+        if custom_id:
+            item = ("order_sdk", self._generation, "table", custom_id, order_id, deleted_status)
+            self._inbox.put(item)
+
+    def detach(self, reason: str) -> None:
+        """The session is gone: every request in flight is answered `order_error` (sent)."""
+        for _kind, custom_id, answer_ids in self._inflight.values():
+            for answer_id in answer_ids:
+                text = f"FXCM session ended before FXCM answered: {reason}"
+                self._emitter.send(order_error_message(answer_id, custom_id, text, True))
+        self._inflight.clear()
+        self._creating.clear()
+        for listener in self._table_listeners:
+            try:
+                listener.unsubscribe()
+            except Exception as exc:
+                log.warning("unsubscribing a trading table failed: %s", describe(exc))
+        self._table_listeners = []
+        fx, self._fx = self._fx, None
+        if fx is not None and self._response_listener is not None:
+            try:
+                fx.session.unsubscribe_response(self._response_listener)
+            except Exception as exc:
+                log.warning("unsubscribing the response listener failed: %s", describe(exc))
+        self._response_listener = None
+
+    # -- requests (owner thread) -----------------------------------------------------------
+
+    def handle(self, request: Message, connected: bool) -> None:
+        answer_id, custom_id = request["id"], request["custom_id"]
+        if not connected or self._fx is None:
+            text = "not connected to FXCM: the session is being established again"
+            self._emitter.send(order_error_message(answer_id, custom_id, text, False))
+            return
+        try:
+            if request["type"] == "order_submit":
+                self._submit(request)
+            elif request["type"] == "order_cancel":
+                self._cancel(answer_id, custom_id)
+            else:
+                self._emitter.send(self.report(answer_id, custom_id))
+        except Exception as exc:
+            # reading a table failed: say so; a request already handed to FXCM is answered later
+            text = f"FXCM tables unreadable: {describe(exc)}"
+            self._emitter.send(order_error_message(answer_id, custom_id, text, False))
+
+    def _submit(self, request: Message) -> None:
+        answer_id, custom_id = request["id"], request["custom_id"]
+        known = self.report(answer_id, custom_id)
+        if known["state"] != "not_found":
+            self._emitter.send(known)
+            return
+        in_flight = self._creating.get(custom_id)
+        if in_flight is not None:  # never a second CreateOrder: wait for the first one's answer
+            self._inflight[in_flight][2].append(answer_id)
+            return
+        sdk, fx = self._sdk, self._fx
+        instrument = to_fxcm_instrument(request["symbol"])
+        offer = next(
+            (r for r in fx.get_table(sdk.ForexConnect.OFFERS) if r.instrument == instrument), None
+        )
+        account = next(iter(fx.get_table(sdk.ForexConnect.ACCOUNTS)), None)
+        if offer is None or account is None:
+            missing = f"{instrument} is not in the offers table" if offer is None else "no account"
+            self._emitter.send(
+                order_report_message(answer_id, custom_id, "rejected", "", [], missing)
+            )
+            return
+        params = {
+            "OFFER_ID": offer.offer_id,
+            "ACCOUNT_ID": account.account_id,
+            "BUY_SELL": FXCM_BUY_SELL[request["side"]],
+            "AMOUNT": request["units"],
+            "CUSTOM_ID": custom_id,
+        }
+        for name, param in (
+            ("rate", "RATE"),
+            ("stop_rate", "RATE_STOP"),
+            ("limit_rate", "RATE_LIMIT"),
+        ):
+            if request[name] is not None:
+                params[param] = float(request[name])
+        if request["time_in_force"] is not None:
+            params["TIME_IN_FORCE"] = request["time_in_force"]
+        try:
+            order = fx.create_order_request(FXCM_ORDER_TYPES[request["order_type"]], **params)
+        except Exception as exc:  # the request could not even be built: nothing left us
+            reason = f"FXCM refused to build the order request: {describe(exc)}"
+            self._emitter.send(
+                order_report_message(answer_id, custom_id, "rejected", "", [], reason)
+            )
+            return
+        request_id = str(order.request_id)
+        self._inflight[request_id] = ["submit", custom_id, [answer_id]]
+        self._creating[custom_id] = request_id
+        try:
+            fx.session.send_request(order)
+        except Exception as exc:
+            del self._inflight[request_id]
+            del self._creating[custom_id]
+            text = f"send_request failed: {describe(exc)}"
+            self._emitter.send(order_error_message(answer_id, custom_id, text, True))
+
+    def _cancel(self, answer_id: str, custom_id: str) -> None:
+        sdk, fx = self._sdk, self._fx
+        rows = [r for r in fx.get_table(sdk.ForexConnect.ORDERS) if r.request_txt == custom_id]
+        for row in rows:
+            params = sdk.fxcorepy.O2GRequestParamsEnum
+            delete = fx.create_request(
+                {
+                    params.COMMAND: sdk.fxcorepy.Constants.Commands.DELETE_ORDER,
+                    params.ACCOUNT_ID: row.account_id,
+                    params.ORDER_ID: row.order_id,
+                }
+            )
+            self._inflight[str(delete.request_id)] = ["cancel", custom_id, []]
+            fx.session.send_request(delete)
+        self._emitter.send(self.report(answer_id, custom_id))
+
+    # -- SDK news (owner thread) -----------------------------------------------------------
+
+    def on_sdk(self, item: tuple[Any, ...]) -> None:
+        if item[1] != self._generation or self._fx is None:
+            return  # news of a session already given up
+        what = item[2]
+        if what == "table":
+            custom_id, order_id, deleted_status = item[3], item[4], item[5]
+            if deleted_status[:1] == "R":
+                self._ended[custom_id] = (
+                    "rejected",
+                    order_id,
+                    "FXCM rejected the order (status R)",
+                )
+            elif deleted_status[:1] == "C":
+                self._ended[custom_id] = ("cancelled", order_id, "FXCM cancelled the order")
+            elif deleted_status:
+                self._ended.setdefault(custom_id, ("executed", order_id, ""))
+            news = self.report("", custom_id)
+            if news["state"] != "not_found":
+                self._emitter.send(news)
+            return
+        entry = self._inflight.pop(item[3], None)
+        if entry is None:
+            return
+        kind, custom_id, answer_ids = entry
+        if kind == "cancel":
+            if what == "failed":
+                self._emitter.send(
+                    log_message("warning", f"FXCM refused to delete {custom_id}: {item[4]}")
+                )
+            return
+        self._creating.pop(custom_id, None)
+        if what == "failed":
+            self._ended[custom_id] = ("rejected", "", item[4])
+        for answer_id in answer_ids:
+            answer = self.report(answer_id, custom_id)
+            if what == "completed" and answer["state"] == "not_found":
+                # completed before the ORDERS table showed the row: FXCM holds it
+                answer = order_report_message(answer_id, custom_id, "working", item[4])
+            self._emitter.send(answer)
+
+    def report(self, answer_id: str, custom_id: str) -> Message:
+        """What the ORDERS, TRADES and CLOSED_TRADES tables (and the remembered ends) say."""
+        sdk, fx = self._sdk, self._fx
+        forex = sdk.ForexConnect
+        orders = [r for r in fx.get_table(forex.ORDERS) if r.request_txt == custom_id]
+        fills = []
+        order_id = ""
+        for trade in fx.get_table(forex.TRADES):
+            if trade.open_order_request_txt == custom_id:
+                order_id = str(trade.open_order_id)
+                fills.append(self._fill(trade, "", trade.open_rate, trade.open_time, False))
+        for closed in fx.get_table(forex.CLOSED_TRADES):
+            if closed.open_order_request_txt == custom_id:
+                order_id = str(closed.open_order_id)
+                fills.append(self._fill(closed, "", closed.open_rate, closed.open_time, False))
+                if closed.close_order_request_txt != custom_id:
+                    fills.append(
+                        self._fill(closed, "close:", closed.close_rate, closed.close_time, True)
+                    )
+        ended = self._ended.get(custom_id)
+        if orders:
+            state, order_id, reason = "working", str(orders[0].order_id), ""
+        elif ended is not None and ended[0] in ("rejected", "cancelled"):
+            state, order_id, reason = ended[0], ended[1] or order_id, ended[2]
+        elif fills:
+            state, reason = "filled", ""
+        elif ended is not None:  # executed, its trade row not here yet
+            state, order_id, reason = "working", ended[1], ""
+        else:
+            state, reason = "not_found", ""
+        return order_report_message(answer_id, custom_id, state, order_id, fills, reason)
+
+    def _fill(self, row: Any, prefix: str, rate: Any, moment: Any, exit_: bool) -> Message:
+        side = "buy" if row.buy_sell == "B" else "sell"
+        if exit_:
+            side = "sell" if side == "buy" else "buy"
+        fill_id = prefix + str(row.trade_id)
+        return fill_message(fill_id, int(row.amount), float(rate), side, to_epoch_ms(moment), exit_)
+
+
 # -- program -----------------------------------------------------------------------------------
 
 
@@ -915,6 +1349,7 @@ def parse_arguments(argv: list[str]) -> Any:
     parser.add_argument("--near-now-s", type=float, default=600.0)
     parser.add_argument("--backoff-base-s", type=float, default=1.0)
     parser.add_argument("--backoff-cap-s", type=float, default=60.0)
+    parser.add_argument("--orders", action="store_true", help="serve order requests too")
     options = parser.parse_args(argv)
     if options.chunk_minutes < 1 or options.backoff_base_s <= 0:
         raise Fatal("config", "bad bridge arguments: chunk and backoff must be positive")

@@ -33,7 +33,7 @@ from fxconnector.core.model.status import BrokerState
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 
 PriceName = Literal["bid", "ask"]
 OpenModeName = Literal["first_tick", "previous_close"]
@@ -74,7 +74,51 @@ class ShutdownRequest(_Wire, frozen=True, tag="shutdown"):
     """Unsubscribe, log out and exit 0."""
 
 
-Request = HistoryRequest | SubscribeRequest | ShutdownRequest
+OrderSide = Literal["buy", "sell"]
+OrderKind = Literal["market", "limit", "stop"]
+TimeInForceName = Literal["GTC", "IOC", "FOK"]
+OrderStateName = Literal["not_found", "working", "filled", "cancelled", "rejected"]
+
+
+class OrderSubmitRequest(_Wire, frozen=True, tag="order_submit"):
+    """Place an order with FXCM custom id `custom_id` unless the tables already hold one (then
+    the answer is that order's report and nothing is sent). Answered by `order_report` (or
+    `order_error`) with the same `id`. Only a bridge started with `--orders` takes it."""
+
+    id: str
+    custom_id: str
+    symbol: str
+    side: OrderSide
+    units: int
+    order_type: OrderKind
+    rate: float | None = None
+    time_in_force: TimeInForceName | None = None
+    stop_rate: float | None = None
+    limit_rate: float | None = None
+
+
+class OrderCancelRequest(_Wire, frozen=True, tag="order_cancel"):
+    """Delete the working order of `custom_id` (DeleteOrder); answered by its `order_report`."""
+
+    id: str
+    custom_id: str
+
+
+class OrderQueryRequest(_Wire, frozen=True, tag="order_query"):
+    """What the ORDERS, TRADES and CLOSED_TRADES tables hold for `custom_id`."""
+
+    id: str
+    custom_id: str
+
+
+Request = (
+    HistoryRequest
+    | SubscribeRequest
+    | ShutdownRequest
+    | OrderSubmitRequest
+    | OrderCancelRequest
+    | OrderQueryRequest
+)
 
 
 # -- bridge → adapter ------------------------------------------------------------------------
@@ -164,6 +208,41 @@ class FatalMessage(_Wire, frozen=True, tag="fatal"):
     message: str
 
 
+class WireFill(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One execution of an order: a trade it opened (`fill_id` = FXCM's TradeID) or, with
+    `exit`, the close of such a trade by its attached stop or limit (`fill_id` = `close:` and
+    the TradeID). `side` is the execution's side; `ts_ms` FXCM's open or close time."""
+
+    fill_id: str
+    units: int
+    rate: float
+    side: OrderSide
+    ts_ms: int
+    exit: bool = False
+
+
+class OrderReportMessage(_Wire, frozen=True, tag="order_report"):
+    """What FXCM's tables say of `custom_id`: the answer to a request (`id`), or, with `id`
+    empty, news of a table update (never with state `not_found`)."""
+
+    id: str
+    custom_id: str
+    state: OrderStateName
+    order_id: str = ""
+    fills: list[WireFill] = []
+    reason: str = ""
+
+
+class OrderErrorMessage(_Wire, frozen=True, tag="order_error"):
+    """A request the bridge could not carry out to the end: not connected, or the session was
+    lost before FXCM answered. `sent`: the request left for FXCM (it may hold the order)."""
+
+    id: str
+    custom_id: str
+    message: str
+    sent: bool
+
+
 Message = (
     Hello
     | TickMessage
@@ -171,7 +250,9 @@ Message = (
     | HistoryError
     | SessionMessage
     | LogMessage
-    | (FatalMessage)
+    | FatalMessage
+    | OrderReportMessage
+    | OrderErrorMessage
 )
 
 #: Session statuses and what they mean for the port. ForexConnect's O2GSessionStatus names

@@ -11,9 +11,10 @@ waits for DISCONNECTED. numpy is imported only by get_history.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
-from .errors import LoginFailedError, TableManagerError, TimeFrameError
+from .errors import LoginFailedError, RequestFailedError, TableManagerError, TimeFrameError
 from .lib import fxcorepy
 from .SessionStatusListener import SessionStatusListener
 from .TableManagerListener import TableManagerListener
@@ -177,6 +178,69 @@ class ForexConnect:
                 row.volume,
             )
         return result
+
+    def create_order_request(
+        self,
+        order_type: str,
+        command: str = fxcorepy.Constants.Commands.CREATE_ORDER,
+        **kwargs: Any,
+    ) -> fxcorepy.O2GRequest:
+        """A CreateOrder request; keyword names are O2GRequestParamsEnum names (`OFFER_ID=`)."""
+        params: dict[fxcorepy.O2GRequestParamsEnum, Any] = {
+            fxcorepy.O2GRequestParamsEnum.COMMAND: command,
+            fxcorepy.O2GRequestParamsEnum.ORDER_TYPE: order_type,
+        }
+        for name, value in kwargs.items():
+            params[fxcorepy.O2GRequestParamsEnum[name]] = value
+        return self.create_request(params)
+
+    def create_request(self, params: dict[Any, Any]) -> fxcorepy.O2GRequest:
+        assert self._session is not None
+        factory = self._session.request_factory
+        value_map = factory.create_value_map()
+        for param, value in params.items():
+            if isinstance(value, bool):
+                value_map.set_bool(param, value)
+            elif isinstance(value, int):
+                value_map.set_int(param, value)
+            elif isinstance(value, float):
+                value_map.set_double(param, value)
+            else:
+                value_map.set_string(param, value)
+        request = factory.create_order_request(value_map)
+        if request is None:
+            raise RequestFailedError(factory.last_error)
+        return request
+
+    def send_request(self, request: fxcorepy.O2GRequest) -> Any:
+        """Send and wait (30 s) for the response; RequestFailedError with the server's text."""
+        assert self._session is not None
+        session = self._session
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        class _Listener(fxcorepy.AO2GResponseListener):
+            def on_request_completed(self, request_id: str, response: Any) -> None:
+                if request_id == request.request_id:
+                    outcome["response"] = response
+                    done.set()
+
+            def on_request_failed(self, request_id: str, error: str) -> None:
+                if request_id == request.request_id:
+                    outcome["error"] = error
+                    done.set()
+
+        listener = _Listener()
+        session.subscribe_response(listener)
+        try:
+            session.send_request(request)
+            if not done.wait(30):
+                raise RequestFailedError("Wait timeout exceeded")
+        finally:
+            session.unsubscribe_response(listener)
+        if "error" in outcome:
+            raise RequestFailedError(outcome["error"])
+        return session.response_reader_factory.create_order_response_reader(outcome["response"])
 
     @staticmethod
     def parse_timeframe(timeframe: str) -> tuple[fxcorepy.O2GTimeFrameUnit, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import os
 import queue
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from .._world import (
     wall_ms,
     world,
 )
+from ._trading import ResponseReaderFactory, Server, Table
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -90,9 +92,117 @@ class O2GTableStatus(enum.IntEnum):
 
 class O2GResponseType(enum.IntEnum):
     RESPONSE_UNKNOWN = -1
+    TABLES_UPDATES = 0
     MARKET_DATA_SNAPSHOT = 1
     GET_ACCOUNTS = 2
     GET_OFFERS = 3
+    GET_TRADES = 4
+    GET_CLOSED_TRADES = 5
+    GET_ORDERS = 6
+    GET_MESSAGES = 7
+    CREATE_ORDER_RESPONSE = 8
+
+
+class O2GRequestParamsEnum(enum.Enum):
+    """The request parameters the stand-in knows (a subset of the SDK's), by the SDK's names."""
+
+    COMMAND = "Command"
+    ORDER_TYPE = "OrderType"
+    OFFER_ID = "OfferID"
+    ACCOUNT_ID = "AccountID"
+    BUY_SELL = "BuySell"
+    AMOUNT = "Amount"
+    RATE = "Rate"
+    RATE_STOP = "RateStop"
+    RATE_LIMIT = "RateLimit"
+    TIME_IN_FORCE = "TimeInForce"
+    CUSTOM_ID = "CustomID"
+    ORDER_ID = "OrderID"
+    TRADE_ID = "TradeID"
+    SUBSCRIPTION_STATUS = "SubscriptionStatus"
+
+
+class Constants:
+    """`fxcorepy.Constants`: the values the SDK's requests and rows use."""
+
+    BUY = "B"
+    SELL = "S"
+
+    class Commands:
+        CREATE_ORDER = "CreateOrder"
+        DELETE_ORDER = "DeleteOrder"
+        EDIT_ORDER = "EditOrder"
+        SET_SUBSCRIPTION_STATUS = "SetSubscriptionStatus"
+
+    class Orders:
+        TRUE_MARKET_OPEN = "OM"
+        MARKET_OPEN = "O"
+        TRUE_MARKET_CLOSE = "CM"
+        LIMIT_ENTRY = "LE"
+        STOP_ENTRY = "SE"
+        ENTRY = "SE"
+
+
+class AO2GResponseListener:
+    """Base of response listeners (the SDK calls these from its own thread)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def on_request_completed(self, request_id: str, response: Any) -> None:
+        pass
+
+    def on_request_failed(self, request_id: str, error: str) -> None:
+        pass
+
+    def on_tables_updates(self, response: Any) -> None:
+        pass
+
+
+class O2GValueMap:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def set_string(self, param: O2GRequestParamsEnum, value: str) -> None:
+        self.values[param.name] = str(value)
+
+    def set_int(self, param: O2GRequestParamsEnum, value: int) -> None:
+        self.values[param.name] = int(value)
+
+    def set_double(self, param: O2GRequestParamsEnum, value: float) -> None:
+        self.values[param.name] = float(value)
+
+    def set_bool(self, param: O2GRequestParamsEnum, value: bool) -> None:
+        self.values[param.name] = bool(value)
+
+
+class O2GRequest:
+    """A request: its parameters and the id its response will carry."""
+
+    def __init__(self, request_id: str, params: dict[str, Any]) -> None:
+        self.request_id = request_id
+        self.params = params
+        self.children_count = 0
+
+
+class O2GRequestFactory:
+    _lock = threading.Lock()
+    _next = int(time.time()) % 100000 * 1000
+
+    def __init__(self) -> None:
+        self.last_error = ""
+
+    def create_value_map(self) -> O2GValueMap:
+        return O2GValueMap()
+
+    def create_order_request(self, value_map: O2GValueMap) -> O2GRequest | None:
+        if "COMMAND" not in value_map.values:
+            self.last_error = "The command is not specified"
+            return None
+        with O2GRequestFactory._lock:
+            O2GRequestFactory._next += 1
+            request_id = str(O2GRequestFactory._next)
+        return O2GRequest(request_id, dict(value_map.values))
 
 
 class O2GCandleOpenPriceMode(enum.IntEnum):
@@ -252,9 +362,17 @@ class O2GTableManager:
     def __init__(self, instruments: list[str]) -> None:
         self.status = O2GTableManagerStatus.TABLES_LOADING
         self._offers = O2GOffersTable(instruments)
+        self._tables: dict[Any, Any] = {O2GTableType.OFFERS: self._offers}
+        for kind in (
+            O2GTableType.ACCOUNTS,
+            O2GTableType.ORDERS,
+            O2GTableType.TRADES,
+            O2GTableType.CLOSED_TRADES,
+        ):
+            self._tables[kind] = Table(kind, O2GTableUpdateType)
 
-    def get_table(self, table_type: O2GTableType) -> O2GOffersTable | None:
-        return self._offers if table_type == O2GTableType.OFFERS else None
+    def get_table(self, table_type: O2GTableType) -> Any:
+        return self._tables.get(table_type)
 
 
 class _EventThread:
@@ -286,6 +404,10 @@ class O2GSession:
         self._table_manager_listener: AO2GTableManagerListener | None = None
         self._events = _EventThread()
         self._feeder: _Feeder | None = None
+        self._response_listeners: list[AO2GResponseListener] = []
+        self._server: Server | None = None
+        self.request_factory = O2GRequestFactory()
+        self.response_reader_factory = ResponseReaderFactory()
 
     @property
     def session_status(self) -> O2GSessionStatus:
@@ -309,6 +431,20 @@ class O2GSession:
 
     def set_trading_session(self, session_id: str, pin: str) -> None:
         pass
+
+    def subscribe_response(self, listener: AO2GResponseListener) -> None:
+        self._response_listeners.append(listener)
+
+    def unsubscribe_response(self, listener: AO2GResponseListener) -> None:
+        if listener in self._response_listeners:
+            self._response_listeners.remove(listener)
+
+    def send_request(self, request: O2GRequest) -> None:
+        """Hands the request to the server and returns at once; the response comes through the
+        response listeners on an SDK thread (nothing at all when the session is not up)."""
+        if self._status != O2GSessionStatus.CONNECTED or self._server is None:
+            return
+        self._server.send(request)
 
     def login(self, user_id: str, password: str, url: str, connection: str) -> bool:
         """Starts logging in and returns at once; the outcome comes through the listeners."""
@@ -344,10 +480,18 @@ class O2GSession:
         self._set_status(O2GSessionStatus.CONNECTED)
         manager = self._table_manager
         if manager is not None:
+            # the trading tables are loaded before the table manager says so
+            self._server = Server(
+                manager._tables,
+                self._events.submit,
+                lambda: list(self._response_listeners),
+                self.lose,
+                sys.modules[__name__],
+            )
             manager.status = O2GTableManagerStatus.TABLES_LOADED
             if self._table_manager_listener is not None:
                 self._table_manager_listener.on_status_changed(manager.status, manager)
-            self._feeder = _Feeder(self, manager._offers)
+            self._feeder = _Feeder(self, manager._offers, self._server)
             self._feeder.start()
 
     def _logout(self) -> None:
@@ -367,10 +511,11 @@ class O2GSession:
 class _Feeder(threading.Thread):
     """The offers feed of one connected session, on its own SDK thread."""
 
-    def __init__(self, session: O2GSession, table: O2GOffersTable) -> None:
+    def __init__(self, session: O2GSession, table: O2GOffersTable, server: Server) -> None:
         threading.Thread.__init__(self, name="standin-sdk-offers", daemon=True)
         self._session = session
         self._table = table
+        self._server = server
         self._stopped = threading.Event()
 
     def stop(self) -> None:
@@ -392,6 +537,7 @@ class _Feeder(threading.Thread):
                 if self._stopped.is_set():
                     return
                 self._table.update(instrument, bid, ask, ts)
+                self._server.on_quote(instrument, bid, ask)
             after = now
 
 

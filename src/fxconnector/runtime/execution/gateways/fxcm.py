@@ -1,0 +1,349 @@
+"""The fxcm gateway: FXCM orders through the ForexConnect bridge (`bridge.py --orders`).
+
+Rules:
+- The bridge (docs/fxcm_bridge_protocol.md, `order_*` lines) owns the ForexConnect session; this
+  side starts it under `python`, gives it the credentials in its environment only (never argv,
+  never logged: every line we log is redacted), and restarts it with a capped backoff when it
+  exits. `start` waits until the order tables are subscribed (a permanent `fatal` raises
+  ConfigError); later the bridge logs in again by itself after a lost session.
+- The intent id is FXCM's custom id, the idempotency key: the bridge answers a submit whose
+  custom id the ORDERS / TRADES / CLOSED_TRADES tables already hold (or whose CreateOrder is in
+  flight) with that order, and sends nothing.
+- No answer within `request_timeout_s`, an `order_error`, or a bridge that is down or exits
+  raises BrokerDisconnected (a TransientIOError): the core makes the order UNKNOWN and queries
+  it; nothing here resends. An answer arriving after its timeout is evidence, given to
+  `events()`.
+- Table updates (`order_report` with an empty id) become evidence on `events()`: accepted,
+  filled, rejected, cancelled (`fxcm_wire.to_events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from fxconnector.config.secrets import Secret
+from fxconnector.core.errors import BrokerDisconnected, ConfigError
+from fxconnector.execution.messages import GatewayEvent, OrderReport, SubmitOrder
+from fxconnector.runtime.clock import Clock
+from fxconnector.runtime.execution.gateways import fxcm_wire
+from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
+from fxconnector.runtime.ingest.broker.fxcm.adapter import (
+    BRIDGE_PATH,
+    PASSWORD_ENV,
+    USER_ENV,
+)
+
+log = logging.getLogger(__name__)
+
+#: What the bridge inherits from our environment (plus `pass_env` and the credentials).
+_INHERITED_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+_LINE_LIMIT: Final = 4 * 1024 * 1024
+_REDACTED: Final = "********"
+_Answer = wire.OrderReportMessage | wire.OrderErrorMessage
+_RequestMaker = Callable[[str], wire.Request]
+
+
+class FxcmGateway:
+    """FXCM's order side behind the `OrderGateway` port."""
+
+    def __init__(
+        self,
+        *,
+        python: str,
+        url: str,
+        connection: str,
+        user: Secret | None,
+        password: Secret | None,
+        clock: Clock,
+        workdir: Path,
+        pass_env: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        request_timeout_s: float = 30.0,
+        connect_timeout_s: float = 60.0,
+        backoff_cap_s: float = 30.0,
+    ) -> None:
+        if user is None or password is None or not user.reveal().strip() or not password.reveal():
+            raise ConfigError(
+                f"the fxcm gateway needs credentials: set {USER_ENV} and {PASSWORD_ENV}, or "
+                "fxcm_user and fxcm_password in the secrets file"
+            )
+        self._python = python
+        self._arguments = (
+            *("--protocol", str(wire.PROTOCOL_VERSION), "--url", url),
+            *("--connection", connection, "--orders"),
+        )
+        self._user = user
+        self._password = password
+        self._clock = clock
+        self._workdir = workdir
+        self._pass_env = tuple(pass_env)
+        self._extra_env = dict(extra_env or {})
+        self._request_timeout_s = request_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._backoff_cap_s = backoff_cap_s
+        self._process: asyncio.subprocess.Process | None = None
+        self._pending: dict[str, asyncio.Future[_Answer]] = {}
+        self._next = 0
+        self._events: asyncio.Queue[GatewayEvent | None] = asyncio.Queue()
+        self._ready = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._fatal: ConfigError | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Bridge processes started after the first one.
+        self.restarts = 0
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"FxcmGateway(python={self._python!r}, ready={self._ready.is_set()})"
+
+    @property
+    def name(self) -> str:
+        return "fxcm"
+
+    @property
+    def bridge_pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the bridge; wait (up to `connect_timeout_s`) for the order tables."""
+        self._task = asyncio.create_task(self._supervise(), name="fxcm-order-bridge")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), self._connect_timeout_s)
+        if self._fatal is not None:
+            await self.close()
+            raise self._fatal
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._events.put_nowait(None)
+
+    # -- the port ------------------------------------------------------------------------------
+
+    async def submit(self, order: SubmitOrder) -> OrderReport:
+        answer = await self._ask(lambda rid: fxcm_wire.submit_request(rid, order.intent))
+        return fxcm_wire.to_report(answer, self._clock.now_ms())
+
+    async def cancel(self, intent_id: str) -> None:
+        answer = await self._ask(lambda rid: wire.OrderCancelRequest(id=rid, custom_id=intent_id))
+        for event in fxcm_wire.to_events(answer, self._clock.now_ms()):
+            self._events.put_nowait(event)
+
+    async def query(self, intent_id: str) -> OrderReport:
+        answer = await self._ask(lambda rid: wire.OrderQueryRequest(id=rid, custom_id=intent_id))
+        return fxcm_wire.to_report(answer, self._clock.now_ms())
+
+    async def events(self) -> AsyncIterator[GatewayEvent]:
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            yield event
+
+    async def _ask(self, make: _RequestMaker) -> wire.OrderReportMessage:
+        process = self._process
+        if process is None or process.stdin is None or not self._ready.is_set():
+            raise BrokerDisconnected("the fxcm bridge is not connected")
+        self._next += 1
+        request_id = f"o{self._next}"
+        future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            try:
+                process.stdin.write(wire.encode_line(make(request_id)))
+                await process.stdin.drain()
+            except (ConnectionError, RuntimeError) as exc:
+                raise BrokerDisconnected(f"fxcm bridge input is closed: {exc}") from None
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(future), self._request_timeout_s)
+            except TimeoutError:
+                raise BrokerDisconnected(
+                    f"no answer from FXCM in {self._request_timeout_s:g} s"
+                ) from None
+        finally:
+            if not future.done():
+                future.add_done_callback(self._late_answer)
+            self._pending.pop(request_id, None)
+        if isinstance(answer, wire.OrderErrorMessage):
+            raise BrokerDisconnected(self._redact(answer.message))
+        return answer
+
+    def _late_answer(self, future: asyncio.Future[_Answer]) -> None:
+        """An answer after its caller gave up is still evidence."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        answer = future.result()
+        if isinstance(answer, wire.OrderReportMessage) and answer.state != "not_found":
+            for event in fxcm_wire.to_events(answer, self._clock.now_ms()):
+                self._events.put_nowait(event)
+
+    # -- the bridge process --------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        delay_s = 1.0
+        first = True
+        while not self._closing.is_set() and self._fatal is None:
+            if not first:
+                self.restarts += 1
+            first = False
+            await self._run_bridge()
+            if self._closing.is_set() or self._fatal is not None:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay_s)
+            delay_s = min(delay_s * 2, self._backoff_cap_s)
+        self._ready.set()  # wake a `start` still waiting
+
+    async def _run_bridge(self) -> None:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self._python,
+                str(BRIDGE_PATH),
+                *self._arguments,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._child_environment(),
+                cwd=self._workdir,
+                limit=_LINE_LIMIT,
+                process_group=0,
+            )
+        except OSError as exc:
+            self._fatal = ConfigError(
+                f"cannot start the fxcm bridge under {self._python!r}: {exc.strerror or exc}"
+            )
+            return
+        self._process = process
+        stderr = asyncio.create_task(self._pump_stderr(process))
+        closer = asyncio.create_task(self._closing.wait())
+        reader = asyncio.create_task(self._read(process))
+        try:
+            await asyncio.wait({reader, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closer.cancel()
+            self._ready.clear()
+            self._process = None
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_result(
+                        wire.OrderErrorMessage(
+                            id="", custom_id="", message="the fxcm bridge stopped", sent=True
+                        )
+                    )
+            await self._stop(process)
+            reader.cancel()
+            await asyncio.gather(reader, stderr, closer, return_exceptions=True)
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:
+                log.error("fxcm.order_bridge.line_too_long")
+                return
+            if not line:
+                return
+            try:
+                message = wire.decode_message(line)
+            except msgspec.DecodeError as exc:
+                sample = self._redact(line[:200].decode("utf-8", "replace"))
+                log.warning(
+                    "fxcm.order_bridge.bad_line",
+                    extra={"fields": {"error": str(exc), "line": sample}},
+                )
+                continue
+            self._on_message(message)
+
+    def _on_message(self, message: wire.Message) -> None:
+        if isinstance(message, wire.OrderReportMessage | wire.OrderErrorMessage):
+            future = self._pending.get(message.id) if message.id else None
+            if future is not None and not future.done():
+                future.set_result(message)
+            elif isinstance(message, wire.OrderReportMessage) and message.state != "not_found":
+                for event in fxcm_wire.to_events(message, self._clock.now_ms()):
+                    self._events.put_nowait(event)
+        elif isinstance(message, wire.Hello):
+            if message.protocol != wire.PROTOCOL_VERSION:
+                self._fatal = ConfigError(
+                    f"fxcm bridge speaks protocol {message.protocol}, this connector "
+                    f"{wire.PROTOCOL_VERSION}: run the bridge.py shipped with the connector"
+                )
+                self._ready.set()
+        elif isinstance(message, wire.SessionMessage):
+            fields = {"status": message.status, "detail": self._redact(message.detail)}
+            log.info("fxcm.order_bridge.session", extra={"fields": fields})
+            if message.status == "SUBSCRIBED":
+                self._ready.set()
+            elif wire.SESSION_STATES.get(message.status) is not None and message.status in (
+                "SESSION_LOST",
+                "DISCONNECTED",
+                "LOGIN_RETRY",
+            ):
+                self._ready.clear()
+        elif isinstance(message, wire.FatalMessage):
+            text = self._redact(message.message)
+            log.error("fxcm.order_bridge.fatal", extra={"fields": {"code": message.code}})
+            if message.code in wire.PERMANENT_FATAL:
+                self._fatal = ConfigError(f"fxcm: {text}")
+                self._ready.set()
+        elif isinstance(message, wire.LogMessage):
+            fields = {"level": message.level, "message": self._redact(message.message)}
+            log.info("fxcm.order_bridge.log", extra={"fields": fields})
+
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        stdin = process.stdin
+        if stdin is not None and not stdin.is_closing():
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                stdin.write(wire.encode_line(wire.ShutdownRequest()))
+                await stdin.drain()
+            stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    async def _pump_stderr(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        while True:
+            try:
+                raw = await process.stderr.readline()
+            except ValueError:
+                continue
+            if not raw:
+                return
+            text = self._redact(raw.decode("utf-8", "replace").rstrip())
+            if text:
+                log.info("fxcm.order_bridge.stderr", extra={"fields": {"line": text}})
+
+    def _child_environment(self) -> dict[str, str]:
+        names = (*_INHERITED_ENV, *self._pass_env)
+        env = {name: os.environ[name] for name in names if name in os.environ}
+        env.update(self._extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        env[USER_ENV] = self._user.reveal()
+        env[PASSWORD_ENV] = self._password.reveal()
+        return env
+
+    def _redact(self, text: str) -> str:
+        for secret in (self._password, self._user):
+            value = secret.reveal()
+            if value:
+                text = text.replace(value, _REDACTED)
+        return text
