@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fxconnector.app.exec_wiring import fxcm_gateway, risk_limits, surface_url, traded_symbols
+from fxconnector.app.exec_wiring import (
+    call_timeout_s,
+    fxcm_gateway,
+    risk_limits,
+    surface_url,
+    traded_symbols,
+)
 from fxconnector.config.loader import load_config
 from fxconnector.config.secrets import Secret, Secrets
 from fxconnector.core.errors import ConfigError
@@ -130,3 +136,22 @@ def test_bad_gateway_settings_are_config_errors(tmp_path: Path, text: str, messa
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "bound_s"),
+    [
+        ("", 10.0),
+        ('[execution]\ngateway = "oanda"\n', 10.0),
+        ('[execution]\ngateway = "oanda"\n[execution.oanda]\nrequest_timeout_s = 8.0\n', 18.0),
+        ('[execution]\ngateway = "fxcm"\n', 35.0),
+        ('[execution]\ngateway = "fxcm"\n[execution.fxcm]\nrequest_timeout_s = 2.0\n', 10.0),
+    ],
+)
+def test_the_engines_call_bound_never_cuts_the_gateways_own_timeout(
+    tmp_path: Path, text: str, bound_s: float
+) -> None:
+    """A submit is UNKNOWN only after the gateway had its configured time (OANDA: two requests)."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert call_timeout_s(load_config(path, cwd=tmp_path)) == bound_s

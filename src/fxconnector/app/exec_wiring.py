@@ -208,6 +208,8 @@ def build_exec(config: Config, secrets: Secrets, clock: Clock) -> ExecProcess:
                 "execution.oanda.environment 'live' on the always_open calendar (the demo's): "
                 "real money needs the market-closed check; run with --profile fx"
             )
+    if config.execution.gateway == "fxcm":
+        fxcm_gateway(config, secrets, clock)  # ConfigError without credentials: exit 2, at once
 
     def make_gateway() -> OrderGateway:
         if config.execution.gateway == "oanda":
