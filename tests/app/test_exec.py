@@ -4,8 +4,10 @@ paper gateway; `fxconnector order`/`risk` as subprocesses or in process (exit co
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -453,3 +455,33 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"  # a zombie has exited: only its parent's wait is missing
+
+
+def test_a_terminals_ctrl_c_reaches_only_the_connector_which_stops_the_exec_child(
+    tmp_path: Path,
+) -> None:
+    """The child has its own process group, so a Ctrl-C (SIGINT to the terminal's group) never
+    lands in it, even mid-import; the connector's own stop ends it, without a traceback."""
+    connector = Connector(tmp_path / "var", "--with-exec")
+    try:
+        connector.wait_ready()
+        pid = None
+        for _ in range(200):
+            started = [
+                msgspec.json.decode(line)
+                for line in connector.output().splitlines()
+                if '"exec_child.started"' in line
+            ]
+            if started:
+                pid = int(started[0]["pid"])
+                break
+            time.sleep(0.05)
+        assert pid is not None, connector.tail()
+        assert os.getpgid(pid) == pid != os.getpgid(connector.proc.pid)
+        assert connector.stop(signal.SIGINT) == 0
+        output = connector.output()
+        assert "Traceback" not in output
+        assert '"exec_child.exited"' not in output  # no restart planned during the stop
+        assert not _alive(pid)
+    finally:
+        connector.cleanup()

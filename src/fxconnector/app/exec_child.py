@@ -7,10 +7,14 @@ Rules:
 - The child dies with the connector even under SIGKILL (Linux `PR_SET_PDEATHSIG`: SIGTERM, set
   by the child itself at start: `die_with_parent`, no code between fork and exec), so a killed
   connector leaves no orphan holding the journal lock.
+- The child runs in its own process group: a terminal's Ctrl-C (SIGINT to the foreground group)
+  reaches only the connector, which stops the child itself. Else a Ctrl-C landing while a
+  restarted child is still importing would end it with a KeyboardInterrupt traceback, and the
+  supervisor would plan a restart during the stop.
 - A child that dies (exit 1, a signal) is restarted with capped exponential backoff (1 s
-  doubling to 30 s). Exit 0 (it was asked to stop: a Ctrl-C reaches the whole process group)
-  and exit 2 (bad config, a journal another process holds: it will not heal by itself) are
-  logged once and not restarted; the connector keeps running either way.
+  doubling to 30 s). Exit 0 (it was asked to stop, e.g. SIGINT sent to it alone) and exit 2
+  (bad config, a journal another process holds: it will not heal by itself) are logged once
+  and not restarted; the connector keeps running either way.
 - Stop (the connector stops): SIGTERM, a bounded wait, then SIGKILL.
 """
 
@@ -83,6 +87,7 @@ async def supervise(flags: Sequence[str]) -> None:
             stdout=None,  # its announce line and JSON logs go where the connector's go
             stderr=None,
             env={**os.environ, PARENT_ENV: str(os.getpid())},
+            process_group=0,  # out of the terminal's Ctrl-C: the connector stops it (SIGTERM)
         )
         logs.emit(log, logging.INFO, "exec_child.started", pid=process.pid)
         try:
