@@ -420,18 +420,7 @@ def test_the_exec_child_dies_with_a_killed_connector(tmp_path: Path) -> None:
     connector = Connector(tmp_path / "var", "--with-exec")
     try:
         connector.wait_ready()
-        pid = None
-        for _ in range(200):
-            started = [
-                msgspec.json.decode(line)
-                for line in connector.output().splitlines()
-                if '"exec_child.started"' in line
-            ]
-            if started:
-                pid = int(started[0]["pid"])
-                break
-            time.sleep(0.05)
-        assert pid is not None, connector.tail()
+        pid = exec_child_pid(connector)
         assert Path(f"/proc/{pid}").exists()
         connector.kill()  # SIGKILL: no cleanup in the connector at all
         for _ in range(200):
@@ -447,6 +436,16 @@ def test_the_exec_child_dies_with_a_killed_connector(tmp_path: Path) -> None:
             redis.Redis(unix_socket_path=str(tmp_path / "var" / "redis" / "redis.sock")) as orphan,
         ):
             orphan.shutdown(nosave=True)
+
+
+def exec_child_pid(connector: Connector) -> int:
+    """The pid of the connector's first exec child, from its `exec_child.started` line."""
+    for _ in range(200):
+        for line in connector.output().splitlines():
+            if '"exec_child.started"' in line:
+                return int(msgspec.json.decode(line)["pid"])
+        time.sleep(0.05)
+    raise AssertionError(f"no exec child started:\n{connector.tail()}")
 
 
 def _alive(pid: int) -> bool:
@@ -465,18 +464,7 @@ def test_a_terminals_ctrl_c_reaches_only_the_connector_which_stops_the_exec_chil
     connector = Connector(tmp_path / "var", "--with-exec")
     try:
         connector.wait_ready()
-        pid = None
-        for _ in range(200):
-            started = [
-                msgspec.json.decode(line)
-                for line in connector.output().splitlines()
-                if '"exec_child.started"' in line
-            ]
-            if started:
-                pid = int(started[0]["pid"])
-                break
-            time.sleep(0.05)
-        assert pid is not None, connector.tail()
+        pid = exec_child_pid(connector)
         assert os.getpgid(pid) == pid != os.getpgid(connector.proc.pid)
         assert connector.stop(signal.SIGINT) == 0
         output = connector.output()
