@@ -1,6 +1,9 @@
-"""The two replay drives give one output: tick by tick (the live path, previews and all) and
-minute by minute (full speed, 1m from the tick columns) write the same store, byte for byte,
-and publish the same finals, on real Dukascopy ticks across a weekend and a holiday."""
+"""The replay drives give one output, on real Dukascopy ticks across a weekend and a holiday:
+tick by tick (the live path, previews and all), minute by minute (full speed through the
+pipeline, 1m from the tick columns) and in bulk (full speed into a symbol the store has never
+held: columns stored a day at a time) write the same day files, byte for byte, and the same
+coverage, and publish the same finals. The two pipeline drives write even the coverage lines
+alike; the bulk one writes a line per UTC day, not per hour of tick time."""
 
 from __future__ import annotations
 
@@ -8,19 +11,28 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from fxconnector.core.builders.spec import BarSpec, VolumeMode
 from fxconnector.core.calendar import CalendarProfile
-from fxconnector.core.model.bar import OhlcvEvent
+from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import TIMEFRAMES, Timeframe, to_ms
 from fxconnector.runtime.ingest.broker.replay.readers import read_ticks
 from fxconnector.runtime.ingest.replay import ReplaySummary, run_replay
+from fxconnector.runtime.store.rules import merge_all
 from fxconnector.runtime.store.ssot_jsonl import JsonlStore
 from tests.sinks import RecordingSink
 
 NOW_MS = to_ms(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+#: A bar of the replayed symbol a year before the replay: the store holds the symbol, so a
+#: full-speed replay takes the pipeline (the minute drive), not the bulk path.
+SEED = OhlcvEvent(
+    "GBPJPY", Timeframe.M1, 1323000000000, 1323000059999, 130.0, 130.1, 129.9, 130.05, 3, 3,
+    True, Source.HISTORY, 1323000059999, 0,
+)  # fmt: skip
+SEED_FILE = "GBPJPY/1m/2011-12-04.jsonl"
 
 
 def _replay(
@@ -32,9 +44,12 @@ def _replay(
     per_tick: bool,
     from_ms: int | None = None,
     to_ms: int | None = None,
+    seeded: bool = True,
 ) -> tuple[dict[str, bytes], list[OhlcvEvent], ReplaySummary]:
     store = JsonlStore(root)
     store.open()
+    if seeded:
+        store.append([SEED])
     sink = RecordingSink()
     summary = asyncio.run(
         run_replay(
@@ -57,6 +72,40 @@ def _replay(
         if path.is_file() and path.name != ".writer.lock"
     }
     return files, sink.finals_seen, summary
+
+
+def _day_files(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {
+        name: data
+        for name, data in files.items()
+        if name != SEED_FILE and not name.endswith("fetched.jsonl")
+    }
+
+
+def _coverage(files: dict[str, bytes]) -> list[tuple[int, int]]:
+    lines = files["GBPJPY/fetched.jsonl"].splitlines()
+    intervals = [msgspec.json.decode(line, type=dict[str, int]) for line in lines]
+    return merge_all((line["from_ms"], line["to_ms"]) for line in intervals)
+
+
+def _assert_bulk_equal(
+    bulk: tuple[dict[str, bytes], list[OhlcvEvent], ReplaySummary],
+    ticked: tuple[dict[str, bytes], list[OhlcvEvent], ReplaySummary],
+) -> None:
+    """The bulk replay (a new store) against the tick drive (a store holding the seed)."""
+    assert SEED_FILE not in bulk[0]
+    assert _day_files(bulk[0]) == _day_files(ticked[0])  # byte for byte
+    assert _coverage(bulk[0]) == _coverage(ticked[0])
+    assert len(bulk[0]["GBPJPY/fetched.jsonl"].splitlines()) < len(
+        ticked[0]["GBPJPY/fetched.jsonl"].splitlines()
+    )  # a line per day, not per hour: the bulk path ran
+    assert _by_series(bulk[1]) == _by_series(ticked[1])
+    fields = (
+        *("finals", "revisions", "ticks_applied", "late_ticks", "rejected"),
+        *("from_ms", "to_ms", "errors"),
+    )
+    for name in fields:
+        assert getattr(bulk[2], name) == getattr(ticked[2], name), name
 
 
 def _by_series(events: list[OhlcvEvent]) -> dict[Timeframe, list[OhlcvEvent]]:
@@ -92,6 +141,7 @@ def test_minute_drive_writes_what_the_tick_drive_writes(
 
     ticked = _replay(batch, fx_ny, tmp_path / "ticks", spec, per_tick=True)
     fast = _replay(batch, fx_ny, tmp_path / "minutes", spec, per_tick=False)
+    bulk = _replay(batch, fx_ny, tmp_path / "bulk", spec, per_tick=False, seeded=False)
 
     files, finals, summary = ticked
     assert summary.finals["1m"] > 3000  # days of real minutes, not an empty run
@@ -114,6 +164,7 @@ def test_minute_drive_writes_what_the_tick_drive_writes(
         summary.to_ms,
         summary.errors,
     )
+    _assert_bulk_equal(bulk, ticked)
 
 
 @pytest.mark.slow
@@ -131,9 +182,14 @@ def test_minute_drive_equals_tick_drive_over_a_given_range(
     fast = _replay(
         batch, fx_ny, tmp_path / "m", spec, per_tick=False, from_ms=from_ms, to_ms=to_ms_
     )
+    bulk = _replay(
+        batch, fx_ny, tmp_path / "b", spec, per_tick=False, from_ms=from_ms, to_ms=to_ms_,
+        seeded=False,
+    )  # fmt: skip
     assert ticked[2].finals["1m"] > 1000
     assert fast[0] == ticked[0]
     assert _by_series(fast[1]) == _by_series(ticked[1])
+    _assert_bulk_equal(bulk, ticked)
 
 
 @pytest.mark.slow

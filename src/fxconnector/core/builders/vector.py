@@ -66,8 +66,12 @@ class BarColumns:
             )
         ]
 
-    def take(self, index: I64Array) -> BarColumns:
-        """The bars at `index` (ascending positions), as new columns."""
+    def span(self, start: int, stop: int) -> BarColumns:
+        """Bars `[start, stop)`, as views (no copies)."""
+        return self.take(slice(start, stop))
+
+    def take(self, index: I64Array | slice) -> BarColumns:
+        """The bars at `index` (ascending positions, or a slice: views), as new columns."""
         return BarColumns(
             open_ms=self.open_ms[index],
             open=self.open[index],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.tick import TickBatch
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe, floor_array
 from fxconnector.core.validation.ticks import TickRails, check_batch, count_reasons
+from fxconnector.runtime.ingest import replay_bulk
 from fxconnector.runtime.ingest.broker.replay.broker import ReplayBroker
 from fxconnector.runtime.ingest.polling.pipeline import Pipeline, PipelineStats
 from fxconnector.runtime.publish.sink import CountingSink, EventSink
@@ -91,7 +93,7 @@ async def run_replay(
         rails, batch, batch.ts_ms if now_ms is None else now_ms, calendar.is_open_array
     )
     rejected = count_reasons(codes)
-    good = batch.select(codes < 0)
+    good = batch if not rejected else batch.select(codes < 0)
     if not len(good) and (from_ms is None or to_ms is None):
         raise ConfigError(
             f"{symbol}: none of {len(batch)} ticks passed the tick rails "
@@ -104,8 +106,29 @@ async def run_replay(
     last_ts = int(good.ts_ms.max()) if len(good) else 0
     start = from_ms if from_ms is not None else bucket_open(first_ts, Timeframe.D1, calendar)
     end = to_ms if to_ms is not None else bucket_open(last_ts, Timeframe.D1, calendar) + 86_400_000
-    broker = ReplayBroker(good, spec, calendar, speed)
     published = sink if sink is not None else CountingSink()
+    bulk = (
+        None if speed > 0 or per_tick else replay_bulk.plan(good, store, calendar, spec, start, end)
+    )
+    if bulk is not None:
+        done = replay_bulk.run_bulk(
+            bulk,
+            symbol,
+            calendar=calendar,
+            timeframes=timeframes,
+            store=store,
+            sink=published,
+            progress=progress,
+            ack=ack,
+            ack_interval_s=ack_interval_s,
+        )
+        stats = PipelineStats()
+        stats.finals.update(done.finals)
+        applied, late = len(good) - bulk.late_ticks, bulk.late_ticks
+        summary = _summary(stats, applied, late, batch, rejected, start, end, started)
+        _count(summary, done.derived)
+        return summary
+    broker = ReplayBroker(good, spec, calendar, speed)
     pipeline = Pipeline(
         history=broker.history_1m,
         store=store,
@@ -144,10 +167,14 @@ async def run_replay(
         progress(len(good), len(good))
     applied, late = runner.applied()
     summary = _summary(pipeline.stats, applied, late, batch, rejected, start, end, started)
-    for event in derived:
-        counts = summary.revisions if event.rev else summary.finals
-        counts[event.tf.value] = counts.get(event.tf.value, 0) + 1
+    _count(summary, derived)
     return summary
+
+
+def _count(summary: ReplaySummary, derived: list[OhlcvEvent]) -> None:
+    for (revised, tf), count in Counter((bool(e.rev), e.tf) for e in derived).items():
+        counts = summary.revisions if revised else summary.finals
+        counts[tf.value] = counts.get(tf.value, 0) + count
 
 
 class _Drive(ABC):

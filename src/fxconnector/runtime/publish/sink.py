@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Protocol
+from operator import attrgetter
+from typing import Final, Protocol
 
 from fxconnector.core.model.bar import OhlcvEvent
 
@@ -24,6 +25,9 @@ class EventSink(Protocol):
         ...
 
 
+_REV_TF: Final = attrgetter("rev", "tf")
+
+
 class CountingSink:
     """A sink that only counts, for replays and tools that publish nowhere."""
 
@@ -33,9 +37,9 @@ class CountingSink:
         self.previews_seen = 0
 
     def finals(self, events: Sequence[OhlcvEvent]) -> None:
-        # One C-level count per (revision?, tf), then the names: a month's replay is 40k bars.
-        for (revised, tf), count in Counter((bool(e.rev), e.tf) for e in events).items():
-            (self.revisions_by_tf if revised else self.finals_by_tf)[tf.value] += count
+        # One C-level count per (rev, tf), then the names: a month's replay is 40k bars.
+        for (rev, tf), count in Counter(map(_REV_TF, events)).items():
+            (self.revisions_by_tf if rev else self.finals_by_tf)[tf.value] += count
 
     def previews(self, events: Sequence[OhlcvEvent]) -> None:
         self.previews_seen += len(events)

@@ -33,14 +33,15 @@ from pathlib import Path
 from typing import Annotated, Final, Literal
 
 import msgspec
+import numpy as np
 
 from fxconnector import __version__
 from fxconnector.config.calendars import load_calendar, profile_digest, profile_names
-from fxconnector.core.buckets import bucket_open, bucket_opener
+from fxconnector.core.buckets import bucket_open, bucket_open_array, bucket_opener
 from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import ConfigError, ContractViolation, StoreCorrupt, StoreError
 from fxconnector.core.model.bar import SYMBOL_PATTERN, OhlcvEvent
-from fxconnector.core.time_geom import Timeframe, iso_utc
+from fxconnector.core.time_geom import I64Array, Timeframe, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +350,17 @@ class GridCheck:
             opener = openers.get(bar.tf)
             if opener is None or bar.symbol not in symbols or opener(bar.open_ms) != bar.open_ms:
                 raise ContractViolation(self._explain(bar))
+
+    def check_opens(self, bars: Sequence[OhlcvEvent], opens: I64Array) -> None:
+        """`check` of one series' bars whose open_ms column is `opens`, a column at a time."""
+        if not bars:
+            return
+        first = bars[0]
+        if first.tf not in self._timeframes or first.symbol not in self._symbols:
+            raise ContractViolation(self._explain(first))
+        off = np.flatnonzero(bucket_open_array(opens, first.tf, self._calendar) != opens)
+        if off.size:
+            raise ContractViolation(self._explain(bars[int(off[0])]))
 
     def _explain(self, bar: OhlcvEvent) -> str:
         where = f"store {self._root} refuses {bar.symbol} {bar.tf.value} {bar.open_ms}"

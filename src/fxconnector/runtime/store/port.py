@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
+from fxconnector.core.builders.vector import BarColumns
+from fxconnector.core.model.bar import OhlcvEvent, Source, StoredFinal
 from fxconnector.core.time_geom import Timeframe
 
 
@@ -63,6 +64,15 @@ class FinalStore(Protocol):
 
     def append(self, bars: Sequence[OhlcvEvent], reason: str = "") -> list[AppendResult]:
         """Append final bars (any symbols/tfs, any order); one result per input bar."""
+        ...
+
+    def append_columns(
+        self, symbol: str, tf: Timeframe, columns: BarColumns, source: Source
+    ) -> list[StoredFinal]:
+        """Append one series' bars (ascending open_ms) as first finals (rev 0) of UTC days the
+        series holds nothing on: a bulk load (a replay into a new series), checked as `append`
+        checks, a column at a time. A day the series already holds a bar on is refused with
+        ContractViolation, and nothing is written. The stored bars are returned."""
         ...
 
     def flush(self) -> None:

@@ -25,6 +25,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
+import numpy as np
+
+from fxconnector.core.builders.vector import BarColumns
 from fxconnector.core.errors import ContractViolation
 from fxconnector.core.model.bar import (
     FINAL_SOURCES,
@@ -174,6 +177,55 @@ def check_finals(bars: Iterable[OhlcvEvent]) -> None:
                 f"bar #{index} ({bar.symbol} {bar.tf} open_ms={bar.open_ms}) cannot be stored: "
                 f"{problem}"
             )
+
+
+def stored_columns(
+    symbol: str, tf: Timeframe, source: Source, columns: BarColumns
+) -> list[StoredFinal]:
+    """The bars of `columns` as rev 0 finals, checked as `check_finals` checks each bar but
+    a column at a time (a bulk load of a month is checked in milliseconds, not per bar).
+
+    `columns` must ascend strictly by open_ms; the first bar that breaks a rule is named."""
+    if not columns.open_ms.size:
+        return []
+    with np.errstate(invalid="ignore"):
+        good = (
+            (columns.open_ms >= RANGE_START_MS)
+            & (columns.open_ms <= RANGE_END_MS - tf.ms)
+            & (columns.low > 0)
+            & (columns.low <= columns.open)
+            & (columns.open <= columns.high)
+            & (columns.low <= columns.close)
+            & (columns.close <= columns.high)
+            & np.isfinite(columns.high)
+            & (columns.volume >= 0)
+            & np.isfinite(columns.volume)
+            & (columns.tick_count >= 0)
+        )
+    good[1:] &= columns.open_ms[1:] > columns.open_ms[:-1]
+    last = tf.ms - 1
+    bars = [
+        StoredFinal(symbol, tf, o_ms, o_ms + last, o, h, lo, c, v, n, True, source, o_ms + last, 0)
+        for o_ms, o, h, lo, c, v, n in zip(
+            columns.open_ms.tolist(),
+            columns.open.tolist(),
+            columns.high.tolist(),
+            columns.low.tolist(),
+            columns.close.tolist(),
+            columns.volume.tolist(),
+            columns.tick_count.tolist(),
+            strict=True,
+        )
+    ]  # fmt: skip
+    bad = np.flatnonzero(~good)
+    if bad.size or not valid_symbol(symbol) or source not in FINAL_SOURCES:
+        index = int(bad[0]) if bad.size else 0
+        bar = bars[index]
+        problem = final_problem(bar) or "open_ms not above the previous bar's (columns ascend)"
+        raise ContractViolation(
+            f"bar #{index} ({symbol} {tf} open_ms={bar.open_ms}) cannot be stored: {problem}"
+        )
+    return bars
 
 
 def same_bar(stored: StoredFinal, bar: OhlcvEvent) -> bool:

@@ -44,6 +44,7 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from bisect import bisect_left
@@ -51,35 +52,33 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+import numpy as np
+
+from fxconnector.core.builders.vector import BarColumns
 from fxconnector.core.errors import ContractViolation, StoreError
-from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
+from fxconnector.core.model.bar import OhlcvEvent, Source, StoredFinal
 from fxconnector.core.time_geom import DAY_MS, Timeframe
 from fxconnector.core.utils import json_codec
 from fxconnector.runtime.store import manifest, rules
 from fxconnector.runtime.store.jsonl_files import (
     EPOCH_ORDINAL,
-    FETCHED_DECODER,
     FETCHED_NAME,
     FINAL_DECODER,
     DayFiles,
     FetchedLine,
-    day_of,
     decode_lines,
     good_bars,
     open_files_cap,
-    read_repaired,
-    rewrite,
     sync,
-    without,
 )
 from fxconnector.runtime.store.jsonl_index import DayCache, DayInfo, DaySeries, SeriesIndex
+from fxconnector.runtime.store.jsonl_load import load_all
 from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.port import AppendResult, RecoveryReport
 
 #: Bars of whole day files kept in memory (about 0.5 KB each): today's files of every series of
 #: a live connector with 10 symbols hold about 25k at the end of the day.
 CACHE_BARS: Final = 50_000
-_TIMEFRAMES: Final = {tf.value: tf for tf in Timeframe}
 
 
 class JsonlStore:
@@ -124,7 +123,7 @@ class JsonlStore:
         corrupt: list[str] = []
         try:
             with rules.bulk(rules.BULK_MIN):  # a store may hold millions of lines
-                files = self._load_all(torn, corrupt)
+                files = load_all(self.root, self._index, self._fetched, torn, corrupt)
             empty = not self._fetched and not any(index.days for index in self._index.values())
             self.grid = manifest.open_guard(self.root, self._identity, empty=empty)
         except OSError as exc:
@@ -178,6 +177,36 @@ class JsonlStore:
             for (symbol, tf, day), group in by_file.items():
                 self._indexed(symbol, tf, day, group)
         return results
+
+    def append_columns(
+        self, symbol: str, tf: Timeframe, columns: BarColumns, source: Source
+    ) -> list[StoredFinal]:
+        """Append the bars of `columns` as new finals (rev 0) of days the series lacks; see
+        the port. A new day file is indexed, not cached: it is read back on demand."""
+        with self._guard, rules.bulk(len(columns)):
+            self._require_open()
+            bars = rules.stored_columns(symbol, tf, source, columns)
+            if self.grid is not None:
+                self.grid.check_opens(bars, columns.open_ms)
+            index = self._index.setdefault((symbol, tf), SeriesIndex())
+            days = columns.open_ms // DAY_MS
+            cuts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(bars)]
+            spans = [(int(days[a]), a, b) for a, b in itertools.pairwise(cuts) if b > a]
+            held = [day for day, _, _ in spans if day in index.info]
+            if held:
+                raise ContractViolation(
+                    f"{symbol} {tf.value}: the store already holds a bar on the UTC day "
+                    f"{self._day_path(symbol, tf, held[0]).stem}; append them one by one"
+                )
+            self._write(
+                [
+                    (self._day_path(symbol, tf, day), json_codec.encode_lines(bars[a:b]))
+                    for day, a, b in spans
+                ]
+            )
+            for day, a, b in spans:
+                index.add(day, DayInfo(b - a, bars[a].open_ms, bars[b - 1].open_ms))
+            return bars
 
     def _indexed(self, symbol: str, tf: Timeframe, day: int, bars: list[StoredFinal]) -> None:
         """Bring the index (and the cached day, if any) up to date with the bars written to one
@@ -401,66 +430,3 @@ class JsonlStore:
         if name is None:
             name = self._day_names[day] = f"{dt.date.fromordinal(EPOCH_ORDINAL + day)}.jsonl"
         return self.root / symbol / tf.value / name
-
-    def _load_all(self, torn: list[str], corrupt: list[str]) -> int:
-        files = 0
-        for symbol_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            symbol = symbol_dir.name
-            if not rules.valid_symbol(symbol):
-                continue  # not ours (e.g. a backup folder): the store never creates these
-            files += self._load_fetched(symbol_dir / FETCHED_NAME, symbol, torn, corrupt)
-            unsure_days: set[int] = set()
-            for tf_dir in sorted(p for p in symbol_dir.iterdir() if p.is_dir()):
-                tf = _TIMEFRAMES.get(tf_dir.name)
-                if tf is not None:
-                    files += self._load_series(tf_dir, symbol, tf, torn, corrupt, unsure_days)
-            for day in sorted(unsure_days):
-                self._fetched[symbol] = without(
-                    self._fetched.get(symbol, []), day * DAY_MS, (day + 1) * DAY_MS
-                )
-        return files
-
-    def _load_series(
-        self,
-        tf_dir: Path,
-        symbol: str,
-        tf: Timeframe,
-        torn: list[str],
-        corrupt: list[str],
-        unsure_days: set[int],
-    ) -> int:
-        """Check every line of every day file of one series; keep only the index of each. Bad
-        lines go to `corrupt`, the 1m days they hit to `unsure_days`."""
-        index = self._index.setdefault((symbol, tf), SeriesIndex())
-        paths = sorted(tf_dir.glob("*.jsonl"))
-        for path in paths:
-            day = day_of(path)
-            if day is None:
-                corrupt.append(f"{path}: not a day file name (YYYY-MM-DD.jsonl); not read")
-                continue
-            data = read_repaired(path, torn)
-            latest = good_bars(path, data, symbol, tf, day, corrupt, unsure_days)
-            if latest:  # an empty file (a crash before its first line) holds nothing
-                index.add(day, DayInfo(len(latest), min(latest), max(latest)))
-        return len(paths)
-
-    def _load_fetched(self, path: Path, symbol: str, torn: list[str], corrupt: list[str]) -> int:
-        if not path.exists():
-            return 0
-        before = len(corrupt)
-        numbers, decoded = decode_lines(FETCHED_DECODER, path, read_repaired(path, torn), corrupt)
-        lines = []
-        for line_number, line in zip(numbers, decoded, strict=True):
-            try:
-                rules.check_interval(symbol, line.from_ms, line.to_ms)
-            except ContractViolation as exc:
-                # Coverage lost is only asked again; a bad interval believed could make a quiet.
-                corrupt.append(f"{path}:{line_number}: {exc}")
-                continue
-            lines.append(line)
-        merged = rules.merge_all((line.from_ms, line.to_ms) for line in lines)
-        self._fetched[symbol] = merged
-        # Compacting would erase a corrupt line's evidence: only a clean file is rewritten.
-        if len(lines) > 2 * len(merged) + 64 and len(corrupt) == before:
-            rewrite(path, json_codec.encode_lines([FetchedLine(a, b) for a, b in merged]))
-        return 1

@@ -32,9 +32,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, TypeVar
 
-from fxconnector.core.errors import StoreCorrupt, StoreError
+from fxconnector.core.builders.vector import BarColumns
+from fxconnector.core.errors import ContractViolation, StoreCorrupt, StoreError
 from fxconnector.core.model.bar import OhlcvEvent, Source, StoredFinal
-from fxconnector.core.time_geom import Timeframe
+from fxconnector.core.time_geom import DAY_MS, Timeframe, iso_utc
+from fxconnector.core.utils import json_codec
 from fxconnector.runtime.store import manifest, rules
 from fxconnector.runtime.store.lock import WriterLock
 from fxconnector.runtime.store.port import AppendResult, RecoveryReport
@@ -218,6 +220,45 @@ class SqliteStore:
             self._write(db, lambda: db.executemany(_INSERT, rows))
             self._series.update((bar.symbol, bar.tf) for bar in writes)
         return results
+
+    @_guarded
+    def append_columns(
+        self, symbol: str, tf: Timeframe, columns: BarColumns, source: Source
+    ) -> list[StoredFinal]:
+        """Append one series' bars as first finals of days it lacks; see the port."""
+        db = self._require_open()
+        with rules.bulk(len(columns)):
+            bars = rules.stored_columns(symbol, tf, source, columns)
+            if not bars:
+                return []
+            if self.grid is not None:
+                self.grid.check_opens(bars, columns.open_ms)
+            first_day = bars[0].open_ms - bars[0].open_ms % DAY_MS
+            held = db.execute(
+                "SELECT min(open_ms) FROM finals WHERE symbol = ? AND tf = ? AND open_ms >= ? "
+                "AND open_ms < ? AND open_ms / ? IN (SELECT value FROM json_each(?))",
+                (
+                    symbol,
+                    tf.value,
+                    first_day,
+                    bars[-1].open_ms + DAY_MS,
+                    DAY_MS,
+                    json_codec.encode(sorted({b.open_ms // DAY_MS for b in bars})).decode(),
+                ),
+            ).fetchone()[0]
+            if held is not None:
+                raise ContractViolation(
+                    f"{symbol} {tf.value}: the store already holds a bar on the UTC day "
+                    f"{iso_utc(held)[:10]}; append them one by one"
+                )
+            rows = [
+                (b.symbol, b.tf.value, b.open_ms, 0, b.close_ms, b.open, b.high, b.low,
+                 b.close, b.volume, b.tick_count, str(b.source), b.event_ts, "")
+                for b in bars
+            ]  # fmt: skip
+            self._write(db, lambda: db.executemany(_INSERT, rows))
+            self._series.add((symbol, tf))
+            return bars
 
     @_guarded
     def flush(self) -> None:

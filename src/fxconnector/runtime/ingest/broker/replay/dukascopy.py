@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import lzma
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +52,9 @@ _CANDLE_DTYPE: Final = np.dtype(
     ]
 )
 _HOUR_GLOB: Final = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/[0-9][0-9]h_ticks.bi5"
-#: Threads decoding hour files at once (each LZMA stream is decoded by one thread).
-_DECODERS: Final = min(4, os.cpu_count() or 1)
+#: Threads decompressing hour files at once (each LZMA stream by one; a thread waiting on its
+#: read leaves the core to another, so more threads than cores still gain).
+_DECODERS: Final = 4
 _LAYOUT_HINT: Final = "{SYM}/{YYYY}/{MM}/{DD}/{HH}h_ticks.bi5, months counting from 00"
 
 Records = npt.NDArray[np.void]
@@ -110,49 +110,24 @@ def read_tick_tree(sym_dir: Path, symbol: str, from_ms: int | None, to_ms: int |
         for hour in _hour_files(sym_dir)
         if _overlaps(hour.start_ms, hour.start_ms + HOUR_MS, from_ms, to_ms)
     ]
-    decimals = point_decimals(symbol)
-    # LZMA decoding is most of the work and releases the GIL: files are decoded in parallel,
-    # each straight into its numpy columns (the casts release the GIL too), and taken (and
-    # their defects raised) in time order.
+    # LZMA decoding is most of the work and releases the GIL: files are decompressed in
+    # parallel and their bytes taken (and their defects raised) in time order; the records of
+    # all of them become numpy columns at once (per-file casts of ~2k rows would hold the GIL
+    # for longer than they compute).
     with ThreadPoolExecutor(_DECODERS) as pool:
-        parts = list(pool.map(lambda hour: _hour_columns(hour, decimals), hours))
-    if not parts:
-        parts = [_columns(np.empty(0, dtype=_TICK_DTYPE), 0, decimals)]
-    ts_ms, bid, ask, bid_volume, ask_volume = (
-        np.concatenate(column) for column in zip(*parts, strict=True)
-    )
+        raw = list(pool.map(_tick_bytes, hours))
+    records = np.frombuffer(b"".join(raw), dtype=_TICK_DTYPE)
+    counts = np.fromiter((len(data) // _TICK_DTYPE.itemsize for data in raw), np.int64, len(raw))
+    starts = np.fromiter((hour.start_ms for hour in hours), np.int64, len(hours))
+    decimals = point_decimals(symbol)
     return TickBatch(
         symbol=symbol,
-        ts_ms=ts_ms,
-        bid=bid,
-        ask=ask,
-        bid_volume=bid_volume,
-        ask_volume=ask_volume,
+        ts_ms=records["offset_ms"].astype(np.int64) + np.repeat(starts, counts),
+        bid=_prices(records["bid"], decimals),
+        ask=_prices(records["ask"], decimals),
+        bid_volume=records["bid_volume"].astype(np.float64),
+        ask_volume=records["ask_volume"].astype(np.float64),
     )
-
-
-Columns = tuple[npt.NDArray[np.int64], F64Array, F64Array, F64Array, F64Array]
-
-
-def _hour_columns(hour: _HourFile, decimals: int) -> Columns:
-    return _columns(_tick_records(hour), hour.start_ms, decimals)
-
-
-def _columns(records: Records, start_ms: int, decimals: int) -> Columns:
-    """ts_ms, bid, ask, bid volume, ask volume of one hour file's records."""
-    return (
-        records["offset_ms"].astype(np.int64) + np.int64(start_ms),
-        _prices(records["bid"], decimals),
-        _prices(records["ask"], decimals),
-        records["bid_volume"].astype(np.float64),
-        records["ask_volume"].astype(np.float64),
-    )
-
-
-def _tick_records(hour: _HourFile) -> Records:
-    records = _records(hour.path, _TICK_DTYPE)
-    _check_offsets(hour.path, records)
-    return records
 
 
 def read_candle_file(path: Path, symbol: str, period_start_ms: int) -> list[Candle]:
@@ -196,13 +171,18 @@ def _overlaps(start_ms: int, end_ms: int, from_ms: int | None, to_ms: int | None
 
 def _records(path: Path, dtype: np.dtype[np.void]) -> Records:
     """The fixed-size records of one `.bi5` file (empty for a 0-byte file)."""
+    return np.frombuffer(_decompress_records(path, dtype), dtype=dtype)
+
+
+def _decompress_records(path: Path, dtype: np.dtype[np.void]) -> bytes:
+    """The decompressed bytes of one `.bi5` file, checked to hold whole `dtype` records."""
     data = _decompress(path)
     if len(data) % dtype.itemsize:
         raise ConfigError(
             f"{path}: {len(data)} decompressed bytes are not a whole number of "
             f"{dtype.itemsize}-byte records (truncated or not this kind of file)"
         )
-    return np.frombuffer(data, dtype=dtype)
+    return data
 
 
 def _decompress(path: Path) -> bytes:
@@ -226,12 +206,14 @@ def _decompress(path: Path) -> bytes:
     return data
 
 
-def _check_offsets(path: Path, records: Records) -> None:
-    """A tick's offset must lie inside its file's hour, or its time would be a lie."""
-    if records.size and int(records["offset_ms"].max()) >= HOUR_MS:
-        raise ConfigError(
-            f"{path}: a tick lies {int(records['offset_ms'].max())} ms after the hour"
-        )
+def _tick_bytes(hour: _HourFile) -> bytes:
+    """One hour file's tick records, decompressed; a tick's offset must lie inside the hour,
+    or its time would be a lie."""
+    data = _decompress_records(hour.path, _TICK_DTYPE)
+    offsets = np.frombuffer(data, dtype=_TICK_DTYPE)["offset_ms"]
+    if offsets.size and int(offsets.max()) >= HOUR_MS:
+        raise ConfigError(f"{hour.path}: a tick lies {int(offsets.max())} ms after the hour")
+    return data
 
 
 def _prices(points: npt.NDArray[np.uint32], decimals: int) -> F64Array:
