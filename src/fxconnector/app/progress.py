@@ -153,8 +153,10 @@ class ProgressBar:
 
 
 class MinuteSummary:
-    """One info line a minute while the connector runs: finals stored, the lag of the newest
-    final, rejected ticks and broker reconnects (each since the last line, and totals)."""
+    """One info line a minute while the connector runs: finals stored, the age of the newest
+    final (seconds from its close_ms to this line: up to a minute plus the final's own delay,
+    so not the final lag the history plan bounds), rejected ticks and broker reconnects (each
+    since the last line, and totals)."""
 
     def __init__(
         self,
@@ -182,16 +184,16 @@ class MinuteSummary:
         self._next_ms = now_ms + self._period_ms
         last_finals, last_rejects, last_reconnects = self._seen
         self._seen = (finals, rejects, reconnects)
-        lag_s = None
+        age_s = None
         if newest_final_close_ms is not None:
-            lag_s = round((now_ms - newest_final_close_ms) / 1000, 1)
+            age_s = round((now_ms - newest_final_close_ms) / 1000, 1)
         logs.emit(
             self._log,
             logging.INFO,
             "connector.summary",
             finals=finals - last_finals,
             finals_total=finals,
-            newest_final_lag_s=lag_s,
+            newest_final_age_s=age_s,
             rejects=rejects - last_rejects,
             rejects_total=rejects,
             reconnects=reconnects - last_reconnects,
