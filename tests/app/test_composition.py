@@ -8,8 +8,9 @@ from typing import cast
 
 import pytest
 
-from fxconnector.app import lifecycle
+from fxconnector.app import live_status
 from fxconnector.app.composition import build, history_plan
+from fxconnector.app.live_loops import LiveState
 from fxconnector.app.main import main
 from fxconnector.config.loader import load_config
 from fxconnector.config.secrets import Secrets
@@ -108,8 +109,8 @@ def test_the_pipeline_and_the_budget_follow_the_plan(tmp_path: Path) -> None:
         assert parts.budget is not None
         assert parts.budget.config.fast_reserve == 20
         assert parts.budget.config.requests_per_min == 30
-        facts = lifecycle._facts(
-            parts, pipeline, cast(RedisSurface, _Surface()), lifecycle._Live(), START
+        facts = live_status.build_facts(
+            parts, pipeline, cast(RedisSurface, _Surface()), LiveState(), START
         )
         status = parts.status_builder.build(facts)
         assert status.broker.final_lag_bound_s == parts.plan.bound_ms / 1000 == 143

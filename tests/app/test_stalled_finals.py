@@ -9,8 +9,9 @@ from typing import cast
 import msgspec
 from prometheus_client import generate_latest
 
-from fxconnector.app import lifecycle
+from fxconnector.app import live_status
 from fxconnector.app.composition import build
+from fxconnector.app.live_loops import LiveState
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.model.status import ErrorEntry, SurfaceState, SymbolState
@@ -43,14 +44,14 @@ def test_finals_that_stop_advancing_are_a_degraded_reason_and_a_metric(tmp_path:
     surface = cast(RedisSurface, Surface())
 
     def degraded() -> list[str]:
-        facts = lifecycle._facts(parts, pipeline, surface, lifecycle._Live(), clock.now_ms())
+        facts = live_status.build_facts(parts, pipeline, surface, LiveState(), clock.now_ms())
         return [reason for reason in facts.degraded if reason.startswith("finals")]
 
     assert degraded() == []
     # Nothing advances for 6 minutes (every history call failing looks the same): stalled.
     clock.set(START + 6 * MINUTE_MS)
     assert degraded() == ["finals_stalled"]
-    facts = lifecycle._facts(parts, pipeline, surface, lifecycle._Live(), clock.now_ms())
+    facts = live_status.build_facts(parts, pipeline, surface, LiveState(), clock.now_ms())
     assert [(s.symbol, s.state) for s in facts.symbols] == [("EURUSD", SymbolState.STALLED)]
     text = generate_latest(parts.metrics.registry).decode()
     assert 'fxconnector_finals_stalled{symbol="EURUSD"} 1.0' in text

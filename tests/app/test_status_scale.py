@@ -17,8 +17,10 @@ import pytest
 import redis.asyncio
 from jsonschema import Draft202012Validator
 
-from fxconnector.app import lifecycle
+from fxconnector.app import live_status
+from fxconnector.app.api_wiring import api_deps
 from fxconnector.app.composition import Parts, build
+from fxconnector.app.live_loops import LiveState
 from fxconnector.config.schema import Config
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.contracts import ContractName, load_schema
@@ -79,7 +81,7 @@ def test_a_thousand_symbols_status_is_bounded_counted_and_served_per_symbol(
     parts.store.flush()
     starts = {s: START - (30 if s in LAGGING else 1) * MINUTE_MS for s in SYMBOLS}
     pipeline = parts.make_pipeline(RecordingSink(), starts)
-    live = lifecycle._Live()
+    live = LiveState()
     live.coverage = {
         s: CoverageCounts(final=1400, quiet=30, missing=MISSING.get(s, 0), closed=10)
         for s in SYMBOLS
@@ -90,7 +92,7 @@ def test_a_thousand_symbols_status_is_bounded_counted_and_served_per_symbol(
         client = connect_redis(redis_server.url, Secrets())
         surface = make_surface(client, parts)
         try:
-            return await lifecycle._write_status(parts, pipeline, surface, live, START)
+            return await live_status.write_status(parts, pipeline, surface, live, START)
         finally:
             await client.aclose()
 
@@ -130,7 +132,7 @@ def test_a_thousand_symbols_status_is_bounded_counted_and_served_per_symbol(
     # HTTP: the real app with the connector's own deps serves the same detail.
     client = connect_redis(redis_server.url, Secrets())
     reader = SurfaceReader(client, keys)
-    deps = lifecycle._api_deps(parts, pipeline, make_surface(client, parts), live, reader)
+    deps = api_deps(parts, pipeline, make_surface(client, parts), live, reader)
     server = LiveServer(create_app(deps), cleanup=client.aclose)
     server.start()
     try:

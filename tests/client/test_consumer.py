@@ -20,8 +20,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.typing import EncodableT, FieldT
 
-from fxconnector.client.consumer import Backoff, StreamId, SurfaceConsumer
+from fxconnector.client.backoff import Backoff
+from fxconnector.client.consumer import SurfaceConsumer
 from fxconnector.client.merge import Change, ChangeKind
+from fxconnector.client.stream_replies import StreamId
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.errors import ConfigError, ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent, Source
@@ -504,19 +506,6 @@ def test_a_block_longer_than_the_socket_timeout_is_refused(redis_server: RedisSe
             await consumer.run(asyncio.Event(), block_ms=0)
 
     run_with_clients(redis_server, body, count=1, socket_timeout=1.0)
-
-
-def test_backoff_is_capped_exponential_with_jitter() -> None:
-    import random
-
-    backoff = Backoff(initial_s=0.1, cap_s=1.0)
-    rng = random.Random(7)
-    for failures, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (500, 1.0)]:
-        delays = [backoff.delay_s(failures, rng) for _ in range(50)]
-        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
-        assert len(set(delays)) > 1
-    with pytest.raises(ValueError, match="initial_s"):
-        Backoff(initial_s=2.0, cap_s=1.0)
 
 
 def test_a_cluster_master_outage_is_surface_unavailable_until_it_returns(

@@ -41,11 +41,19 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
+from fxconnector.client.backoff import Backoff
 from fxconnector.client.merge import BarBook, Change, IgnoreReason, SeriesKey
+from fxconnector.client.stream_replies import (
+    ZERO,
+    StreamId,
+    StreamInfo,
+    execute,
+    reply_field,
+    stream_info,
+    xread_entries,
+)
 from fxconnector.core.errors import ConfigError, ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe
@@ -61,55 +69,8 @@ log = logging.getLogger("fxconnector.client")
 
 ChangeCallback = Callable[[Change], None]
 ReloadCallback = Callable[[str, Timeframe], None]
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class StreamId:
-    """A Redis stream entry id `ms-seq`, ordered as Redis orders them."""
-
-    ms: int
-    seq: int
-
-    @classmethod
-    def parse(cls, raw: str | bytes) -> StreamId:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        ms, dash, seq = text.partition("-")
-        if not (dash and ms.isdigit() and seq.isdigit()):
-            raise ContractViolation(f"not a stream id: {text!r}")
-        return cls(int(ms), int(seq))
-
-    def __str__(self) -> str:
-        return f"{self.ms}-{self.seq}"
-
-
-ZERO: Final = StreamId(0, 0)
 #: With several streams (cluster layout), the longest sleep of a poll that found nothing.
 MULTI_STREAM_POLL_MS: Final = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: `initial_s * 2**(failures - 1)`, capped, times a jitter in [0.5, 1].
-
-    `max_failures` consecutive failures make `run` raise SurfaceUnavailable; None waits for
-    Redis for as long as it takes (a surface reader has nothing better to do).
-    """
-
-    initial_s: float = 0.1
-    cap_s: float = 5.0
-    max_failures: int | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial_s <= self.cap_s:
-            raise ValueError(f"need 0 < initial_s <= cap_s, got {self.initial_s}, {self.cap_s}")
-        if self.max_failures is not None and self.max_failures < 1:
-            raise ValueError(f"max_failures must be at least 1, got {self.max_failures}")
-
-    def delay_s(self, failures: int, rng: random.Random) -> float:
-        # The exponent is bounded so the float never overflows on a long outage.
-        ceiling = min(self.cap_s, self.initial_s * 2.0 ** min(max(failures - 1, 0), 30))
-        # Jitter spreads the reconnects of many consumers after one Redis restart.
-        return ceiling * (0.5 + 0.5 * rng.random())
 
 
 @dataclass(slots=True)
@@ -124,14 +85,6 @@ class ConsumerStats:
     bootstraps: int = 0
     resyncs: Counter[str] = field(default_factory=Counter)
     connection_failures: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _StreamInfo:
-    last_id: StreamId
-    first_id: StreamId | None
-    length: int
-    entries_added: int | None  # Redis >= 7 only
 
 
 class SurfaceConsumer:
@@ -202,10 +155,10 @@ class SurfaceConsumer:
                 pipe.hgetall(self._keys.snapshot(symbol, tf))
             for stream in streams:
                 pipe.xinfo_stream(stream)
-            replies = await self._execute(pipe)
+            replies = await execute(pipe)
         count = len(streams)
-        before = {s: self._stream_info(s, r) for s, r in zip(streams, replies[:count], strict=True)}
-        after = {s: self._stream_info(s, r) for s, r in zip(streams, replies[-count:], strict=True)}
+        before = {s: stream_info(s, r) for s, r in zip(streams, replies[:count], strict=True)}
+        after = {s: stream_info(s, r) for s, r in zip(streams, replies[-count:], strict=True)}
         cursors: dict[str, list[StreamId]] = {stream: [] for stream in streams}
         reloaded: list[SeriesKey] = []
         for (symbol, tf), reply in zip(self._series, replies[count:-count], strict=True):
@@ -264,9 +217,9 @@ class SurfaceConsumer:
             for stream in streams:
                 pipe.xinfo_stream(stream)
                 pipe.xread({stream: str(self._cursor[stream])}, count=count, block=block)
-            replies = await self._execute(pipe)
+            replies = await execute(pipe)
         for i, stream in enumerate(streams):
-            reason = self._resync_reason(stream, self._stream_info(stream, replies[2 * i]))
+            reason = self._resync_reason(stream, stream_info(stream, replies[2 * i]))
             if reason is not None:
                 self.stats.resyncs[reason] += 1
                 log.warning(
@@ -281,7 +234,7 @@ class SurfaceConsumer:
             read_reply = replies[2 * i + 1]
             if isinstance(read_reply, Exception):
                 raise ContractViolation(f"XREAD {stream}: {read_reply}") from read_reply
-            entries = _entries(read_reply)
+            entries = xread_entries(read_reply)
             read += len(entries)
             applied += self._apply_entries(stream, entries)
         if not read and block_ms > 0 and len(streams) > 1:
@@ -343,7 +296,7 @@ class SurfaceConsumer:
         return applied
 
     def _decode_entry(self, entry_id: StreamId, fields: Any) -> OhlcvEvent | None:
-        raw = _field(fields, STREAM_FIELD) if isinstance(fields, dict) else None
+        raw = reply_field(fields, STREAM_FIELD) if isinstance(fields, dict) else None
         if raw is None:
             self._malformed(f"entry {entry_id}: no `{STREAM_FIELD}` field")
             return None
@@ -363,7 +316,7 @@ class SurfaceConsumer:
                 extra={"fields": {"count": self.stats.malformed, "sample": sample}},
             )
 
-    def _resync_reason(self, stream: str, info: _StreamInfo | None) -> str | None:
+    def _resync_reason(self, stream: str, info: StreamInfo | None) -> str | None:
         """Why `stream` no longer continues from its cursor, or None when it does."""
         position = max(self._cursor[stream], self._verified[stream])
         if info is None:
@@ -380,24 +333,6 @@ class SurfaceConsumer:
             trimmed = info.first_id > position
         return "stream_trimmed" if trimmed else None
 
-    def _stream_info(self, stream: str, reply: Any) -> _StreamInfo | None:
-        if _transient(reply):
-            raise SurfaceUnavailable(f"XINFO STREAM {stream}: {reply}") from reply
-        if isinstance(reply, redis_errors.ResponseError):
-            if "no such key" in str(reply).lower():
-                return None
-            raise ContractViolation(f"XINFO STREAM {stream}: {reply}") from reply
-        if not isinstance(reply, dict):
-            raise ContractViolation(f"XINFO STREAM {stream}: unexpected {reply!r}")
-        first = reply.get("first-entry")
-        added = reply.get("entries-added")
-        return _StreamInfo(
-            last_id=StreamId.parse(reply["last-generated-id"]),
-            first_id=StreamId.parse(first[0]) if first else None,
-            length=int(reply["length"]),
-            entries_added=int(added) if added is not None else None,
-        )
-
     def _check_block(self, block_ms: int) -> None:
         pool = getattr(self._redis, "connection_pool", None)
         if pool is not None:
@@ -412,44 +347,6 @@ class SurfaceConsumer:
                 f"({timeout_s} s) for the round trip"
             )
 
-    async def _execute(self, pipe: Pipeline) -> list[Any]:
-        """Run a pipeline, mapping library errors to ours (replies keep per-command errors)."""
-        try:
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as exc:
-            raise ConfigError(f"Redis refused the client's credentials: {exc}") from exc
-        except (*_TRANSIENT, redis_errors.RedisClusterException) as exc:
-            raise SurfaceUnavailable(f"Redis unavailable: {exc}") from exc
-        for reply in replies:
-            if isinstance(reply, redis_errors.NoPermissionError):
-                raise ConfigError(f"Redis ACL refuses a read the consumer needs: {reply}")
-            if _transient(reply):
-                # e.g. LOADING while a restarted server reads its dataset, or CLUSTERDOWN while
-                # a cluster fails a master over.
-                raise SurfaceUnavailable(f"Redis unavailable: {reply}") from reply
-        return replies
-
-
-#: Errors that pass: a lost connection, a server still loading, a cluster failing over or
-#: moving slots. Everything else in a reply is the surface's fault and is not retried.
-_TRANSIENT = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ClusterError,
-    redis_errors.TryAgainError,
-    redis_errors.AskError,
-)
-
-
-def _transient(reply: Any) -> bool:
-    return isinstance(reply, _TRANSIENT)
-
-
-def _field(fields: dict[Any, Any], name: str) -> Any:
-    """A hash or entry field, whether the client decodes responses or not."""
-    value = fields.get(name.encode())
-    return fields.get(name) if value is None else value
-
 
 def _parse_snapshot(key: str, reply: Any) -> tuple[list[OhlcvEvent], StreamId] | None:
     """The bars and cursor of one snapshot hash; None when there is none."""
@@ -457,8 +354,8 @@ def _parse_snapshot(key: str, reply: Any) -> tuple[list[OhlcvEvent], StreamId] |
         raise ContractViolation(f"HGETALL failed: {reply}")
     if not reply:
         return None
-    bars_raw = _field(reply, SNAPSHOT_BARS_FIELD)
-    cursor_raw = _field(reply, SNAPSHOT_CURSOR_FIELD)
+    bars_raw = reply_field(reply, SNAPSHOT_BARS_FIELD)
+    cursor_raw = reply_field(reply, SNAPSHOT_CURSOR_FIELD)
     if bars_raw is None or cursor_raw is None:
         raise ContractViolation(f"snapshot {key} lacks `{SNAPSHOT_BARS_FIELD}` or `cursor`")
     try:
@@ -466,23 +363,6 @@ def _parse_snapshot(key: str, reply: Any) -> tuple[list[OhlcvEvent], StreamId] |
     except msgspec.DecodeError as exc:
         raise ContractViolation(f"snapshot bars: {exc}") from exc
     return bars, StreamId.parse(cursor_raw)
-
-
-def _entries(reply: Any) -> list[tuple[Any, Any]]:
-    """The entries of a one-stream XREAD reply, in any shape redis-py gives it.
-
-    RESP2: `[[name, [(id, fields), ...]]]`; RESP3: `{name: [(id, fields), ...]}`, and with
-    legacy responses `{name: [[(id, fields), ...]]}`.
-    """
-    if not reply:
-        return []
-    groups = list(reply.values()) if isinstance(reply, dict) else [item[1] for item in reply]
-    entries: list[tuple[Any, Any]] = []
-    for group in groups:
-        if group and isinstance(group[0], list) and group[0] and isinstance(group[0][0], tuple):
-            group = group[0]
-        entries.extend((entry[0], entry[1]) for entry in group)
-    return entries
 
 
 async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:

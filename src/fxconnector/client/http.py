@@ -12,7 +12,7 @@ Rules:
 - `changes()` follows the stream after the cursor, resuming with `Last-Event-ID` (the id of
   the last event applied), and yields every change that altered the book, in stream order.
   A dropped or refused connection (the server restarting, 503) is retried with capped
-  exponential backoff with jitter (`consumer.Backoff`). Every reconnect (after a failure, a
+  exponential backoff with jitter (`backoff.Backoff`). Every reconnect (after a failure, a
   body the server ended, or a `cursor_expired` notice) bootstraps again first, because the
   server may have come back with an empty Redis whose stream ids mean something else: the
   window's bars are applied on top of the book, so finals made while away come out as
@@ -42,7 +42,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from fxconnector.client.consumer import Backoff
+from fxconnector.client.backoff import Backoff
 from fxconnector.client.frames import BarWindow
 from fxconnector.client.merge import BarBook, Change
 from fxconnector.core.errors import ConfigError, ContractViolation, SurfaceUnavailable

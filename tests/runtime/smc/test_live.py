@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio
 from bench.cluster_launch import RedisClusterNodes
 
-from fxconnector.client.consumer import Backoff
+from fxconnector.client.backoff import Backoff
 from fxconnector.config.secrets import Secrets
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.smc import SmcHint

@@ -1,13 +1,10 @@
 """The writer of the public Redis surface (DESIGN §7; key layout and entry format in keys.py).
 
 Rules:
-- `finals`, `previews` and `tick` are synchronous and never touch the network: they queue.
-  Finals are never dropped (the SSOT holds them too); previews are coalesced to the latest per
-  (symbol, tf) and ticks to the latest per symbol, so Redis load does not grow with tick rate.
+- `finals`, `previews` and `tick` are synchronous and never touch the network: they queue
+  (surface_queue.py: finals never dropped, previews and ticks coalesced, NoMix).
 - A final is applied to the tail cache when the surface accepts it (`finals`), so the tail and
   every snapshot computed from it include all accepted finals, published or still queued.
-- NoMix: a preview is never published once its series has a final at the same or a later
-  open_ms (checked when it is queued and again when it is flushed).
 - `run()` publishes every cycle, at most `preview_interval_ms` apart and at once when finals are
   queued: finals first (one script call per series batch: XADD the events, then the snapshot's
   bars and cursor, atomically; see surface_lua.py), then coalesced previews (one script call per
@@ -29,9 +26,8 @@ Rules:
   Delivery is at least once: an event may appear twice after a recovery, never zero times.
 - Redis exceptions are translated at this boundary into SurfaceUnavailable; `run()` never raises
   for them, and anything else (a bug) propagates.
-- `errors` keeps the outages for status `errors[]`: one entry when an outage starts
-  (`redis.unavailable`, or `redis.auth_failed` when Redis refused our credentials or
-  permissions), not one per retry; the next outage after a recovery is a new entry.
+- `errors` keeps the outages for status `errors[]` (surface_outages.py: one entry per
+  outage, not one per retry).
 
 This module must not know the store, the broker or the pipeline; time comes from the Clock, except
 the publish latency, which is measured with the monotonic clock.
@@ -40,36 +36,31 @@ the publish latency, which is measured with the monotonic clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from fxconnector.core.errors import ContractViolation, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent, StoredFinal
 from fxconnector.core.model.status import ErrorEntry, SurfaceState
 from fxconnector.core.model.tick import Tick
-from fxconnector.core.time_geom import Timeframe
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.publish.keys import SurfaceKeys
 from fxconnector.runtime.publish.leases import SymbolLeases
 from fxconnector.runtime.publish.redis_connect import SurfaceClient
-from fxconnector.runtime.publish.redis_errors import redis_errors, refused_credentials
+from fxconnector.runtime.publish.redis_errors import redis_errors
 from fxconnector.runtime.publish.status_writer import StatusPayloads, write_status
 from fxconnector.runtime.publish.surface_lua import Series
+from fxconnector.runtime.publish.surface_outages import Outages
+from fxconnector.runtime.publish.surface_queue import Key, PublishQueue
 from fxconnector.runtime.publish.surface_writes import SCRIPTS, SurfacePipeline, SurfaceWrites
 from fxconnector.runtime.store.cache_tail import TailCache
 from fxconnector.runtime.store.rules import to_stored
 
-#: Outages kept for status errors[].
-ERRORS_KEPT: Final = 20
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE_S: Final = 0.1
-BACKOFF_CAP_S: Final = 5.0
 #: How often the loop checks that Redis still holds the stream it wrote (a restart empties it).
 PROBE_INTERVAL_MS: Final = 1_000
 #: With `preview_interval_ms = 0` previews wake the loop; this bounds its sleep otherwise.
@@ -77,7 +68,6 @@ IDLE_WAKE_MS: Final = 1_000
 #: Series per pipelined round trip during a rebuild (each carries up to two windows of bars).
 REBUILD_SERIES_PER_CALL: Final = 16
 
-Key = tuple[str, Timeframe, int]
 PublishedHook = Callable[[OhlcvEvent, float], None]
 
 
@@ -114,12 +104,8 @@ class RedisSurface:
         self._interval_ms = preview_interval_ms
         self._clock = clock
         self._on_published = on_published
-        self._on_redis_error = on_redis_error
         self._writes = SurfaceWrites(keys, retention_ms=events_retention_s * 1000, clock=clock)
-        self._finals: deque[tuple[OhlcvEvent, float]] = deque()
-        self._previews: dict[Series, OhlcvEvent] = {}
-        self._ticks: dict[str, Tick] = {}
-        self._final_open: dict[Series, int] = {}  # NoMix: newest final open_ms per series
+        self._queue = PublishQueue()
         self._state = SurfaceState.REBUILDING
         self._lock = asyncio.Lock()  # one publisher at a time: run() and a direct rebuild()
         self._wake = asyncio.Event()  # finals queued (or stop): cycle now
@@ -130,16 +116,11 @@ class RedisSurface:
         self._flushing = False
         self._streams_written: set[str] = set()
         self._next_probe_ms = 0
-        self._rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
         self.published_finals = 0
         self.published_previews = 0
-        self.nomix_dropped = 0
         #: Events of a symbol whose lease another process took (not published; in the SSOT).
         self.unpublished = 0
-        self.last_error: str | None = None  # the last Redis error
-        #: Outages (one entry each) for status errors[], newest last.
-        self.errors: deque[ErrorEntry] = deque(maxlen=ERRORS_KEPT)
-        self._outage_code: str | None = None  # the code noted for the outage going on
+        self._outages = Outages(clock, on_redis_error)
 
     # -- the EventSink side: synchronous, no network -------------------------------------------
 
@@ -148,7 +129,6 @@ class RedisSurface:
         if not events:
             return
         now_s = time.monotonic()
-        final_open = self._final_open
         for event in events:
             if not event.complete:
                 raise ContractViolation(f"surface.finals got a preview: {event.key}")
@@ -157,25 +137,16 @@ class RedisSurface:
             if not self._owns(event.symbol):
                 self.unpublished += 1
                 continue
-            self._finals.append((event, now_s))
-            series = (event.symbol, event.tf)
-            if event.open_ms > final_open.get(series, -1):
-                final_open[series] = event.open_ms
+            self._queue.final(event, now_s)
         self._wake.set()
 
     def previews(self, events: Sequence[OhlcvEvent]) -> None:
         """Queue previews, keeping the latest per (symbol, tf); NoMix ones are dropped."""
         for event in events:
-            series = (event.symbol, event.tf)
             if not self._owns(event.symbol):
                 self.unpublished += 1
                 continue
-            if event.open_ms <= self._final_open.get(series, -1):
-                self.nomix_dropped += 1
-                continue
-            held = self._previews.get(series)
-            if held is None or event.open_ms >= held.open_ms:
-                self._previews[series] = event
+            self._queue.preview(event)
         if self._interval_ms == 0 and events:
             self._wake.set()
 
@@ -183,7 +154,7 @@ class RedisSurface:
         """Queue the last tick of a symbol for the tick cache."""
         if not self._owns(tick.symbol):
             return
-        self._ticks[tick.symbol] = tick
+        self._queue.tick(tick)
         if self._interval_ms == 0:
             self._wake.set()
 
@@ -196,19 +167,34 @@ class RedisSurface:
     @property
     def backlog(self) -> int:
         """Finals accepted and not yet acknowledged by Redis."""
-        return len(self._finals)
+        return len(self._queue.finals)
 
     @property
     def pending(self) -> bool:
         """True while anything (finals, previews, ticks) is queued or being published."""
-        return bool(self._finals or self._previews or self._ticks or self._flushing)
+        return bool(self._queue) or self._flushing
+
+    @property
+    def errors(self) -> deque[ErrorEntry]:
+        """Outages (one entry each) and lost leases for status errors[], newest last."""
+        return self._outages.errors
+
+    @property
+    def last_error(self) -> str | None:
+        """The last Redis error."""
+        return self._outages.last_error
+
+    @property
+    def nomix_dropped(self) -> int:
+        """Previews not published because their series had a final as new or newer (NoMix)."""
+        return self._queue.nomix_dropped
 
     # -- direct writes --------------------------------------------------------------------------
 
     async def write_status(self, payloads: StatusPayloads, ttl_s: int) -> bool:
         """Write the live status (summary and per-symbol details, see status_writer) with an
         expiry; False (counted) when Redis is unavailable."""
-        with self._counting(), redis_errors("write status"):
+        with self._outages.counting(), redis_errors("write status"):
             now_ms = self._clock.now_ms()
             await write_status(self._redis, self._keys, payloads, ttl_s=ttl_s, now_ms=now_ms)
             return True
@@ -216,7 +202,7 @@ class RedisSurface:
 
     async def write_status_snapshot(self, json: bytes) -> bool:
         """SET `last_command` and `errors[]`; False (counted) when Redis is unavailable."""
-        with self._counting(), redis_errors("SET status snapshot"):
+        with self._outages.counting(), redis_errors("SET status snapshot"):
             await self._redis.set(self._keys.status_snapshot, json)
             return True
         return False
@@ -256,7 +242,7 @@ class RedisSurface:
         running. Heavy work on the event loop (derivation) awaits this first, so the 1m finals
         handed over reach Redis before it takes the loop (issue 12); it never waits on an
         outage (the SSOT goes on without Redis)."""
-        while self._finals and self._running and self._state is SurfaceState.OK:
+        while self._queue.finals and self._running and self._state is SurfaceState.OK:
             self._wake.set()
             await self._flushed.wait()
 
@@ -273,7 +259,7 @@ class RedisSurface:
                 failures += 1
                 needs_rebuild = True
                 self._degrade(exc)
-                await self._pause_ms(self._backoff_ms(failures), self._stop)
+                await self._pause_ms(self._outages.backoff_ms(failures), self._stop)
                 continue
             failures = 0
             await self._pause_ms(self._interval_ms or IDLE_WAKE_MS, self._wake)
@@ -296,20 +282,13 @@ class RedisSurface:
         self._flushed = asyncio.Event()
 
     def _degrade(self, exc: SurfaceUnavailable) -> None:
-        self._note(exc)
-        if self._on_redis_error is not None:
-            self._on_redis_error()
+        self._outages.note(exc)
         if self._state is not SurfaceState.DEGRADED:
             log.warning(
                 "surface.degraded", extra={"fields": {"error": str(exc), "backlog": self.backlog}}
             )
         self._state = SurfaceState.DEGRADED
         self._pulse_flushed()  # a settle() or drain() waiting on this cycle learns it failed
-
-    def _backoff_ms(self, failures: int) -> int:
-        delay_s = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 16))
-        # Equal jitter: never less than half the delay, so a fleet does not reconnect in step.
-        return int(1000 * delay_s * (0.5 + 0.5 * self._rng.random()))
 
     async def _pause_ms(self, delay_ms: int, wake: asyncio.Event) -> None:
         """Sleep `delay_ms` of clock time, or less if `wake` is set."""
@@ -352,7 +331,7 @@ class RedisSurface:
         if self._state is not SurfaceState.OK:
             log.info("surface.ok", extra={"fields": {"series": len(series)}})
         self._state = SurfaceState.OK
-        self._outage_code = None
+        self._outages.recovered()
 
     async def _rebuild_series(self, chunk: Sequence[Series], covered: dict[Key, int]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -365,8 +344,7 @@ class RedisSurface:
                 written = True
                 for bar in bars:
                     covered[bar.key] = bar.rev
-                final_open = self._final_open.get(series, -1)
-                self._final_open[series] = max(final_open, bars[-1].open_ms)
+                self._queue.saw_final(series, bars[-1].open_ms)
             if not written:
                 return
             with redis_errors("rebuild"):
@@ -375,16 +353,9 @@ class RedisSurface:
 
     def _settle_covered(self, covered: dict[Key, int]) -> None:
         """Drop the queued finals a rebuild published (their key at the same or a newer rev)."""
-        if not covered or not self._finals:
-            return
         ack_s = time.monotonic()
-        kept: deque[tuple[OhlcvEvent, float]] = deque()
-        for event, enqueued_s in self._finals:
-            if covered.get(event.key, -1) >= event.rev:
-                self._published(event, ack_s - enqueued_s)
-            else:
-                kept.append((event, enqueued_s))
-        self._finals = kept
+        for event, enqueued_s in self._queue.take_covered(covered):
+            self._published(event, ack_s - enqueued_s)
 
     async def _register(self, symbols: set[str]) -> None:
         """SADD the symbols not yet in `NS:symbols` (lost ones excepted)."""
@@ -412,9 +383,9 @@ class RedisSurface:
                 raise SurfaceUnavailable(f"redis lost the stream {stream} (restarted or flushed)")
 
     async def _flush(self) -> None:
-        batch = list(self._finals)
-        previews = self._take_previews()
-        ticks, self._ticks = self._ticks, {}
+        batch = list(self._queue.finals)
+        previews = self._queue.take_previews()
+        ticks = self._queue.take_ticks()
         if not (batch or previews or ticks):
             return
         symbols = {event.symbol for event, _ in batch} | {event.symbol for event in previews}
@@ -427,13 +398,12 @@ class RedisSurface:
                 with redis_errors("publish"):
                     await pipe.execute()
         except SurfaceUnavailable:
-            self._restore(previews, ticks)
+            self._queue.restore(previews, ticks)
             raise
         self._streams_written.update(self._keys.events_for(symbol) for symbol in symbols)
         self.published_previews += len(previews)
         ack_s = time.monotonic()
-        for _ in batch:
-            event, enqueued_s = self._finals.popleft()
+        for event, enqueued_s in self._queue.pop_published(len(batch)):
             self._published(event, ack_s - enqueued_s)
 
     def _queue_finals(self, pipe: SurfacePipeline, batch: list[tuple[OhlcvEvent, float]]) -> None:
@@ -445,23 +415,6 @@ class RedisSurface:
             bars = self._tail.tail(series[0], series[1], self._snapshot_bars)
             self._writes.finals(pipe, series, events, bars)
 
-    def _take_previews(self) -> list[OhlcvEvent]:
-        taken: list[OhlcvEvent] = []
-        for series, event in self._previews.items():
-            if event.open_ms > self._final_open.get(series, -1):
-                taken.append(event)
-            else:
-                self.nomix_dropped += 1  # a final for it (or a later bucket) came since
-        self._previews = {}
-        return taken
-
-    def _restore(self, previews: list[OhlcvEvent], ticks: dict[str, Tick]) -> None:
-        """Put back what a failed flush took, unless something newer was queued meanwhile."""
-        for event in previews:
-            self._previews.setdefault((event.symbol, event.tf), event)
-        for symbol, tick in ticks.items():
-            self._ticks.setdefault(symbol, tick)
-
     def _owns(self, symbol: str) -> bool:
         return self._leases is None or self._leases.holds(symbol)
 
@@ -471,14 +424,10 @@ class RedisSurface:
         if not symbols or self._leases is None:
             return
         lost = set(symbols)
-        kept = deque(item for item in self._finals if item[0].symbol not in lost)
-        self.unpublished += len(self._finals) - len(kept)
-        self._finals = kept
-        self._previews = {k: v for k, v in self._previews.items() if k[0] not in lost}
-        self._ticks = {k: v for k, v in self._ticks.items() if k not in lost}
+        self.unpublished += self._queue.drop(lost)
         for symbol in sorted(lost):
             holder = self._leases.lost.get(symbol, "?")
-            self.errors.append(
+            self._outages.errors.append(
                 ErrorEntry(
                     ts=self._clock.now_ms(),
                     code="lease.lost",
@@ -493,24 +442,3 @@ class RedisSurface:
         self.published_finals += 1
         if self._on_published is not None:
             self._on_published(event, latency_s)
-
-    @contextlib.contextmanager
-    def _counting(self) -> Iterator[None]:
-        """Count and swallow a SurfaceUnavailable of a status write: a status writer must not
-        die with Redis (the run loop degrades the surface and says so)."""
-        try:
-            yield
-        except SurfaceUnavailable as exc:
-            self._note(exc)
-            if self._on_redis_error is not None:
-                self._on_redis_error()
-
-    def _note(self, exc: SurfaceUnavailable) -> None:
-        """Remember the error; the first of an outage (or of another kind) goes to `errors`."""
-        self.last_error = str(exc)
-        code = "redis.auth_failed" if refused_credentials(exc) else "redis.unavailable"
-        if code != self._outage_code:
-            self._outage_code = code
-            self.errors.append(
-                ErrorEntry(ts=self._clock.now_ms(), code=code, message=str(exc)[:500])
-            )

@@ -42,7 +42,8 @@ from typing import Any, Final
 import msgspec
 from redis.exceptions import NoScriptError, RedisError
 
-from fxconnector.client.consumer import Backoff, SurfaceConsumer
+from fxconnector.client.backoff import Backoff
+from fxconnector.client.consumer import SurfaceConsumer
 from fxconnector.client.merge import BarBook, Change, ChangeKind
 from fxconnector.core.errors import ContractViolation, RevisionTooOld, SurfaceUnavailable
 from fxconnector.core.model.bar import OhlcvEvent

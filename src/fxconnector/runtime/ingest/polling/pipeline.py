@@ -6,7 +6,7 @@ Rules (DESIGN §5):
 - Close detection (the fast path, fast_path.py: when each symbol is asked, following the
   history plan): once a minute has ended plus the safety delay, its 1m bar is fetched from the
   broker's history. Commands' range fetches are range_fetch.py. History bars are checked
-  against the contract here; a bad
+  against the contract (history_check.py); a bad
   candle (refused by the adapter or here: off its bucket, in a closed minute, ...) rejects
   itself only, counted by reason and sampled in `errors[]`; the rest of the answer is stored and
   the bad minute stays missing (repair's job).
@@ -20,10 +20,10 @@ Rules (DESIGN §5):
   A symbol whose proven frontier trails "now" by more than `stall_after_ms` of open market
   time is reported by `stalled()` (a degraded reason and a metric, never silence).
 - Finals are appended to the store, made durable (flush), then handed to the sink: per symbol,
-  as soon as its answer is stored. Flushes are group-committed: callers that arrive while one
-  runs share the next, and nothing is published before a flush that started after its append
-  has ended. Derived bars follow from the final 1m (DerivedBuilder). A repeated final is a
-  no-op; a different one is a revision and is republished.
+  as soon as its answer is stored (durable.py). Flushes are group-committed: callers that
+  arrive while one runs share the next, and nothing is published before a flush that started
+  after its append has ended. Derived bars follow from the final 1m (DerivedBuilder). A
+  repeated final is a no-op; a different one is a revision and is republished.
 - 1m finals come before derivation: `advance` lets the sink acknowledge the finals of the
   fast path (`settle`, when given) before a derive slice takes the event loop.
 - `advance(now)` is the one entry point for time: the live loop calls it at `next_due_ms` (the
@@ -44,37 +44,33 @@ from fxconnector.core.builders.live import LiveBuilder
 from fxconnector.core.builders.spec import BarSpec
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.coverage import AnswerProof, prove_quiet
-from fxconnector.core.errors import ContractViolation
 from fxconnector.core.history_plan import HistoryPlan
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import ErrorEntry
 from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe, iso_utc
 from fxconnector.core.validation.ticks import TickRails, check_tick
-from fxconnector.core.validation.validator import bar_problems, clean_final
 from fxconnector.runtime.governance.rails import HistoryBudget, Priority
 from fxconnector.runtime.ingest.broker.port import HistoryAnswer
 from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
+from fxconnector.runtime.ingest.polling.durable import DurablePublisher, Offload
 from fxconnector.runtime.ingest.polling.fast_path import FAST_PATH as FAST_PATH
 from fxconnector.runtime.ingest.polling.fast_path import FastPath, minutes_in
+from fxconnector.runtime.ingest.polling.history_check import check_answer
 from fxconnector.runtime.ingest.polling.range_fetch import RangeFetch
 from fxconnector.runtime.ingest.polling.range_fetch import RangeResult as RangeResult
 from fxconnector.runtime.publish.sink import EventSink
-from fxconnector.runtime.store.port import AppendOutcome, FinalStore
+from fxconnector.runtime.store.port import FinalStore
 
 #: A broker's `history_1m`; a plain list of bars is an answer with no refused candle and no
 #: completeness signal.
 HistoryFetch = Callable[[str, int, int], Awaitable[HistoryAnswer | Sequence[OhlcvEvent]]]
-#: Runs blocking store work (the fsync of a flush) off the event loop: asyncio.to_thread. A test
-#: that drives fake time by loop turns runs it inline instead.
-Offload = Callable[[Callable[[], None]], Awaitable[None]]
 #: Waits until the sink has acknowledged the finals handed to it (RedisSurface.settle: Redis
 #: acked them, or it is down and nothing is waited for).
 Settle = Callable[[], Awaitable[None]]
 #: Work of one derive slice (a few ms) before the event loop gets its turn back, in minutes of
 #: 1m read (see derived_builder.BUCKET_COST_MINUTES): one 1d bucket, or two 5m buckets.
 DERIVE_SLICE_MINUTES = 250
-BROKER_CORRECTION = "broker correction"
 
 
 @dataclass(slots=True)
@@ -126,7 +122,6 @@ class Pipeline:
     ) -> None:
         self._raw_history = history
         self._settle = settle
-        self._offload = offload
         self._budget = budget
         self._store = store
         self._calendars = calendars
@@ -162,13 +157,8 @@ class Pipeline:
             offload=offload,
         )
         self._now_ms = 0
-        self._pending_publish: list[OhlcvEvent] = []
         self._sessions: dict[str, tuple[int, int]] = {}
-        # Group commit: writes are numbered; a flush makes every write numbered before it
-        # started durable, and the callers that queued behind it share the next one.
-        self._writes = 0
-        self._durable_writes = 0
-        self._flush_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._durable = DurablePublisher(store, offload, self._publish, self.error)
         # Hot-path copies (one attribute load each instead of two).
         self._max_inversion = rails.max_spread_inversion
         self._epoch_rail_ms = rails.epoch_rail_ms
@@ -393,38 +383,11 @@ class Pipeline:
         self, symbol: str, answer: HistoryAnswer, from_ms: int, to_ms: int, now_ms: int
     ) -> tuple[list[OhlcvEvent], set[int | None]]:
         """The answer's good bars, and the minutes of refused candles (None: unreadable)."""
-        calendar = self._calendars[symbol]
-        refused: set[int | None] = set()
-        for candle in answer.rejected:
-            refused.add(candle.open_ms)
-            self._refuse(now_ms, symbol, candle.open_ms, candle.reason, candle.detail)
-        accepted = []
-        is_open = calendar.is_open
-        for bar in answer.bars:
-            # Fast path: the common good bar passes every check below at once (a test holds
-            # `clean_final` equal to bar_problems); anything else is explained check by check.
-            if (
-                from_ms <= bar.open_ms < to_ms
-                and clean_final(bar, symbol, Timeframe.M1)
-                and is_open(bar.open_ms)
-            ):
-                accepted.append(bar)
-                continue
-            problems = [
-                p.message
-                for p in bar_problems(bar, calendar, symbols={symbol}, timeframes={Timeframe.M1})
-            ]
-            if not bar.complete:
-                problems.append("history bar is not complete")
-            if not from_ms <= bar.open_ms < to_ms:
-                problems.append(f"outside the requested range [{from_ms}, {to_ms})")
-            elif not calendar.is_open(bar.open_ms):
-                problems.append("in a minute the calendar calls closed")
-            if problems:
-                refused.add(bar.open_ms - bar.open_ms % MINUTE_MS)
-                self._refuse(now_ms, symbol, bar.open_ms, "bar_contract", "; ".join(problems))
-                continue
-            accepted.append(bar)
+        accepted, refused, refusals = check_answer(
+            self._calendars[symbol], symbol, answer, from_ms, to_ms
+        )
+        for refusal in refusals:
+            self._refuse(now_ms, symbol, refusal.open_ms, refusal.reason, refusal.detail)
         return accepted, refused
 
     def _refuse(
@@ -454,46 +417,13 @@ class Pipeline:
 
     def store_finals(self, symbol: str, bars: Sequence[OhlcvEvent]) -> list[OhlcvEvent]:
         """Append `bars`; the new bars and revisions (queued for publishing) are returned."""
-        if not bars:
-            return []
-        try:
-            results = self._store.append(bars, reason=BROKER_CORRECTION)
-        except ContractViolation as exc:  # pragma: no cover - check_history refused these
-            self.error(self._now_ms, "store.refused", f"{symbol}: {exc}")
-            return []
-        fresh: list[OhlcvEvent] = [
-            r.stored for r in results if r.outcome is not AppendOutcome.DUPLICATE
-        ]
-        self._pending_publish.extend(fresh)
-        return fresh
+        return self._durable.store_finals(symbol, bars, self._now_ms)
 
     async def publish_durable(
         self, derived: Sequence[OhlcvEvent], flush: bool, *, coverage: bool = False
     ) -> None:
-        """Flush (off the event loop) then publish what is pending now and `derived`.
-
-        The events are taken before the flush starts, so the flush covers every one of them
-        even when another task (a command, the live loop) appends or publishes meanwhile;
-        `coverage` flushes even with nothing to publish (coverage lines were written)."""
-        events = [*self._pending_publish, *derived]
-        self._pending_publish.clear()
-        if flush and (events or coverage):
-            self._writes += 1
-            await self._durable(self._writes)
-        self._publish(events)
-
-    async def _durable(self, write: int) -> None:
-        """Return once a flush that started after write number `write` has ended: the flush
-        in progress is waited for, then one flush serves every caller queued behind it."""
-        loop = asyncio.get_running_loop()
-        if self._flush_lock is None or self._flush_lock[0] is not loop:
-            self._flush_lock = (loop, asyncio.Lock())
-        async with self._flush_lock[1]:
-            if self._durable_writes >= write:
-                return
-            covered = self._writes
-            await self._offload(self._store.flush)
-            self._durable_writes = max(self._durable_writes, covered)
+        """Flush (off the event loop) then publish what is pending now and `derived` (durable)."""
+        await self._durable.publish_durable(derived, flush, coverage=coverage)
 
     def _publish(self, events: Sequence[OhlcvEvent]) -> None:
         if not events:

@@ -24,7 +24,8 @@ from fxconnector.runtime.ingest.polling.derived_builder import DerivedBuilder
 from fxconnector.runtime.store.port import FinalStore
 
 if TYPE_CHECKING:
-    from fxconnector.runtime.ingest.polling.pipeline import Offload, Pipeline
+    from fxconnector.runtime.ingest.polling.durable import Offload
+    from fxconnector.runtime.ingest.polling.pipeline import Pipeline
 
 #: Re-asks of one command chunk whose answers end early, before its tail is left pending.
 MAX_ASKS_PER_CHUNK = 12
