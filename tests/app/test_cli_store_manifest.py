@@ -118,6 +118,33 @@ def test_replay_writes_its_own_store_and_prints_it(
     assert default.stdout.rstrip().endswith(f" store={Path('var') / 'replay' / 'EURUSD-fx_ny'}")
 
 
+def test_replay_never_makes_a_store_of_a_folder_of_other_files_or_of_a_file(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A typo like `--store .` must not turn a folder into a store: one line, exit 2, nothing
+    written; an empty folder (or one a crashed creation left with only its lock) is fine."""
+    ticks = shared_data.joinpath(*TICKS)
+    argv = ("replay", ticks, "--symbol", "EURUSD", "--calendar", "always_open", "--store")
+    papers = tmp_path / "papers"
+    papers.mkdir()
+    (papers / "notes.txt").write_text("mine\n")
+    line = refused(fxconnector(*argv, papers, cwd=tmp_path))
+    assert f"--store: {papers} holds other files and is not a store (no manifest.json)" in line
+    assert sorted(p.name for p in papers.iterdir()) == ["notes.txt"]
+    afile = tmp_path / "afile"
+    afile.write_text("x\n")
+    assert refused(fxconnector(*argv, afile, cwd=tmp_path)) == (
+        f"fxconnector replay: error: --store: {afile} is a file, not a store folder"
+    )
+    for fresh in (tmp_path / "empty", tmp_path / "only-lock"):
+        fresh.mkdir()
+    (tmp_path / "only-lock" / ".writer.lock").touch()
+    for fresh in (tmp_path / "empty", tmp_path / "only-lock"):
+        done = fxconnector(*argv, fresh, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert read_manifest(fresh) is not None
+
+
 def test_replay_into_a_connector_store_needs_append_and_matching_settings(
     shared_data: Path, tmp_path: Path
 ) -> None:
