@@ -207,6 +207,10 @@ def test_bars_prints_canonical_lines_in_order(
     assert rows[0].startswith("open_ms,close_ms,open,high,low,close")
     assert len(rows) == 6
     assert rows[1].startswith("1549274400000,1549274459999,")
+    # A symbol the store does not hold is said, not an empty answer that looks like no bars.
+    code, out, err = cli(capsys, "bars", "--symbol", "GBPUSD", "--tf", "1m", "--store", str(root))
+    assert (code, out) == (2, "")
+    assert f"--symbol: store {root} holds no GBPUSD bars (it holds: EURUSD)" in err
 
 
 @pytest.mark.parametrize(

@@ -62,8 +62,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     replay.add_argument("path", type=Path, help="a tick file or a Dukascopy folder")
     replay.add_argument("--symbol", required=True, help="symbol, e.g. EURUSD")
     replay.add_argument("--format", default="auto", choices=FORMATS)
-    replay.add_argument("--from", dest="from_", default=None, help="start (ISO-8601 or epoch ms)")
-    replay.add_argument("--to", default=None, help="end, exclusive (ISO-8601 or epoch ms)")
+    replay.add_argument(
+        "--from", dest="from_", default=None, metavar="TIME", help="start (ISO-8601 or epoch ms)"
+    )
+    replay.add_argument(
+        "--to", default=None, metavar="TIME", help="end, exclusive (ISO-8601 or epoch ms)"
+    )
     replay.add_argument("--speed", default="max", help="max, or a factor of recorded time")
     replay.add_argument(
         "--price", default=None, choices=[p.value for p in PriceSide], help="default bid"
@@ -113,8 +117,10 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     bars.add_argument("--symbol", required=True)
     bars.add_argument("--tf", required=True, help="timeframe")
-    bars.add_argument("--from", dest="from_", default=None, help="first open (ISO or epoch ms)")
-    bars.add_argument("--to", default=None, help="end, exclusive (ISO or epoch ms)")
+    bars.add_argument(
+        "--from", dest="from_", default=None, metavar="TIME", help="first open (ISO or epoch ms)"
+    )
+    bars.add_argument("--to", default=None, metavar="TIME", help="end, exclusive (ISO or epoch ms)")
     bars.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
     bars.add_argument("--store", type=Path, default=DEFAULT_STORE)
     bars.add_argument(
@@ -317,6 +323,13 @@ def cmd_bars(args: argparse.Namespace) -> int:
         report = store.open()
     for line in report.corrupt_lines:  # served without them, never silently
         sys.stderr.write(f"fxconnector bars: unreadable store line skipped: {line}\n")
+    held = sorted({held for held, _ in store.series()})
+    if symbol not in held:
+        store.close()
+        raise ConfigError(
+            f"--symbol: store {args.store} holds no {symbol} bars "
+            f"(it holds: {', '.join(held) or 'nothing yet'})"
+        )
     out = sys.stdout
     try:
         if args.format == "csv":

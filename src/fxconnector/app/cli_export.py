@@ -52,8 +52,12 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     )
     export.add_argument("--symbol", required=True)
     export.add_argument("--tf", required=True, help="timeframe")
-    export.add_argument("--from", dest="from_", default=None, help="first open (ISO or epoch ms)")
-    export.add_argument("--to", default=None, help="end, exclusive (ISO or epoch ms)")
+    export.add_argument(
+        "--from", dest="from_", default=None, metavar="TIME", help="first open (ISO or epoch ms)"
+    )
+    export.add_argument(
+        "--to", default=None, metavar="TIME", help="end, exclusive (ISO or epoch ms)"
+    )
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument(
         "--out", type=Path, default=None, help="file to write (default: stdout, not a terminal)"

@@ -47,8 +47,12 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     cmd.add_argument("path", type=Path, help="a candle file, or a zip holding one")
     cmd.add_argument("--symbol", required=True, help="symbol, e.g. GBPUSD")
     cmd.add_argument("--format", default="auto", choices=CANDLE_FORMATS)
-    cmd.add_argument("--from", dest="from_", default=None, help="start (ISO-8601 or epoch ms)")
-    cmd.add_argument("--to", default=None, help="end, exclusive (ISO-8601 or epoch ms)")
+    cmd.add_argument(
+        "--from", dest="from_", default=None, metavar="TIME", help="start (ISO-8601 or epoch ms)"
+    )
+    cmd.add_argument(
+        "--to", default=None, metavar="TIME", help="end, exclusive (ISO-8601 or epoch ms)"
+    )
     cmd.add_argument(
         "--on-bad-line",
         default="error",

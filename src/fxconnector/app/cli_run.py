@@ -134,7 +134,7 @@ def bind_http(bind: str) -> socket.socket:
         raise OSError(
             exc.errno,
             f"http bind {bind}: {exc.strerror}; stop what holds it or choose another "
-            "--http HOST:PORT",
+            "--http HOST:PORT (make run HTTP=HOST:PORT)",
         ) from None
     return sock
 

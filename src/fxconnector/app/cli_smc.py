@@ -45,9 +45,15 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
     smc.add_argument("--symbol", required=True, help="symbol, e.g. EURUSD")
     smc.add_argument("--tf", required=True, help="timeframe")
     smc.add_argument(
-        "--from", dest="from_", default=None, help="print hints confirmed from here (ISO or ms)"
+        "--from",
+        dest="from_",
+        default=None,
+        metavar="TIME",
+        help="print hints confirmed from here (ISO or ms)",
     )
-    smc.add_argument("--to", default=None, help="end, exclusive: bars opening before it")
+    smc.add_argument(
+        "--to", default=None, metavar="TIME", help="end, exclusive: bars opening before it"
+    )
     smc.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
     smc.add_argument(
         "--swing-length", type=int, default=None, help="bars each side of a swing (default 5)"
