@@ -252,6 +252,38 @@ def test_bootstrap_and_poll_give_exactly_the_produced_finals(
     run_with_clients(redis_server, body, **client)
 
 
+def test_a_finals_only_consumer_leaves_previews_out_and_has_the_same_finals(
+    redis_server: RedisServer,
+) -> None:
+    async def body(producer_redis: Redis, consumer_redis: Redis, plain_redis: Redis) -> None:
+        producer = Producer(producer_redis)
+        finals_only = SurfaceConsumer(consumer_redis, KEYS, SUBSCRIBED, finals_only=True)
+        plain = SurfaceConsumer(plain_redis, KEYS, SUBSCRIBED)
+        for each in (finals_only, plain):
+            await each.bootstrap()
+        last = await producer.publish(minute_batch(0))
+        for k in range(1, 20):
+            last = await producer.publish(minute_batch(k))
+        for each in (finals_only, plain):
+            await drain(each, last)
+        assert_same_finals(finals_only, producer)
+        assert_same_finals(plain, producer)
+        previews = sum(
+            1
+            for k in range(20)
+            for e in minute_batch(k)
+            if not e.complete and (e.symbol, e.tf) in SUBSCRIBED
+        )
+        assert previews > 0
+        assert finals_only.stats.previews_skipped == previews
+        assert plain.stats.previews_skipped == 0
+        # The plain book holds the live preview of the minute after the last; this one does not.
+        assert any(not b.complete for b in plain.book.bars("EURUSD", M1))
+        assert all(b.complete for b in finals_only.book.bars("EURUSD", M1))
+
+    run_with_clients(redis_server, body, count=3)
+
+
 def test_the_cluster_layout_is_read_stream_by_stream(redis_server: RedisServer) -> None:
     cluster = SurfaceKeys("fxtest", cluster=True)
     series = [("EURUSD", M1), ("EURUSD", M5), ("GBPUSD", M1)]

@@ -28,6 +28,8 @@ Rules:
   `on_reload(symbol, tf)` after a series was replaced from its snapshot (bars may have vanished:
   read `book.bars(...)` again). Callbacks must be quick and must not raise; an exception
   propagates out of `poll` and `run`.
+- `finals_only` leaves previews out of the book (counted in `stats.previews_skipped`): for a
+  consumer of final bars only (the SMC layer), most of the stream is previews.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class ConsumerStats:
     malformed: int = 0
     last_malformed: str = ""
     bootstraps: int = 0
+    previews_skipped: int = 0
     resyncs: Counter[str] = field(default_factory=Counter)
     connection_failures: int = 0
 
@@ -101,6 +104,7 @@ class SurfaceConsumer:
         on_reload: ReloadCallback | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        finals_only: bool = False,
     ) -> None:
         if not series:
             raise ValueError("subscribe to at least one (symbol, tf) series")
@@ -116,6 +120,7 @@ class SurfaceConsumer:
         self.book = book if book is not None else BarBook()
         self._on_change = on_change
         self._on_reload = on_reload
+        self._finals_only = finals_only
         self._backoff = backoff if backoff is not None else Backoff()
         # Jitter only; not a secret.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
@@ -284,6 +289,9 @@ class SurfaceConsumer:
             self.stats.events_read += 1
             event = self._decode_entry(entry_id, fields)
             if event is None or (event.symbol, event.tf) not in self._wanted:
+                continue
+            if self._finals_only and not event.complete:
+                self.stats.previews_skipped += 1
                 continue
             change = self.book.apply(event)
             if change.reason is not None:

@@ -137,6 +137,7 @@ class SmcLive:
             on_change=self._on_change,
             on_reload=self._on_reload,
             backoff=self._backoff,
+            finals_only=True,  # hints read final bars only; previews are most of the stream
         )
         self.stats = SmcStats()
 
