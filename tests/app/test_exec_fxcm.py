@@ -25,7 +25,7 @@ import pytest
 
 from fxconnector.core.model.exec_event import ExecEvent, OrderEvent, OrderState, PositionEvent
 from fxconnector.core.utils.frames import encode_frame
-from fxconnector.runtime.ingest.broker.fxcm.adapter import PASSWORD_ENV, USER_ENV
+from fxconnector.runtime.ingest.broker.fxcm.bridge_env import PASSWORD_ENV, USER_ENV
 from tests.app.exec_harness import CONFIG, ExecRun, intent, write_ticks
 from tests.redis_server import RedisServer
 

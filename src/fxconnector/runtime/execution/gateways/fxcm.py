@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -35,18 +34,18 @@ from fxconnector.execution.messages import GatewayEvent, OrderReport, SubmitOrde
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.gateways import fxcm_wire
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
-from fxconnector.runtime.ingest.broker.fxcm.adapter import (
+from fxconnector.runtime.ingest.broker.fxcm.bridge_env import (
     BRIDGE_PATH,
     PASSWORD_ENV,
     USER_ENV,
+    bridge_environment,
+    redact,
 )
 
 log = logging.getLogger(__name__)
 
 #: What the bridge inherits from our environment (plus `pass_env` and the credentials).
-_INHERITED_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _LINE_LIMIT: Final = 4 * 1024 * 1024
-_REDACTED: Final = "********"
 _Answer = wire.OrderReportMessage | wire.OrderErrorMessage
 _RequestMaker = Callable[[str], wire.Request]
 
@@ -332,18 +331,7 @@ class FxcmGateway:
                 log.info("fxcm.order_bridge.stderr", extra={"fields": {"line": text}})
 
     def _child_environment(self) -> dict[str, str]:
-        names = (*_INHERITED_ENV, *self._pass_env)
-        env = {name: os.environ[name] for name in names if name in os.environ}
-        env.update(self._extra_env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
-        env[USER_ENV] = self._user.reveal()
-        env[PASSWORD_ENV] = self._password.reveal()
-        return env
+        return bridge_environment(self._user, self._password, self._extra_env, self._pass_env)
 
     def _redact(self, text: str) -> str:
-        for secret in (self._password, self._user):
-            value = secret.reveal()
-            if value:
-                text = text.replace(value, _REDACTED)
-        return text
+        return redact(text, self._password, self._user)

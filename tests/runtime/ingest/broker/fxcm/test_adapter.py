@@ -41,7 +41,8 @@ from fxconnector.core.model.tick import Tick
 from fxconnector.core.time_geom import MINUTE_MS, Timeframe
 from fxconnector.runtime.clock import SystemClock
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
-from fxconnector.runtime.ingest.broker.fxcm.adapter import BRIDGE_PATH, FxcmBroker
+from fxconnector.runtime.ingest.broker.fxcm.adapter import FxcmBroker
+from fxconnector.runtime.ingest.broker.fxcm.bridge_env import BRIDGE_PATH
 from fxconnector.runtime.ingest.broker.port import BrokerPort, HistoryAnswer, SessionEvent
 from fxconnector.runtime.ingest.broker.resilience import Backoff
 from fxconnector.runtime.ingest.broker.sim.generator import TickGenerator

@@ -37,7 +37,6 @@ import collections
 import contextlib
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -58,28 +57,20 @@ from fxconnector.core.model.tick import Tick
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.ingest.broker.feed import QueueFedBroker
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
+from fxconnector.runtime.ingest.broker.fxcm.bridge_env import (
+    BRIDGE_PATH,
+    PASSWORD_ENV,
+    USER_ENV,
+    bridge_environment,
+    redact,
+)
 from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 from fxconnector.runtime.ingest.broker.resilience import Backoff, Watchdog
 
 log = logging.getLogger(__name__)
 
-BRIDGE_PATH: Final = Path(__file__).with_name("bridge.py")
-USER_ENV: Final = "FXCONNECTOR_FXCM_USER"
-PASSWORD_ENV: Final = "FXCONNECTOR_FXCM_PASSWORD"  # noqa: S105 (a variable's name)
 _CREDENTIALS_HINT: Final = (
     f"set {USER_ENV} and {PASSWORD_ENV}, or fxcm_user and fxcm_password in the secrets file"
-)
-#: What the bridge inherits from our environment (plus `bridge_env` and the credentials).
-_INHERITED_ENV: Final = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "SYSTEMROOT",
-    "LD_LIBRARY_PATH",
 )
 _LINE_LIMIT: Final = 32 * 1024 * 1024  # a long history answer is one line
 _TICK_BUFFER: Final = 100_000
@@ -90,7 +81,6 @@ _STDERR_TAIL: Final = 20
 #: The lines of a bridge that never started quoted in the error (its traceback, mostly).
 _START_TAIL: Final = 8
 _NO_HELLO: Final = "the bridge exited before its hello"
-_REDACTED: Final = "********"
 _LOG_LEVELS: Final[Mapping[str, int]] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -611,22 +601,12 @@ class FxcmBroker(QueueFedBroker):
                 log.info("fxcm.bridge.stderr", extra={"fields": {"line": text}})
 
     def _child_environment(self) -> dict[str, str]:
-        env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-        env.update(self._bridge_env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
-        env[USER_ENV] = self._user.reveal()
-        env[PASSWORD_ENV] = self._password.reveal()
-        return env
+        return bridge_environment(self._user, self._password, self._bridge_env)
 
     # -- small helpers -------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        for secret in (self._password, self._user):
-            value = secret.reveal()
-            if value:
-                text = text.replace(value, _REDACTED)
-        return text
+        return redact(text, self._password, self._user)
 
     def _bad_line(self, line: bytes, problem: object) -> None:
         sample = self._redact(line[:200].decode("utf-8", "replace").strip())
