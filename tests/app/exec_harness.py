@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import redis
 
 from fxconnector.client.execution import ExecClient, ExecRequestError, ExecUnavailable
 from fxconnector.core.model.tick import Tick
+from fxconnector.core.utils.frames import encode_frame
 from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.publish.keys import SurfaceKeys
 
@@ -154,3 +156,16 @@ class ExecRun:
 
     def tail(self) -> str:
         return (self.out_path.read_text() + self.err_path.read_text())[-6000:]
+
+
+def send_then_kill(run: ExecRun, payload: dict[str, Any], delay_s: float) -> None:
+    """Send one submit on the control socket and SIGKILL the exec process `delay_s` later,
+    whatever it (or its gateway) was doing."""
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(run.socket_path))
+        raw.sendall(encode_frame({"v": 1, "op": "submit", "intent": payload}))
+        if delay_s:
+            raw.settimeout(delay_s)
+            with contextlib.suppress(TimeoutError):
+                raw.recv(1 << 16)
+        run.kill()

@@ -36,7 +36,7 @@ from fxconnector.core.time_geom import iso_utc
 from fxconnector.core.utils.frames import encode_frame
 from fxconnector.execution.paper import PaperRecord, Placed
 from tests.app.connector import Connector
-from tests.app.exec_harness import KEYS, ExecRun, intent, write_ticks
+from tests.app.exec_harness import KEYS, ExecRun, intent, send_then_kill, write_ticks
 from tests.redis_server import RedisServer
 
 FXCONNECTOR = [sys.executable, "-m", "fxconnector.app.main"]
@@ -271,18 +271,6 @@ def test_one_exec_per_journal_and_a_gateway_without_credentials_is_refused(
     assert "unknown key 'execution.colour'" in unknown.stderr
 
 
-def _send_then_kill(run: ExecRun, payload: dict[str, Any], delay_s: float) -> None:
-    """Send one submit and SIGKILL the process `delay_s` later, whatever it was doing."""
-    with socket.socket(socket.AF_UNIX) as raw:
-        raw.connect(str(run.socket_path))
-        raw.sendall(encode_frame({"v": 1, "op": "submit", "intent": payload}))
-        if delay_s:
-            raw.settimeout(delay_s)
-            with contextlib.suppress(TimeoutError):
-                raw.recv(1 << 16)
-        run.kill()
-
-
 def test_kill_9_mid_submit_then_restart_loses_nothing_and_duplicates_nothing(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -295,7 +283,7 @@ def test_kill_9_mid_submit_then_restart_loses_nothing_and_duplicates_nothing(
         for payload in intents:
             run.start()
             run.wait_ready()
-            _send_then_kill(run, payload, chooser.choice([0.0, 0.0005, 0.002, 0.01]))
+            send_then_kill(run, payload, chooser.choice([0.0, 0.0005, 0.002, 0.01]))
         run.start()
         run.wait_ready()
         # Every intent submitted again (as a client does after losing its answer): never a

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +23,8 @@ import msgspec
 import pytest
 
 from fxconnector.core.model.exec_event import ExecEvent, OrderEvent, OrderState, PositionEvent
-from fxconnector.core.utils.frames import encode_frame
 from fxconnector.runtime.ingest.broker.fxcm.bridge_env import PASSWORD_ENV, USER_ENV
-from tests.app.exec_harness import CONFIG, ExecRun, intent, write_ticks
+from tests.app.exec_harness import CONFIG, ExecRun, intent, send_then_kill, write_ticks
 from tests.redis_server import RedisServer
 
 FXCONNECTOR = [sys.executable, "-m", "fxconnector.app.main"]
@@ -325,19 +323,6 @@ def test_kill_9_mid_submit_is_resolved_on_restart_from_the_fxcm_tables(
     assert positions[-1].units == 3000
 
 
-def _send_then_kill(run: FxcmExecRun, payload: dict[str, Any], delay_s: float) -> None:
-    """Send one submit on the control socket and SIGKILL the exec process `delay_s` later,
-    whatever it (or its bridge) was doing."""
-    with socket.socket(socket.AF_UNIX) as raw:
-        raw.connect(str(run.socket_path))
-        raw.sendall(encode_frame({"v": 1, "op": "submit", "intent": payload}))
-        if delay_s:
-            raw.settimeout(delay_s)
-            with contextlib.suppress(TimeoutError):
-                raw.recv(1 << 16)
-        run.kill()
-
-
 def test_kill_9_at_varied_points_never_makes_a_second_fxcm_order(
     tmp_path: Path, redis_server: RedisServer, standin: StandIn
 ) -> None:
@@ -353,7 +338,7 @@ def test_kill_9_at_varied_points_never_makes_a_second_fxcm_order(
         for payload, delay_s in zip(intents, delays, strict=True):
             run.start()
             run.wait_ready()
-            _send_then_kill(run, payload, delay_s)
+            send_then_kill(run, payload, delay_s)
         run.start()
         run.wait_ready()
         for payload in intents:  # as a client does after losing its answer

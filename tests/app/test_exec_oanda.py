@@ -26,8 +26,8 @@ import pytest
 
 from fxconnector.client.execution import ExecClient, ExecUnavailable, submit_intent
 from fxconnector.core.model.exec_event import ExecEvent, OrderEvent, OrderState, PositionEvent
-from tests.app.exec_harness import CONFIG, ExecRun, intent, write_ticks
-from tests.app.test_exec import _send_then_kill, journal
+from tests.app.exec_harness import CONFIG, ExecRun, intent, send_then_kill, write_ticks
+from tests.app.test_exec import journal
 from tests.redis_server import RedisServer
 from tests.runtime.execution.v20_peer import V20Peer
 
@@ -207,7 +207,7 @@ def kill_cycles(
             if rng.random() < 0.2:
                 # SIGKILL at a random point of the submit: before it is read, mid-journal,
                 # mid-POST, while the peer holds the reply, after the fill.
-                _send_then_kill(run, payload, rng.choice([0.0, 0.001, 0.005, 0.02, 0.1, 0.4]))
+                send_then_kill(run, payload, rng.choice([0.0, 0.001, 0.005, 0.02, 0.1, 0.4]))
                 kills += 1
                 write_ticks(redis_server.client())
                 run.start()

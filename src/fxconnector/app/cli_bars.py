@@ -166,12 +166,9 @@ def _calendar(name: str) -> CalendarProfile:
     return load_calendar(name, now_ms=time.time_ns() // 1_000_000)
 
 
-def _foreign_files(path: Path) -> list[str]:
-    """What a folder without a manifest holds beyond what an interrupted store creation leaves
-    (its writer lock)."""
-    if not path.is_dir():
-        return []
-    return sorted(entry.name for entry in path.iterdir() if entry.name != LOCK_NAME)
+def _holds_other_files(path: Path) -> bool:
+    """True when a folder holds more than an interrupted store creation leaves (its lock)."""
+    return path.is_dir() and any(entry.name != LOCK_NAME for entry in path.iterdir())
 
 
 def replay_identity(
@@ -187,7 +184,7 @@ def replay_identity(
     found = manifest.read_manifest(path)
     if found is None and holds_data(path):
         raise manifest.legacy_error(path)
-    if found is None and _foreign_files(path):
+    if found is None and _holds_other_files(path):
         # A typo (`--store .`, `--store ~`) must not turn a folder of other files into a store.
         raise ConfigError(
             f"--store: {path} holds other files and is not a store (no {manifest.MANIFEST_NAME}); "
