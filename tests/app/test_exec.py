@@ -37,6 +37,7 @@ from fxconnector.core.utils.frames import encode_frame
 from fxconnector.execution.paper import PaperRecord, Placed
 from tests.app.connector import Connector
 from tests.app.exec_harness import KEYS, ExecRun, intent, send_then_kill, write_ticks
+from tests.app.procs import pid_alive
 from tests.redis_server import RedisServer
 
 FXCONNECTOR = [sys.executable, "-m", "fxconnector.app.main"]
@@ -412,10 +413,10 @@ def test_the_exec_child_dies_with_a_killed_connector(tmp_path: Path) -> None:
         assert Path(f"/proc/{pid}").exists()
         connector.kill()  # SIGKILL: no cleanup in the connector at all
         for _ in range(200):
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             time.sleep(0.05)
-        assert not _alive(pid), "the exec child outlived its killed connector"
+        assert not pid_alive(pid), "the exec child outlived its killed connector"
     finally:
         connector.cleanup()
         # The killed connector could not stop its embedded Redis: do it here.
@@ -436,14 +437,6 @@ def exec_child_pid(connector: Connector) -> int:
     raise AssertionError(f"no exec child started:\n{connector.tail()}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"  # a zombie has exited: only its parent's wait is missing
-
-
 def test_a_terminals_ctrl_c_reaches_only_the_connector_which_stops_the_exec_child(
     tmp_path: Path,
 ) -> None:
@@ -458,6 +451,6 @@ def test_a_terminals_ctrl_c_reaches_only_the_connector_which_stops_the_exec_chil
         output = connector.output()
         assert "Traceback" not in output
         assert '"exec_child.exited"' not in output  # no restart planned during the stop
-        assert not _alive(pid)
+        assert not pid_alive(pid)
     finally:
         connector.cleanup()

@@ -25,6 +25,7 @@ import pytest
 from fxconnector.core.model.exec_event import ExecEvent, OrderEvent, OrderState, PositionEvent
 from fxconnector.runtime.ingest.broker.fxcm.bridge_env import PASSWORD_ENV, USER_ENV
 from tests.app.exec_harness import CONFIG, ExecRun, intent, send_then_kill, write_ticks
+from tests.app.procs import child_pids, pid_alive
 from tests.redis_server import RedisServer
 
 FXCONNECTOR = [sys.executable, "-m", "fxconnector.app.main"]
@@ -117,38 +118,22 @@ class FxcmExecRun(ExecRun):
     def wait_ready(self) -> None:
         super().wait_ready()
         assert self.proc is not None
-        children = _children(self.proc.pid)
+        children = child_pids(self.proc.pid)
         assert children, "the exec process runs no fxcm bridge"
         self.bridges |= children
 
     def kill(self) -> None:
         super().kill()
         deadline = time.monotonic() + WAIT_S
-        while any(_alive(pid) for pid in self.bridges):
+        while any(pid_alive(pid) for pid in self.bridges):
             assert time.monotonic() < deadline, "the bridge outlived its killed exec process"
             time.sleep(0.05)
 
     def cleanup(self) -> None:
         super().cleanup()
         for pid in self.bridges:
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, 9)
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended
-            found |= {int(child) for child in (task / "children").read_text().split()}
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
