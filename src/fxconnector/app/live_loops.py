@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fxconnector.app import logs
 from fxconnector.app.composition import Parts
 from fxconnector.app.progress import ProgressTask
-from fxconnector.core.builders.derive import prepend_finals
+from fxconnector.core.builders.derive import BucketHead, prepend_head
 from fxconnector.core.coverage import CoverageCounts
 from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.model.status import BrokerState, ErrorEntry, SsotState
@@ -50,7 +50,11 @@ class LiveState:
     status_symbols: dict[str, bytes] = field(default_factory=dict)
     #: The running command's progress on the console: (req_id, its task).
     command_shown: tuple[str, ProgressTask] | None = None
-    head_cache: dict[tuple[str, Timeframe, int], list[OhlcvEvent]] = field(default_factory=dict)
+    #: Per (symbol, tf): the bucket live ticks joined mid-way (its open), the fast path's
+    #: progress its head was read at (None: whole, kept) and the folded head.
+    heads: dict[tuple[str, Timeframe], tuple[int, int | None, BucketHead | None]] = field(
+        default_factory=dict
+    )
     #: Broker sessions lost (a failed login included), for status errors[].
     broker_errors: deque[ErrorEntry] = field(default_factory=lambda: deque(maxlen=20))
     corrupt_lines: list[str] = field(default_factory=list)  # skipped by the store's open()
@@ -62,18 +66,23 @@ class LiveState:
         first = pipeline.builder.first_minute_ms(preview.symbol)
         if preview.tf is Timeframe.M1 or first is None or preview.open_ms >= first:
             return preview
-        key = (preview.symbol, preview.tf, preview.open_ms)
-        head = self.head_cache.get(key)
-        if head is None:
-            head = [
+        # A head complete up to the first live minute will not change (but by revision): kept
+        # for the bucket. One that is not yet (the broker has not passed a minute of it) is
+        # read again when the fast path moves on, not on every publish.
+        key = (preview.symbol, preview.tf)
+        progress = pipeline.progress_ms(preview.symbol)
+        cached = self.heads.get(key)
+        if cached is not None and cached[0] == preview.open_ms and cached[1] in (None, progress):
+            return prepend_head(preview, cached[2])
+        head = BucketHead.fold(
+            [
                 b.event()
                 for b in parts.store.bars(preview.symbol, Timeframe.M1, preview.open_ms, first)
             ]
-            if head and head[-1].open_ms == first - MINUTE_MS:
-                # Complete up to the first live minute: it will not change (but by revision).
-                self.head_cache = {k: v for k, v in self.head_cache.items() if k[2] >= key[2]}
-                self.head_cache[key] = head
-        return prepend_finals(preview, head)
+        )
+        whole = head is not None and head.last_open_ms == first - MINUTE_MS
+        self.heads[key] = (preview.open_ms, None if whole else progress, head)
+        return prepend_head(preview, head)
 
 
 async def ingest(parts: Parts, pipeline: Pipeline, live: LiveState) -> None:

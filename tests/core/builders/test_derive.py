@@ -1,8 +1,8 @@
-"""prepend_finals: a preview that started mid-bucket gets the bucket's earlier finals."""
+"""prepend_head: a preview that started mid-bucket gets the bucket's earlier finals, folded once."""
 
 from __future__ import annotations
 
-from fxconnector.core.builders.derive import prepend_finals
+from fxconnector.core.builders.derive import BucketHead, prepend_head
 from fxconnector.core.model.bar import OhlcvEvent, Source
 from fxconnector.core.time_geom import Timeframe
 
@@ -29,7 +29,7 @@ def final(minute: int, o: float, h: float, lo: float, c: float, n: int) -> Ohlcv
     )
 
 
-def test_prepend_finals_folds_the_head_of_the_bucket() -> None:
+def test_prepend_head_folds_the_head_of_the_bucket() -> None:
     preview = OhlcvEvent(
         "EURUSD",
         Timeframe.M5,
@@ -47,10 +47,14 @@ def test_prepend_finals_folds_the_head_of_the_bucket() -> None:
         0,
     )
     head = [final(0, 1.1, 1.3, 1.1, 1.2, 5), final(1, 1.2, 1.21, 1.05, 1.2, 4)]
-    merged = prepend_finals(preview, head)
+    folded = BucketHead.fold(head)
+    assert folded is not None
+    assert folded.last_open_ms == head[-1].open_ms
+    merged = prepend_head(preview, folded)
     assert (merged.open, merged.high, merged.low, merged.close) == (1.1, 1.3, 1.05, 1.22)
     assert (merged.volume, merged.tick_count) == (12, 12)
     assert merged.complete is False
     assert merged.source is Source.STREAM
     assert merged.event_ts == preview.event_ts
-    assert prepend_finals(preview, []) is preview
+    assert BucketHead.fold([]) is None
+    assert prepend_head(preview, None) is preview

@@ -10,6 +10,7 @@ invented. Never reads previews.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -94,26 +95,53 @@ def complete_buckets(
     return result
 
 
-def prepend_finals(preview: OhlcvEvent, finals_1m: Sequence[OhlcvEvent]) -> OhlcvEvent:
+@dataclass(frozen=True, slots=True)
+class BucketHead:
+    """The final 1m bars of a bucket that came before its first live minute, folded once: a
+    preview of that bucket is merged with it on every publish (`prepend_head`)."""
+
+    open: float
+    high: float
+    low: float
+    volume: float
+    tick_count: int
+    last_open_ms: int  # the newest final 1m folded in
+
+    @classmethod
+    def fold(cls, finals_1m: Sequence[OhlcvEvent]) -> BucketHead | None:
+        """`finals_1m` ascending by open_ms; None when there are none."""
+        if not finals_1m:
+            return None
+        return cls(
+            open=finals_1m[0].open,
+            high=max(b.high for b in finals_1m),
+            low=min(b.low for b in finals_1m),
+            volume=sum(b.volume for b in finals_1m),
+            tick_count=sum(b.tick_count for b in finals_1m),
+            last_open_ms=finals_1m[-1].open_ms,
+        )
+
+
+def prepend_head(preview: OhlcvEvent, head: BucketHead | None) -> OhlcvEvent:
     """A higher-timeframe preview with the final 1m bars of its bucket that came before it.
 
     Used after a start, when the live builder has seen only part of the current bucket: the
-    earlier minutes come from the SSOT (DESIGN §5.3). `finals_1m` ascend and end before the
-    preview's first live minute.
+    earlier minutes come from the SSOT (DESIGN §5.3); `head` ends before the preview's first
+    live minute.
     """
-    if not finals_1m:
+    if head is None:
         return preview
     return OhlcvEvent(
         symbol=preview.symbol,
         tf=preview.tf,
         open_ms=preview.open_ms,
         close_ms=preview.close_ms,
-        open=finals_1m[0].open,
-        high=max(preview.high, *(b.high for b in finals_1m)),
-        low=min(preview.low, *(b.low for b in finals_1m)),
+        open=head.open,
+        high=max(preview.high, head.high),
+        low=min(preview.low, head.low),
         close=preview.close,
-        volume=sum(b.volume for b in finals_1m) + preview.volume,
-        tick_count=sum(b.tick_count for b in finals_1m) + preview.tick_count,
+        volume=head.volume + preview.volume,
+        tick_count=head.tick_count + preview.tick_count,
         complete=False,
         source=preview.source,
         event_ts=preview.event_ts,
