@@ -46,7 +46,9 @@ def add_command(commands: argparse._SubParsersAction[Any], support: CliSupport) 
         "event_ts, source, bucket alignment on the calendar's grid), every key's revision chain "
         "(0..n, no duplicate, each revision with a reason), every derived bar against its "
         "1m finals, and that every higher-timeframe bucket whose minutes are all final or quiet "
-        "has its derived final; count closed/final/quiet/missing minutes per UTC day. "
+        "has its derived final; count closed/final/quiet/missing minutes per UTC day, from "
+        "each symbol's first stored minute to its last (nothing was asked of the broker "
+        "outside them; --to counts the minutes up to it). "
         "Exit 0 when every invariant holds, 1 when any is broken, 2 on bad usage or when a "
         "running connector holds the store. Missing minutes are reported but are gaps to "
         "repair, not broken invariants: alone they do not make the exit code 1.",
@@ -54,7 +56,11 @@ def add_command(commands: argparse._SubParsersAction[Any], support: CliSupport) 
     add_store_flags(parser)
     parser.add_argument("--symbol", metavar="SYM", help="audit one symbol (default: all)")
     parser.add_argument("--from", dest="from_", metavar="ISO", help="first open (or epoch ms)")
-    parser.add_argument("--to", metavar="ISO", help="end, exclusive (or epoch ms)")
+    parser.add_argument(
+        "--to",
+        metavar="ISO",
+        help="end, exclusive (or epoch ms; default: each symbol's last stored minute)",
+    )
     parser.add_argument(
         "--calendar",
         default=None,

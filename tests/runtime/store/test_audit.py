@@ -191,19 +191,22 @@ def test_missing_minutes_are_counted_but_break_no_invariant(
     store.open()
     store.append([make_bar(i, open_ms=JAN_1 + i * MINUTE_MS) for i in range(10)])
     store.mark_fetched("EURUSD", JAN_1 + 10 * MINUTE_MS, JAN_1 + 70 * MINUTE_MS)
+    store.append([make_bar(100, open_ms=JAN_1 + 100 * MINUTE_MS)])  # 70..99: never fetched
     store.close()
     # A 1m-only store (derived completeness is tested on its own).
     report = scan(tmp_path / "ssot", always_open, timeframes=[])
     assert report.ok
     (day,) = report.coverage
-    assert (day.final, day.quiet, day.missing, day.closed) == (10, 60, 1440 - 70, 0)
+    assert (day.final, day.quiet, day.missing, day.closed) == (11, 60, 30, 0)
+    assert report.missing_minutes == 30
 
 
 def test_coverage_starts_at_the_stores_first_minute(
     tmp_path: Path, always_open: CalendarProfile
 ) -> None:
     """A store whose history starts at 11:30 (the demo's three days back from a start at
-    11:30) is not missing the 690 minutes before it, with or without an earlier --from."""
+    11:30) is not missing the 690 minutes before it, with or without an earlier --from; nor
+    the minutes after its last one (a replay cut with --to), unless a --to asks for them."""
     start = JAN_1 + 690 * MINUTE_MS
     store = JsonlStore(tmp_path / "ssot")
     store.open()
@@ -218,9 +221,13 @@ def test_coverage_starts_at_the_stores_first_minute(
             "2020-01-01",
             10,
             10,
-            1440 - 690 - 20,  # the rest of the day after the store's last minute: missing
+            0,  # the store ends at 11:50: the rest of the day was never asked for
             0,
         ), from_ms
+    # A --to past the store's last minute counts the minutes up to it as missing.
+    report = scan(tmp_path / "ssot", always_open, timeframes=[], to_ms=JAN_2)
+    (day,) = report.coverage
+    assert (day.final, day.quiet, day.missing) == (10, 10, 1440 - 690 - 20)
     # A --from inside the store's range still starts where it says.
     report = scan(tmp_path / "ssot", always_open, timeframes=[], from_ms=start + 5 * MINUTE_MS)
     (day,) = report.coverage

@@ -185,9 +185,11 @@ def audit(
 ) -> AuditReport:
     """Audit the records with `from_ms <= open_ms < to_ms` (all when None) of `symbol` (or all).
 
-    Coverage spans `[from_ms, to_ms)` (the end of the symbol's stored UTC days when `to_ms` is
-    not given), never starts before the symbol's first stored minute (nothing was asked of the
-    broker before it) and never goes past `until_ms` (now: the future is not missing).
+    Coverage spans `[from_ms, to_ms)`, never starts before the symbol's first stored minute
+    (nothing was asked of the broker before it), ends at its last stored minute when `to_ms` is
+    not given (nothing was asked after it either: a replay cut at noon is not missing its
+    afternoon; `to_ms` counts those minutes) and never goes past `until_ms` (now: the future is
+    not missing).
     `timeframes` are the higher timeframes whose derived finals must be complete (see the module
     rules for the default).
     `progress(done, total)` is told after each series (symbol and timeframe) read.
@@ -440,11 +442,12 @@ def _coverage(
     if (from_ms is None or to_ms is None) and not starts:
         return []
     # Coverage starts at the store's first minute (its first 1m final or fetched interval):
-    # before it, nothing was ever asked of the broker, so nothing there is missing.
+    # before it, nothing was ever asked of the broker, so nothing there is missing. Without a
+    # `to_ms` it ends at the store's last minute, for the same reason.
     low = from_ms - from_ms % MINUTE_MS if from_ms is not None else min(starts)
     if starts:
         low = max(low, min(starts) - min(starts) % MINUTE_MS)
-    high = _ceil(to_ms, MINUTE_MS) if to_ms is not None else _ceil(max(ends), DAY_MS)
+    high = _ceil(to_ms if to_ms is not None else max(ends), MINUTE_MS)
     if until_ms is not None:
         high = min(high, until_ms - until_ms % MINUTE_MS)
     if high <= low:
