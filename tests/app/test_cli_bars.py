@@ -203,10 +203,10 @@ def test_bars_prints_canonical_lines_in_order(
         "--format",
         "csv",
     )
-    rows = out.splitlines()
-    assert rows[0].startswith("open_ms,close_ms,open,high,low,close")
+    rows = out.splitlines()  # export's CSV (tests/app/test_cli_export.py)
+    assert rows[0].startswith('"symbol","tf","open_ms","close_ms","open","high","low","close"')
     assert len(rows) == 6
-    assert rows[1].startswith("1549274400000,1549274459999,")
+    assert rows[1].startswith('"EURUSD","1m",2019-02-04 10:00:00.000Z,2019-02-04 10:00:59.999Z,')
     # A symbol the store does not hold is said, not an empty answer that looks like no bars.
     code, out, err = cli(capsys, "bars", "--symbol", "GBPUSD", "--tf", "1m", "--store", str(root))
     assert (code, out) == (2, "")

@@ -4,6 +4,8 @@ back by pandas, polars and DuckDB give the rows of `fxconnector bars`."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,40 @@ def test_csv_and_jsonl_hold_the_rows_of_bars(
             0,
         )
     assert count == len(expected)
+
+
+def test_bars_csv_is_exports_csv(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One CSV shape: `bars --format csv` prints what `export --format csv` writes."""
+    csv_out = tmp_path / "eurusd.csv"
+    export(capsys, store, "15m", "csv", csv_out)
+    code, out, err = cli(
+        capsys, "bars", "--symbol", "EURUSD", "--tf", "15m", "--store", str(store),
+        "--from", DAY_FROM, "--to", DAY_TO, "--format", "csv",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out == csv_out.read_text()
+    assert out.splitlines()[0] == ",".join(f'"{name}"' for name in BAR_SCHEMA.names)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_reader_that_goes_away_ends_bars_quietly(store: Path, fmt: str) -> None:
+    """`fxconnector bars ... | head -1`: the first line arrives, then the command ends like
+    `cat` does, exit 141 (128 + SIGPIPE), with no traceback and nothing on stderr."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "fxconnector.app.main", "bars", "--symbol", "EURUSD", "--tf", "1m",
+         "--store", str(store), "--format", fmt],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away with ~1,400 lines still to come
+        err = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    assert first.startswith(b"{" if fmt == "jsonl" else b'"symbol","tf"')
+    assert (code, err) == (141, b"")
 
 
 def test_an_empty_range_still_writes_a_readable_file(

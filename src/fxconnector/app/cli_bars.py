@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 import msgspec
 
 from fxconnector.app import logs
+from fxconnector.app.bar_writers import write_bars
 from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
 from fxconnector.config.calendars import load_calendar, profile_names
@@ -33,7 +34,6 @@ from fxconnector.core.calendar import CalendarProfile
 from fxconnector.core.errors import ConfigError, ContractViolation
 from fxconnector.core.model.bar import SYMBOL_PATTERN
 from fxconnector.core.time_geom import Timeframe, iso_utc, parse_timeframe
-from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.ingest.broker.replay.readers import Format, read_ticks
 from fxconnector.runtime.ingest.replay import ReplaySummary, run_replay
 from fxconnector.runtime.store import manifest
@@ -113,7 +113,8 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     bars = commands.add_parser(
         "bars",
         help="print final bars from the store",
-        description="Print final bars (latest revision of each) ordered by open_ms.",
+        description="Print final bars (latest revision of each) ordered by open_ms: canonical "
+        "ohlcv_event_v1 JSON lines, or the CSV `fxconnector export --format csv` writes.",
     )
     bars.add_argument("--symbol", required=True)
     bars.add_argument("--tf", required=True, help="timeframe")
@@ -327,18 +328,14 @@ def cmd_bars(args: argparse.Namespace) -> int:
             f"--symbol: store {args.store} holds no {symbol} bars "
             f"(it holds: {', '.join(held) or 'nothing yet'})"
         )
-    out = sys.stdout
+    sys.stdout.flush()
     try:
-        if args.format == "csv":
-            out.write("open_ms,close_ms,open,high,low,close,volume,tick_count,source,rev\n")
-        for bar in store.bars(symbol, tf, from_ms, to_ms):
-            if args.format == "csv":
-                out.write(
-                    f"{bar.open_ms},{bar.close_ms},{bar.open!r},{bar.high!r},{bar.low!r},"
-                    f"{bar.close!r},{bar.volume!r},{bar.tick_count},{bar.source.value},{bar.rev}\n"
-                )
-            else:
-                out.write(encode(bar.event()).decode() + "\n")
+        write_bars(
+            args.format,
+            sys.stdout.buffer,
+            (b.event() for b in store.bars(symbol, tf, from_ms, to_ms)),
+        )
+        sys.stdout.buffer.flush()
     finally:
         store.close()
     return 0

@@ -19,26 +19,17 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-
+from fxconnector.app.bar_writers import FORMATS, write_bars
 from fxconnector.app.cli_bars import DEFAULT_STORE, _symbol
 from fxconnector.app.progress import ProgressBar
 from fxconnector.app.timeparse import parse_time_ms
-from fxconnector.client.frames import BAR_SCHEMA, bars_to_arrow
 from fxconnector.core.errors import ConfigError, ContractViolation
-from fxconnector.core.model.bar import OhlcvEvent
 from fxconnector.core.time_geom import Timeframe, iso_utc, parse_timeframe
-from fxconnector.core.utils.json_codec import encode
 from fxconnector.runtime.store.factory import open_store
 from fxconnector.runtime.store.port import FinalStore
 from fxconnector.tools.options import existing_store, writer_lock
-
-FORMATS: Final = ("parquet", "csv", "jsonl")
-BATCH_BARS: Final = 50_000
 
 
 def add_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -67,40 +58,6 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         "--store-kind", default=None, choices=["jsonl", "sqlite"], help="default: the manifest's"
     )
     export.set_defaults(handler=cmd_export)
-
-
-def _batches(bars: Iterator[OhlcvEvent]) -> Iterator[list[OhlcvEvent]]:
-    batch: list[OhlcvEvent] = []
-    for bar in bars:
-        batch.append(bar)
-        if len(batch) >= BATCH_BARS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _write(fmt: str, sink: IO[bytes], batches: Iterator[list[OhlcvEvent]], bar: ProgressBar) -> int:
-    rows = 0
-    if fmt == "jsonl":
-        for batch in batches:
-            sink.write(b"".join(encode(b).rstrip(b"\n") + b"\n" for b in batch))
-            rows += len(batch)
-            bar.update(rows, 0)
-        return rows
-    writer: Any = (
-        pq.ParquetWriter(sink, BAR_SCHEMA)
-        if fmt == "parquet"
-        else pa_csv.CSVWriter(sink, BAR_SCHEMA)
-    )
-    with writer:
-        for batch in batches:
-            writer.write_table(bars_to_arrow(batch))
-            rows += len(batch)
-            bar.update(rows, 0)
-        if rows == 0 and fmt == "csv":
-            writer.write_table(pa.table({f.name: [] for f in BAR_SCHEMA}, schema=BAR_SCHEMA))
-    return rows
 
 
 def _check_out(out: Path | None, fmt: str) -> None:
@@ -173,7 +130,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         finals = (stored.event() for stored in store.bars(symbol, tf, from_ms, to_ms))
         with _sink(args.out, args.format) as sink:
-            rows = _write(args.format, sink, _batches(finals), progress)
+            rows = write_bars(args.format, sink, finals, progress.update)
         if rows == 0:
             sys.stderr.write(empty_warning(store, symbol, tf, from_ms, to_ms))
     finally:

@@ -39,6 +39,7 @@ from fxconnector.core.utils.json_codec import encode
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away
 
 
 class _Parser(argparse.ArgumentParser):
@@ -128,8 +129,18 @@ def console() -> NoReturn:
 
     After `run` everything is closed, flushed and durable, so the process ends at once instead
     of tearing down its heap (about a second on a busy machine, the larger part of a Ctrl-C).
+    A reader that goes away (`fxconnector bars ... | head`) ends the command quietly, as it
+    ends `cat`: no traceback, exit 141 (128 + SIGPIPE) as a shell reports it.
     """
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.stderr.flush()
+        os._exit(EXIT_BROKEN_PIPE)
     if sys.argv[1:2] == ["run"]:
         logging.shutdown()
         sys.stdout.flush()
