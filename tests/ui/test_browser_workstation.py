@@ -455,7 +455,9 @@ def test_four_synced_charts_averages_countdown_and_collapsible_status(open_page:
     chart.screenshot("17-four-charts-averages.png")
     # The side panel's sections fold and stay folded after a reload.
     chart.page.click("#status > summary")
-    chart.wait_for("!document.querySelector('#status').open")
+    # The fold is remembered by the `toggle` event, which fires a task after `open` changes:
+    # reload once it is stored, not merely shown.
+    chart.wait_for("JSON.parse(localStorage.getItem('fxconnector.side') ?? '{}').status === false")
     chart.page.reload()
     chart.wait_for("window.__fx && window.__fx.state().loads >= 1")
     assert chart.page.evaluate("document.querySelector('#status').open") is False
