@@ -2,10 +2,11 @@
 
 Rules:
 - The bridge (docs/fxcm_bridge_protocol.md, `order_*` lines) owns the ForexConnect session; this
-  side starts it under `python`, gives it the credentials in its environment only (never argv,
-  never logged: every line we log is redacted), and restarts it with a capped backoff when it
-  exits. `start` waits until the order tables are subscribed (a permanent `fatal` raises
-  ConfigError); later the bridge logs in again by itself after a lost session.
+  side starts it under `python` through `bridge_process.BridgeRunner` (credentials in its
+  environment only, never argv, never logged: every line we log is redacted) and restarts it
+  when it exits, after 1 s, then twice as long each time up to `backoff_cap_s`. `start` waits
+  until the order tables are subscribed (a permanent `fatal` or a bridge of another protocol
+  raises ConfigError); later the bridge logs in again by itself after a lost session.
 - The intent id is FXCM's custom id, the idempotency key: the bridge answers a submit whose
   custom id the ORDERS / TRADES / CLOSED_TRADES tables already hold (or whose CreateOrder is in
   flight) with that order, and sends nothing.
@@ -34,18 +35,18 @@ from fxconnector.execution.messages import GatewayEvent, OrderReport, SubmitOrde
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.execution.gateways import fxcm_wire
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
-from fxconnector.runtime.ingest.broker.fxcm.bridge_env import (
-    BRIDGE_PATH,
-    PASSWORD_ENV,
-    USER_ENV,
-    bridge_environment,
-    redact,
+from fxconnector.runtime.ingest.broker.fxcm.bridge_env import PASSWORD_ENV, USER_ENV
+from fxconnector.runtime.ingest.broker.fxcm.bridge_process import (
+    BridgeProcess,
+    BridgeRunner,
+    check_protocol,
 )
 
 log = logging.getLogger(__name__)
 
-#: What the bridge inherits from our environment (plus `pass_env` and the credentials).
 _LINE_LIMIT: Final = 4 * 1024 * 1024
+_CLOSE_TIMEOUT_S: Final = 10.0
+_FIRST_DELAY_S: Final = 1.0
 _Answer = wire.OrderReportMessage | wire.OrderErrorMessage
 _RequestMaker = Callable[[str], wire.Request]
 
@@ -75,29 +76,37 @@ class FxcmGateway:
                 "fxcm_user and fxcm_password in the secrets file"
             )
         self._python = python
-        self._arguments = (
-            *("--protocol", str(wire.PROTOCOL_VERSION), "--url", url),
-            *("--connection", connection, "--orders"),
+        self._closing = asyncio.Event()
+        self._runner = BridgeRunner(
+            python=python,
+            arguments=(
+                *("--protocol", str(wire.PROTOCOL_VERSION), "--url", url),
+                *("--connection", connection, "--orders"),
+            ),
+            user=user,
+            password=password,
+            closing=self._closing,
+            log=log,
+            event_prefix="fxcm.order_bridge",
+            line_limit=_LINE_LIMIT,
+            close_timeout_s=_CLOSE_TIMEOUT_S,
+            workdir=workdir,
+            extra_env=extra_env,
+            inherit_env=pass_env,
         )
-        self._user = user
-        self._password = password
         self._clock = clock
         self._workdir = workdir
-        self._pass_env = tuple(pass_env)
-        self._extra_env = dict(extra_env or {})
         self._request_timeout_s = request_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._backoff_cap_s = backoff_cap_s
-        self._process: asyncio.subprocess.Process | None = None
+        self._delay_s = _FIRST_DELAY_S
+        self._process: BridgeProcess | None = None
         self._pending: dict[str, asyncio.Future[_Answer]] = {}
         self._next = 0
         self._events: asyncio.Queue[GatewayEvent | None] = asyncio.Queue()
         self._ready = asyncio.Event()
-        self._closing = asyncio.Event()
         self._fatal: ConfigError | None = None
         self._task: asyncio.Task[None] | None = None
-        #: Bridge processes started after the first one.
-        self.restarts = 0
 
     def __repr__(self) -> str:  # never the credentials
         return f"FxcmGateway(python={self._python!r}, ready={self._ready.is_set()})"
@@ -105,6 +114,11 @@ class FxcmGateway:
     @property
     def name(self) -> str:
         return "fxcm"
+
+    @property
+    def restarts(self) -> int:
+        """Bridge processes started after the first one."""
+        return self._runner.restarts
 
     @property
     def bridge_pid(self) -> int | None:
@@ -153,18 +167,14 @@ class FxcmGateway:
 
     async def _ask(self, make: _RequestMaker) -> wire.OrderReportMessage:
         process = self._process
-        if process is None or process.stdin is None or not self._ready.is_set():
+        if process is None or not self._ready.is_set():
             raise BrokerDisconnected("the fxcm bridge is not connected")
         self._next += 1
         request_id = f"o{self._next}"
         future: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            try:
-                process.stdin.write(wire.encode_line(make(request_id)))
-                await process.stdin.drain()
-            except (ConnectionError, RuntimeError) as exc:
-                raise BrokerDisconnected(f"fxcm bridge input is closed: {exc}") from None
+            await process.send(make(request_id))
             try:
                 answer = await asyncio.wait_for(asyncio.shield(future), self._request_timeout_s)
             except TimeoutError:
@@ -191,44 +201,30 @@ class FxcmGateway:
     # -- the bridge process --------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        delay_s = 1.0
-        first = True
-        while not self._closing.is_set() and self._fatal is None:
-            if not first:
-                self.restarts += 1
-            first = False
-            await self._run_bridge()
-            if self._closing.is_set() or self._fatal is not None:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay_s)
-            delay_s = min(delay_s * 2, self._backoff_cap_s)
+        await self._runner.supervise(
+            self._run_bridge,
+            next_delay=self._next_delay,
+            keep_going=lambda: self._fatal is None,
+        )
         self._ready.set()  # wake a `start` still waiting
+
+    def _next_delay(self) -> float:
+        delay_s = self._delay_s
+        self._delay_s = min(delay_s * 2, self._backoff_cap_s)
+        return delay_s
 
     async def _run_bridge(self) -> None:
         self._workdir.mkdir(parents=True, exist_ok=True)
         try:
-            process = await asyncio.create_subprocess_exec(
-                self._python,
-                str(BRIDGE_PATH),
-                *self._arguments,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._child_environment(),
-                cwd=self._workdir,
-                limit=_LINE_LIMIT,
-                process_group=0,
-            )
+            process = await self._runner.start()
         except OSError as exc:
             self._fatal = ConfigError(
                 f"cannot start the fxcm bridge under {self._python!r}: {exc.strerror or exc}"
             )
             return
         self._process = process
-        stderr = asyncio.create_task(self._pump_stderr(process))
         closer = asyncio.create_task(self._closing.wait())
-        reader = asyncio.create_task(self._read(process))
+        reader = asyncio.create_task(process.relay(self._on_line, self._line_too_long))
         try:
             await asyncio.wait({reader, closer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -242,30 +238,25 @@ class FxcmGateway:
                             id="", custom_id="", message="the fxcm bridge stopped", sent=True
                         )
                     )
-            await self._stop(process)
+            await process.stop()
             reader.cancel()
-            await asyncio.gather(reader, stderr, closer, return_exceptions=True)
+            await asyncio.gather(reader, closer, return_exceptions=True)
+            await process.stderr_closed()
 
-    async def _read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while True:
-            try:
-                line = await process.stdout.readline()
-            except ValueError:
-                log.error("fxcm.order_bridge.line_too_long")
-                return
-            if not line:
-                return
-            try:
-                message = wire.decode_message(line)
-            except msgspec.DecodeError as exc:
-                sample = self._redact(line[:200].decode("utf-8", "replace"))
-                log.warning(
-                    "fxcm.order_bridge.bad_line",
-                    extra={"fields": {"error": str(exc), "line": sample}},
-                )
-                continue
-            self._on_message(message)
+    def _on_line(self, line: bytes) -> None:
+        try:
+            message = wire.decode_message(line)
+        except msgspec.DecodeError as exc:
+            sample = self._redact(line[:200].decode("utf-8", "replace"))
+            log.warning(
+                "fxcm.order_bridge.bad_line",
+                extra={"fields": {"error": str(exc), "line": sample}},
+            )
+            return
+        self._on_message(message)
+
+    def _line_too_long(self, _line: bytes, _problem: object) -> None:
+        log.error("fxcm.order_bridge.line_too_long")
 
     def _on_message(self, message: wire.Message) -> None:
         if isinstance(message, wire.OrderReportMessage | wire.OrderErrorMessage):
@@ -276,11 +267,10 @@ class FxcmGateway:
                 for event in fxcm_wire.to_events(message, self._clock.now_ms()):
                     self._events.put_nowait(event)
         elif isinstance(message, wire.Hello):
-            if message.protocol != wire.PROTOCOL_VERSION:
-                self._fatal = ConfigError(
-                    f"fxcm bridge speaks protocol {message.protocol}, this connector "
-                    f"{wire.PROTOCOL_VERSION}: run the bridge.py shipped with the connector"
-                )
+            try:
+                check_protocol(message)
+            except ConfigError as exc:
+                self._fatal = exc
                 self._ready.set()
         elif isinstance(message, wire.SessionMessage):
             fields = {"status": message.status, "detail": self._redact(message.detail)}
@@ -303,35 +293,5 @@ class FxcmGateway:
             fields = {"level": message.level, "message": self._redact(message.message)}
             log.info("fxcm.order_bridge.log", extra={"fields": fields})
 
-    async def _stop(self, process: asyncio.subprocess.Process) -> None:
-        stdin = process.stdin
-        if stdin is not None and not stdin.is_closing():
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                stdin.write(wire.encode_line(wire.ShutdownRequest()))
-                await stdin.drain()
-            stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 10.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-    async def _pump_stderr(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stderr is not None
-        while True:
-            try:
-                raw = await process.stderr.readline()
-            except ValueError:
-                continue
-            if not raw:
-                return
-            text = self._redact(raw.decode("utf-8", "replace").rstrip())
-            if text:
-                log.info("fxcm.order_bridge.stderr", extra={"fields": {"line": text}})
-
-    def _child_environment(self) -> dict[str, str]:
-        return bridge_environment(self._user, self._password, self._extra_env, self._pass_env)
-
     def _redact(self, text: str) -> str:
-        return redact(text, self._password, self._user)
+        return self._runner.redact(text)

@@ -1,13 +1,12 @@
 """FxcmBroker: the BrokerPort over the fxcm bridge subprocess (DESIGN §10, §14).
 
 Rules:
-- The ForexConnect SDK runs only on Python 3.7, so it lives in `bridge.py`, started here under
-  `broker.fxcm.python` as an asyncio subprocess speaking protocol 1 (`protocol.py`,
-  docs/fxcm_bridge_protocol.md). Credentials reach the child through its environment, never
-  argv; the child's environment is a short allowlist plus `bridge_env`, so no other secret of
-  ours is inherited. Secret values are redacted from every bridge line we log and every error
-  we raise, and are revealed only into the child's environment. The bridge runs in `workdir`
-  when given (the SDK keeps a price-history cache in ./History there).
+- The ForexConnect SDK runs only on Python 3.7, so it lives in `bridge.py`, started, read,
+  stopped and restarted by `bridge_process.BridgeRunner` under `broker.fxcm.python`, speaking
+  protocol 1 (`protocol.py`, docs/fxcm_bridge_protocol.md). Credentials reach the child only
+  through its environment (`bridge_env`); secret values are redacted from every bridge line we
+  log and every error we raise. The bridge runs in `workdir` when given (the SDK keeps a
+  price-history cache in ./History there).
 - Session states: CONNECTING while the bridge starts and logs in, CONNECTED once the offers are
   subscribed (`SUBSCRIBED`), DISCONNECTED when the FXCM session is lost or the bridge died,
   STALE when the stream went silent, STOPPED at close or after a fatal error. The bridge itself
@@ -24,8 +23,7 @@ Rules:
   mismatch) stops the adapter: `connect()` raises it as ConfigError if it comes while
   connecting, later `ticks()` and `history_1m()` raise it; nothing retries it. So is a first
   bridge that exits before its hello (the interpreter cannot run bridge.py): the error carries
-  the last lines of the bridge's own stderr. The bridge runs in its own process group, so a
-  terminal's Ctrl-C reaches only the connector, which logs it out in order.
+  the last lines of the bridge's own stderr.
 
 It knows nothing of the pipeline, stores or Redis.
 """
@@ -44,7 +42,7 @@ from typing import Final
 import msgspec
 
 from fxconnector.config.schema import FxcmBrokerConfig
-from fxconnector.config.secrets import Secret, Secrets
+from fxconnector.config.secrets import Secrets
 from fxconnector.core.builders.spec import BarSpec, PriceSide, VolumeMode
 from fxconnector.core.calendar import TradingCalendar
 from fxconnector.core.errors import (
@@ -57,12 +55,11 @@ from fxconnector.core.model.tick import Tick
 from fxconnector.runtime.clock import Clock
 from fxconnector.runtime.ingest.broker.feed import QueueFedBroker
 from fxconnector.runtime.ingest.broker.fxcm import protocol as wire
-from fxconnector.runtime.ingest.broker.fxcm.bridge_env import (
-    BRIDGE_PATH,
-    PASSWORD_ENV,
-    USER_ENV,
-    bridge_environment,
-    redact,
+from fxconnector.runtime.ingest.broker.fxcm.bridge_env import PASSWORD_ENV, USER_ENV
+from fxconnector.runtime.ingest.broker.fxcm.bridge_process import (
+    NO_HELLO,
+    BridgeProcess,
+    BridgeRunner,
 )
 from fxconnector.runtime.ingest.broker.port import HistoryAnswer, RejectedCandle
 from fxconnector.runtime.ingest.broker.resilience import Backoff, Watchdog
@@ -77,10 +74,6 @@ _TICK_BUFFER: Final = 100_000
 _SESSION_BUFFER: Final = 1_000
 _ERROR_SAMPLES: Final = 20
 _LOUD_PARSE_ERRORS: Final = 10
-_STDERR_TAIL: Final = 20
-#: The lines of a bridge that never started quoted in the error (its traceback, mostly).
-_START_TAIL: Final = 8
-_NO_HELLO: Final = "the bridge exited before its hello"
 _LOG_LEVELS: Final[Mapping[str, int]] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -147,11 +140,8 @@ class FxcmBroker(QueueFedBroker):
                 raise ConfigError(f"fxcm broker: no calendar for symbol {symbol!r}")
         self._calendars = tuple(calendars[symbol] for symbol in self._symbols)
         self._config = config
-        self._user: Secret = user
-        self._password: Secret = password
         self._clock = clock
         self._init_feed("fxcm", log, _TICK_BUFFER, _SESSION_BUFFER)
-        self._bridge_env = dict(bridge_env or {})
         # the SDK keeps its price-history cache in ./History under the bridge's working directory
         self._workdir = workdir
         self._spec = spec
@@ -161,24 +151,33 @@ class FxcmBroker(QueueFedBroker):
         self._connect_timeout_s = connect_timeout_s
         self._hello_timeout_s = hello_timeout_s
         self._history_timeout_s = history_timeout_s
-        self._close_timeout_s = close_timeout_s
-        self._bridge_arguments = (
-            *("--protocol", str(wire.PROTOCOL_VERSION)),
-            *("--url", config.url, "--connection", config.connection),
-            *("--chunk-minutes", str(history_chunk_mins)),
-            *("--backoff-base-s", repr(bridge_backoff_base_s)),
-            *("--backoff-cap-s", repr(bridge_backoff_cap_s)),
+        self._closing = asyncio.Event()
+        self._runner = BridgeRunner(
+            python=config.python,
+            arguments=(
+                *("--protocol", str(wire.PROTOCOL_VERSION)),
+                *("--url", config.url, "--connection", config.connection),
+                *("--chunk-minutes", str(history_chunk_mins)),
+                *("--backoff-base-s", repr(bridge_backoff_base_s)),
+                *("--backoff-cap-s", repr(bridge_backoff_cap_s)),
+            ),
+            user=user,
+            password=password,
+            closing=self._closing,
+            log=log,
+            event_prefix="fxcm.bridge",
+            line_limit=_LINE_LIMIT,
+            close_timeout_s=close_timeout_s,
+            workdir=workdir,
+            extra_env=bridge_env,
         )
         self._history_lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[wire.HistoryResult]] = {}
         self._next_request = 0
         self._samples: collections.deque[str] = collections.deque(maxlen=_ERROR_SAMPLES)
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
-        self._process: asyncio.subprocess.Process | None = None
-        self._closing = asyncio.Event()
+        #: The bridge that said hello, to which requests go (None while starting or stopping).
+        self._process: BridgeProcess | None = None
         self._ready = asyncio.Event()  # first subscription, a fatal error, or close
-        self._restart = asyncio.Event()
-        self._restart_reason = ""
         self._subscribed = False
         self._ever_subscribed = False
         self._ever_hello = False
@@ -186,8 +185,6 @@ class FxcmBroker(QueueFedBroker):
         self.parse_errors = 0
         #: FXCM sessions established again after the first one (by the bridge or a restart).
         self.reconnects = 0
-        #: Bridge processes started after the first one.
-        self.restarts = 0
         #: `history_error` answers.
         self.history_errors = 0
         #: The last `history_error` text (FXCM's own words), for status.
@@ -207,6 +204,11 @@ class FxcmBroker(QueueFedBroker):
     def error_samples(self) -> tuple[str, ...]:
         """The last few unreadable lines and bad answers, newest last."""
         return tuple(self._samples)
+
+    @property
+    def restarts(self) -> int:
+        """Bridge processes started after the first one."""
+        return self._runner.restarts
 
     @property
     def bridge_pid(self) -> int | None:
@@ -292,7 +294,7 @@ class FxcmBroker(QueueFedBroker):
             open_mode=self._spec.open_mode.value,
         )
         try:
-            await self._send(process, request)
+            await process.send(request)
             try:
                 return await asyncio.wait_for(future, timeout=self._history_timeout_s)
             except TimeoutError:
@@ -300,7 +302,7 @@ class FxcmBroker(QueueFedBroker):
                     f"history {request_id} got no answer in {self._history_timeout_s:g} s "
                     "(get_history may be stuck busy-waiting)"
                 )
-                self._request_restart(reason)
+                self._runner.request_restart(reason)
                 raise BrokerDisconnected(f"fxcm {reason}") from None
         finally:
             self._pending.pop(request_id, None)
@@ -332,16 +334,11 @@ class FxcmBroker(QueueFedBroker):
     async def _supervise(self) -> None:
         """Run the bridge, restart it after failures, until closed or a fatal error."""
         try:
-            first = True
-            while not self._closing.is_set() and self._fatal is None:
-                if not first:
-                    delay_s = self._backoff.next_delay()
-                    log.info("fxcm.bridge.restart", extra={"fields": {"delay_s": delay_s}})
-                    if not await self._sleep_s(delay_s):
-                        break
-                    self.restarts += 1
-                first = False
-                await self._run_bridge()
+            await self._runner.supervise(
+                self._run_bridge,
+                next_delay=self._backoff.next_delay,
+                keep_going=lambda: self._fatal is None,
+            )
         except Exception as exc:  # our bug: stop loudly rather than loop or hang the iterators
             log.exception("fxcm.supervisor.failed")
             self._fatal = ContractViolation(f"fxcm adapter failed: {exc!r}")
@@ -354,24 +351,10 @@ class FxcmBroker(QueueFedBroker):
     async def _run_bridge(self) -> None:
         """One bridge process from start to exit."""
         self._set_state(BrokerState.CONNECTING, "starting the fxcm bridge")
-        self._restart.clear()  # a restart asked of an earlier bridge is done
         try:
             if self._workdir is not None:
                 self._workdir.mkdir(parents=True, exist_ok=True)
-            process = await asyncio.create_subprocess_exec(
-                self._config.python,
-                str(BRIDGE_PATH),
-                *self._bridge_arguments,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._child_environment(),
-                cwd=self._workdir,
-                limit=_LINE_LIMIT,
-                # Its own process group: a terminal's Ctrl-C reaches the connector, which logs
-                # the bridge out in order; the bridge never sees it.
-                process_group=0,
-            )
+            process = await self._runner.start()
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             self._fatal = ConfigError(
                 f"cannot start the fxcm bridge ({exc.strerror or exc}: {exc.filename!r}); "
@@ -381,8 +364,6 @@ class FxcmBroker(QueueFedBroker):
         except OSError as exc:
             self._set_state(BrokerState.DISCONNECTED, f"cannot start the fxcm bridge: {exc}")
             return
-        self._stderr_tail.clear()
-        stderr = asyncio.create_task(self._pump_stderr(process))
         reason = "the bridge stopped"
         try:
             reason = await self._serve(process)
@@ -390,61 +371,34 @@ class FxcmBroker(QueueFedBroker):
             self._process = None
             self._subscribed = False
             self._fail_pending(reason)
-            await self._stop(process)
-            await asyncio.gather(stderr, return_exceptions=True)
+            await process.stop()
+            await process.stderr_closed()
         if self._fatal is None and not self._closing.is_set():
-            if reason == _NO_HELLO and not self._ever_hello:
+            if reason == NO_HELLO and not self._ever_hello:
                 # It never started: the interpreter cannot run bridge.py. Its own words say
                 # why; restarting would only repeat them.
-                lines = "\n".join(list(self._stderr_tail)[-_START_TAIL:])
-                self._fatal = ConfigError(
-                    f"the fxcm bridge exited with code {process.returncode} before its hello "
-                    f"(broker.fxcm.python = {self._config.python!r}); "
-                    + (f"its last lines:\n{lines}" if lines else "it wrote nothing")
-                )
+                self._fatal = process.start_error(f"broker.fxcm.python = {self._config.python!r}")
                 return
-            tail = " | ".join(list(self._stderr_tail)[-3:])
-            detail = f"{reason} (exit code {process.returncode})" + (
-                f"; stderr: {tail}" if tail else ""
-            )
-            self._set_state(BrokerState.DISCONNECTED, detail)
+            self._set_state(BrokerState.DISCONNECTED, process.exit_detail(reason))
 
-    async def _serve(self, process: asyncio.subprocess.Process) -> str:
+    async def _serve(self, process: BridgeProcess) -> str:
         """Handshake, subscribe, then relay lines until the bridge ends or must be restarted."""
-        assert process.stdout is not None
-        stdout = process.stdout
-        hello = await self._read_hello(stdout)
-        if hello is None:
-            return "closed" if self._closing.is_set() else "no hello from the bridge in time"
-        if not hello:
-            return _NO_HELLO
         try:
-            greeting = wire.decode_message(hello)
-        except msgspec.DecodeError as exc:
-            self._bad_line(hello, exc)
-            return "the bridge's first line was not a hello"
-        if not isinstance(greeting, wire.Hello):
-            self._bad_line(hello, "expected hello first")
-            return "the bridge's first line was not a hello"
-        if greeting.protocol != wire.PROTOCOL_VERSION:
-            self._fatal = ConfigError(
-                f"fxcm bridge speaks protocol {greeting.protocol}, this connector "
-                f"{wire.PROTOCOL_VERSION}: run the bridge.py shipped with the connector"
-            )
+            greeting = await process.handshake(self._hello_timeout_s, self._bad_line)
+        except ConfigError as exc:  # a bridge of another protocol version
+            self._fatal = exc
             return "protocol mismatch"
+        if isinstance(greeting, str):
+            return greeting  # why there is no hello
         self._process = process
         self._ever_hello = True
-        log.info(
-            "fxcm.bridge.started",
-            extra={"fields": {"pid": greeting.pid, "python": greeting.python, "sdk": greeting.sdk}},
-        )
-        reader = asyncio.create_task(self._read_lines(stdout))
+        reader = asyncio.create_task(process.relay(self._on_line, self._bad_line))
         with contextlib.suppress(BrokerDisconnected):  # a bridge dying now: the reader sees EOF
-            await self._send(process, wire.SubscribeRequest(symbols=list(self._symbols)))
+            await process.send(wire.SubscribeRequest(symbols=list(self._symbols)))
         stoppers = {
             asyncio.create_task(self._watch()),
             asyncio.create_task(self._closing.wait()),
-            asyncio.create_task(self._restart.wait()),
+            asyncio.create_task(self._runner.restart_requested()),
         }
         try:
             await asyncio.wait({reader, *stoppers}, return_when=asyncio.FIRST_COMPLETED)
@@ -456,40 +410,11 @@ class FxcmBroker(QueueFedBroker):
             return reader.result()
         reason = next((r for r in results if isinstance(r, str)), None)
         if reason is None:
-            reason = "closed" if self._closing.is_set() else self._restart_reason
-        self._restart.clear()
+            reason = "closed" if self._closing.is_set() else self._runner.restart_reason
         self._process = None  # no new history request goes to a bridge being stopped
-        await self._stop(process)
+        await process.stop()
         await reader  # it drains the rest (logout's session events) until EOF
         return reason
-
-    async def _read_hello(self, stdout: asyncio.StreamReader) -> bytes | None:
-        """The bridge's first line; None on timeout or when closing first."""
-        line = asyncio.ensure_future(stdout.readline())
-        closer = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait(
-                (line, closer), timeout=self._hello_timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for task in (line, closer):
-                task.cancel()
-            await asyncio.gather(line, closer, return_exceptions=True)
-        if line.cancelled() or line.exception() is not None:
-            return None
-        return line.result()
-
-    async def _read_lines(self, stdout: asyncio.StreamReader) -> str:
-        """Relay protocol lines until EOF; returns why it ended."""
-        while True:
-            try:
-                line = await stdout.readline()
-            except ValueError:  # a line over _LINE_LIMIT: the stream cannot be trusted now
-                self._bad_line(b"", f"a line longer than {_LINE_LIMIT} bytes")
-                return "the bridge wrote an oversized line"
-            if not line:
-                return "the bridge exited"
-            self._on_line(line)
 
     def _on_line(self, line: bytes) -> None:
         try:
@@ -553,60 +478,10 @@ class FxcmBroker(QueueFedBroker):
                 self._set_state(BrokerState.STALE, detail)
                 return detail
 
-    def _request_restart(self, reason: str) -> None:
-        self._restart_reason = reason
-        self._restart.set()
-
-    async def _stop(self, process: asyncio.subprocess.Process) -> None:
-        """Ask the bridge to shut down (logout); kill it after `close_timeout_s`."""
-        stdin = process.stdin
-        if stdin is not None and not stdin.is_closing():
-            if process.returncode is None:
-                with contextlib.suppress(ConnectionError, BrokerDisconnected):
-                    await self._send(process, wire.ShutdownRequest())
-            stdin.close()
-            with contextlib.suppress(ConnectionError):
-                await stdin.wait_closed()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=self._close_timeout_s)
-        except TimeoutError:
-            log.warning("fxcm.bridge.kill", extra={"fields": {"pid": process.pid}})
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-    async def _send(self, process: asyncio.subprocess.Process, request: wire.Request) -> None:
-        stdin = process.stdin
-        if stdin is None or stdin.is_closing():
-            raise BrokerDisconnected("fxcm bridge input is closed")
-        try:
-            stdin.write(wire.encode_line(request))
-            await stdin.drain()
-        except ConnectionError as exc:
-            raise BrokerDisconnected(f"fxcm bridge input is closed: {exc}") from None
-
-    async def _pump_stderr(self, process: asyncio.subprocess.Process) -> None:
-        """The bridge's diagnostics, redacted, into our log (and a short tail for errors)."""
-        assert process.stderr is not None
-        while True:
-            try:
-                raw = await process.stderr.readline()
-            except ValueError:  # an over-long line: skip what we can
-                continue
-            if not raw:
-                return
-            text = self._redact(raw.decode("utf-8", "replace").rstrip())
-            if text:
-                self._stderr_tail.append(text[:500])
-                log.info("fxcm.bridge.stderr", extra={"fields": {"line": text}})
-
-    def _child_environment(self) -> dict[str, str]:
-        return bridge_environment(self._user, self._password, self._bridge_env)
-
     # -- small helpers -------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._password, self._user)
+        return self._runner.redact(text)
 
     def _bad_line(self, line: bytes, problem: object) -> None:
         sample = self._redact(line[:200].decode("utf-8", "replace").strip())
@@ -621,9 +496,3 @@ class FxcmBroker(QueueFedBroker):
             "fxcm.bad_data",
             extra={"fields": {"error": message, "parse_errors": self.parse_errors}},
         )
-
-    async def _sleep_s(self, delay_s: float) -> bool:
-        """Sleep `delay_s` (real time); False when the broker is closing first."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), timeout=delay_s)
-        return not self._closing.is_set()
