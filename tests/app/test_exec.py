@@ -380,8 +380,14 @@ def test_make_run_demo_places_a_paper_order_in_one_command(tmp_path: Path) -> No
             ]
             positions = http.get("/api/positions", params={"trader": "demo"}).json()["positions"]
             assert [(p["symbol"], p["units"]) for p in positions] == [("EURUSD", 1000)]
-            # The exec process's live status: served, and a line of `fxconnector status`.
-            process = http.get("/api/exec").json()["process"]
+            # The exec process's live status: served, and a line of `fxconnector status`. It is
+            # written after the orders and positions in a period: wait for the one with the fill.
+            process: dict[str, Any] | None = None
+            for _ in range(100):
+                process = http.get("/api/exec").json()["process"]
+                if process is not None and process["open_positions"] == 1:
+                    break
+                time.sleep(0.1)
             assert process is not None
             assert (process["gateway"], process["trading_state"]) == ("paper", "ACTIVE")
             assert (process["open_orders"], process["open_positions"]) == (0, 1)

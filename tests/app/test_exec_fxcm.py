@@ -86,7 +86,15 @@ class StandIn:
 def fxcm_config() -> str:
     python = os.environ.get("FXCM_TEST_PYTHON", "") or sys.executable
     assert 'gateway = "paper"' in CONFIG
-    return CONFIG.replace('gateway = "paper"', 'gateway = "fxcm"') + (
+    # A real bridge process answers later than the in-process paper gateway: a "no such order"
+    # is believed 5 s after the submit (not 1 s), so a stalled stand-in on a loaded machine is
+    # not taken for an order that never arrived.
+    config = CONFIG.replace('gateway = "paper"', 'gateway = "fxcm"')
+    for paper, fxcm in (("ack_timeout_ms = 500", "ack_timeout_ms = 2000"),
+                        ("not_found_grace_ms = 1000", "not_found_grace_ms = 5000")):  # fmt: skip
+        assert paper in config
+        config = config.replace(paper, fxcm)
+    return config + (
         "\n[execution.fxcm]\n"
         f"python = {json.dumps(python)}\n"
         'connection = "Demo"\n'
@@ -128,12 +136,14 @@ class FxcmExecRun(ExecRun):
         while any(pid_alive(pid) for pid in self.bridges):
             assert time.monotonic() < deadline, "the bridge outlived its killed exec process"
             time.sleep(0.05)
+        self.bridges.clear()  # gone: their pids may be reused, never signal them again
 
     def cleanup(self) -> None:
         super().cleanup()
         for pid in self.bridges:
             if pid_alive(pid):
-                os.kill(pid, 9)
+                with contextlib.suppress(ProcessLookupError):  # it ended since the check
+                    os.kill(pid, 9)
 
 
 @pytest.fixture

@@ -72,9 +72,12 @@ def test_each_process_serves_the_symbols_of_the_whole_namespace(
         ]:
             assert time.monotonic() < deadline, listed
             time.sleep(0.5)
-        # B's status detail, read by A from the key B writes.
-        detail = http.get("/api/status", params={"symbol": FOREIGN})
-        assert detail.status_code == 200, detail.text
+        # B's status detail, read by A from the key B writes (on B's first status pass, which
+        # may come after its symbols are listed).
+        while (detail := http.get("/api/status", params={"symbol": FOREIGN})).status_code != 200:
+            assert detail.status_code == 404, detail.text  # status_not_published: not yet
+            assert time.monotonic() < deadline, detail.text
+            time.sleep(0.5)
         with httpx.Client(base_url=b.base, timeout=WAIT_S) as b_http:
             own = b_http.get("/api/status", params={"symbol": FOREIGN}).json()
         assert detail.json()["symbol"] == FOREIGN

@@ -472,6 +472,11 @@ def test_clients_of_a_reader_started_while_redis_is_down_are_told_and_then_serve
     assert len(record.ids) == len(set(record.ids))
 
 
+def redis_ms(stack: Stack) -> int:
+    seconds, micros = stack.writer.client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def test_a_cursor_ahead_of_the_reader_gets_nothing_it_already_has(stack: Stack) -> None:
     """A client may hold a newer cursor (from /api/bars' snapshot) than the reader has read;
     what the reader then reads up to that cursor must not reach it again."""
@@ -481,13 +486,16 @@ def test_a_cursor_ahead_of_the_reader_gets_nothing_it_already_has(stack: Stack) 
         await until(lambda: witness.record.status == 200, "witness")
         await asyncio.sleep(0.3)  # the reader runs
         first = stack.writer.publish(events(1)[0])
-        # A cursor one second past the newest entry: entries written meanwhile lie below it.
-        cursor = f"{int(first.split('-')[0]) + 1000}-0"
+        # A cursor 4 s past the newest entry: entries written meanwhile (the SSE connect, on a
+        # loaded machine too) lie below it.
+        cursor = f"{int(first.split('-')[0]) + 4000}-0"
         ahead = await sse(stack.server.port, {"cursor": cursor})
         await until(lambda: ahead.record.status == 200, "ahead")
         await asyncio.sleep(0.2)  # it has joined
         below = [stack.writer.publish(e) for e in events(2, start=1)]
-        await asyncio.sleep(1.1)  # Redis' clock passes the cursor
+        cursor_ms = int(cursor.split("-")[0])
+        assert all(int(entry.split("-")[0]) < cursor_ms for entry in below), (below, cursor)
+        await until(lambda: redis_ms(stack) > cursor_ms, "Redis' clock passes the cursor")
         above = stack.writer.publish(events(1, start=3)[0])
         await until(partial(has_at_least, witness.record, 4), "witness got all")
         await until(lambda: ahead.record.ids[-1:] == [above], "ahead got the later one")
