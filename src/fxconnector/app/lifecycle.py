@@ -126,7 +126,10 @@ async def run(
             parts.tail,
             events_retention_s=config.surface.events_retention_s,
             snapshot_bars=config.surface.snapshot_bars,
-            preview_interval_ms=config.surface.preview_interval_ms,
+            # Previews are paced by the preview pump (live_loops.clock_loop, every
+            # `preview_interval_ms`): each pump's previews wake the writer and go out right
+            # after it, not on a second timer of the same period (up to one more period late).
+            preview_interval_ms=0,
             clock=parts.clock,
             symbols=config.broker.symbols,
             leases=leases,
